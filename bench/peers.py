@@ -1,0 +1,196 @@
+#!/usr/bin/env python3
+"""Peer implementations of the ZooPipe benchmark job (CSV -> validated Parquet).
+
+    python bench/peers.py --engine duckdb|polars --threads T --input X.csv --out-dir D
+
+The job, identical in both engines (and meant to match `zoopipectl run` with
+bench/users.schema.json):
+  * read the CSV with every column as text (no type inference);
+  * cast: user_id -> UUID (kept as its text), age -> int64,
+    signup_ts -> timestamp UTC, score -> float64, is_active -> bool
+    (pydantic's lax words: true/false, 1/0, yes/no, on/off, t/f, y/n,
+    case-insensitive); a failed cast makes the row invalid, it is never dropped;
+  * check: not-null for all columns, age 0..120, username length 3..20 and
+    ^[a-z0-9]+$, email ^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$, country in the 8 codes,
+    score 0..1000;
+  * write valid rows, typed, to D/valid.parquet (zstd) and invalid rows as their
+    original text plus a `reason` column (';'-joined failing fields) to
+    D/errors.parquet (zstd);
+  * print one JSON line {"engine", "threads", "rows_read", "rows_valid",
+    "rows_invalid"} and exit non-zero unless valid + invalid == read.
+
+Both engines read the CSV once: DuckDB materialises the checked rows into a
+temporary table (it may spill to D/.duckdb_tmp) and copies the two outputs out
+of it; Polars runs the two sinks and the row count as one plan
+(pl.collect_all), so the common scan is shared.
+"""
+import argparse
+import json
+import os
+import sys
+
+COLUMNS = ["user_id", "username", "email", "age", "signup_ts", "country", "score", "is_active"]
+# Columns whose typed value differs from the text (errors keep the text).
+CAST_COLS = ["age", "signup_ts", "score", "is_active"]
+COUNTRIES = ["US", "DE", "FR", "GB", "ES", "IT", "JP", "BR"]
+EMAIL_RE = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+USERNAME_RE = r"^[a-z0-9]+$"
+UUID_RE = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+# RFC 3339 / ISO-8601 with offset or Z, optional fraction (Polars needs a format;
+# inferring one from the first value is slower and fails if that row is bad).
+TS_FORMAT = "%Y-%m-%dT%H:%M:%S%.f%#z"
+TRUE_WORDS = ["true", "1", "yes", "on", "t", "y"]
+FALSE_WORDS = ["false", "0", "no", "off", "f", "n"]
+
+
+def run_duckdb(inp, out_dir, threads):
+    import duckdb
+
+    con = duckdb.connect(config={"threads": threads})
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET preserve_insertion_order = false")
+    con.execute(f"SET temp_directory = '{os.path.join(out_dir, '.duckdb_tmp')}'")
+
+    def q(s):
+        return "'" + s.replace("'", "''") + "'"
+
+    def inlist(words):
+        return ", ".join(q(w) for w in words)
+
+    raw = ", ".join(f"{c} AS raw_{c}" for c in COLUMNS)
+    con.execute(f"""
+        CREATE TEMP TABLE t AS
+        WITH src AS (
+            SELECT {raw} FROM read_csv({q(inp)}, header = true, all_varchar = true, auto_detect = false,
+                columns = {{{", ".join(f"{q(c)}: 'VARCHAR'" for c in COLUMNS)}}})
+        ), typed AS (
+            SELECT *,
+                raw_user_id AS user_id,
+                TRY_CAST(raw_user_id AS UUID) AS uuid,
+                raw_username AS username,
+                raw_email AS email,
+                TRY_CAST(raw_age AS BIGINT) AS age,
+                TRY_CAST(raw_signup_ts AS TIMESTAMPTZ) AS signup_ts,
+                raw_country AS country,
+                TRY_CAST(raw_score AS DOUBLE) AS score,
+                CASE WHEN lower(raw_is_active) IN ({inlist(TRUE_WORDS)}) THEN true
+                     WHEN lower(raw_is_active) IN ({inlist(FALSE_WORDS)}) THEN false END AS is_active
+            FROM src
+        )
+        , checked AS (
+            SELECT *, concat_ws(';',
+                CASE WHEN uuid IS NULL THEN 'user_id' END,
+                CASE WHEN username IS NULL OR length(username) NOT BETWEEN 3 AND 20
+                          OR NOT regexp_full_match(username, {q(USERNAME_RE)}) THEN 'username' END,
+                CASE WHEN email IS NULL OR NOT regexp_full_match(email, {q(EMAIL_RE)}) THEN 'email' END,
+                CASE WHEN age IS NULL OR age NOT BETWEEN 0 AND 120 THEN 'age' END,
+                CASE WHEN signup_ts IS NULL THEN 'signup_ts' END,
+                CASE WHEN country IS NULL OR country NOT IN ({inlist(COUNTRIES)}) THEN 'country' END,
+                CASE WHEN score IS NULL OR NOT (score BETWEEN 0 AND 1000) THEN 'score' END,
+                CASE WHEN is_active IS NULL THEN 'is_active' END
+            ) AS reason
+            FROM typed
+        )
+        -- Keep the raw text of the cast columns only for invalid rows (the
+        -- NULLs of valid rows cost next to nothing in the table).
+        SELECT user_id, username, email, age, signup_ts, country, score, is_active, reason,
+            {", ".join(f"CASE WHEN reason <> '' THEN raw_{c} END AS raw_{c}" for c in CAST_COLS)}
+        FROM checked
+    """)
+    rows_read = con.execute("SELECT count(*) FROM t").fetchone()[0]
+    typed_cols = ", ".join(COLUMNS)
+    raw_cols = ", ".join(f"raw_{c} AS {c}" if c in CAST_COLS else c for c in COLUMNS)
+    valid = con.execute(
+        f"COPY (SELECT {typed_cols} FROM t WHERE reason = '') "
+        f"TO {q(os.path.join(out_dir, 'valid.parquet'))} (FORMAT parquet, COMPRESSION zstd)"
+    ).fetchone()[0]
+    invalid = con.execute(
+        f"COPY (SELECT {raw_cols}, reason FROM t WHERE reason <> '') "
+        f"TO {q(os.path.join(out_dir, 'errors.parquet'))} (FORMAT parquet, COMPRESSION zstd)"
+    ).fetchone()[0]
+    con.close()
+    return rows_read, valid, invalid
+
+
+def run_polars(inp, out_dir, threads):
+    # The thread pool size is fixed when polars is first imported.
+    os.environ["POLARS_MAX_THREADS"] = str(threads)
+    import polars as pl
+
+    lf = pl.scan_csv(inp, has_header=True, infer_schema=False, empty_string_is_null=True)
+    s = {c: pl.col(c) for c in COLUMNS}
+    low = s["is_active"].str.to_lowercase()
+    typed = {
+        "user_id": pl.when(s["user_id"].str.contains(UUID_RE)).then(s["user_id"]),
+        "username": s["username"],
+        "email": s["email"],
+        "age": s["age"].cast(pl.Int64, strict=False),
+        "signup_ts": s["signup_ts"].str.to_datetime(TS_FORMAT, time_zone="UTC", time_unit="us", strict=False),
+        "country": s["country"],
+        "score": s["score"].cast(pl.Float64, strict=False),
+        "is_active": pl.when(low.is_in(TRUE_WORDS)).then(True)
+                       .when(low.is_in(FALSE_WORDS)).then(False)
+                       .otherwise(None).cast(pl.Boolean),
+    }
+    t = {c: pl.col("_t_" + c) for c in COLUMNS}
+    checks = {
+        "user_id": t["user_id"].is_null(),
+        "username": t["username"].is_null()
+                    | ~t["username"].str.len_chars().is_between(3, 20)
+                    | ~t["username"].str.contains(USERNAME_RE),
+        "email": t["email"].is_null() | ~t["email"].str.contains(EMAIL_RE),
+        "age": t["age"].is_null() | ~t["age"].is_between(0, 120),
+        "signup_ts": t["signup_ts"].is_null(),
+        "country": t["country"].is_null() | ~t["country"].is_in(COUNTRIES),
+        "score": t["score"].is_null() | ~t["score"].is_between(0.0, 1000.0),
+        "is_active": t["is_active"].is_null(),
+    }
+    reason = pl.concat_str(
+        [pl.when(cond.fill_null(True)).then(pl.lit(name)) for name, cond in checks.items()],
+        separator=";", ignore_nulls=True,
+    ).alias("reason")
+    checked = (
+        lf.with_columns([e.alias("_t_" + c) for c, e in typed.items()])
+          .with_columns(reason)
+    )
+    valid_lf = checked.filter(pl.col("reason") == "").select([t[c].alias(c) for c in COLUMNS])
+    err_lf = checked.filter(pl.col("reason") != "").select(COLUMNS + ["reason"])
+    valid_path = os.path.join(out_dir, "valid.parquet")
+    err_path = os.path.join(out_dir, "errors.parquet")
+    count_lf = checked.select(
+        pl.len().alias("read"), (pl.col("reason") == "").sum().alias("valid")
+    )
+    _, _, counts = pl.collect_all([
+        valid_lf.sink_parquet(valid_path, compression="zstd", lazy=True),
+        err_lf.sink_parquet(err_path, compression="zstd", lazy=True),
+        count_lf,
+    ], engine="streaming")
+    rows_read = int(counts["read"][0])
+    # Count what was actually written, from the Parquet footers.
+    import pyarrow.parquet as pq
+    valid = pq.ParquetFile(valid_path).metadata.num_rows
+    invalid = pq.ParquetFile(err_path).metadata.num_rows
+    return rows_read, valid, invalid
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="ZooPipe benchmark peers (DuckDB / Polars)")
+    ap.add_argument("--engine", required=True, choices=["duckdb", "polars"])
+    ap.add_argument("--threads", type=int, required=True)
+    ap.add_argument("--input", required=True)
+    ap.add_argument("--out-dir", required=True)
+    a = ap.parse_args(argv)
+    os.makedirs(a.out_dir, exist_ok=True)
+    fn = run_duckdb if a.engine == "duckdb" else run_polars
+    rows_read, valid, invalid = fn(os.path.abspath(a.input), os.path.abspath(a.out_dir), a.threads)
+    print(json.dumps({"engine": a.engine, "threads": a.threads, "rows_read": rows_read,
+                      "rows_valid": valid, "rows_invalid": invalid}), flush=True)
+    if valid + invalid != rows_read:
+        print(f"peers.py: count mismatch: valid {valid} + invalid {invalid} != read {rows_read}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+//! zoopipectl: run conversion jobs on this machine (`run`), and inspect schemas (`schema`).
+
+mod args;
+mod progress;
+mod run;
+mod schema_cmd;
+mod summary;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+/// Exit codes scripts can rely on.
+pub mod exit {
+    /// The job failed while running (a task or the commit).
+    pub const JOB_FAILED: u8 = 1;
+    /// Bad usage, spec, schema, input or output: nothing ran.
+    pub const BAD_INPUT: u8 = 2;
+    /// Interrupted (Ctrl-C): nothing was committed.
+    pub const CANCELLED: u8 = 130;
+}
+
+fn main() -> ExitCode {
+    let cli = args::Cli::parse();
+    init_logging(cli.verbose);
+    zoopipe_common::storage::install_tls_provider();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(exit::JOB_FAILED);
+        }
+    };
+    let code = runtime.block_on(async {
+        match cli.command {
+            args::Command::Run(run) => run::run(*run).await,
+            args::Command::Schema(cmd) => schema_cmd::schema(cmd).await,
+        }
+    });
+    // Background fetches of cancelled readers must not hold the process open.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    ExitCode::from(code)
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+/// Print one clear line for an error and pick the exit code.
+pub fn fail(e: &zoopipe_common::Error) -> u8 {
+    eprintln!("error: {e}");
+    match e {
+        zoopipe_common::Error::Cancelled => exit::CANCELLED,
+        e if e.is_retryable() => exit::JOB_FAILED,
+        _ => exit::BAD_INPUT,
+    }
+}

@@ -1,0 +1,144 @@
+//! `zoopipectl run`: the embedded mode.
+
+use crate::args::RunArgs;
+use crate::{exit, fail, progress, summary};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use zoopipe_common::format::write::Codec;
+use zoopipe_common::format::{Format, parse_byte};
+use zoopipe_common::report::JobState;
+use zoopipe_common::spec::{JobSpec, SchemaSource, parse_size};
+use zoopipe_common::storage::Storage;
+use zoopipe_common::{Error, Result};
+use zoopipe_coordinator::{RunOptions, run_job};
+use zoopipe_worker::{Progress, WorkerContext};
+
+pub async fn run(args: RunArgs) -> u8 {
+    let spec = match build_spec(&args) {
+        Ok(spec) => spec,
+        Err(e) => return fail(&e),
+    };
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .max(1);
+    let ctx = WorkerContext {
+        storage: Storage::new(),
+        runtime: tokio::runtime::Handle::current(),
+        progress: Arc::new(Progress::default()),
+        cancel: Arc::new(AtomicBool::new(false)),
+    };
+    let cancel = ctx.cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("interrupted: stopping tasks, nothing will be committed");
+            cancel.store(true, Ordering::Relaxed);
+        }
+    });
+    let bar = progress::start(ctx.progress.clone(), args.quiet || args.json);
+    let result = run_job(ctx, spec, RunOptions { workers }).await;
+    bar.finish().await;
+    let report = match result {
+        Ok(report) => report,
+        Err(e) => return fail(&e),
+    };
+    if let Some(path) = &args.report {
+        let written = serde_json::to_vec_pretty(&report)
+            .map_err(std::io::Error::other)
+            .and_then(|text| std::fs::write(path, text));
+        if let Err(e) = written {
+            eprintln!("error: cannot write the report to {}: {e}", path.display());
+            return exit::JOB_FAILED;
+        }
+    }
+    if args.json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => println!("{text}"),
+            Err(e) => eprintln!("error: {e}"),
+        }
+    } else if !args.quiet {
+        summary::print(&report);
+    }
+    match report.state {
+        JobState::Succeeded => 0,
+        JobState::Cancelled => exit::CANCELLED,
+        _ => {
+            eprintln!("error: {}", report.message.as_deref().unwrap_or("the job failed"));
+            exit::JOB_FAILED
+        }
+    }
+}
+
+/// The spec file (if any) with every given flag applied over it.
+fn build_spec(args: &RunArgs) -> Result<JobSpec> {
+    let mut spec = match &args.spec {
+        Some(path) => JobSpec::from_file(path)?,
+        None => {
+            let output = args
+                .output
+                .clone()
+                .ok_or_else(|| Error::config("--output is required (or give a job spec file)"))?;
+            serde_json::from_value(serde_json::json!({ "inputs": [], "output": output }))
+                .map_err(|e| Error::config(e.to_string()))?
+        }
+    };
+    if !args.inputs.is_empty() {
+        spec.inputs = args.inputs.clone();
+    }
+    if spec.inputs.is_empty() {
+        return Err(Error::config("no input: pass --input URL (or give a job spec file)"));
+    }
+    if let Some(o) = &args.output {
+        spec.output = o.clone();
+    }
+    if let Some(f) = &args.format {
+        spec.format = Some(Format::parse(f)?);
+    }
+    if let Some(f) = &args.input_format {
+        spec.input_format = Some(Format::parse(f)?);
+    }
+    if let Some(s) = &args.schema {
+        spec.schema = Some(SchemaSource::Path(s.clone()));
+    }
+    if let Some(e) = &args.errors {
+        spec.errors = Some(e.clone());
+    }
+    if let Some(f) = &args.error_format {
+        spec.error_format = Some(Format::parse(f)?);
+    }
+    if let Some(p) = &args.partition_size {
+        spec.partition_size = parse_size(p).map_err(|e| Error::config(format!("--partition-size {e}")))?;
+    }
+    if let Some(b) = args.batch_size {
+        spec.batch_size = b;
+    }
+    if let Some(c) = &args.compression {
+        spec.write.compression = Codec::parse(c)?;
+    }
+    if let Some(r) = args.row_group_size {
+        spec.write.row_group_size = r;
+    }
+    let byte = |flag: &str, v: &str| parse_byte(v).map_err(|e| Error::config(format!("{flag}: {e}")));
+    if let Some(d) = &args.delimiter {
+        spec.csv.delimiter = byte("--delimiter", d)?;
+    }
+    if let Some(q) = &args.quote {
+        spec.csv.quote = byte("--quote", q)?;
+    }
+    if let Some(e) = &args.escape {
+        spec.csv.escape = Some(byte("--escape", e)?);
+    }
+    if args.no_header {
+        spec.csv.header = false;
+    }
+    if args.multiline {
+        spec.csv.multiline = true;
+    }
+    if args.overwrite {
+        spec.overwrite = true;
+    }
+    if let Some(m) = args.max_attempts {
+        spec.max_attempts = m;
+    }
+    Ok(spec)
+}

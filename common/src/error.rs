@@ -1,0 +1,139 @@
+//! One error type for the data plane, typed all the way to the wire: every variant knows whether
+//! retrying the task elsewhere can help (`is_retryable`). Messages name the object (URL) and,
+//! where there is one, the line/row and field.
+
+use crate::schema::SchemaError;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A bad job spec, URL or option: fatal, the user must change something.
+    #[error("{0}")]
+    Config(String),
+    /// The JSON Schema is invalid or uses something we do not support: fatal.
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    /// The object does not exist: fatal for the job.
+    #[error("{url}: not found")]
+    NotFound { url: String },
+    /// Credentials were refused or lack permission: fatal.
+    #[error("{url}: access denied ({detail})")]
+    AccessDenied { url: String, detail: String },
+    /// The object exists but cannot be decoded (truncated Parquet, bad footer, broken gzip): fatal.
+    #[error("{url}: {message}")]
+    Corrupt { url: String, message: String },
+    /// A transient storage/network failure: retryable.
+    #[error("{url}: {message}")]
+    Transient { url: String, message: String },
+    /// Local I/O (temp files, pipes): retryable.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Arrow/Parquet encoding failures while writing: retryable (usually a resource problem).
+    #[error("{context}: {message}")]
+    Encode { context: String, message: String },
+    /// The task or job was cancelled.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl Error {
+    /// Whether running the same task again (possibly elsewhere) may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Error::Transient { .. } | Error::Io { .. } | Error::Encode { .. }
+        )
+    }
+
+    pub fn config(message: impl Into<String>) -> Self {
+        Error::Config(message.into())
+    }
+
+    pub fn corrupt(url: impl Into<String>, message: impl std::fmt::Display) -> Self {
+        Error::Corrupt {
+            url: url.into(),
+            message: message.to_string(),
+        }
+    }
+
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        // A typed error that travelled through a std::io::Read/Write adapter comes back out whole.
+        if source.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+            match source.into_inner().map(|inner| inner.downcast::<Error>()) {
+                Some(Ok(inner)) => return *inner,
+                _ => {
+                    return Error::Io {
+                        context: context.into(),
+                        source: std::io::Error::other("error lost in transit"),
+                    };
+                }
+            }
+        }
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// Map an object_store failure on `url` to a typed error with one readable line.
+    pub fn from_store(url: &str, err: object_store::Error) -> Self {
+        use object_store::Error as E;
+        match err {
+            E::NotFound { .. } => Error::NotFound {
+                url: url.to_string(),
+            },
+            E::PermissionDenied { source, .. } | E::Unauthenticated { source, .. } => {
+                Error::AccessDenied {
+                    url: url.to_string(),
+                    detail: first_line(&source.to_string()),
+                }
+            }
+            other => {
+                let text = chain(&other);
+                let lower = text.to_ascii_lowercase();
+                if lower.contains("nosuchbucket") || lower.contains("bucket does not exist") {
+                    Error::Config(format!("{url}: bucket does not exist"))
+                } else if lower.contains("accessdenied")
+                    || lower.contains("403 forbidden")
+                    || lower.contains("signaturedoesnotmatch")
+                    || lower.contains("invalidaccesskeyid")
+                {
+                    Error::AccessDenied {
+                        url: url.to_string(),
+                        detail: "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or the profile"
+                            .into(),
+                    }
+                } else {
+                    Error::Transient {
+                        url: url.to_string(),
+                        message: first_line(&text),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The error and its sources on one line: object_store nests the useful part deep down.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().trim().to_string()
+}

@@ -1,0 +1,145 @@
+//! Invalid rows as output: every row that failed keeps its source (object URL and line, or row
+//! index), its original values and every reason. JSONL by default (nested `errors` / `values`),
+//! or any other output format with those two as JSON text columns.
+
+use crate::format::Format;
+use crate::format::write::{PartWriter, WriteOptions};
+use crate::storage::{PartUpload, PendingObject};
+use crate::validate::FieldError;
+use crate::{Error, Result};
+use arrow::array::{ArrayRef, Int64Array, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::sync::Arc;
+
+/// One rejected row.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ErrorRow {
+    pub source: String,
+    /// Line where the record starts (CSV/JSONL), 1-based.
+    pub line: Option<u64>,
+    /// Row index in the file (Parquet/Arrow/JSON array), 0-based.
+    pub row: Option<u64>,
+    /// The type of the first error (coercion, constraint, missing_column, extra_column, malformed_record).
+    pub error_type: String,
+    pub errors: Vec<FieldError>,
+    /// Original values by column, as text (null stays null).
+    pub values: serde_json::Map<String, serde_json::Value>,
+    /// The raw record, for records that could not be split into fields.
+    #[serde(default)]
+    pub raw: Option<String>,
+}
+
+impl ErrorRow {
+    pub fn new(source: &str, line: Option<u64>, row: Option<u64>, errors: Vec<FieldError>) -> Self {
+        let error_type = errors
+            .first()
+            .map(|e| kind_name(e))
+            .unwrap_or_default();
+        Self {
+            source: source.to_string(),
+            line,
+            row,
+            error_type,
+            errors,
+            values: serde_json::Map::new(),
+            raw: None,
+        }
+    }
+}
+
+fn kind_name(e: &FieldError) -> String {
+    serde_json::to_value(e.kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// The Arrow shape of error rows in CSV/Parquet/Arrow outputs.
+pub fn error_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("source", DataType::Utf8, false),
+        Field::new("line", DataType::Int64, true),
+        Field::new("row", DataType::Int64, true),
+        Field::new("error_type", DataType::Utf8, false),
+        Field::new("field", DataType::Utf8, true),
+        Field::new("message", DataType::Utf8, false),
+        Field::new("errors", DataType::Utf8, false),
+        Field::new("values", DataType::Utf8, false),
+        Field::new("raw", DataType::Utf8, true),
+    ]))
+}
+
+fn to_batch(rows: &[ErrorRow]) -> Result<RecordBatch> {
+    let text = |f: &dyn Fn(&ErrorRow) -> Option<String>| -> ArrayRef {
+        Arc::new(rows.iter().map(f).collect::<StringArray>())
+    };
+    let int = |f: &dyn Fn(&ErrorRow) -> Option<u64>| -> ArrayRef {
+        Arc::new(rows.iter().map(|r| f(r).map(|v| v as i64)).collect::<Int64Array>())
+    };
+    let columns = vec![
+        text(&|r| Some(r.source.clone())),
+        int(&|r| r.line),
+        int(&|r| r.row),
+        text(&|r| Some(r.error_type.clone())),
+        text(&|r| r.errors.first().and_then(|e| e.field.clone())),
+        text(&|r| Some(r.errors.first().map(|e| e.message.clone()).unwrap_or_default())),
+        text(&|r| serde_json::to_string(&r.errors).ok()),
+        text(&|r| serde_json::to_string(&r.values).ok()),
+        text(&|r| r.raw.clone()),
+    ];
+    RecordBatch::try_new(error_schema(), columns).map_err(|e| Error::Encode {
+        context: "building error rows".into(),
+        message: e.to_string(),
+    })
+}
+
+/// Streams error rows into one part.
+pub enum ErrorWriter {
+    Jsonl { sink: PartUpload, line: Vec<u8> },
+    Batches(PartWriter),
+}
+
+impl ErrorWriter {
+    pub fn new(format: Format, sink: PartUpload, options: &WriteOptions) -> Result<Self> {
+        Ok(match format {
+            Format::Jsonl => ErrorWriter::Jsonl {
+                sink,
+                line: Vec::new(),
+            },
+            other => ErrorWriter::Batches(PartWriter::new(other, error_schema(), sink, options)?),
+        })
+    }
+
+    pub fn write(&mut self, rows: &[ErrorRow]) -> Result<()> {
+        match self {
+            ErrorWriter::Jsonl { sink, line } => {
+                for row in rows {
+                    line.clear();
+                    serde_json::to_writer(&mut *line, row).map_err(|e| Error::Encode {
+                        context: "writing error rows".into(),
+                        message: e.to_string(),
+                    })?;
+                    line.push(b'\n');
+                    sink.write_all(line).map_err(|e| Error::io("writing error rows", e))?;
+                }
+                Ok(())
+            }
+            ErrorWriter::Batches(writer) => {
+                if rows.is_empty() {
+                    return Ok(());
+                }
+                writer.write(&to_batch(rows)?)
+            }
+        }
+    }
+
+    pub fn finish(self) -> Result<PendingObject> {
+        match self {
+            ErrorWriter::Jsonl { sink, .. } => sink.finish(),
+            ErrorWriter::Batches(writer) => writer.finish(),
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! Arrow IPC file input by record batches: the footer lists every batch's byte block, so a
+//! task fetches exactly its blocks (plus the dictionaries) with ranged GETs.
+
+use super::{Positions, SourceBatch};
+use crate::storage::{ObjectUrl, ReadCounter};
+use crate::{Error, Result};
+use arrow::buffer::Buffer;
+use arrow::datatypes::SchemaRef;
+use arrow::ipc::reader::{FileDecoder, read_footer_length};
+use arrow::ipc::{Block, MetadataVersion, convert::try_fb_to_schema, root_as_footer, root_as_message};
+use object_store::{ObjectStore, ObjectStoreExt, path::Path};
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tokio::runtime::Handle;
+
+/// What the footer says: schema, dictionary blocks and record batch blocks.
+pub struct IpcFooter {
+    pub schema: SchemaRef,
+    version: MetadataVersion,
+    dictionaries: Vec<Block>,
+    pub batches: Vec<Block>,
+}
+
+fn block_range(block: &Block) -> Range<u64> {
+    let start = block.offset().max(0) as u64;
+    start..start + block.metaDataLength().max(0) as u64 + block.bodyLength().max(0) as u64
+}
+
+/// Bytes of one block, for planning.
+pub fn block_len(block: &Block) -> u64 {
+    let r = block_range(block);
+    r.end - r.start
+}
+
+fn bad(url: &str, e: impl std::fmt::Display) -> Error {
+    Error::corrupt(url, format!("not a readable Arrow IPC file: {e}"))
+}
+
+async fn fetch(store: &dyn ObjectStore, path: &Path, url: &str, range: Range<u64>, counter: &ReadCounter) -> Result<bytes::Bytes> {
+    let bytes = store
+        .get_range(path, range)
+        .await
+        .map_err(|e| Error::from_store(url, e))?;
+    counter.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    Ok(bytes)
+}
+
+pub async fn read_footer(store: &dyn ObjectStore, url: &ObjectUrl, size: u64, counter: &ReadCounter) -> Result<IpcFooter> {
+    let (path, name) = (url.path(), url.to_string());
+    if size < 18 {
+        return Err(bad(&name, "file too short"));
+    }
+    let tail = fetch(store, &path, &name, size - 10..size, counter).await?;
+    let tail: [u8; 10] = tail[..].try_into().map_err(|_| bad(&name, "short read"))?;
+    let footer_len = read_footer_length(tail).map_err(|e| bad(&name, e))? as u64;
+    if footer_len + 10 > size {
+        return Err(bad(&name, "footer length exceeds the file"));
+    }
+    let footer_bytes = fetch(store, &path, &name, size - 10 - footer_len..size - 10, counter).await?;
+    let footer = root_as_footer(&footer_bytes).map_err(|e| bad(&name, e))?;
+    let schema = footer.schema().ok_or_else(|| bad(&name, "footer has no schema"))?;
+    Ok(IpcFooter {
+        schema: Arc::new(try_fb_to_schema(schema).map_err(|e| bad(&name, e))?),
+        version: footer.version(),
+        dictionaries: footer.dictionaries().map(|d| d.iter().copied().collect()).unwrap_or_default(),
+        batches: footer.recordBatches().map(|b| b.iter().copied().collect()).unwrap_or_default(),
+    })
+}
+
+/// Row count of every record batch, read from the message headers only (one coalesced fetch).
+pub async fn batch_rows(store: &dyn ObjectStore, url: &ObjectUrl, footer: &IpcFooter, counter: &ReadCounter) -> Result<Vec<u64>> {
+    let name = url.to_string();
+    let ranges: Vec<Range<u64>> = footer
+        .batches
+        .iter()
+        .map(|b| {
+            let start = b.offset().max(0) as u64;
+            start..start + b.metaDataLength().max(0) as u64
+        })
+        .collect();
+    let headers = store
+        .get_ranges(&url.path(), &ranges)
+        .await
+        .map_err(|e| Error::from_store(&name, e))?;
+    headers
+        .iter()
+        .map(|h| {
+            counter.fetch_add(h.len() as u64, Ordering::Relaxed);
+            // Encapsulated message: optional 0xFFFFFFFF continuation, i32 length, flatbuffer.
+            let body = if h.len() >= 8 && h[..4] == [0xff; 4] { &h[8..] } else { h.get(4..).unwrap_or(&[]) };
+            let message = root_as_message(body).map_err(|e| bad(&name, e))?;
+            let batch = message
+                .header_as_record_batch()
+                .ok_or_else(|| bad(&name, "block is not a record batch"))?;
+            Ok(batch.length().max(0) as u64)
+        })
+        .collect()
+}
+
+/// Reads a contiguous run of record batches of one file.
+pub struct IpcRows {
+    runtime: Handle,
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    source: Arc<str>,
+    decoder: FileDecoder,
+    blocks: std::vec::IntoIter<Block>,
+    next_row: u64,
+    counter: ReadCounter,
+}
+
+impl IpcRows {
+    /// `first_row` is the file-wide index of the first row of batch `batches.start`.
+    pub fn open(
+        runtime: &Handle,
+        store: Arc<dyn ObjectStore>,
+        url: &ObjectUrl,
+        size: u64,
+        batches: Range<usize>,
+        first_row: u64,
+        counter: ReadCounter,
+    ) -> Result<Self> {
+        let name = url.to_string();
+        let footer = runtime.block_on(read_footer(store.as_ref(), url, size, &counter))?;
+        if batches.end > footer.batches.len() {
+            return Err(bad(&name, format!("has {} record batches, the plan expected {}", footer.batches.len(), batches.end)));
+        }
+        let mut decoder = FileDecoder::new(footer.schema.clone(), footer.version);
+        for block in &footer.dictionaries {
+            let bytes = runtime.block_on(fetch(store.as_ref(), &url.path(), &name, block_range(block), &counter))?;
+            decoder
+                .read_dictionary(block, &Buffer::from(bytes))
+                .map_err(|e| bad(&name, e))?;
+        }
+        let blocks: Vec<Block> = footer.batches[batches].to_vec();
+        Ok(Self {
+            runtime: runtime.clone(),
+            store,
+            path: url.path(),
+            source: name.into(),
+            decoder,
+            blocks: blocks.into_iter(),
+            next_row: first_row,
+            counter,
+        })
+    }
+
+    pub fn next_batch(&mut self) -> Result<Option<SourceBatch>> {
+        let Some(block) = self.blocks.next() else {
+            return Ok(None);
+        };
+        let bytes = self
+            .runtime
+            .block_on(fetch(self.store.as_ref(), &self.path, &self.source, block_range(&block), &self.counter))?;
+        let batch = self
+            .decoder
+            .read_record_batch(&block, &Buffer::from(bytes))
+            .map_err(|e| bad(&self.source, e))?
+            .ok_or_else(|| bad(&self.source, "empty record batch block"))?;
+        let first = self.next_row;
+        self.next_row += batch.num_rows() as u64;
+        Ok(Some(SourceBatch {
+            source: self.source.clone(),
+            batch,
+            positions: Positions::Rows { first },
+            rejects: Vec::new(),
+            extra_keys: Vec::new(),
+        }))
+    }
+}

@@ -1,0 +1,327 @@
+//! JSON input: newline-delimited objects (split by byte ranges like CSV, a line never contains
+//! a raw newline so every newline is a record boundary) and JSON arrays of objects (streamed
+//! element by element, not split).
+
+use super::text::TextColumns;
+use super::{Positions, Reject, SourceBatch, lossy_capped};
+use crate::validate::{ErrorKind, FieldError};
+use crate::{Error, Result};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::io::{BufRead, Read};
+use std::sync::Arc;
+
+use super::csv::RangeOutcome;
+
+/// Maps JSON keys to columns and fills all-Utf8 batches.
+struct ObjectRows {
+    index: HashMap<String, usize>,
+    text: TextColumns,
+    extra_keys: Vec<(usize, Vec<String>)>,
+    scratch: Vec<bool>,
+}
+
+impl ObjectRows {
+    fn new(columns: Arc<[String]>, batch_size: usize) -> Self {
+        let index = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.clone(), i))
+            .collect();
+        let text = TextColumns::new(&columns, batch_size);
+        let scratch = vec![false; columns.len()];
+        Self {
+            index,
+            text,
+            extra_keys: Vec::new(),
+            scratch,
+        }
+    }
+
+    /// Push one object as a row. Scalars become their text; nested values their JSON text.
+    fn push(&mut self, object: &serde_json::Map<String, Value>) {
+        self.scratch.iter_mut().for_each(|s| *s = false);
+        let mut extras = Vec::new();
+        for (key, value) in object {
+            let Some(&col) = self.index.get(key) else {
+                extras.push(key.clone());
+                continue;
+            };
+            if self.scratch[col] {
+                continue;
+            }
+            self.scratch[col] = true;
+            match value {
+                Value::Null => self.text.push_null(col),
+                Value::String(s) if s.is_empty() => self.text.push_empty(col),
+                Value::String(s) => self.text.push(col, s.as_bytes()),
+                Value::Bool(b) => self.text.push(col, if *b { b"true" } else { b"false" }),
+                Value::Number(n) => self.text.push(col, n.to_string().as_bytes()),
+                nested => self.text.push(col, nested.to_string().as_bytes()),
+            }
+        }
+        // Columns absent from this object are null, in column order.
+        for col in 0..self.scratch.len() {
+            if !self.scratch[col] {
+                self.push_missing(col);
+            }
+        }
+        if !extras.is_empty() {
+            self.extra_keys.push((self.text.rows(), extras));
+        }
+        self.text.end_row();
+    }
+
+    fn push_missing(&mut self, col: usize) {
+        self.text.push_null(col);
+    }
+
+    fn take(&mut self, source: &Arc<str>, positions: Positions, rejects: Vec<Reject>) -> SourceBatch {
+        SourceBatch {
+            source: source.clone(),
+            batch: self.text.finish(),
+            positions,
+            rejects,
+            extra_keys: std::mem::take(&mut self.extra_keys),
+        }
+    }
+}
+
+/// Reads the JSON lines of one range (see the CSV module for the range rules).
+pub struct JsonLines<R: BufRead> {
+    reader: R,
+    rows: ObjectRows,
+    lines: Vec<u64>,
+    rejects: Vec<Reject>,
+    source: Arc<str>,
+    /// Absolute offset and line number of the next unread byte.
+    offset: u64,
+    line: u64,
+    end: Option<u64>,
+    batch_size: usize,
+    buf: Vec<u8>,
+    outcome: RangeOutcome,
+    first_line: u64,
+    done: bool,
+}
+
+impl<R: BufRead> JsonLines<R> {
+    pub fn new(
+        reader: R,
+        columns: Arc<[String]>,
+        source: Arc<str>,
+        base: u64,
+        line_base: u64,
+        end: Option<u64>,
+        batch_size: usize,
+    ) -> Self {
+        Self {
+            reader,
+            rows: ObjectRows::new(columns, batch_size),
+            lines: Vec::with_capacity(batch_size),
+            rejects: Vec::new(),
+            source,
+            offset: base,
+            line: line_base,
+            end,
+            batch_size,
+            buf: Vec::new(),
+            outcome: RangeOutcome {
+                first_record: base,
+                end: base,
+                lines: 0,
+            },
+            first_line: line_base,
+            done: false,
+        }
+    }
+
+    pub fn outcome(&self) -> RangeOutcome {
+        self.outcome
+    }
+
+    pub fn next_batch(&mut self) -> Result<Option<SourceBatch>> {
+        while !self.done && !self.rows.text.is_full(self.batch_size) {
+            self.read_line()?;
+        }
+        if self.rows.text.rows() == 0 && self.rejects.is_empty() {
+            return Ok(None);
+        }
+        let positions = Positions::Lines(std::mem::take(&mut self.lines));
+        let rejects = std::mem::take(&mut self.rejects);
+        Ok(Some(self.rows.take(&self.source, positions, rejects)))
+    }
+
+    fn read_line(&mut self) -> Result<()> {
+        if self.end.is_some_and(|end| self.offset >= end) {
+            return Ok(self.finish());
+        }
+        self.buf.clear();
+        let n = self
+            .reader
+            .read_until(b'\n', &mut self.buf)
+            .map_err(|e| Error::io(format!("reading {}", self.source), e))?;
+        if n == 0 {
+            return Ok(self.finish());
+        }
+        let line = self.line;
+        self.offset += n as u64;
+        if self.buf.ends_with(b"\n") {
+            self.line += 1;
+        }
+        let text = self.buf.trim_ascii();
+        if text.is_empty() {
+            return Ok(());
+        }
+        match serde_json::from_slice::<Value>(text) {
+            Ok(Value::Object(object)) => {
+                self.rows.push(&object);
+                self.lines.push(line);
+            }
+            Ok(other) => {
+                let kind = match other {
+                    Value::Array(_) => "an array",
+                    Value::String(_) => "a string",
+                    Value::Number(_) => "a number",
+                    Value::Bool(_) => "a boolean",
+                    _ => "null",
+                };
+                self.reject(line, format!("expected a JSON object, found {kind}"));
+            }
+            Err(e) => {
+                let message = if std::str::from_utf8(text).is_err() {
+                    "invalid UTF-8".to_string()
+                } else {
+                    format!("invalid JSON: {e}")
+                };
+                self.reject(line, message);
+            }
+        }
+        Ok(())
+    }
+
+    fn reject(&mut self, line: u64, message: String) {
+        let raw = lossy_capped(self.buf.trim_ascii());
+        self.rejects.push(Reject {
+            position: line,
+            values: Vec::new(),
+            raw,
+            error: FieldError {
+                field: None,
+                kind: ErrorKind::MalformedRecord,
+                message,
+            },
+        });
+    }
+
+    fn finish(&mut self) {
+        self.outcome.end = self.offset;
+        self.outcome.lines = self.line - self.first_line;
+        self.done = true;
+    }
+}
+
+/// Stream the elements of a top-level JSON array of objects, `batch_size` rows at a time.
+/// Elements that are not objects become rejects; a syntax error fails the object (a broken
+/// array has no record boundaries to recover from).
+pub fn read_array<R: Read>(
+    reader: R,
+    columns: Arc<[String]>,
+    source: Arc<str>,
+    batch_size: usize,
+    mut emit: impl FnMut(SourceBatch) -> Result<()>,
+) -> Result<()> {
+    use serde::de::{DeserializeSeed, SeqAccess, Visitor};
+
+    struct State<'a, F> {
+        rows: ObjectRows,
+        rejects: Vec<Reject>,
+        source: Arc<str>,
+        batch_size: usize,
+        next_row: u64,
+        batch_first: u64,
+        emit: &'a mut F,
+        failure: Option<Error>,
+    }
+
+    impl<F: FnMut(SourceBatch) -> Result<()>> State<'_, F> {
+        fn flush(&mut self) -> Result<()> {
+            if self.rows.text.rows() == 0 && self.rejects.is_empty() {
+                return Ok(());
+            }
+            let positions = Positions::Rows {
+                first: self.batch_first,
+            };
+            let rejects = std::mem::take(&mut self.rejects);
+            let batch = self.rows.take(&self.source, positions, rejects);
+            self.batch_first = self.next_row;
+            (self.emit)(batch)
+        }
+    }
+
+    struct ArrayVisitor<'s, 'a, F>(&'s mut State<'a, F>);
+
+    impl<'de, F: FnMut(SourceBatch) -> Result<()>> Visitor<'de> for ArrayVisitor<'_, '_, F> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON array of objects")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
+            let state = self.0;
+            while let Some(value) = seq.next_element::<Value>()? {
+                let row = state.next_row;
+                state.next_row += 1;
+                match value {
+                    Value::Object(object) => {
+                        // Row positions inside a batch must stay consecutive: rejects carry their own.
+                        state.rows.push(&object);
+                    }
+                    other => state.rejects.push(Reject {
+                        position: row,
+                        values: Vec::new(),
+                        raw: lossy_capped(other.to_string().as_bytes()),
+                        error: FieldError {
+                            field: None,
+                            kind: ErrorKind::MalformedRecord,
+                            message: "array element is not a JSON object".into(),
+                        },
+                    }),
+                }
+                if state.rows.text.is_full(state.batch_size) || !state.rejects.is_empty() {
+                    if let Err(e) = state.flush() {
+                        state.failure = Some(e);
+                        return Err(serde::de::Error::custom("stopped"));
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+
+    impl<'de, F: FnMut(SourceBatch) -> Result<()>> DeserializeSeed<'de> for ArrayVisitor<'_, '_, F> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+
+    let mut state = State {
+        rows: ObjectRows::new(columns, batch_size),
+        rejects: Vec::new(),
+        source: source.clone(),
+        batch_size,
+        next_row: 0,
+        batch_first: 0,
+        emit: &mut emit,
+        failure: None,
+    };
+    let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::new(reader));
+    let parsed = ArrayVisitor(&mut state).deserialize(&mut de);
+    if let Some(failure) = state.failure.take() {
+        return Err(failure);
+    }
+    parsed
+        .and_then(|_| de.end())
+        .map_err(|e| Error::corrupt(source.to_string(), format!("invalid JSON array: {e}")))?;
+    state.flush()
+}

@@ -1,0 +1,212 @@
+//! Parquet input by row groups (ranged GETs through an `AsyncFileReader` over object_store),
+//! footer inspection for the planner, and row-group concatenation for single-file outputs.
+
+use super::{Positions, SourceBatch};
+use crate::storage::ReadCounter;
+use crate::{Error, Result};
+use bytes::Bytes;
+use futures::{FutureExt, StreamExt, future::BoxFuture};
+use object_store::{ObjectStore, ObjectStoreExt, path::Path};
+use parquet::arrow::arrow_reader::ArrowReaderOptions;
+use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStream};
+use parquet::arrow::ParquetRecordBatchStreamBuilder;
+use parquet::column::writer::ColumnCloseResult;
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
+use parquet::file::properties::WriterProperties;
+use parquet::file::reader::ChunkReader;
+use parquet::file::writer::SerializedFileWriter;
+use std::io::Write;
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tokio::runtime::Handle;
+
+/// One Parquet object read through ranged GETs.
+pub struct ObjectFile {
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    url: String,
+    size: u64,
+    counter: ReadCounter,
+}
+
+impl ObjectFile {
+    pub fn new(store: Arc<dyn ObjectStore>, url: &crate::storage::ObjectUrl, size: u64, counter: ReadCounter) -> Self {
+        Self {
+            store,
+            path: url.path(),
+            url: url.to_string(),
+            size,
+            counter,
+        }
+    }
+
+    fn wrap(&self, e: object_store::Error) -> ParquetError {
+        ParquetError::External(Box::new(Error::from_store(&self.url, e)))
+    }
+}
+
+impl AsyncFileReader for ObjectFile {
+    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        async move {
+            let bytes = self.store.get_range(&self.path, range).await.map_err(|e| self.wrap(e))?;
+            self.counter.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            Ok(bytes)
+        }
+        .boxed()
+    }
+
+    fn get_byte_ranges(&mut self, ranges: Vec<Range<u64>>) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        async move {
+            let parts = self.store.get_ranges(&self.path, &ranges).await.map_err(|e| self.wrap(e))?;
+            let total: usize = parts.iter().map(Bytes::len).sum();
+            self.counter.fetch_add(total as u64, Ordering::Relaxed);
+            Ok(parts)
+        }
+        .boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        _options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        let size = self.size;
+        async move {
+            let metadata = ParquetMetaDataReader::new()
+                .with_prefetch_hint(Some(64 * 1024))
+                .load_and_finish(self, size)
+                .await?;
+            Ok(Arc::new(metadata))
+        }
+        .boxed()
+    }
+}
+
+/// A Parquet failure on `url`: storage errors keep their type, the rest means a corrupt file.
+pub fn parquet_error(url: &str, e: ParquetError) -> Error {
+    match e {
+        ParquetError::External(inner) => match inner.downcast::<Error>() {
+            Ok(typed) => *typed,
+            Err(other) => Error::corrupt(url, format!("not a readable Parquet file: {other}")),
+        },
+        other => Error::corrupt(url, format!("not a readable Parquet file: {other}")),
+    }
+}
+
+/// Row count and compressed size of each row group, for planning.
+pub async fn row_groups(file: &mut ObjectFile) -> Result<Vec<(u64, u64)>> {
+    let url = file.url.clone();
+    let metadata = file.get_metadata(None).await.map_err(|e| parquet_error(&url, e))?;
+    Ok(metadata
+        .row_groups()
+        .iter()
+        .map(|rg| (rg.num_rows().max(0) as u64, rg.compressed_size().max(0) as u64))
+        .collect())
+}
+
+/// Reads a contiguous run of row groups of one file.
+pub struct ParquetRows {
+    runtime: Handle,
+    stream: ParquetRecordBatchStream<ObjectFile>,
+    source: Arc<str>,
+    next_row: u64,
+}
+
+impl ParquetRows {
+    pub fn open(runtime: &Handle, file: ObjectFile, groups: Range<usize>, batch_size: usize) -> Result<Self> {
+        let url = file.url.clone();
+        let builder = runtime
+            .block_on(ParquetRecordBatchStreamBuilder::new(file))
+            .map_err(|e| parquet_error(&url, e))?;
+        let metadata = builder.metadata().clone();
+        let available = metadata.num_row_groups();
+        if groups.end > available {
+            return Err(Error::corrupt(
+                &url,
+                format!("has {available} row groups, the plan expected at least {}", groups.end),
+            ));
+        }
+        let first_row: i64 = metadata.row_groups()[..groups.start].iter().map(|rg| rg.num_rows()).sum();
+        let stream = builder
+            .with_row_groups(groups.collect())
+            .with_batch_size(batch_size)
+            .build()
+            .map_err(|e| parquet_error(&url, e))?;
+        Ok(Self {
+            runtime: runtime.clone(),
+            stream,
+            source: url.into(),
+            next_row: first_row.max(0) as u64,
+        })
+    }
+
+    pub fn next_batch(&mut self) -> Result<Option<SourceBatch>> {
+        match self.runtime.block_on(self.stream.next()) {
+            None => Ok(None),
+            Some(Err(e)) => Err(parquet_error(&self.source, e)),
+            Some(Ok(batch)) => {
+                let first = self.next_row;
+                self.next_row += batch.num_rows() as u64;
+                Ok(Some(SourceBatch {
+                    source: self.source.clone(),
+                    batch,
+                    positions: Positions::Rows { first },
+                    rejects: Vec::new(),
+                    extra_keys: Vec::new(),
+                }))
+            }
+        }
+    }
+}
+
+/// Concatenate Parquet files with identical schemas into one, copying row groups' column
+/// chunks byte for byte (no decode, no re-encode) under a single new footer.
+pub fn concat<R: ChunkReader, W: Write + Send>(inputs: &[R], names: &[String], out: W) -> Result<W> {
+    let context = |i: usize| names.get(i).cloned().unwrap_or_default();
+    let mut parsed = Vec::with_capacity(inputs.len());
+    for (i, input) in inputs.iter().enumerate() {
+        let metadata = ParquetMetaDataReader::new()
+            .with_page_index_policy(PageIndexPolicy::Optional)
+            .parse_and_finish(input)
+            .map_err(|e| parquet_error(&context(i), e))?;
+        parsed.push(metadata);
+    }
+    let Some(first) = parsed.first() else {
+        return Err(Error::config("nothing to concatenate"));
+    };
+    let schema = first.file_metadata().schema_descr().root_schema_ptr();
+    for (i, metadata) in parsed.iter().enumerate().skip(1) {
+        if metadata.file_metadata().schema() != first.file_metadata().schema() {
+            return Err(Error::corrupt(context(i), "part schema differs from the first part"));
+        }
+    }
+    // Keep the Arrow schema (timestamp time zones, ...) that ArrowWriter stored in the footer.
+    let props = WriterProperties::builder()
+        .set_key_value_metadata(first.file_metadata().key_value_metadata().cloned())
+        .build();
+    let encode = |e: ParquetError| Error::Encode {
+        context: "concatenating Parquet parts".into(),
+        message: e.to_string(),
+    };
+    let mut writer = SerializedFileWriter::new(out, schema, Arc::new(props)).map_err(encode)?;
+    for (input, metadata) in inputs.iter().zip(&parsed) {
+        let page_index = metadata.page_index();
+        for (rg_idx, rg) in metadata.row_groups().iter().enumerate() {
+            let mut rg_out = writer.next_row_group().map_err(encode)?;
+            for (col_idx, column) in rg.columns().iter().enumerate() {
+                let result = ColumnCloseResult {
+                    bytes_written: column.compressed_size() as _,
+                    rows_written: rg.num_rows() as _,
+                    metadata: column.clone(),
+                    bloom_filter: None,
+                    column_index: page_index.and_then(|pi| pi.column_index(rg_idx, col_idx)).cloned(),
+                    offset_index: page_index.and_then(|pi| pi.offset_index(rg_idx, col_idx)).cloned(),
+                };
+                rg_out.append_column(input, result).map_err(encode)?;
+            }
+            rg_out.close().map_err(encode)?;
+        }
+    }
+    writer.into_inner().map_err(encode)
+}

@@ -1,0 +1,151 @@
+//! Output writers: one part = one object, streamed through a [`PartUpload`].
+
+use super::Format;
+use crate::storage::{PartUpload, PendingObject};
+use crate::{Error, Result};
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression as PqCompression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+
+/// Parquet compression codec for outputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Codec {
+    #[default]
+    Snappy,
+    Zstd,
+    Lz4,
+    None,
+}
+
+impl Codec {
+    pub fn parse(text: &str) -> Result<Self> {
+        match text.to_ascii_lowercase().as_str() {
+            "snappy" => Ok(Codec::Snappy),
+            "zstd" => Ok(Codec::Zstd),
+            "lz4" => Ok(Codec::Lz4),
+            "none" | "uncompressed" => Ok(Codec::None),
+            other => Err(Error::config(format!(
+                "unknown compression '{other}' (snappy, zstd, lz4, none)"
+            ))),
+        }
+    }
+}
+
+/// How parts are encoded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WriteOptions {
+    pub compression: Codec,
+    /// Rows per Parquet row group (bounds the writer's memory).
+    pub row_group_size: usize,
+    /// Header line in CSV outputs.
+    pub csv_header: bool,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        Self {
+            compression: Codec::Snappy,
+            row_group_size: 1024 * 1024,
+            csv_header: true,
+        }
+    }
+}
+
+pub enum PartWriter {
+    Parquet(ArrowWriter<PartUpload>),
+    Csv {
+        writer: arrow::csv::Writer<PartUpload>,
+        schema: SchemaRef,
+        wrote: bool,
+    },
+    Jsonl(arrow::json::LineDelimitedWriter<PartUpload>),
+    Arrow(arrow::ipc::writer::FileWriter<PartUpload>),
+}
+
+fn encode_error(context: &str, e: impl std::fmt::Display) -> Error {
+    Error::Encode {
+        context: context.to_string(),
+        message: e.to_string(),
+    }
+}
+
+impl PartWriter {
+    pub fn new(format: Format, schema: SchemaRef, sink: PartUpload, options: &WriteOptions) -> Result<Self> {
+        Ok(match format {
+            Format::Parquet => {
+                let compression = match options.compression {
+                    Codec::Snappy => PqCompression::SNAPPY,
+                    Codec::Zstd => PqCompression::ZSTD(ZstdLevel::default()),
+                    Codec::Lz4 => PqCompression::LZ4_RAW,
+                    Codec::None => PqCompression::UNCOMPRESSED,
+                };
+                let props = WriterProperties::builder()
+                    .set_compression(compression)
+                    .set_max_row_group_row_count(Some(options.row_group_size.max(1)))
+                    .build();
+                PartWriter::Parquet(
+                    ArrowWriter::try_new(sink, schema, Some(props))
+                        .map_err(|e| encode_error("starting Parquet part", e))?,
+                )
+            }
+            Format::Csv => PartWriter::Csv {
+                writer: arrow::csv::WriterBuilder::new()
+                    .with_header(options.csv_header)
+                    .build(sink),
+                schema,
+                wrote: false,
+            },
+            Format::Jsonl => PartWriter::Jsonl(arrow::json::LineDelimitedWriter::new(sink)),
+            Format::Arrow => PartWriter::Arrow(
+                arrow::ipc::writer::FileWriter::try_new(sink, &schema)
+                    .map_err(|e| encode_error("starting Arrow part", e))?,
+            ),
+        })
+    }
+
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        match self {
+            PartWriter::Parquet(w) => w.write(batch).map_err(|e| encode_error("writing Parquet", e)),
+            PartWriter::Csv { writer, wrote, .. } => {
+                *wrote = true;
+                writer.write(batch).map_err(|e| encode_error("writing CSV", e))
+            }
+            PartWriter::Jsonl(w) => w.write(batch).map_err(|e| encode_error("writing JSONL", e)),
+            PartWriter::Arrow(w) => w.write(batch).map_err(|e| encode_error("writing Arrow", e)),
+        }
+    }
+
+    /// Finish encoding and uploading; the object is not visible until the returned upload commits.
+    pub fn finish(self) -> Result<PendingObject> {
+        let sink = match self {
+            PartWriter::Parquet(w) => w.into_inner().map_err(|e| encode_error("closing Parquet", e))?,
+            PartWriter::Csv {
+                mut writer,
+                schema,
+                wrote,
+            } => {
+                if !wrote {
+                    // An empty part still carries its header.
+                    writer
+                        .write(&RecordBatch::new_empty(schema))
+                        .map_err(|e| encode_error("writing CSV", e))?;
+                }
+                writer.into_inner()
+            }
+            PartWriter::Jsonl(mut w) => {
+                w.finish().map_err(|e| encode_error("closing JSONL", e))?;
+                w.into_inner()
+            }
+            PartWriter::Arrow(mut w) => {
+                w.finish().map_err(|e| encode_error("closing Arrow", e))?;
+                w.into_inner().map_err(|e| encode_error("closing Arrow", e))?
+            }
+        };
+        sink.finish()
+    }
+}

@@ -1,0 +1,18 @@
+//! ZooPipe Fleet data plane, shared by the embedded runner, the coordinator and the workers.
+//!
+//! Nothing here talks to etcd or serves gRPC: this crate turns URLs into object stores,
+//! reads and writes the supported formats as Arrow record batches, compiles JSON Schema into
+//! column-at-a-time validators, splits inputs into tasks, and defines the counters that add up
+//! into a job report.
+
+pub mod error;
+pub mod errors_out;
+pub mod format;
+pub mod plan;
+pub mod report;
+pub mod schema;
+pub mod spec;
+pub mod storage;
+pub mod validate;
+
+pub use error::{Error, Result};

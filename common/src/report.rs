@@ -1,0 +1,152 @@
+//! Counters: what one task did ([`TaskResult`]) and what the job did ([`JobReport`]), which is
+//! the merge of its committed task results. Field names follow ZooPipe's report.
+
+use crate::format::csv::RangeOutcome;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One written part (output or errors).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PartInfo {
+    pub url: String,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// How one byte range of a CSV/JSONL file lined up, for the boundary check.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RangeReport {
+    pub url: String,
+    pub start: u64,
+    pub end: u64,
+    pub outcome: RangeOutcome,
+}
+
+/// What one attempt of one task produced.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskResult {
+    pub index: u32,
+    pub attempt: u32,
+    pub rows_read: u64,
+    pub rows_valid: u64,
+    pub rows_invalid: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub duration_s: f64,
+    pub errors_by_field: BTreeMap<String, u64>,
+    pub errors_by_type: BTreeMap<String, u64>,
+    pub output: Option<PartInfo>,
+    pub error_part: Option<PartInfo>,
+    /// Byte ranges read (CSV/JSONL splits), for the boundary check and line numbering.
+    pub ranges: Vec<RangeReport>,
+    /// The error part numbers lines from the start of a range whose first line is not yet
+    /// known; the commit renumbers it once the earlier ranges have reported their line counts.
+    pub error_lines_relative: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Pending,
+    Running,
+    Committing,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Partitions {
+    pub total: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub retried: u64,
+}
+
+/// Per-task line of the report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskSummary {
+    pub index: u32,
+    pub attempts: u32,
+    pub rows_read: u64,
+    pub rows_invalid: u64,
+    pub duration_s: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobReport {
+    pub job_id: String,
+    pub state: JobState,
+    pub total_processed: u64,
+    pub total_valid: u64,
+    pub total_errors: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub duration_s: f64,
+    pub items_per_second: f64,
+    pub partitions: Partitions,
+    pub outputs: Vec<String>,
+    pub error_outputs: Vec<String>,
+    pub errors_by_field: BTreeMap<String, u64>,
+    pub errors_by_type: BTreeMap<String, u64>,
+    pub inputs: Vec<String>,
+    pub started_at: String,
+    pub finished_at: String,
+    /// Why the job failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    pub tasks: Vec<TaskSummary>,
+}
+
+impl JobReport {
+    pub fn new(job_id: &str) -> Self {
+        Self {
+            job_id: job_id.to_string(),
+            state: JobState::Pending,
+            total_processed: 0,
+            total_valid: 0,
+            total_errors: 0,
+            bytes_read: 0,
+            bytes_written: 0,
+            duration_s: 0.0,
+            items_per_second: 0.0,
+            partitions: Partitions::default(),
+            outputs: Vec::new(),
+            error_outputs: Vec::new(),
+            errors_by_field: BTreeMap::new(),
+            errors_by_type: BTreeMap::new(),
+            inputs: Vec::new(),
+            started_at: String::new(),
+            finished_at: String::new(),
+            message: None,
+            tasks: Vec::new(),
+        }
+    }
+
+    /// Add one committed task result.
+    pub fn add(&mut self, r: &TaskResult) {
+        self.total_processed += r.rows_read;
+        self.total_valid += r.rows_valid;
+        self.total_errors += r.rows_invalid;
+        self.bytes_read += r.bytes_read;
+        self.bytes_written += r.bytes_written;
+        for (k, v) in &r.errors_by_field {
+            *self.errors_by_field.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &r.errors_by_type {
+            *self.errors_by_type.entry(k.clone()).or_default() += v;
+        }
+        self.tasks.push(TaskSummary {
+            index: r.index,
+            attempts: r.attempt,
+            rows_read: r.rows_read,
+            rows_invalid: r.rows_invalid,
+            duration_s: r.duration_s,
+        });
+    }
+
+    /// The invariant every report keeps: nothing lost, nothing counted twice.
+    pub fn balanced(&self) -> bool {
+        self.total_processed == self.total_valid + self.total_errors
+    }
+}

@@ -1,0 +1,313 @@
+//! The job spec: what users write in `job.yaml` (or pass as `zoopipectl run` flags), and the
+//! resolved [`JobConfig`] every task is executed against.
+
+use crate::format::write::WriteOptions;
+use crate::format::{CsvOptions, Format, detect};
+use crate::schema::CompiledSchema;
+use crate::storage::ObjectUrl;
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::sync::Arc;
+
+pub const DEFAULT_PARTITION_SIZE: u64 = 128 * 1024 * 1024;
+pub const DEFAULT_BATCH_SIZE: usize = 64 * 1024;
+
+/// A job as users write it (YAML or JSON). Field names are the README's.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// Input URLs: objects, prefixes ending in `/`, or globs.
+    #[serde(alias = "input", deserialize_with = "one_or_many")]
+    pub inputs: Vec<String>,
+    /// Input format; from each file's extension when absent.
+    #[serde(default)]
+    pub input_format: Option<Format>,
+    #[serde(default)]
+    pub csv: CsvOptions,
+    /// Output prefix (ends with `/`: part files) or single object (`.../users.parquet`).
+    pub output: String,
+    /// Output format; from the output file's extension when absent, else Parquet.
+    #[serde(default)]
+    pub format: Option<Format>,
+    #[serde(default)]
+    pub write: WriteOptions,
+    /// JSON Schema: a file path (relative to the spec file) or the schema itself. None = infer.
+    #[serde(default)]
+    pub schema: Option<SchemaSource>,
+    /// Where invalid rows go (prefix or single object). Default: `<output>/_errors/`.
+    #[serde(default)]
+    pub errors: Option<String>,
+    /// Format of error outputs when `errors` is a prefix. Default JSONL.
+    #[serde(default)]
+    pub error_format: Option<Format>,
+    /// Target bytes of input per task.
+    #[serde(default = "default_partition_size", with = "size_text")]
+    pub partition_size: u64,
+    /// Rows per Arrow batch inside a task.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Replace whatever the output already holds (otherwise a non-empty output is refused).
+    #[serde(default)]
+    pub overwrite: bool,
+    /// Attempts per task for retryable failures.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+}
+
+fn default_partition_size() -> u64 {
+    DEFAULT_PARTITION_SIZE
+}
+fn default_batch_size() -> usize {
+    DEFAULT_BATCH_SIZE
+}
+fn default_max_attempts() -> u32 {
+    4
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum SchemaSource {
+    Path(String),
+    Inline(serde_json::Value),
+}
+
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+/// Sizes as numbers of bytes or text like `64MiB`, `128 MB`, `1GiB`.
+pub mod size_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(*v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum NumOrText {
+            Num(u64),
+            Text(String),
+        }
+        match NumOrText::deserialize(d)? {
+            NumOrText::Num(n) => Ok(n),
+            NumOrText::Text(t) => super::parse_size(&t).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Parse `64MiB`, `128MB`, `1 GiB`, `1000` into bytes.
+pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
+    let size: bytesize::ByteSize = text
+        .trim()
+        .parse()
+        .map_err(|e| format!("'{text}' is not a size like 64MiB: {e}"))?;
+    if size.as_u64() == 0 {
+        return Err(format!("'{text}': size must be positive"));
+    }
+    Ok(size.as_u64())
+}
+
+impl JobSpec {
+    /// Read a YAML or JSON spec file; relative schema paths are resolved against its folder.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::config(format!("{}: {e}", path.display())))?;
+        let mut spec: JobSpec = serde_norway::from_str(&text)
+            .map_err(|e| Error::config(format!("{}: {e}", path.display())))?;
+        if let Some(SchemaSource::Path(p)) = &spec.schema {
+            let p = Path::new(p);
+            if p.is_relative() {
+                if let Some(dir) = path.parent() {
+                    spec.schema = Some(SchemaSource::Path(dir.join(p).to_string_lossy().into_owned()));
+                }
+            }
+        }
+        Ok(spec)
+    }
+
+    /// Load the schema it names (file or inline); `None` when types are to be inferred.
+    pub fn load_schema(&self) -> Result<Option<CompiledSchema>> {
+        match &self.schema {
+            None => Ok(None),
+            Some(SchemaSource::Inline(v)) => Ok(Some(CompiledSchema::from_json_schema(v)?)),
+            Some(SchemaSource::Path(p)) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| Error::config(format!("schema {p}: {e}")))?;
+                CompiledSchema::from_json_str(&text)
+                    .map(Some)
+                    .map_err(|e| Error::config(format!("schema {p}: {e}")))
+            }
+        }
+    }
+}
+
+/// Where one kind of output goes.
+#[derive(Clone, Debug)]
+pub struct OutputTarget {
+    /// The prefix that gets part files, or the single object.
+    pub url: ObjectUrl,
+    pub format: Format,
+    /// True when `url` names one object that the parts are merged into at commit.
+    pub single_file: bool,
+}
+
+impl OutputTarget {
+    fn resolve(text: &str, format: Option<Format>, default: Format) -> Result<Self> {
+        let url = ObjectUrl::parse(text)?;
+        if url.is_prefix() {
+            return Ok(Self {
+                url,
+                format: format.unwrap_or(default),
+                single_file: false,
+            });
+        }
+        match (detect(url.file_name()).0, format) {
+            (Some(ext), Some(given)) if ext != given => Err(Error::config(format!(
+                "{text}: the extension says {ext} but the format is {given}"
+            ))),
+            (Some(ext), _) => Ok(Self {
+                url,
+                format: ext,
+                single_file: true,
+            }),
+            // No known extension: a prefix the user forgot to end with '/'.
+            (None, given) => Ok(Self {
+                url: url.with_key(format!("{}/", url.key())),
+                format: given.unwrap_or(default),
+                single_file: false,
+            }),
+        }
+    }
+
+    /// Where task `index`'s part goes before commit.
+    pub fn part_url(&self, job_id: &str, index: u32) -> ObjectUrl {
+        let name = format!("part-{index:05}.{}", self.format.extension());
+        if self.single_file {
+            self.staging(job_id).join(&name)
+        } else {
+            self.url.join(&name)
+        }
+    }
+
+    /// A hidden prefix for parts that are merged or rewritten at commit.
+    pub fn staging(&self, job_id: &str) -> ObjectUrl {
+        let base = if self.single_file {
+            self.url.parent()
+        } else {
+            self.url.clone()
+        };
+        base.join(&format!("_zoopipe_staging/{job_id}/"))
+    }
+
+    /// Where `_report.json` / `_SUCCESS` style markers go: `name` in the prefix, or beside the single file.
+    pub fn marker(&self, name: &str) -> ObjectUrl {
+        if self.single_file {
+            let file = self.url.file_name();
+            self.url
+                .parent()
+                .join(&format!("_{file}.{}", name.trim_start_matches('_')))
+        } else {
+            self.url.join(name)
+        }
+    }
+}
+
+/// A validated job, ready to plan and run.
+#[derive(Clone)]
+pub struct JobConfig {
+    pub job_id: String,
+    pub spec: JobSpec,
+    pub output: OutputTarget,
+    pub errors: OutputTarget,
+    /// None until planning has inferred it (no schema given).
+    pub schema: Option<Arc<CompiledSchema>>,
+}
+
+impl JobConfig {
+    pub fn new(job_id: String, spec: JobSpec) -> Result<Self> {
+        if spec.inputs.is_empty() {
+            return Err(Error::config("no input given"));
+        }
+        if spec.batch_size == 0 {
+            return Err(Error::config("batch_size must be positive"));
+        }
+        if spec.max_attempts == 0 {
+            return Err(Error::config("max_attempts must be at least 1"));
+        }
+        let output = OutputTarget::resolve(&spec.output, spec.format, Format::Parquet)?;
+        let errors = match &spec.errors {
+            Some(e) => OutputTarget::resolve(e, spec.error_format, Format::Jsonl)?,
+            None if output.single_file => {
+                let stem = output.url.file_name().split('.').next().unwrap_or("output").to_string();
+                let format = spec.error_format.unwrap_or(Format::Jsonl);
+                OutputTarget {
+                    url: output.url.parent().join(&format!("{stem}_errors.{}", format.extension())),
+                    format,
+                    single_file: true,
+                }
+            }
+            None => OutputTarget {
+                url: output.url.join("_errors/"),
+                format: spec.error_format.unwrap_or(Format::Jsonl),
+                single_file: false,
+            },
+        };
+        for input in &spec.inputs {
+            ObjectUrl::parse(input)?;
+        }
+        let schema = spec.load_schema()?.map(Arc::new);
+        Ok(Self {
+            job_id,
+            spec,
+            output,
+            errors,
+            schema,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_spec_with_sizes_and_single_input() {
+        let spec: JobSpec = serde_norway::from_str(
+            "input: s3://raw/2024-01-01/*.csv\noutput: s3://lake/users/\npartition_size: 64MiB\ncsv:\n  delimiter: ';'\n",
+        )
+        .unwrap();
+        assert_eq!(spec.inputs, ["s3://raw/2024-01-01/*.csv"]);
+        assert_eq!(spec.partition_size, 64 * 1024 * 1024);
+        assert_eq!(spec.csv.delimiter, b';');
+        assert!(spec.csv.header);
+        let bad = serde_norway::from_str::<JobSpec>("input: a\noutput: b\nbogus: 1\n");
+        assert!(bad.unwrap_err().to_string().contains("bogus"));
+    }
+
+    #[test]
+    fn outputs_are_prefixes_or_single_files() {
+        let spec: JobSpec = serde_norway::from_str("input: a.csv\noutput: s3://lake/users.parquet\n").unwrap();
+        let job = JobConfig::new("j1".into(), spec).unwrap();
+        assert!(job.output.single_file);
+        assert_eq!(job.output.part_url("j1", 3).to_string(), "s3://lake/_zoopipe_staging/j1/part-00003.parquet");
+        assert_eq!(job.errors.url.to_string(), "s3://lake/users_errors.jsonl");
+        assert_eq!(job.output.marker("_SUCCESS").to_string(), "s3://lake/_users.parquet.SUCCESS");
+        let spec: JobSpec = serde_norway::from_str("input: a.csv\noutput: s3://lake/users/\nformat: csv\n").unwrap();
+        let job = JobConfig::new("j1".into(), spec).unwrap();
+        assert_eq!(job.output.part_url("j1", 42).to_string(), "s3://lake/users/part-00042.csv");
+        assert_eq!(job.errors.url.to_string(), "s3://lake/users/_errors/");
+        assert_eq!(job.output.marker("_SUCCESS").to_string(), "s3://lake/users/_SUCCESS");
+    }
+}

@@ -1,0 +1,175 @@
+//! S3 configuration the way AWS users already have it: `AWS_*` environment variables first,
+//! then `~/.aws/credentials` and `~/.aws/config` for `AWS_PROFILE` (or `default`).
+//! A custom `AWS_ENDPOINT_URL` (MinIO and friends) gets path-style requests, and plain http
+//! is allowed when the endpoint says `http://`.
+
+use crate::{Error, Result};
+use ini::Ini;
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::{ClientOptions, RetryConfig};
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub(super) fn build_s3(bucket: &str) -> Result<AmazonS3> {
+    build_s3_from(bucket, &env_pairs(), &Profile::load())
+}
+
+fn env_pairs() -> Vec<(String, String)> {
+    std::env::vars()
+        .filter(|(k, _)| k.starts_with("AWS_"))
+        .collect()
+}
+
+fn build_s3_from(bucket: &str, env: &[(String, String)], profile: &Profile) -> Result<AmazonS3> {
+    let get = |name: &str| {
+        env.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .filter(|v| !v.is_empty())
+    };
+    let mut builder = AmazonS3Builder::new().with_bucket_name(bucket);
+    for (key, value) in env {
+        // Only the keys object_store knows; unknown AWS_* variables (AWS_PROFILE, ...) are ours or the SDK's.
+        if let Ok(config_key) = key.to_ascii_lowercase().parse::<AmazonS3ConfigKey>() {
+            builder = builder.with_config(config_key, value);
+        }
+    }
+    if get("AWS_ACCESS_KEY_ID").is_none() {
+        if let Some(key) = &profile.access_key_id {
+            builder = builder.with_access_key_id(key);
+        }
+        if let Some(secret) = &profile.secret_access_key {
+            builder = builder.with_secret_access_key(secret);
+        }
+        if let Some(token) = &profile.session_token {
+            builder = builder.with_token(token);
+        }
+    }
+    let region = get("AWS_REGION")
+        .or_else(|| get("AWS_DEFAULT_REGION"))
+        .or_else(|| profile.region.clone())
+        .unwrap_or_else(|| "us-east-1".to_string());
+    builder = builder.with_region(region);
+    let endpoint = get("AWS_ENDPOINT_URL_S3")
+        .or_else(|| get("AWS_ENDPOINT_URL"))
+        .or_else(|| get("AWS_ENDPOINT"))
+        .or_else(|| profile.endpoint_url.clone());
+    if let Some(endpoint) = endpoint {
+        if endpoint.starts_with("http://") {
+            builder = builder.with_allow_http(true);
+        }
+        builder = builder.with_endpoint(endpoint);
+    }
+    // A handful of quick retries: wrong endpoints and dead servers must fail in seconds with one
+    // line, not after minutes of backoff. Throttling and 5xx are still retried.
+    let max_retries = get("ZOOPIPE_S3_MAX_RETRIES")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    builder = builder.with_retry(RetryConfig {
+        max_retries,
+        retry_timeout: Duration::from_secs(60),
+        ..RetryConfig::default()
+    });
+    builder = builder.with_client_options(
+        ClientOptions::new()
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_timeout(Duration::from_secs(300)),
+    );
+    builder
+        .build()
+        .map_err(|e| Error::config(format!("s3://{bucket}: invalid S3 configuration: {e}")))
+}
+
+/// The parts of `~/.aws/credentials` and `~/.aws/config` we use, for one profile.
+#[derive(Default, Debug)]
+struct Profile {
+    access_key_id: Option<String>,
+    secret_access_key: Option<String>,
+    session_token: Option<String>,
+    region: Option<String>,
+    endpoint_url: Option<String>,
+}
+
+impl Profile {
+    fn load() -> Self {
+        let name = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".to_string());
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        let credentials = std::env::var_os("AWS_SHARED_CREDENTIALS_FILE")
+            .map(PathBuf::from)
+            .or_else(|| home.as_ref().map(|h| h.join(".aws/credentials")));
+        let config = std::env::var_os("AWS_CONFIG_FILE")
+            .map(PathBuf::from)
+            .or_else(|| home.as_ref().map(|h| h.join(".aws/config")));
+        let read = |p: Option<PathBuf>| p.and_then(|p| Ini::load_from_file(p).ok());
+        Self::from_files(&name, read(credentials).as_ref(), read(config).as_ref())
+    }
+
+    fn from_files(name: &str, credentials: Option<&Ini>, config: Option<&Ini>) -> Self {
+        let mut out = Profile::default();
+        // The config file names non-default profiles "profile NAME"; the credentials file does not.
+        let config_section = if name == "default" {
+            "default".to_string()
+        } else {
+            format!("profile {name}")
+        };
+        let sections = [
+            credentials.and_then(|c| c.section(Some(name))),
+            config.and_then(|c| c.section(Some(config_section.as_str()))),
+            config.and_then(|c| c.section(Some(name))),
+        ];
+        for section in sections.into_iter().flatten() {
+            let take = |slot: &mut Option<String>, key: &str| {
+                if slot.is_none() {
+                    *slot = section.get(key).map(str::to_string);
+                }
+            };
+            take(&mut out.access_key_id, "aws_access_key_id");
+            take(&mut out.secret_access_key, "aws_secret_access_key");
+            take(&mut out.session_token, "aws_session_token");
+            take(&mut out.region, "region");
+            take(&mut out.endpoint_url, "endpoint_url");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profile_files_supply_credentials_region_and_endpoint() {
+        let creds = Ini::load_from_str(
+            "[default]\naws_access_key_id = AK1\naws_secret_access_key = S1\n\
+             [dev]\naws_access_key_id = AK2\naws_secret_access_key = S2\naws_session_token = T2\n",
+        )
+        .unwrap();
+        let config = Ini::load_from_str(
+            "[default]\nregion = eu-west-1\n[profile dev]\nregion = us-west-2\nendpoint_url = http://127.0.0.1:9000\n",
+        )
+        .unwrap();
+        let dev = Profile::from_files("dev", Some(&creds), Some(&config));
+        assert_eq!(dev.access_key_id.as_deref(), Some("AK2"));
+        assert_eq!(dev.session_token.as_deref(), Some("T2"));
+        assert_eq!(dev.region.as_deref(), Some("us-west-2"));
+        assert_eq!(dev.endpoint_url.as_deref(), Some("http://127.0.0.1:9000"));
+        let default = Profile::from_files("default", Some(&creds), Some(&config));
+        assert_eq!(default.secret_access_key.as_deref(), Some("S1"));
+        assert_eq!(default.region.as_deref(), Some("eu-west-1"));
+        assert!(default.endpoint_url.is_none());
+    }
+
+    #[test]
+    fn environment_builds_a_path_style_http_client() {
+        let env = vec![
+            ("AWS_ACCESS_KEY_ID".to_string(), "k".to_string()),
+            ("AWS_SECRET_ACCESS_KEY".to_string(), "s".to_string()),
+            (
+                "AWS_ENDPOINT_URL".to_string(),
+                "http://127.0.0.1:9".to_string(),
+            ),
+        ];
+        let s3 = build_s3_from("bucket", &env, &Profile::default());
+        assert!(s3.is_ok(), "{s3:?}");
+    }
+}

@@ -1,0 +1,202 @@
+//! URLs to object stores: `s3://bucket/key`, `file:///abs/path`, plain local paths and
+//! `memory://name/key` (tests). Stores are cached per bucket so one process shares its HTTP
+//! connection pools (and one `memory://` store is visible to every task of the process).
+
+mod aws;
+mod list;
+mod read;
+mod upload;
+
+pub use list::InputObject;
+pub use read::{ObjectReader, ReadCounter};
+pub use upload::{PartUpload, PendingObject};
+
+use crate::{Error, Result};
+use object_store::{ObjectStore, path::Path};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Where an object lives, in a form that can be shown to users and sent between processes.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ObjectUrl {
+    scheme: Scheme,
+    /// Key inside the store, without a leading slash. May end with `/` for prefixes.
+    key: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Scheme {
+    S3 { bucket: String },
+    File,
+    Memory { name: String },
+}
+
+impl ObjectUrl {
+    /// Parse a user-facing location. Plain paths are local files, made absolute.
+    pub fn parse(text: &str) -> Result<Self> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(Error::config("empty URL"));
+        }
+        if let Some(rest) = text.strip_prefix("s3://").or_else(|| text.strip_prefix("s3a://")) {
+            let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(Error::config(format!("{text}: missing bucket name")));
+            }
+            return Ok(Self {
+                scheme: Scheme::S3 {
+                    bucket: bucket.to_string(),
+                },
+                key: key.to_string(),
+            });
+        }
+        if let Some(rest) = text.strip_prefix("memory://") {
+            let (name, key) = rest.split_once('/').unwrap_or((rest, ""));
+            return Ok(Self {
+                scheme: Scheme::Memory {
+                    name: name.to_string(),
+                },
+                key: key.to_string(),
+            });
+        }
+        let local = if let Some(rest) = text.strip_prefix("file://") {
+            if !rest.starts_with('/') {
+                return Err(Error::config(format!(
+                    "{text}: file URLs need an absolute path (file:///abs/path)"
+                )));
+            }
+            rest.to_string()
+        } else if text.contains("://") {
+            return Err(Error::config(format!(
+                "{text}: unsupported URL scheme (use s3://, file:// or a local path)"
+            )));
+        } else {
+            let trailing = text.ends_with('/');
+            let abs = std::path::absolute(text)
+                .map_err(|e| Error::config(format!("{text}: {e}")))?;
+            let mut s = abs.to_string_lossy().into_owned();
+            if trailing && !s.ends_with('/') {
+                s.push('/');
+            }
+            s
+        };
+        Ok(Self {
+            scheme: Scheme::File,
+            key: local.trim_start_matches('/').to_string(),
+        })
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    pub fn is_local(&self) -> bool {
+        matches!(self.scheme, Scheme::File)
+    }
+
+    /// A URL naming a directory-like prefix (ends with `/`, or is the bucket root).
+    pub fn is_prefix(&self) -> bool {
+        self.key.is_empty() || self.key.ends_with('/')
+    }
+
+    /// The last path segment (file name), if any.
+    pub fn file_name(&self) -> &str {
+        self.key.trim_end_matches('/').rsplit('/').next().unwrap_or("")
+    }
+
+    /// Same store, another key.
+    pub fn with_key(&self, key: impl Into<String>) -> Self {
+        Self {
+            scheme: self.scheme.clone(),
+            key: key.into(),
+        }
+    }
+
+    /// `self` as a prefix (with trailing `/`) joined with `name`.
+    pub fn join(&self, name: &str) -> Self {
+        let mut key = self.key.clone();
+        if !key.is_empty() && !key.ends_with('/') {
+            key.push('/');
+        }
+        key.push_str(name);
+        self.with_key(key)
+    }
+
+    /// The prefix containing this object (with trailing `/`).
+    pub fn parent(&self) -> Self {
+        let trimmed = self.key.trim_end_matches('/');
+        match trimmed.rfind('/') {
+            Some(i) => self.with_key(&trimmed[..=i]),
+            None => self.with_key(""),
+        }
+    }
+
+    /// The object_store path of this URL.
+    pub fn path(&self) -> Path {
+        Path::from(self.key.trim_end_matches('/'))
+    }
+
+    fn store_key(&self) -> String {
+        match &self.scheme {
+            Scheme::S3 { bucket } => format!("s3://{bucket}"),
+            Scheme::File => "file://".to_string(),
+            Scheme::Memory { name } => format!("memory://{name}"),
+        }
+    }
+}
+
+impl std::fmt::Display for ObjectUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.scheme {
+            Scheme::S3 { bucket } => write!(f, "s3://{bucket}/{}", self.key),
+            Scheme::File => write!(f, "file:///{}", self.key),
+            Scheme::Memory { name } => write!(f, "memory://{name}/{}", self.key),
+        }
+    }
+}
+
+/// Opens (and caches) the object store behind each URL.
+#[derive(Clone, Default)]
+pub struct Storage {
+    stores: Arc<Mutex<HashMap<String, Arc<dyn ObjectStore>>>>,
+}
+
+impl Storage {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The store holding `url`.
+    pub fn store(&self, url: &ObjectUrl) -> Result<Arc<dyn ObjectStore>> {
+        let key = url.store_key();
+        let mut stores = self
+            .stores
+            .lock()
+            .map_err(|_| Error::config("storage registry poisoned"))?;
+        if let Some(store) = stores.get(&key) {
+            return Ok(store.clone());
+        }
+        let store: Arc<dyn ObjectStore> = match &url.scheme {
+            Scheme::S3 { bucket } => Arc::new(aws::build_s3(bucket)?),
+            Scheme::File => Arc::new(object_store::local::LocalFileSystem::new()),
+            Scheme::Memory { .. } => Arc::new(object_store::memory::InMemory::new()),
+        };
+        stores.insert(key, store.clone());
+        Ok(store)
+    }
+
+    /// Expand an input URL: a glob, a prefix (`/` at the end, or a local directory) or one object.
+    pub async fn list_inputs(&self, url: &str) -> Result<Vec<InputObject>> {
+        list::expand(self, url).await
+    }
+
+    /// Every object under a prefix (for output checks and cleanup).
+    pub async fn list_prefix(&self, prefix: &ObjectUrl) -> Result<Vec<InputObject>> {
+        list::list_all(self, prefix).await
+    }
+}
+
+/// Install the TLS crypto provider once per process (rustls with ring, see Cargo.toml).
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -1,0 +1,196 @@
+//! Job commit. Every task's parts were uploaded but not completed; here the winners become
+//! visible, error lines are renumbered where ranges did not know their first line, single-file
+//! targets are assembled, stale objects (with `overwrite`) are removed, and `_report.json`
+//! then `_SUCCESS` are written last — a reader that sees `_SUCCESS` sees exactly one part per task.
+
+use crate::merge::{finalize_errors, merge_output};
+use crate::scheduler::Outcomes;
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use object_store::{ObjectStoreExt, PutPayload};
+use std::collections::BTreeSet;
+use zoopipe_common::plan::line_bases;
+use zoopipe_common::report::JobReport;
+use zoopipe_common::spec::{JobConfig, OutputTarget};
+use zoopipe_common::storage::{ObjectUrl, Storage};
+use zoopipe_common::{Error, Result};
+use zoopipe_worker::WorkerContext;
+
+const SUCCESS: &str = "_SUCCESS";
+const REPORT: &str = "_report.json";
+
+/// Refuse to write into an output that already holds data, unless `overwrite` is set.
+pub async fn check_output_free(storage: &Storage, job: &JobConfig) -> Result<()> {
+    if job.spec.overwrite {
+        return Ok(());
+    }
+    for target in [&job.output, &job.errors] {
+        let existing = existing_objects(storage, target).await?;
+        if let Some(first) = existing.first() {
+            return Err(Error::config(format!(
+                "{} already exists{} (pass --overwrite to replace it)",
+                target.url,
+                if target.single_file { String::new() } else { format!(" and holds {} object(s), e.g. {first}", existing.len()) }
+            )));
+        }
+    }
+    Ok(())
+}
+
+async fn existing_objects(storage: &Storage, target: &OutputTarget) -> Result<Vec<String>> {
+    if target.single_file {
+        let store = storage.store(&target.url)?;
+        return match store.head(&target.url.path()).await {
+            Ok(_) => Ok(vec![target.url.to_string()]),
+            Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
+            Err(e) => Err(Error::from_store(&target.url.to_string(), e)),
+        };
+    }
+    Ok(storage
+        .list_prefix(&target.url)
+        .await?
+        .into_iter()
+        .map(|o| o.url.to_string())
+        .collect())
+}
+
+/// Make the job's parts visible and assemble its outputs. On failure the report comes back
+/// with what had been counted, so the caller can record the failure.
+pub async fn commit(ctx: &WorkerContext, job: &JobConfig, outcomes: Outcomes, mut report: JobReport) -> Result<JobReport, (Error, JobReport)> {
+    let storage = &ctx.storage;
+    // An old `_SUCCESS` must not vouch for a mix of old and new parts.
+    if job.spec.overwrite {
+        if let Err(e) = delete(storage, &job.output.marker(SUCCESS)).await {
+            return Err((e, report));
+        }
+    }
+    for outcome in outcomes.values() {
+        report.add(&outcome.result);
+        if outcome.result.attempt > 1 {
+            report.partitions.retried += 1;
+        }
+    }
+    report.partitions.succeeded = outcomes.len() as u64;
+    let ranges: Vec<_> = outcomes.values().flat_map(|o| o.result.ranges.clone()).collect();
+    let bases = line_bases(&ranges);
+    let mut error_parts = Vec::new();
+    let mut output_parts = Vec::new();
+    let mut pending = Vec::new();
+    for outcome in outcomes.into_values() {
+        let first_range = outcome.result.ranges.first().map(|r| (r.url.clone(), r.start));
+        let line_offset = match (outcome.result.error_lines_relative, first_range) {
+            (true, Some(key)) => bases.get(&key).copied().unwrap_or(1) - 1,
+            _ => 0,
+        };
+        output_parts.push(outcome.output.url.clone());
+        if let Some(errors) = &outcome.errors {
+            error_parts.push((outcome.result.index, errors.url.clone(), line_offset));
+        }
+        pending.push(outcome.output);
+        pending.extend(outcome.errors);
+    }
+    // Complete every upload (a few at a time).
+    let completed: Result<Vec<()>> = futures::stream::iter(pending.into_iter().map(|p| p.commit()))
+        .buffer_unordered(8)
+        .try_collect()
+        .await;
+    if let Err(e) = completed {
+        return Err((e, report));
+    }
+    let assembled = assemble(ctx, job, &output_parts, &error_parts).await;
+    match assembled {
+        Ok((outputs, error_outputs)) => {
+            report.outputs = outputs;
+            report.error_outputs = error_outputs;
+        }
+        Err(e) => return Err((e, report)),
+    }
+    if job.spec.overwrite {
+        if let Err(e) = remove_stale(storage, job, &report).await {
+            return Err((e, report));
+        }
+    }
+    Ok(report)
+}
+
+/// Single-file merges, error renumbering, and removal of the staging prefixes.
+async fn assemble(ctx: &WorkerContext, job: &JobConfig, output_parts: &[String], error_parts: &[(u32, String, u64)]) -> Result<(Vec<String>, Vec<String>)> {
+    let outputs = if job.output.single_file {
+        merge_output(ctx, job, output_parts).await?;
+        vec![job.output.url.to_string()]
+    } else {
+        output_parts.to_vec()
+    };
+    let error_outputs = finalize_errors(ctx, job, error_parts).await?;
+    for target in [&job.output, &job.errors] {
+        delete_prefix(&ctx.storage, &target.staging(&job.job_id)).await?;
+    }
+    Ok((outputs, error_outputs))
+}
+
+/// With `overwrite`: everything under the output prefixes that this job did not write goes.
+async fn remove_stale(storage: &Storage, job: &JobConfig, report: &JobReport) -> Result<()> {
+    let keep: BTreeSet<String> = report
+        .outputs
+        .iter()
+        .chain(&report.error_outputs)
+        .cloned()
+        .chain([job.output.marker(REPORT).to_string()])
+        .collect();
+    for target in [&job.output, &job.errors] {
+        if target.single_file {
+            continue;
+        }
+        for object in storage.list_prefix(&target.url).await? {
+            let name = object.url.to_string();
+            if !keep.contains(&name) {
+                delete(storage, &object.url).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Write the report where the output is (also for failed jobs: it says what was not committed).
+pub async fn write_report(storage: &Storage, job: &JobConfig, report: &JobReport) -> Result<()> {
+    let text = serde_json::to_vec_pretty(report).map_err(|e| Error::config(e.to_string()))?;
+    put(storage, &job.output.marker(REPORT), Bytes::from(text)).await
+}
+
+/// The last step: report, then `_SUCCESS`.
+pub async fn publish(storage: &Storage, job: &JobConfig, report: &JobReport) -> Result<()> {
+    write_report(storage, job, report).await?;
+    put(storage, &job.output.marker(SUCCESS), Bytes::new()).await
+}
+
+async fn put(storage: &Storage, url: &ObjectUrl, data: Bytes) -> Result<()> {
+    let store = storage.store(url)?;
+    store
+        .put(&url.path(), PutPayload::from(data))
+        .await
+        .map(|_| ())
+        .map_err(|e| Error::from_store(&url.to_string(), e))
+}
+
+async fn delete(storage: &Storage, url: &ObjectUrl) -> Result<()> {
+    let store = storage.store(url)?;
+    match store.delete(&url.path()).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+        Err(e) => Err(Error::from_store(&url.to_string(), e)),
+    }
+}
+
+pub(crate) async fn delete_prefix(storage: &Storage, prefix: &ObjectUrl) -> Result<()> {
+    for object in storage.list_prefix(prefix).await? {
+        delete(storage, &object.url).await?;
+    }
+    if prefix.is_local() {
+        // Local staging leaves empty folders behind; remove them quietly.
+        let dir = format!("/{}", prefix.key());
+        let _ = std::fs::remove_dir_all(&dir);
+        if let Some(parent) = std::path::Path::new(&dir).parent() {
+            let _ = std::fs::remove_dir(parent);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,177 @@
+//! Assembly at commit: parts merged into one object (Parquet row groups copied under one
+//! footer, CSV with one header, JSONL and Arrow concatenated), and staged error rows rewritten
+//! with their final line numbers into their final parts or file.
+
+use std::io::{BufRead, BufReader, Write};
+use zoopipe_common::errors_out::{ErrorRow, ErrorWriter};
+use zoopipe_common::format::Format;
+use zoopipe_common::format::parquet::concat;
+use zoopipe_common::spec::JobConfig;
+use zoopipe_common::storage::{ObjectReader, ObjectUrl, PartUpload};
+use zoopipe_common::{Error, Result};
+use zoopipe_worker::WorkerContext;
+
+/// Rows per write when re-encoding staged error rows.
+const ERROR_CHUNK: usize = 8192;
+
+fn reader(ctx: &WorkerContext, url: &str) -> Result<ObjectReader> {
+    let parsed = ObjectUrl::parse(url)?;
+    let store = ctx.storage.store(&parsed)?;
+    let size = ctx
+        .runtime
+        .block_on(object_store::ObjectStoreExt::head(store.as_ref(), &parsed.path()))
+        .map_err(|e| Error::from_store(url, e))?
+        .size;
+    Ok(ObjectReader::spawn(&ctx.runtime, store, parsed.path(), url.to_string(), 0, size, size, Default::default()))
+}
+
+fn download(ctx: &WorkerContext, url: &str) -> Result<std::fs::File> {
+    let mut file = tempfile::tempfile().map_err(|e| Error::io("creating a temp file", e))?;
+    std::io::copy(&mut reader(ctx, url)?, &mut file).map_err(|e| Error::io(format!("downloading {url}"), e))?;
+    Ok(file)
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::config(format!("commit step failed: {e}")))?
+}
+
+/// Merge the committed parts (in task order) into the single output object.
+pub async fn merge_output(ctx: &WorkerContext, job: &JobConfig, parts: &[String]) -> Result<()> {
+    let (ctx, parts) = (ctx.clone(), parts.to_vec());
+    let target = job.output.url.clone();
+    let format = job.output.format;
+    let header = job.spec.write.csv_header;
+    blocking(move || {
+        let store = ctx.storage.store(&target)?;
+        let mut sink = PartUpload::start(&ctx.runtime, store, &target)?;
+        match format {
+            Format::Parquet => {
+                let files = parts.iter().map(|p| download(&ctx, p)).collect::<Result<Vec<_>>>()?;
+                sink = concat(&files, &parts, sink)?;
+            }
+            Format::Csv | Format::Jsonl => {
+                for (i, part) in parts.iter().enumerate() {
+                    let mut input = BufReader::new(reader(&ctx, part)?);
+                    if format == Format::Csv && header && i > 0 {
+                        input.skip_until(b'\n').map_err(|e| Error::io(format!("reading {part}"), e))?;
+                    }
+                    std::io::copy(&mut input, &mut sink).map_err(|e| Error::io(format!("merging {part}"), e))?;
+                }
+            }
+            Format::Arrow => {
+                let mut writer: Option<arrow::ipc::writer::FileWriter<PartUpload>> = None;
+                let mut sink_slot = Some(sink);
+                for part in &parts {
+                    let file = download(&ctx, part)?;
+                    let batches = arrow::ipc::reader::FileReader::try_new(file, None)
+                        .map_err(|e| Error::corrupt(part, e))?;
+                    if writer.is_none() {
+                        let s = sink_slot.take().ok_or_else(|| Error::config("sink used twice"))?;
+                        writer = Some(arrow::ipc::writer::FileWriter::try_new(s, &batches.schema()).map_err(|e| encode(&e))?);
+                    }
+                    for batch in batches {
+                        let batch = batch.map_err(|e| Error::corrupt(part, e))?;
+                        if let Some(w) = writer.as_mut() {
+                            w.write(&batch).map_err(|e| encode(&e))?;
+                        }
+                    }
+                }
+                sink = match writer {
+                    Some(mut w) => {
+                        w.finish().map_err(|e| encode(&e))?;
+                        w.into_inner().map_err(|e| encode(&e))?
+                    }
+                    None => sink_slot.take().ok_or_else(|| Error::config("no parts"))?,
+                };
+            }
+        }
+        sink.flush().map_err(|e| Error::io("merging", e))?;
+        let pending = sink.finish()?;
+        ctx.runtime.block_on(pending.commit())?;
+        for part in &parts {
+            let url = ObjectUrl::parse(part)?;
+            let store = ctx.storage.store(&url)?;
+            let _ = ctx.runtime.block_on(object_store::ObjectStoreExt::delete(store.as_ref(), &url.path()));
+        }
+        Ok(())
+    })
+    .await
+}
+
+fn encode(e: &dyn std::fmt::Display) -> Error {
+    Error::Encode {
+        context: "merging Arrow parts".into(),
+        message: e.to_string(),
+    }
+}
+
+/// Turn each task's committed error part into its final form. Parts that were written in
+/// place are kept; staged ones (JSONL) are renumbered by `line_offset` and written to their
+/// final part, or all appended into the single errors object. Returns the final URLs.
+pub async fn finalize_errors(ctx: &WorkerContext, job: &JobConfig, parts: &[(u32, String, u64)]) -> Result<Vec<String>> {
+    let staging = job.errors.staging(&job.job_id).to_string();
+    let target = job.errors.clone();
+    let (ctx2, parts) = (ctx.clone(), parts.to_vec());
+    let job_id = job.job_id.clone();
+    let options = job.spec.write.clone();
+    let outputs = blocking(move || {
+        let ctx = ctx2;
+        let mut outputs = Vec::new();
+        let mut merged: Option<ErrorWriter> = None;
+        for (index, url, offset) in &parts {
+            if !url.starts_with(&staging) {
+                outputs.push(url.clone());
+                continue;
+            }
+            let open_writer = |dest: &ObjectUrl| -> Result<ErrorWriter> {
+                let sink = PartUpload::start(&ctx.runtime, ctx.storage.store(dest)?, dest)?;
+                ErrorWriter::new(target.format, sink, &options)
+            };
+            let mut own = None;
+            let writer = if target.single_file {
+                if merged.is_none() {
+                    merged = Some(open_writer(&target.url)?);
+                }
+                merged.as_mut()
+            } else {
+                let dest = target.part_url(&job_id, *index);
+                outputs.push(dest.to_string());
+                own = Some(open_writer(&dest)?);
+                own.as_mut()
+            };
+            let Some(writer) = writer else { continue };
+            copy_error_rows(&ctx, url, *offset, writer)?;
+            if let Some(w) = own {
+                ctx.runtime.block_on(w.finish()?.commit())?;
+            }
+        }
+        if let Some(w) = merged {
+            ctx.runtime.block_on(w.finish()?.commit())?;
+            outputs.push(target.url.to_string());
+        }
+        Ok(outputs)
+    })
+    .await?;
+    Ok(outputs)
+}
+
+fn copy_error_rows(ctx: &WorkerContext, url: &str, offset: u64, writer: &mut ErrorWriter) -> Result<()> {
+    let input = BufReader::new(reader(ctx, url)?);
+    let mut chunk = Vec::with_capacity(ERROR_CHUNK);
+    for line in input.lines() {
+        let line = line.map_err(|e| Error::io(format!("reading {url}"), e))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let mut row: ErrorRow = serde_json::from_str(&line).map_err(|e| Error::corrupt(url, e))?;
+        row.line = row.line.map(|l| l + offset);
+        chunk.push(row);
+        if chunk.len() >= ERROR_CHUNK {
+            writer.write(&chunk)?;
+            chunk.clear();
+        }
+    }
+    writer.write(&chunk)
+}

@@ -1,0 +1,143 @@
+//! One source batch through validation: valid rows to the output writer, everything else to
+//! error rows with source position, original values and every reason.
+
+use arrow::array::{Array, ArrayRef, BooleanArray};
+use arrow::compute::filter_record_batch;
+use arrow::record_batch::RecordBatch;
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use std::collections::{BTreeMap, HashMap};
+use zoopipe_common::errors_out::ErrorRow;
+use zoopipe_common::format::{Positions, SourceBatch};
+use zoopipe_common::schema::CompiledSchema;
+use zoopipe_common::validate::{ErrorKind, FieldError};
+use zoopipe_common::{Error, Result};
+
+/// What came out of one batch.
+pub struct Routed {
+    pub valid: RecordBatch,
+    pub errors: Vec<ErrorRow>,
+    pub rows_read: u64,
+}
+
+pub fn route(schema: &CompiledSchema, input: SourceBatch) -> Result<Routed> {
+    let source = input.source.clone();
+    let rows_read = (input.batch.num_rows() + input.rejects.len()) as u64;
+    let validated = schema.validate(&input.batch).map_err(|e| Error::Encode {
+        context: format!("validating rows of {source}"),
+        message: e.to_string(),
+    })?;
+    let mut invalid = validated.invalid;
+    let mut valid = validated.valid;
+    if !schema.additional_properties() && !input.extra_keys.is_empty() {
+        valid = reject_extra_keys(valid, &mut invalid, &input.extra_keys, input.batch.num_rows())?;
+    }
+    let position = |row: usize| -> (Option<u64>, Option<u64>) {
+        match &input.positions {
+            Positions::Lines(lines) => (lines.get(row).copied(), None),
+            Positions::Rows { first } => (None, Some(first + row as u64)),
+        }
+    };
+    let mut errors = Vec::with_capacity(invalid.len() + input.rejects.len());
+    for (row, reasons) in invalid {
+        let (line, index) = position(row);
+        let mut error = ErrorRow::new(&source, line, index, reasons);
+        error.values = row_values(&input.batch, row);
+        errors.push(error);
+    }
+    let by_line = matches!(input.positions, Positions::Lines(_));
+    for reject in input.rejects {
+        let (line, index) = if by_line {
+            (Some(reject.position), None)
+        } else {
+            (None, Some(reject.position))
+        };
+        let mut error = ErrorRow::new(&source, line, index, vec![reject.error]);
+        error.values = reject
+            .values
+            .into_iter()
+            .map(|(k, v)| (k, serde_json::Value::String(v)))
+            .collect();
+        error.raw = Some(reject.raw);
+        errors.push(error);
+    }
+    // Errors in file order, rejected records among the rows they sat between.
+    errors.sort_by_key(|e| (e.line, e.row));
+    Ok(Routed {
+        valid,
+        errors,
+        rows_read,
+    })
+}
+
+/// JSON keys that are not schema fields fail the row when `additionalProperties` is false.
+fn reject_extra_keys(
+    valid: RecordBatch,
+    invalid: &mut Vec<(usize, Vec<FieldError>)>,
+    extra_keys: &[(usize, Vec<String>)],
+    rows: usize,
+) -> Result<RecordBatch> {
+    let extras: HashMap<usize, &Vec<String>> = extra_keys.iter().map(|(r, k)| (*r, k)).collect();
+    let reasons = |keys: &Vec<String>| -> Vec<FieldError> {
+        keys.iter()
+            .map(|k| FieldError {
+                field: Some(k.clone()),
+                kind: ErrorKind::ExtraColumn,
+                message: "Extra inputs are not permitted".into(),
+            })
+            .collect()
+    };
+    let already: HashMap<usize, usize> = invalid.iter().enumerate().map(|(i, (r, _))| (*r, i)).collect();
+    let mut keep = Vec::with_capacity(valid.num_rows());
+    let mut newly = Vec::new();
+    for row in 0..rows {
+        match (already.get(&row), extras.get(&row)) {
+            (Some(&i), Some(keys)) => invalid[i].1.extend(reasons(keys)),
+            (Some(_), None) => {}
+            (None, Some(keys)) => {
+                keep.push(false);
+                newly.push((row, reasons(keys)));
+            }
+            (None, None) => keep.push(true),
+        }
+    }
+    if newly.is_empty() {
+        return Ok(valid);
+    }
+    invalid.extend(newly);
+    invalid.sort_by_key(|(r, _)| *r);
+    filter_record_batch(&valid, &BooleanArray::from(keep)).map_err(|e| Error::Encode {
+        context: "filtering rows".into(),
+        message: e.to_string(),
+    })
+}
+
+/// The original values of one row, as text.
+fn row_values(batch: &RecordBatch, row: usize) -> serde_json::Map<String, serde_json::Value> {
+    let options = FormatOptions::default();
+    let mut values = serde_json::Map::new();
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        values.insert(field.name().clone(), cell_text(column, row, &options));
+    }
+    values
+}
+
+fn cell_text(column: &ArrayRef, row: usize, options: &FormatOptions) -> serde_json::Value {
+    if column.is_null(row) {
+        return serde_json::Value::Null;
+    }
+    match ArrayFormatter::try_new(column.as_ref(), options) {
+        Ok(f) => serde_json::Value::String(f.value(row).to_string()),
+        Err(_) => serde_json::Value::Null,
+    }
+}
+
+/// Add a routed batch's errors to the per-field and per-type counters.
+pub fn count_errors(errors: &[ErrorRow], by_field: &mut BTreeMap<String, u64>, by_type: &mut BTreeMap<String, u64>) {
+    for row in errors {
+        *by_type.entry(row.error_type.clone()).or_default() += 1;
+        for e in &row.errors {
+            let field = e.field.clone().unwrap_or_else(|| "(record)".to_string());
+            *by_field.entry(field).or_default() += 1;
+        }
+    }
+}

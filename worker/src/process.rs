@@ -1,0 +1,170 @@
+//! `process(task)`: one attempt of one task, start to finish.
+
+use crate::batch::{count_errors, route};
+use crate::progress::Progress;
+use crate::source::read_split;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+use tokio::runtime::Handle;
+use zoopipe_common::errors_out::{ErrorRow, ErrorWriter};
+use zoopipe_common::format::Format;
+use zoopipe_common::format::write::PartWriter;
+use zoopipe_common::plan::{SplitKind, Task};
+use zoopipe_common::report::{PartInfo, TaskResult};
+use zoopipe_common::spec::JobConfig;
+use zoopipe_common::storage::{ObjectUrl, PartUpload, PendingObject, ReadCounter, Storage};
+use zoopipe_common::{Error, Result};
+
+/// What a task needs from its surroundings.
+#[derive(Clone)]
+pub struct WorkerContext {
+    pub storage: Storage,
+    pub runtime: Handle,
+    pub progress: Arc<Progress>,
+    /// Set to stop every running task at its next batch.
+    pub cancel: Arc<AtomicBool>,
+}
+
+/// A finished attempt: its counters and its uploaded-but-invisible parts.
+#[derive(Debug)]
+pub struct TaskOutcome {
+    pub result: TaskResult,
+    pub output: PendingObject,
+    pub errors: Option<PendingObject>,
+}
+
+impl TaskOutcome {
+    /// Discard the parts (a failed job, or a superseded attempt).
+    pub async fn abort(self) {
+        let _ = self.output.abort().await;
+        if let Some(errors) = self.errors {
+            let _ = errors.abort().await;
+        }
+    }
+}
+
+/// Run `process` on a blocking thread (parsing and encoding are CPU-bound).
+pub async fn process(ctx: WorkerContext, job: Arc<JobConfig>, task: Task, attempt: u32) -> Result<TaskOutcome> {
+    tokio::task::spawn_blocking(move || process_blocking(&ctx, &job, &task, attempt))
+        .await
+        .map_err(|e| Error::Io {
+            context: format!("task {}", task_index_of(&e)),
+            source: std::io::Error::other(e.to_string()),
+        })?
+}
+
+fn task_index_of(e: &tokio::task::JoinError) -> String {
+    if e.is_panic() { "panicked".into() } else { "was cancelled".into() }
+}
+
+/// Where a task's error rows go before commit: their final part, or a JSONL staging part when
+/// the commit must renumber lines or merge them into one object.
+pub fn error_part_url(job: &JobConfig, task: &Task) -> (ObjectUrl, Format) {
+    if staged_errors(job, task) {
+        let url = job
+            .errors
+            .staging(&job.job_id)
+            .join(&format!("errors-{:05}.jsonl", task.index));
+        (url, Format::Jsonl)
+    } else {
+        (job.errors.part_url(&job.job_id, task.index), job.errors.format)
+    }
+}
+
+/// Error parts are staged when line numbers are relative (a range not at the file start) or
+/// when all errors merge into one object.
+pub fn staged_errors(job: &JobConfig, task: &Task) -> bool {
+    job.errors.single_file || lines_relative(task)
+}
+
+fn lines_relative(task: &Task) -> bool {
+    task.splits
+        .iter()
+        .any(|s| matches!(s.kind, SplitKind::Bytes { start, .. } if start > 0))
+}
+
+pub fn process_blocking(ctx: &WorkerContext, job: &JobConfig, task: &Task, attempt: u32) -> Result<TaskOutcome> {
+    let started = Instant::now();
+    let schema = job
+        .schema
+        .clone()
+        .ok_or_else(|| Error::config("the job has no schema: plan it first"))?;
+    let out_url = job.output.part_url(&job.job_id, task.index);
+    let sink = PartUpload::start(&ctx.runtime, ctx.storage.store(&out_url)?, &out_url)?;
+    let mut output = PartWriter::new(job.output.format, schema.arrow_schema(), sink, &job.spec.write)?;
+    let mut errors: Option<ErrorWriter> = None;
+    let mut result = TaskResult {
+        index: task.index,
+        attempt,
+        error_lines_relative: lines_relative(task),
+        ..TaskResult::default()
+    };
+    let counter = ReadCounter::default();
+    let mut reported_bytes = 0;
+    let mut error_rows = 0u64;
+    let mut on_batch = |batch| -> Result<()> {
+        if ctx.cancel.load(Ordering::Relaxed) {
+            return Err(Error::Cancelled);
+        }
+        let routed = route(&schema, batch)?;
+        if routed.valid.num_rows() > 0 {
+            output.write(&routed.valid)?;
+        }
+        result.rows_read += routed.rows_read;
+        result.rows_valid += routed.valid.num_rows() as u64;
+        result.rows_invalid += routed.errors.len() as u64;
+        if !routed.errors.is_empty() {
+            write_errors(ctx, job, task, &mut errors, &routed.errors)?;
+            error_rows += routed.errors.len() as u64;
+            count_errors(&routed.errors, &mut result.errors_by_field, &mut result.errors_by_type);
+        }
+        Progress::add(&ctx.progress.rows_read, routed.rows_read);
+        Progress::add(&ctx.progress.rows_invalid, routed.errors.len() as u64);
+        let bytes = counter.load(Ordering::Relaxed);
+        Progress::add(&ctx.progress.bytes_read, bytes - reported_bytes);
+        reported_bytes = bytes;
+        Ok(())
+    };
+    for split in &task.splits {
+        if let Some(range) = read_split(ctx, job, split, &counter, &mut on_batch)? {
+            result.ranges.push(range);
+        }
+    }
+    let bytes = counter.load(Ordering::Relaxed);
+    Progress::add(&ctx.progress.bytes_read, bytes - reported_bytes);
+    let output = output.finish()?;
+    result.output = Some(PartInfo {
+        url: output.url.clone(),
+        rows: result.rows_valid,
+        bytes: output.bytes,
+    });
+    let errors = errors.map(ErrorWriter::finish).transpose()?;
+    if let Some(e) = &errors {
+        result.error_part = Some(PartInfo {
+            url: e.url.clone(),
+            rows: error_rows,
+            bytes: e.bytes,
+        });
+    }
+    result.bytes_read = bytes;
+    result.bytes_written = output.bytes + errors.as_ref().map_or(0, |e| e.bytes);
+    result.duration_s = started.elapsed().as_secs_f64();
+    Ok(TaskOutcome {
+        result,
+        output,
+        errors,
+    })
+}
+
+fn write_errors(ctx: &WorkerContext, job: &JobConfig, task: &Task, writer: &mut Option<ErrorWriter>, rows: &[ErrorRow]) -> Result<()> {
+    if writer.is_none() {
+        let (url, format) = error_part_url(job, task);
+        let sink = PartUpload::start(&ctx.runtime, ctx.storage.store(&url)?, &url)?;
+        *writer = Some(ErrorWriter::new(format, sink, &job.spec.write)?);
+    }
+    match writer {
+        Some(w) => w.write(rows),
+        None => Ok(()),
+    }
+}
