@@ -10,6 +10,7 @@ use super::text::TextColumns;
 use super::{CsvOptions, Positions, Reject, SourceBatch, lossy_capped};
 use crate::validate::{ErrorKind, FieldError};
 use crate::{Error, Result};
+use super::csv_scan::{RecordStart, Scanner};
 use csv::{ByteRecord, ReaderBuilder};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, Read};
@@ -94,27 +95,28 @@ pub fn skip_to_line_start<R: BufRead>(reader: &mut R, start: u64) -> std::io::Re
 
 /// Reads records of one range into all-Utf8 batches.
 pub struct CsvRecords<R: Read> {
-    reader: csv::Reader<R>,
+    scanner: Scanner<R>,
     columns: Arc<[String]>,
     text: TextColumns,
     lines: Vec<u64>,
     rejects: Vec<Reject>,
     source: Arc<str>,
-    /// Absolute offset of the reader's first byte.
-    base: u64,
-    /// Line number of the reader's first line.
+    /// Line number of the reader's first line, when known (otherwise lines count from the
+    /// range's first record and the commit renumbers them).
     line_base: u64,
+    /// Scanner line of the line numbered `line_base` (its first record, for ranges not at 0).
+    first_line: Option<u64>,
     end: Option<u64>,
     skip_header: bool,
     batch_size: usize,
-    record: ByteRecord,
     outcome: RangeOutcome,
     done: bool,
 }
 
 impl<R: Read> CsvRecords<R> {
     /// `reader` starts at absolute offset `base`, which is line `line_base`; records starting
-    /// at or after `end` are left to the next range.
+    /// at or after `end` are left to the next range. Ranges that do not start the file
+    /// (`base > 0`) number lines from their first record, and report line counts from there.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         reader: R,
@@ -129,18 +131,17 @@ impl<R: Read> CsvRecords<R> {
     ) -> Self {
         let text = TextColumns::new(&columns, batch_size);
         Self {
-            reader: reader_builder(opts).buffer_capacity(256 * 1024).from_reader(reader),
+            scanner: Scanner::new(reader, opts, base),
             columns,
             text,
             lines: Vec::with_capacity(batch_size),
             rejects: Vec::new(),
             source,
-            base,
             line_base,
+            first_line: if base == 0 { Some(1) } else { None },
             end,
             skip_header,
             batch_size,
-            record: ByteRecord::new(),
             outcome: RangeOutcome {
                 first_record: base,
                 end: base,
@@ -171,81 +172,81 @@ impl<R: Read> CsvRecords<R> {
         }))
     }
 
+    fn io(&self, e: std::io::Error) -> Error {
+        Error::io(format!("reading {}", self.source), e)
+    }
+
     fn read_one(&mut self) -> Result<()> {
-        let more = match self.reader.read_byte_record(&mut self.record) {
-            Ok(more) => more,
-            Err(e) => return self.read_error(e),
+        let start = match self.scanner.peek_start().map_err(|e| self.io(e))? {
+            Some(start) => start,
+            None => {
+                let here = self.scanner.here();
+                return Ok(self.finish(here));
+            }
         };
-        let pos = self.record.position().cloned();
-        let (start_byte, start_line) = pos
-            .as_ref()
-            .map(|p| (p.byte(), p.line()))
-            .unwrap_or_else(|| (self.reader.position().byte(), self.reader.position().line()));
-        let absolute = self.base + start_byte;
-        if !more || self.end.is_some_and(|end| absolute >= end) {
-            // This record (if any) belongs to the next range: we end where it starts.
-            let at = if more {
-                (absolute, start_line)
-            } else {
-                (self.base + self.reader.position().byte(), self.reader.position().line())
-            };
-            self.outcome.end = at.0;
-            self.outcome.lines = at.1.saturating_sub(1);
-            self.done = true;
-            return Ok(());
+        if self.first_line.is_none() {
+            self.first_line = Some(start.line);
+            self.outcome.first_record = start.offset;
         }
+        if self.end.is_some_and(|end| start.offset >= end) {
+            // This record belongs to the next range: we end where it starts.
+            return Ok(self.finish(start));
+        }
+        let Some((count, unterminated)) = self.scanner.read_record().map_err(|e| self.io(e))? else {
+            let here = self.scanner.here();
+            return Ok(self.finish(here));
+        };
         if self.skip_header {
             self.skip_header = false;
             return Ok(());
         }
-        let line = self.line_base + start_line - 1;
-        let next_line = self.reader.position().line();
-        self.check_and_push(line, next_line.saturating_sub(start_line));
+        let line = self.line_base + start.line - self.first_line.unwrap_or(1);
+        let spans = self.scanner.here().line - start.line;
+        self.check_and_push(line, count, spans, unterminated);
         Ok(())
     }
 
-    fn check_and_push(&mut self, line: u64, spans: u64) {
+    fn finish(&mut self, at: RecordStart) {
+        if self.first_line.is_none() {
+            // No record starts in this range at all.
+            self.outcome.first_record = at.offset;
+        }
+        self.outcome.end = at.offset;
+        self.outcome.lines = at.line - self.first_line.unwrap_or(at.line);
+        self.done = true;
+    }
+
+    fn check_and_push(&mut self, line: u64, count: usize, spans: u64, unterminated: bool) {
         let width = self.text.width();
-        let record = &self.record;
-        if std::str::from_utf8(record.as_slice()).is_err() {
-            let field = record
-                .iter()
-                .position(|f| std::str::from_utf8(f).is_err())
+        if unterminated {
+            let message = format!("unterminated quoted field: the record runs from line {line} over {spans} line(s) to the end of the input");
+            self.reject(line, count, None, ErrorKind::MalformedRecord, message);
+            return;
+        }
+        if std::str::from_utf8(self.scanner.all_fields(count)).is_err() {
+            let field = (0..count)
+                .find(|i| std::str::from_utf8(self.scanner.field(*i)).is_err())
                 .map(|i| self.column_name(i));
             let message = format!(
                 "invalid UTF-8 in {}",
                 field.as_deref().map_or("record".to_string(), |f| format!("field '{f}'"))
             );
-            self.reject(line, field, ErrorKind::MalformedRecord, message);
+            self.reject(line, count, field, ErrorKind::MalformedRecord, message);
             return;
         }
-        if record.len() != width {
-            let (kind, message) = if spans > 1 && record.len() < width {
-                (
-                    ErrorKind::MalformedRecord,
-                    format!("unbalanced quotes: record spans {spans} lines and has {} of {width} fields", record.len()),
-                )
-            } else if record.len() < width {
-                (
-                    ErrorKind::MissingColumn,
-                    format!("expected {width} fields, found {}", record.len()),
-                )
+        if count != width {
+            let (kind, field) = if count < width {
+                (ErrorKind::MissingColumn, Some(self.column_name(count)))
             } else {
-                (
-                    ErrorKind::ExtraColumn,
-                    format!("expected {width} fields, found {}", record.len()),
-                )
+                (ErrorKind::ExtraColumn, None)
             };
-            let field = if record.len() < width {
-                Some(self.column_name(record.len()))
-            } else {
-                None
-            };
-            self.reject(line, field, kind, message);
+            let message = format!("expected {width} fields, found {count}");
+            self.reject(line, count, field, kind, message);
             return;
         }
-        for (i, field) in record.iter().enumerate() {
-            self.text.push(i, field);
+        for i in 0..count {
+            let (start, end) = (if i == 0 { 0 } else { self.scanner.ends[i - 1] }, self.scanner.ends[i]);
+            self.text.push(i, &self.scanner.fields[start..end]);
         }
         self.text.end_row();
         self.lines.push(line);
@@ -258,19 +259,16 @@ impl<R: Read> CsvRecords<R> {
             .unwrap_or_else(|| format!("column_{}", i + 1))
     }
 
-    fn reject(&mut self, line: u64, field: Option<String>, kind: ErrorKind, message: String) {
-        let values = self
-            .record
-            .iter()
-            .enumerate()
-            .map(|(i, f)| (self.column_name(i), String::from_utf8_lossy(f).into_owned()))
+    fn reject(&mut self, line: u64, count: usize, field: Option<String>, kind: ErrorKind, message: String) {
+        let values = (0..count)
+            .map(|i| (self.column_name(i), String::from_utf8_lossy(self.scanner.field(i)).into_owned()))
             .collect();
         let mut raw = Vec::new();
-        for (i, f) in self.record.iter().enumerate() {
+        for i in 0..count {
             if i > 0 {
                 raw.push(b',');
             }
-            raw.extend_from_slice(f);
+            raw.extend_from_slice(self.scanner.field(i));
         }
         self.rejects.push(Reject {
             position: line,
@@ -282,14 +280,6 @@ impl<R: Read> CsvRecords<R> {
                 message,
             },
         });
-    }
-
-    fn read_error(&self, e: csv::Error) -> Result<()> {
-        let source = self.source.to_string();
-        match e.into_kind() {
-            csv::ErrorKind::Io(io) => Err(Error::io(format!("reading {source}"), io)),
-            other => Err(Error::corrupt(source, format!("{other:?}"))),
-        }
     }
 }
 

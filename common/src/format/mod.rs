@@ -3,6 +3,7 @@
 //! into a [`crate::storage::PartUpload`].
 
 pub mod csv;
+mod csv_scan;
 pub mod ipc;
 pub mod json;
 pub mod parquet;

@@ -1,0 +1,162 @@
+//! A CSV record scanner on csv-core that knows exactly where each record starts.
+//!
+//! The `csv` crate reports a record's position as where the previous read stopped, which can be
+//! inside a CRLF or before blank lines. Range boundaries must compare true record starts, so
+//! this scanner skips line terminators itself before each record and counts lines as it goes.
+
+use super::CsvOptions;
+use csv_core::{ReadRecordResult, Reader, ReaderBuilder};
+use std::io::Read;
+
+const BUFFER: usize = 256 * 1024;
+
+/// Where a record began (absolute byte offset, line relative to the scanner's start).
+#[derive(Clone, Copy, Debug)]
+pub struct RecordStart {
+    pub offset: u64,
+    pub line: u64,
+}
+
+pub struct Scanner<R: Read> {
+    core: Reader,
+    src: R,
+    buf: Box<[u8]>,
+    pos: usize,
+    len: usize,
+    eof: bool,
+    /// Absolute offset of `buf[pos]`.
+    offset: u64,
+    /// Line number (1-based from the start) of `buf[pos]`.
+    line: u64,
+    /// Fields of the last record: concatenated bytes and end offsets.
+    pub fields: Vec<u8>,
+    pub ends: Vec<usize>,
+    quote: u8,
+    escaped: bool,
+}
+
+impl<R: Read> Scanner<R> {
+    pub fn new(src: R, opts: &CsvOptions, base: u64) -> Self {
+        let core = ReaderBuilder::new()
+            .delimiter(opts.delimiter)
+            .quote(opts.quote)
+            .double_quote(opts.escape.is_none())
+            .escape(opts.escape)
+            .build();
+        Self {
+            core,
+            src,
+            buf: vec![0; BUFFER].into_boxed_slice(),
+            pos: 0,
+            len: 0,
+            eof: false,
+            offset: base,
+            line: 1,
+            fields: vec![0; 4096],
+            ends: vec![0; 64],
+            quote: opts.quote,
+            escaped: opts.escape.is_some(),
+        }
+    }
+
+    /// Current absolute offset and line (the start of whatever comes next).
+    pub fn here(&self) -> RecordStart {
+        RecordStart {
+            offset: self.offset,
+            line: self.line,
+        }
+    }
+
+    fn fill(&mut self) -> std::io::Result<()> {
+        if self.pos < self.len || self.eof {
+            return Ok(());
+        }
+        self.pos = 0;
+        self.len = loop {
+            match self.src.read(&mut self.buf) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        if self.len == 0 {
+            self.eof = true;
+        }
+        Ok(())
+    }
+
+    fn advance(&mut self, n: usize) {
+        let consumed = &self.buf[self.pos..self.pos + n];
+        self.line += memchr::memchr_iter(b'\n', consumed).count() as u64;
+        self.offset += n as u64;
+        self.pos += n;
+    }
+
+    /// Skip blank lines and leftover terminators; the true start of the next record, or `None`
+    /// at the end of the input.
+    pub fn peek_start(&mut self) -> std::io::Result<Option<RecordStart>> {
+        loop {
+            self.fill()?;
+            if self.eof {
+                return Ok(None);
+            }
+            let skip = self.buf[self.pos..self.len]
+                .iter()
+                .take_while(|b| **b == b'\n' || **b == b'\r')
+                .count();
+            self.advance(skip);
+            if self.pos < self.len {
+                return Ok(Some(self.here()));
+            }
+        }
+    }
+
+    /// Read the record at the current position into `fields`/`ends`; returns the number of
+    /// fields and whether it is an unterminated quoted field that swallowed the rest of the input.
+    pub fn read_record(&mut self) -> std::io::Result<Option<(usize, bool)>> {
+        let (mut nout, mut nend) = (0, 0);
+        let mut quotes = 0u64;
+        loop {
+            self.fill()?;
+            let input = &self.buf[self.pos..self.len];
+            let (result, nin, out, end) =
+                self.core
+                    .read_record(input, &mut self.fields[nout..], &mut self.ends[nend..]);
+            quotes += memchr::memchr_iter(self.quote, &input[..nin]).count() as u64;
+            self.advance(nin);
+            nout += out;
+            nend += end;
+            match result {
+                ReadRecordResult::InputEmpty => {
+                    if self.eof {
+                        continue; // csv-core needs one call with empty input to finish
+                    }
+                }
+                ReadRecordResult::OutputFull => {
+                    let grown = self.fields.len() * 2;
+                    self.fields.resize(grown, 0);
+                }
+                ReadRecordResult::OutputEndsFull => {
+                    let grown = self.ends.len() * 2;
+                    self.ends.resize(grown, 0);
+                }
+                ReadRecordResult::Record => {
+                    let unterminated = self.eof && !self.escaped && quotes % 2 == 1;
+                    return Ok(Some((nend, unterminated)));
+                }
+                ReadRecordResult::End => return Ok(None),
+            }
+        }
+    }
+
+    /// Field `i` of the last record.
+    pub fn field(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.fields[start..self.ends[i]]
+    }
+
+    /// All field bytes of the last record, back to back.
+    pub fn all_fields(&self, count: usize) -> &[u8] {
+        &self.fields[..if count == 0 { 0 } else { self.ends[count - 1] }]
+    }
+}
