@@ -113,6 +113,12 @@ def main():
     counts = {}    # (engine, threads) -> (read, valid, invalid)
     warnings = []
     warm(a.input)
+    load = os.getloadavg()[0]
+    if load > 0.5:
+        msg = (f"WARNING: 1-min load average was {load:.2f} before the runs: "
+               "something else is using the CPU, timings are not clean")
+        print(msg, flush=True)
+        warnings.append(msg)
     for t in threads:
         for e in engines:
             out_dir = os.path.join(data_dir, f"out_{e}")

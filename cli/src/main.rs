@@ -56,6 +56,13 @@ fn init_logging(verbose: u8) {
         .init();
 }
 
+/// Print to stdout; a closed pipe (`| head`) is not an error worth a panic.
+pub fn out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{text}");
+}
+
 /// Print one clear line for an error and pick the exit code.
 pub fn fail(e: &zoopipe_common::Error) -> u8 {
     eprintln!("error: {e}");

@@ -53,7 +53,7 @@ pub async fn run(args: RunArgs) -> u8 {
     }
     if args.json {
         match serde_json::to_string_pretty(&report) {
-            Ok(text) => println!("{text}"),
+            Ok(text) => crate::out(&text),
             Err(e) => eprintln!("error: {e}"),
         }
     } else if !args.quiet {

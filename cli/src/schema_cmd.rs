@@ -44,7 +44,7 @@ async fn infer(url: &str, input_format: Option<String>, delimiter: Option<String
     let schema = job.schema.ok_or_else(|| Error::config("nothing to infer from"))?;
     let title = title_from(url);
     let text = serde_json::to_string_pretty(&schema.to_json_schema(&title)).map_err(|e| Error::config(e.to_string()))?;
-    println!("{text}");
+    crate::out(&text);
     Ok(())
 }
 
@@ -72,7 +72,7 @@ fn check(file: &std::path::Path, json: bool) -> Result<()> {
             .iter()
             .map(|f| serde_json::json!({"name": f.name, "type": f.arrow_type, "nullable": f.nullable, "required": f.required, "checks": f.checks}))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&out).map_err(|e| Error::config(e.to_string()))?);
+        crate::out(&serde_json::to_string_pretty(&out).map_err(|e| Error::config(e.to_string()))?);
         return Ok(());
     }
     let mut table = Table::new();
@@ -81,7 +81,7 @@ fn check(file: &std::path::Path, json: bool) -> Result<()> {
     for f in &fields {
         table.add_row(vec![f.name.clone(), f.arrow_type.clone(), f.nullable.to_string(), f.required.to_string(), f.checks.join("; ")]);
     }
-    println!("{}: supported, {} columns", file.display(), fields.len());
-    println!("{table}");
+    crate::out(&format!("{}: supported, {} columns", file.display(), fields.len()));
+    crate::out(&table.to_string());
     Ok(())
 }

@@ -41,7 +41,7 @@ pub fn print(report: &JobReport) {
             .join(", ");
         table.add_row(vec!["errors by field".to_string(), text]);
     }
-    println!("{table}");
+    crate::out(&table.to_string());
 }
 
 fn list(items: &[String]) -> String {

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: installs what the tests need, starts a real
+# S3-compatible server (moto) on loopback, runs every test, and stops what it started.
+#   scripts/test.sh            # everything
+#   scripts/test.sh -- NAME    # extra arguments go to `cargo test`
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+venv="$root/target/test-venv"
+
+# protoc (for gRPC code generation) and the Python S3 server, installed only when missing.
+if ! command -v protoc >/dev/null 2>&1; then
+  echo "installing protobuf-compiler" >&2
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq protobuf-compiler >/dev/null; else sudo apt-get update -qq && sudo apt-get install -y -qq protobuf-compiler >/dev/null; fi
+fi
+if [ ! -x "$venv/bin/moto_server" ]; then
+  echo "installing moto (S3 server for tests) into $venv" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q 'moto[server]'
+fi
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+log="$root/target/moto.log"
+"$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
+moto_pid=$!
+trap 'kill $moto_pid 2>/dev/null || true; wait $moto_pid 2>/dev/null || true' EXIT
+python3 - "$port" <<'PY'
+import sys, time, urllib.request
+url = f"http://127.0.0.1:{sys.argv[1]}/"
+for _ in range(100):
+    try:
+        urllib.request.urlopen(url, timeout=1); sys.exit(0)
+    except Exception:
+        time.sleep(0.1)
+sys.exit("moto did not start")
+PY
+
+export ZOOPIPE_TEST_S3_ENDPOINT="http://127.0.0.1:$port"
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
+export AWS_ENDPOINT_URL="$ZOOPIPE_TEST_S3_ENDPOINT"
+unset AWS_PROFILE AWS_SESSION_TOKEN || true
+
+cargo build --workspace --bins
+cargo test --workspace "$@"
