@@ -108,6 +108,13 @@ impl Error {
                         detail: "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or the profile"
                             .into(),
                     }
+                } else if let Some(i) = lower.find("tcp connect error: ") {
+                    // Dead endpoint: say so plainly instead of the whole retry story.
+                    let cause = first_line(&text[i + "tcp connect error: ".len()..]);
+                    Error::Transient {
+                        url: url.to_string(),
+                        message: format!("cannot connect to the storage endpoint: {cause}"),
+                    }
                 } else {
                     Error::Transient {
                         url: url.to_string(),

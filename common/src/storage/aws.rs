@@ -54,12 +54,17 @@ fn build_s3_from(bucket: &str, env: &[(String, String)], profile: &Profile) -> R
         .or_else(|| get("AWS_ENDPOINT_URL"))
         .or_else(|| get("AWS_ENDPOINT"))
         .or_else(|| profile.endpoint_url.clone());
+    let mut client = ClientOptions::new()
+        .with_connect_timeout(Duration::from_secs(5))
+        .with_timeout(Duration::from_secs(300));
     if let Some(endpoint) = endpoint {
         if endpoint.starts_with("http://") {
-            builder = builder.with_allow_http(true);
+            client = client.with_allow_http(true);
         }
         builder = builder.with_endpoint(endpoint);
     }
+    // Client options replace each other wholesale: set them once, after every other setting.
+    builder = builder.with_client_options(client);
     // A handful of quick retries: wrong endpoints and dead servers must fail in seconds with one
     // line, not after minutes of backoff. Throttling and 5xx are still retried.
     let max_retries = get("ZOOPIPE_S3_MAX_RETRIES")
@@ -70,11 +75,6 @@ fn build_s3_from(bucket: &str, env: &[(String, String)], profile: &Profile) -> R
         retry_timeout: Duration::from_secs(60),
         ..RetryConfig::default()
     });
-    builder = builder.with_client_options(
-        ClientOptions::new()
-            .with_connect_timeout(Duration::from_secs(5))
-            .with_timeout(Duration::from_secs(300)),
-    );
     builder
         .build()
         .map_err(|e| Error::config(format!("s3://{bucket}: invalid S3 configuration: {e}")))

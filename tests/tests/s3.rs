@@ -1,0 +1,125 @@
+//! `zoopipectl run` against a real S3-compatible server on loopback (moto, started by
+//! scripts/test.sh): globbed inputs, part and single-file outputs, and clear failures.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+use zoopipe_tests::*;
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+fn csv_bytes(rows: &[[String; 8]]) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("x.csv");
+    write_csv(&p, rows);
+    std::fs::read(p).unwrap()
+}
+
+fn parquet_rows(bytes: Vec<u8>) -> Vec<arrow::array::RecordBatch> {
+    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap())
+        .collect()
+}
+
+#[test]
+fn globbed_s3_csv_to_s3_parquet_parts() {
+    let (raw, lake) = (unique("raw"), unique("lake"));
+    s3::create_bucket(&raw);
+    s3::create_bucket(&lake);
+    let (rows, bad) = users(3000);
+    let mut expected = Vec::new();
+    let mut bad_total = 0;
+    for (i, chunk) in rows.chunks(1000).enumerate() {
+        s3::put(&raw, &format!("2024-01-01/users-{i}.csv"), csv_bytes(chunk));
+        expected.extend(chunk.iter().enumerate().filter(|(j, _)| (i * 1000 + j) % 7 != 3).map(|(_, r)| r[0].clone()));
+        bad_total += chunk.iter().enumerate().filter(|(j, _)| (i * 1000 + j) % 7 == 3).count();
+    }
+    assert_eq!(bad_total, bad.len());
+    s3::put(&raw, "2024-01-01/notes.txt", b"not an input".to_vec());
+    s3::put(&raw, "2024-01-02/users-9.csv", csv_bytes(&rows[..10]));
+
+    let report = run_ok(&[
+        "run", "--input", &format!("s3://{raw}/2024-01-01/*.csv"), "--output", &format!("s3://{lake}/users/"),
+        "--schema", &repo_file("examples/users.schema.json"), "--partition-size", "40KiB", "--workers", "3",
+    ]);
+    assert_eq!(report["state"], "succeeded");
+    assert_eq!(report["inputs"].as_array().unwrap().len(), 3, "{report:#}");
+    assert_eq!(report["total_processed"], 3000);
+    assert_eq!(report["total_errors"], bad.len() as u64);
+    assert!(report["partitions"]["total"].as_u64().unwrap() >= 3);
+
+    let names = s3::list(&lake, "users");
+    assert!(names.contains(&"users/_SUCCESS".to_string()), "{names:?}");
+    assert!(names.contains(&"users/_report.json".to_string()), "{names:?}");
+    let part_names: Vec<&String> = names.iter().filter(|n| n.starts_with("users/part-")).collect();
+    assert_eq!(part_names.len() as u64, report["partitions"]["total"].as_u64().unwrap());
+    let batches: Vec<_> = part_names.iter().flat_map(|n| parquet_rows(s3::get(&lake, n))).collect();
+    assert_eq!(column_text(&batches, "user_id"), expected);
+    let errors: usize = names
+        .iter()
+        .filter(|n| n.starts_with("users/_errors/"))
+        .map(|n| String::from_utf8(s3::get(&lake, n)).unwrap().lines().count())
+        .sum();
+    assert_eq!(errors, bad.len());
+    let stored: serde_json::Value = serde_json::from_slice(&s3::get(&lake, "users/_report.json")).unwrap();
+    assert_eq!(stored["total_valid"], report["total_valid"]);
+}
+
+#[test]
+fn local_file_to_one_s3_object_and_back() {
+    let lake = unique("lake");
+    s3::create_bucket(&lake);
+    let dir = tempfile::tempdir().unwrap();
+    let (rows, bad) = users(2500);
+    let input = dir.path().join("users.csv");
+    write_csv(&input, &rows);
+    let report = run_ok(&[
+        "run", "--input", input.to_str().unwrap(), "--output", &format!("s3://{lake}/clean/users.parquet"),
+        "--errors", &format!("s3://{lake}/errors/users_errors.parquet"),
+        "--schema", &repo_file("examples/users.schema.json"), "--partition-size", "32KiB",
+    ]);
+    assert_eq!(report["outputs"], serde_json::json!([format!("s3://{lake}/clean/users.parquet")]));
+    let batches = parquet_rows(s3::get(&lake, "clean/users.parquet"));
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), rows.len() - bad.len());
+    let errors = parquet_rows(s3::get(&lake, "errors/users_errors.parquet"));
+    let lines: Vec<u64> = column_text(&errors, "line").iter().map(|l| l.parse().unwrap()).collect();
+    assert_eq!(lines, bad.iter().map(|(r, _)| (*r + 2) as u64).collect::<Vec<_>>());
+    // No staging objects remain.
+    let names = s3::list(&lake, "");
+    assert!(names.iter().all(|n| !n.contains("_zoopipe_staging")), "{names:?}");
+
+    // And back: the single object as input, to local JSONL.
+    let out = dir.path().join("back");
+    let report = run_ok(&["run", "--input", &format!("s3://{lake}/clean/users.parquet"), "--output", &format!("{}/", out.display()), "--format", "jsonl"]);
+    assert_eq!(report["total_processed"], (rows.len() - bad.len()) as u64);
+    assert_eq!(report["total_errors"], 0);
+}
+
+#[test]
+fn missing_bucket_and_dead_endpoint_fail_fast_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = format!("{}/", dir.path().join("out").display());
+    let o = run(&["run", "--input", "s3://no-such-bucket-zoopipe/x.csv", "--output", &out]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("s3://no-such-bucket-zoopipe/x.csv"), "{err}");
+
+    let started = Instant::now();
+    let o = Command::new(zoopipectl())
+        .args(["run", "--input", "s3://bucket/x.csv", "--output", &out])
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = text(&o.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("s3://bucket/x.csv"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+}
