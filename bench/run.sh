@@ -81,4 +81,4 @@ fi
 cd "$ROOT"
 exec "$PY" "$BENCH/bench.py" --input "$CSV" --rows "$ROWS" --threads "$THREADS" \
   --repeat "$REPEAT" --engines "$ENGINES" $KEEP --zoopipe-bin "$BIN" --python "$PY" \
-  --command-line "bench/run.sh${ORIG_ARGS[*]:+ ${ORIG_ARGS[*]}}"
+  --command-line "bench/run.sh${ORIG_ARGS[*]:+$(printf ' %q' "${ORIG_ARGS[@]}")}"

@@ -33,7 +33,7 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// Arrow/Parquet encoding failures while writing: retryable (usually a resource problem).
+    /// Arrow/Parquet encoding failures while writing: fatal (the same data fails the same way).
     #[error("{context}: {message}")]
     Encode { context: String, message: String },
     /// The task or job was cancelled.
@@ -46,7 +46,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Error::Transient { .. } | Error::Io { .. } | Error::Encode { .. }
+            Error::Transient { .. } | Error::Io { .. }
         )
     }
 

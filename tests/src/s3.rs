@@ -23,6 +23,7 @@ pub fn create_bucket(name: &str) {
 }
 
 pub fn client(bucket: &str) -> AmazonS3 {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     AmazonS3Builder::new()
         .with_bucket_name(bucket)
         .with_endpoint(endpoint())

@@ -1,6 +1,20 @@
-// TEMPORARY API placeholder: replaced by the real module (helper-1) before commit.
-use arrow::datatypes::{DataType, Schema, SchemaRef};
+//! Compiled output schemas: JSON Schema (pydantic v2 style) or an Arrow schema turned into
+//! an Arrow output schema plus per-column checks that `crate::validate` runs on batches.
+
+mod checks;
+mod emit;
+mod infer;
+mod parse;
+
 use std::sync::Arc;
+
+use arrow::array::ArrayRef;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+
+pub(crate) use checks::{Bound, BoundOp, Check, EnumSet, Format, Rule};
+pub use emit::FieldDescription;
+pub use infer::infer_from_text;
+
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
     #[error("unsupported JSON Schema at {path}: {message}")]
@@ -8,17 +22,90 @@ pub enum SchemaError {
     #[error("invalid JSON Schema at {path}: {message}")]
     Invalid { path: String, message: String },
 }
-pub struct FieldSpec { pub name: String, pub data_type: DataType, pub nullable: bool, pub required: bool, pub default: Option<serde_json::Value> }
-pub struct FieldDescription { pub name: String, pub arrow_type: String, pub nullable: bool, pub required: bool, pub checks: Vec<String> }
-pub struct CompiledSchema { fields: Vec<FieldSpec>, schema: SchemaRef }
-impl CompiledSchema {
-    pub fn from_json_schema(_s: &serde_json::Value) -> Result<Self, SchemaError> { Err(SchemaError::Invalid{path: "$".into(), message: "todo".into()}) }
-    pub fn from_json_str(_s: &str) -> Result<Self, SchemaError> { Err(SchemaError::Invalid{path: "$".into(), message: "todo".into()}) }
-    pub fn from_arrow(s: &Schema) -> Self { Self { fields: s.fields().iter().map(|f| FieldSpec{name: f.name().clone(), data_type: f.data_type().clone(), nullable: true, required: false, default: None}).collect(), schema: Arc::new(s.clone()) } }
-    pub fn fields(&self) -> &[FieldSpec] { &self.fields }
-    pub fn arrow_schema(&self) -> SchemaRef { self.schema.clone() }
-    pub fn additional_properties(&self) -> bool { true }
-    pub fn to_json_schema(&self, _t: &str) -> serde_json::Value { serde_json::Value::Null }
-    pub fn describe(&self) -> Vec<FieldDescription> { vec![] }
+
+/// One output column: its Arrow type, null/required rules, default and checks.
+#[derive(Debug, Clone)]
+pub struct FieldSpec {
+    pub name: String,
+    pub data_type: DataType,
+    /// Optional (may be null) or not required; decides the output field's nullability.
+    pub nullable: bool,
+    pub required: bool,
+    /// The JSON Schema default; `None` also for `"default": null`.
+    pub default: Option<serde_json::Value>,
+    /// Declared Optional (`anyOf [..., null]` / type list with null), as opposed to merely not required.
+    pub(crate) optional: bool,
+    pub(crate) checks: Vec<Check>,
+    /// `default` already converted to a one-element array of `data_type`, so filling nulls is a kernel call.
+    pub(crate) default_array: Option<ArrayRef>,
 }
-pub fn infer_from_text(sample: &arrow::record_batch::RecordBatch) -> Schema { sample.schema().as_ref().clone() }
+
+/// The compiled schema: output columns in order, and the policy for unknown input columns.
+#[derive(Debug, Clone)]
+pub struct CompiledSchema {
+    fields: Vec<FieldSpec>,
+    additional_properties: bool,
+    arrow_schema: SchemaRef,
+}
+
+impl CompiledSchema {
+    pub fn from_json_schema(schema: &serde_json::Value) -> Result<Self, SchemaError> {
+        let (fields, additional_properties) = parse::parse_root(schema)?;
+        Ok(Self::new(fields, additional_properties))
+    }
+
+    pub fn from_json_str(text: &str) -> Result<Self, SchemaError> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| SchemaError::Invalid {
+                path: "$".to_string(),
+                message: e.to_string(),
+            })?;
+        Self::from_json_schema(&value)
+    }
+
+    /// No constraints: every field nullable, not required (used when types were inferred or come
+    /// from a Parquet/Arrow file).
+    pub fn from_arrow(schema: &Schema) -> Self {
+        let fields = schema
+            .fields()
+            .iter()
+            .map(|f| FieldSpec {
+                name: f.name().clone(),
+                data_type: f.data_type().clone(),
+                nullable: true,
+                required: false,
+                default: None,
+                optional: true,
+                checks: Vec::new(),
+                default_array: None,
+            })
+            .collect();
+        Self::new(fields, true)
+    }
+
+    fn new(fields: Vec<FieldSpec>, additional_properties: bool) -> Self {
+        let arrow_fields: Vec<Field> = fields
+            .iter()
+            .map(|f| Field::new(&f.name, f.data_type.clone(), f.nullable))
+            .collect();
+        Self {
+            fields,
+            additional_properties,
+            arrow_schema: Arc::new(Schema::new(arrow_fields)),
+        }
+    }
+
+    pub fn fields(&self) -> &[FieldSpec] {
+        &self.fields
+    }
+
+    /// The output schema of `validate`'s valid batch.
+    pub fn arrow_schema(&self) -> SchemaRef {
+        Arc::clone(&self.arrow_schema)
+    }
+
+    /// false = non-null values in input columns the schema lacks make the row invalid.
+    pub fn additional_properties(&self) -> bool {
+        self.additional_properties
+    }
+}

@@ -161,6 +161,7 @@ mod tests {
 
     #[test]
     fn environment_builds_a_path_style_http_client() {
+        super::super::install_tls_provider();
         let env = vec![
             ("AWS_ACCESS_KEY_ID".to_string(), "k".to_string()),
             ("AWS_SECRET_ACCESS_KEY".to_string(), "s".to_string()),

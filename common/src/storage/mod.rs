@@ -163,6 +163,7 @@ pub struct Storage {
 
 impl Storage {
     pub fn new() -> Self {
+        install_tls_provider();
         Self::default()
     }
 
