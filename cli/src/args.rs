@@ -4,7 +4,11 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "zoopipectl", version, about = "Convert and validate data files, on one machine or a ZooPipe fleet")]
+#[command(
+    name = "zoopipectl",
+    version,
+    about = "Convert and validate data files, on one machine or a ZooPipe fleet"
+)]
 pub struct Cli {
     /// More log output (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]

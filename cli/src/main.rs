@@ -23,7 +23,10 @@ fn main() -> ExitCode {
     let cli = args::Cli::parse();
     init_logging(cli.verbose);
     zoopipe_common::storage::install_tls_provider();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

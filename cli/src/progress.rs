@@ -25,11 +25,16 @@ impl Bar {
 
 pub fn start(progress: Arc<Progress>, quiet: bool) -> Bar {
     if quiet || !std::io::stderr().is_terminal() {
-        return Bar { stop: None, task: None };
+        return Bar {
+            stop: None,
+            task: None,
+        };
     }
     let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} tasks  {msg}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let style = ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} tasks  {msg}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);
     let (tx, mut rx) = oneshot::channel();
     let task = tokio::spawn(async move {
@@ -52,5 +57,8 @@ pub fn start(progress: Arc<Progress>, quiet: bool) -> Bar {
         }
         bar.finish_and_clear();
     });
-    Bar { stop: Some(tx), task: Some(task) }
+    Bar {
+        stop: Some(tx),
+        task: Some(task),
+    }
 }

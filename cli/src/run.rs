@@ -63,7 +63,10 @@ pub async fn run(args: RunArgs) -> u8 {
         JobState::Succeeded => 0,
         JobState::Cancelled => exit::CANCELLED,
         _ => {
-            eprintln!("error: {}", report.message.as_deref().unwrap_or("the job failed"));
+            eprintln!(
+                "error: {}",
+                report.message.as_deref().unwrap_or("the job failed")
+            );
             exit::JOB_FAILED
         }
     }
@@ -86,7 +89,9 @@ fn build_spec(args: &RunArgs) -> Result<JobSpec> {
         spec.inputs = args.inputs.clone();
     }
     if spec.inputs.is_empty() {
-        return Err(Error::config("no input: pass --input URL (or give a job spec file)"));
+        return Err(Error::config(
+            "no input: pass --input URL (or give a job spec file)",
+        ));
     }
     if let Some(o) = &args.output {
         spec.output = o.clone();
@@ -107,7 +112,8 @@ fn build_spec(args: &RunArgs) -> Result<JobSpec> {
         spec.error_format = Some(Format::parse(f)?);
     }
     if let Some(p) = &args.partition_size {
-        spec.partition_size = parse_size(p).map_err(|e| Error::config(format!("--partition-size {e}")))?;
+        spec.partition_size =
+            parse_size(p).map_err(|e| Error::config(format!("--partition-size {e}")))?;
     }
     if let Some(b) = args.batch_size {
         spec.batch_size = b;
@@ -118,7 +124,8 @@ fn build_spec(args: &RunArgs) -> Result<JobSpec> {
     if let Some(r) = args.row_group_size {
         spec.write.row_group_size = r;
     }
-    let byte = |flag: &str, v: &str| parse_byte(v).map_err(|e| Error::config(format!("{flag}: {e}")));
+    let byte =
+        |flag: &str, v: &str| parse_byte(v).map_err(|e| Error::config(format!("{flag}: {e}")));
     if let Some(d) = &args.delimiter {
         spec.csv.delimiter = byte("--delimiter", d)?;
     }

@@ -21,7 +21,10 @@ pub fn print(report: &JobReport) {
             "partitions",
             format!(
                 "{} total, {} succeeded, {} failed, {} retried",
-                report.partitions.total, report.partitions.succeeded, report.partitions.failed, report.partitions.retried
+                report.partitions.total,
+                report.partitions.succeeded,
+                report.partitions.failed,
+                report.partitions.retried
             ),
         ),
         ("outputs", list(&report.outputs)),

@@ -44,10 +44,7 @@ pub enum Error {
 impl Error {
     /// Whether running the same task again (possibly elsewhere) may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            Error::Transient { .. } | Error::Io { .. }
-        )
+        matches!(self, Error::Transient { .. } | Error::Io { .. })
     }
 
     pub fn config(message: impl Into<String>) -> Self {

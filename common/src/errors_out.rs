@@ -34,10 +34,7 @@ pub struct ErrorRow {
 
 impl ErrorRow {
     pub fn new(source: &str, line: Option<u64>, row: Option<u64>, errors: Vec<FieldError>) -> Self {
-        let error_type = errors
-            .first()
-            .map(|e| kind_name(e))
-            .unwrap_or_default();
+        let error_type = errors.first().map(|e| kind_name(e)).unwrap_or_default();
         Self {
             source: source.to_string(),
             line,
@@ -77,7 +74,11 @@ fn to_batch(rows: &[ErrorRow]) -> Result<RecordBatch> {
         Arc::new(rows.iter().map(f).collect::<StringArray>())
     };
     let int = |f: &dyn Fn(&ErrorRow) -> Option<u64>| -> ArrayRef {
-        Arc::new(rows.iter().map(|r| f(r).map(|v| v as i64)).collect::<Int64Array>())
+        Arc::new(
+            rows.iter()
+                .map(|r| f(r).map(|v| v as i64))
+                .collect::<Int64Array>(),
+        )
     };
     let columns = vec![
         text(&|r| Some(r.source.clone())),
@@ -85,7 +86,14 @@ fn to_batch(rows: &[ErrorRow]) -> Result<RecordBatch> {
         int(&|r| r.row),
         text(&|r| Some(r.error_type.clone())),
         text(&|r| r.errors.first().and_then(|e| e.field.clone())),
-        text(&|r| Some(r.errors.first().map(|e| e.message.clone()).unwrap_or_default())),
+        text(&|r| {
+            Some(
+                r.errors
+                    .first()
+                    .map(|e| e.message.clone())
+                    .unwrap_or_default(),
+            )
+        }),
         text(&|r| serde_json::to_string(&r.errors).ok()),
         text(&|r| serde_json::to_string(&r.values).ok()),
         text(&|r| r.raw.clone()),
@@ -123,7 +131,8 @@ impl ErrorWriter {
                         message: e.to_string(),
                     })?;
                     line.push(b'\n');
-                    sink.write_all(line).map_err(|e| Error::io("writing error rows", e))?;
+                    sink.write_all(line)
+                        .map_err(|e| Error::io("writing error rows", e))?;
                 }
                 Ok(())
             }

@@ -45,7 +45,11 @@ pub enum SplitKind {
     RowGroups { start: usize, end: usize },
     /// Record batches `[start, end)` of an Arrow IPC file; `first_row` is the file-wide index
     /// of the first row of batch `start`.
-    Batches { start: usize, end: usize, first_row: u64 },
+    Batches {
+        start: usize,
+        end: usize,
+        first_row: u64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -116,22 +120,29 @@ pub async fn plan_job(storage: &Storage, job: &mut JobConfig) -> Result<Plan> {
                 let (head, at_eof) = read_head(storage, object, compression, SAMPLE_BYTES).await?;
                 let (columns, is_array) = match format {
                     Format::Csv => {
-                        let (names, _) = csv_header(storage, object, compression, &head, at_eof, job).await?;
+                        let (names, _) =
+                            csv_header(storage, object, compression, &head, at_eof, job).await?;
                         (names, false)
                     }
                     _ => {
-                        let is_array = head.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+                        let is_array =
+                            head.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
                         (json_columns(&head, at_eof, schema.as_deref()), is_array)
                     }
                 };
                 if schema.is_none() {
-                    schema = Some(Arc::new(infer_text_schema(format, &head, at_eof, &columns, job, is_array)?));
+                    schema = Some(Arc::new(infer_text_schema(
+                        format, &head, at_eof, &columns, job, is_array,
+                    )?));
                 }
                 let whole = compression != Compression::None
                     || is_array
                     || (format == Format::Csv && job.spec.csv.multiline);
                 if whole || object.size <= planner.partition_size {
-                    planner.add_small(split(Some(columns), SplitKind::Whole), whole && object.size > planner.partition_size);
+                    planner.add_small(
+                        split(Some(columns), SplitKind::Whole),
+                        whole && object.size > planner.partition_size,
+                    );
                 } else {
                     let n = object.size.div_ceil(planner.partition_size);
                     let step = object.size.div_ceil(n);
@@ -147,35 +158,73 @@ pub async fn plan_job(storage: &Storage, job: &mut JobConfig) -> Result<Plan> {
             }
             Format::Parquet => {
                 let store = storage.store(&object.url)?;
-                let mut file = parquet::ObjectFile::new(store, &object.url, object.size, counter.clone());
+                let mut file =
+                    parquet::ObjectFile::new(store, &object.url, object.size, counter.clone());
                 let groups = parquet::row_groups(&mut file).await?;
                 if schema.is_none() {
-                    schema = Some(Arc::new(CompiledSchema::from_arrow(&parquet_schema(storage, object, &counter).await?)));
+                    schema = Some(Arc::new(CompiledSchema::from_arrow(
+                        &parquet_schema(storage, object, &counter).await?,
+                    )));
                 }
-                let runs = runs_by_bytes(&groups.iter().map(|g| g.1).collect::<Vec<_>>(), planner.partition_size);
+                let runs = runs_by_bytes(
+                    &groups.iter().map(|g| g.1).collect::<Vec<_>>(),
+                    planner.partition_size,
+                );
                 if runs.len() <= 1 {
-                    planner.add_small(split(None, SplitKind::RowGroups { start: 0, end: groups.len() }), false);
+                    planner.add_small(
+                        split(
+                            None,
+                            SplitKind::RowGroups {
+                                start: 0,
+                                end: groups.len(),
+                            },
+                        ),
+                        false,
+                    );
                 } else {
-                    planner.add_own_tasks(runs.into_iter().map(|(start, end)| split(None, SplitKind::RowGroups { start, end })).collect());
+                    planner.add_own_tasks(
+                        runs.into_iter()
+                            .map(|(start, end)| split(None, SplitKind::RowGroups { start, end }))
+                            .collect(),
+                    );
                 }
             }
             Format::Arrow => {
                 let store = storage.store(&object.url)?;
-                let footer = ipc::read_footer(store.as_ref(), &object.url, object.size, &counter).await?;
+                let footer =
+                    ipc::read_footer(store.as_ref(), &object.url, object.size, &counter).await?;
                 if schema.is_none() {
                     schema = Some(Arc::new(CompiledSchema::from_arrow(&footer.schema)));
                 }
                 let sizes: Vec<u64> = footer.batches.iter().map(ipc::block_len).collect();
                 let runs = runs_by_bytes(&sizes, planner.partition_size);
                 if runs.len() <= 1 {
-                    planner.add_small(split(None, SplitKind::Batches { start: 0, end: sizes.len(), first_row: 0 }), false);
+                    planner.add_small(
+                        split(
+                            None,
+                            SplitKind::Batches {
+                                start: 0,
+                                end: sizes.len(),
+                                first_row: 0,
+                            },
+                        ),
+                        false,
+                    );
                 } else {
-                    let rows = ipc::batch_rows(store.as_ref(), &object.url, &footer, &counter).await?;
+                    let rows =
+                        ipc::batch_rows(store.as_ref(), &object.url, &footer, &counter).await?;
                     let splits = runs
                         .into_iter()
                         .map(|(start, end)| {
                             let first_row = rows[..start].iter().sum();
-                            split(None, SplitKind::Batches { start, end, first_row })
+                            split(
+                                None,
+                                SplitKind::Batches {
+                                    start,
+                                    end,
+                                    first_row,
+                                },
+                            )
                         })
                         .collect();
                     planner.add_own_tasks(splits);
@@ -254,7 +303,12 @@ fn runs_by_bytes(sizes: &[u64], target: u64) -> Vec<(usize, usize)> {
 }
 
 /// The first bytes of an object (decompressed when needed); `true` when that is all of it.
-async fn read_head(storage: &Storage, object: &InputObject, compression: Compression, max: u64) -> Result<(Vec<u8>, bool)> {
+async fn read_head(
+    storage: &Storage,
+    object: &InputObject,
+    compression: Compression,
+    max: u64,
+) -> Result<(Vec<u8>, bool)> {
     let store = storage.store(&object.url)?;
     let url = object.url.to_string();
     if compression == Compression::None {
@@ -268,7 +322,16 @@ async fn read_head(storage: &Storage, object: &InputObject, compression: Compres
     let runtime = tokio::runtime::Handle::current();
     let object = object.clone();
     tokio::task::spawn_blocking(move || {
-        let raw = ObjectReader::spawn(&runtime, store, object.url.path(), url.clone(), 0, object.size.min(max), object.size, Default::default());
+        let raw = ObjectReader::spawn(
+            &runtime,
+            store,
+            object.url.path(),
+            url.clone(),
+            0,
+            object.size.min(max),
+            object.size,
+            Default::default(),
+        );
         let mut decoded = open_decoder(raw, compression);
         let mut head = Vec::new();
         let n = (&mut decoded)
@@ -282,10 +345,15 @@ async fn read_head(storage: &Storage, object: &InputObject, compression: Compres
 }
 
 /// Wrap a raw byte stream in the right decompressor.
-pub fn open_decoder<R: Read + Send + 'static>(raw: R, compression: Compression) -> Box<dyn Read + Send> {
+pub fn open_decoder<R: Read + Send + 'static>(
+    raw: R,
+    compression: Compression,
+) -> Box<dyn Read + Send> {
     match compression {
         Compression::None => Box::new(raw),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(raw))),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
+            raw,
+        ))),
         Compression::Zstd => match zstd::stream::read::Decoder::new(raw) {
             Ok(d) => Box::new(d),
             Err(e) => Box::new(FailingReader(Some(e))),
@@ -297,7 +365,10 @@ struct FailingReader(Option<std::io::Error>);
 
 impl Read for FailingReader {
     fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
-        Err(self.0.take().unwrap_or_else(|| std::io::Error::other("decoder failed")))
+        Err(self
+            .0
+            .take()
+            .unwrap_or_else(|| std::io::Error::other("decoder failed")))
     }
 }
 
@@ -316,7 +387,10 @@ async fn csv_header(
     }
     let (bigger, at_eof) = read_head(storage, object, compression, 64 * SAMPLE_BYTES).await?;
     let found = read_header(&bigger, at_eof, opts).ok_or_else(|| {
-        Error::corrupt(object.url.to_string(), "the first record is longer than 64 MiB")
+        Error::corrupt(
+            object.url.to_string(),
+            "the first record is longer than 64 MiB",
+        )
     })?;
     with_schema_names(found, job)
 }
@@ -351,10 +425,15 @@ fn json_columns(head: &[u8], at_eof: bool, schema: Option<&CompiledSchema>) -> V
     let complete = complete_lines(head, at_eof);
     if head.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
         if let Ok(serde_json::Value::Array(items)) = serde_json::from_slice(head) {
-            items.iter().take(SAMPLE_ROWS).filter_map(|v| v.as_object()).for_each(&mut add);
+            items
+                .iter()
+                .take(SAMPLE_ROWS)
+                .filter_map(|v| v.as_object())
+                .for_each(&mut add);
         } else {
             // A long array: sample the objects we can parse one by one after the '['.
-            let mut stream = serde_json::Deserializer::from_slice(&head[1..]).into_iter::<serde_json::Value>();
+            let mut stream =
+                serde_json::Deserializer::from_slice(&head[1..]).into_iter::<serde_json::Value>();
             while let Some(Ok(v)) = stream.next() {
                 if let Some(o) = v.as_object() {
                     add(o);
@@ -381,24 +460,43 @@ fn complete_lines(head: &[u8], at_eof: bool) -> &[u8] {
     }
 }
 
-fn infer_text_schema(format: Format, head: &[u8], at_eof: bool, columns: &[String], job: &JobConfig, is_array: bool) -> Result<CompiledSchema> {
+fn infer_text_schema(
+    format: Format,
+    head: &[u8],
+    at_eof: bool,
+    columns: &[String],
+    job: &JobConfig,
+    is_array: bool,
+) -> Result<CompiledSchema> {
     let complete = complete_lines(head, at_eof);
     let names: Arc<[String]> = columns.to_vec().into();
     let sample = match format {
         Format::Csv => {
-            let mut reader = CsvRecords::new(complete, &job.spec.csv, names, "sample".into(), 0, 1, None, job.spec.csv.header, SAMPLE_ROWS);
+            let mut reader = CsvRecords::new(
+                complete,
+                &job.spec.csv,
+                names,
+                "sample".into(),
+                0,
+                1,
+                None,
+                job.spec.csv.header,
+                SAMPLE_ROWS,
+            );
             reader.next_batch()?
         }
         _ if is_array => {
             let mut first = None;
-            let _ = crate::format::json::read_array(head, names, "sample".into(), SAMPLE_ROWS, |b| {
-                first.get_or_insert(b);
-                Err(Error::Cancelled)
-            });
+            let _ =
+                crate::format::json::read_array(head, names, "sample".into(), SAMPLE_ROWS, |b| {
+                    first.get_or_insert(b);
+                    Err(Error::Cancelled)
+                });
             first
         }
         _ => {
-            let mut reader = JsonLines::new(complete, names, "sample".into(), 0, 1, None, SAMPLE_ROWS);
+            let mut reader =
+                JsonLines::new(complete, names, "sample".into(), 0, 1, None, SAMPLE_ROWS);
             reader.next_batch()?
         }
     };
@@ -414,7 +512,11 @@ fn infer_text_schema(format: Format, head: &[u8], at_eof: bool, columns: &[Strin
     Ok(CompiledSchema::from_arrow(&schema))
 }
 
-async fn parquet_schema(storage: &Storage, object: &InputObject, counter: &ReadCounter) -> Result<arrow::datatypes::Schema> {
+async fn parquet_schema(
+    storage: &Storage,
+    object: &InputObject,
+    counter: &ReadCounter,
+) -> Result<arrow::datatypes::Schema> {
     use ::parquet::arrow::ParquetRecordBatchStreamBuilder;
     let store = storage.store(&object.url)?;
     let file = parquet::ObjectFile::new(store, &object.url, object.size, counter.clone());

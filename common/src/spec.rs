@@ -72,7 +72,9 @@ pub enum SchemaSource {
     Inline(serde_json::Value),
 }
 
-fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Vec<String>, D::Error> {
+fn one_or_many<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum OneOrMany {
@@ -130,7 +132,9 @@ impl JobSpec {
             let p = Path::new(p);
             if p.is_relative() {
                 if let Some(dir) = path.parent() {
-                    spec.schema = Some(SchemaSource::Path(dir.join(p).to_string_lossy().into_owned()));
+                    spec.schema = Some(SchemaSource::Path(
+                        dir.join(p).to_string_lossy().into_owned(),
+                    ));
                 }
             }
         }
@@ -250,10 +254,19 @@ impl JobConfig {
         let errors = match &spec.errors {
             Some(e) => OutputTarget::resolve(e, spec.error_format, Format::Jsonl)?,
             None if output.single_file => {
-                let stem = output.url.file_name().split('.').next().unwrap_or("output").to_string();
+                let stem = output
+                    .url
+                    .file_name()
+                    .split('.')
+                    .next()
+                    .unwrap_or("output")
+                    .to_string();
                 let format = spec.error_format.unwrap_or(Format::Jsonl);
                 OutputTarget {
-                    url: output.url.parent().join(&format!("{stem}_errors.{}", format.extension())),
+                    url: output
+                        .url
+                        .parent()
+                        .join(&format!("{stem}_errors.{}", format.extension())),
                     format,
                     single_file: true,
                 }
@@ -298,16 +311,31 @@ mod tests {
 
     #[test]
     fn outputs_are_prefixes_or_single_files() {
-        let spec: JobSpec = serde_norway::from_str("input: a.csv\noutput: s3://lake/users.parquet\n").unwrap();
+        let spec: JobSpec =
+            serde_norway::from_str("input: a.csv\noutput: s3://lake/users.parquet\n").unwrap();
         let job = JobConfig::new("j1".into(), spec).unwrap();
         assert!(job.output.single_file);
-        assert_eq!(job.output.part_url("j1", 3).to_string(), "s3://lake/_zoopipe_staging/j1/part-00003.parquet");
+        assert_eq!(
+            job.output.part_url("j1", 3).to_string(),
+            "s3://lake/_zoopipe_staging/j1/part-00003.parquet"
+        );
         assert_eq!(job.errors.url.to_string(), "s3://lake/users_errors.jsonl");
-        assert_eq!(job.output.marker("_SUCCESS").to_string(), "s3://lake/_users.parquet.SUCCESS");
-        let spec: JobSpec = serde_norway::from_str("input: a.csv\noutput: s3://lake/users/\nformat: csv\n").unwrap();
+        assert_eq!(
+            job.output.marker("_SUCCESS").to_string(),
+            "s3://lake/_users.parquet.SUCCESS"
+        );
+        let spec: JobSpec =
+            serde_norway::from_str("input: a.csv\noutput: s3://lake/users/\nformat: csv\n")
+                .unwrap();
         let job = JobConfig::new("j1".into(), spec).unwrap();
-        assert_eq!(job.output.part_url("j1", 42).to_string(), "s3://lake/users/part-00042.csv");
+        assert_eq!(
+            job.output.part_url("j1", 42).to_string(),
+            "s3://lake/users/part-00042.csv"
+        );
         assert_eq!(job.errors.url.to_string(), "s3://lake/users/_errors/");
-        assert_eq!(job.output.marker("_SUCCESS").to_string(), "s3://lake/users/_SUCCESS");
+        assert_eq!(
+            job.output.marker("_SUCCESS").to_string(),
+            "s3://lake/users/_SUCCESS"
+        );
     }
 }

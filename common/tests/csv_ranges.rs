@@ -2,6 +2,7 @@
 //! together are exactly the file's records, in order, none twice, with the same line numbers —
 //! or, when a quoted newline crossed a boundary, the boundary check says so (and only then).
 
+use arrow::array::{Array, AsArray};
 use proptest::prelude::*;
 use std::io::BufReader;
 use std::sync::Arc;
@@ -9,12 +10,17 @@ use zoopipe_common::format::csv::{CsvRecords, RangeOutcome, read_header, skip_to
 use zoopipe_common::format::{CsvOptions, Positions};
 use zoopipe_common::plan::{line_bases, misaligned_files};
 use zoopipe_common::report::RangeReport;
-use arrow::array::{Array, AsArray};
 
 /// A record as (line, fields) — rejects as (line, [raw]).
 type Rec = (u64, Vec<String>);
 
-fn read_range(file: &[u8], start: u64, end: u64, opts: &CsvOptions, columns: &Arc<[String]>) -> (Vec<Rec>, RangeOutcome) {
+fn read_range(
+    file: &[u8],
+    start: u64,
+    end: u64,
+    opts: &CsvOptions,
+    columns: &Arc<[String]>,
+) -> (Vec<Rec>, RangeOutcome) {
     let begin = start.saturating_sub(1) as usize;
     let mut reader = BufReader::with_capacity(16, &file[begin..]);
     let base = if start == 0 {
@@ -24,14 +30,33 @@ fn read_range(file: &[u8], start: u64, end: u64, opts: &CsvOptions, columns: &Ar
             Some(base) => base,
             None => {
                 let n = file.len() as u64;
-                return (Vec::new(), RangeOutcome { first_record: n, end: n, lines: 0 });
+                return (
+                    Vec::new(),
+                    RangeOutcome {
+                        first_record: n,
+                        end: n,
+                        lines: 0,
+                    },
+                );
             }
         }
     };
-    let mut records = CsvRecords::new(reader, opts, columns.clone(), "t".into(), base, 1, Some(end), start == 0 && opts.header, 3);
+    let mut records = CsvRecords::new(
+        reader,
+        opts,
+        columns.clone(),
+        "t".into(),
+        base,
+        1,
+        Some(end),
+        start == 0 && opts.header,
+        3,
+    );
     let mut out = Vec::new();
     while let Some(batch) = records.next_batch().unwrap() {
-        let Positions::Lines(lines) = &batch.positions else { panic!("csv has lines") };
+        let Positions::Lines(lines) = &batch.positions else {
+            panic!("csv has lines")
+        };
         let mut rows: Vec<Rec> = (0..batch.batch.num_rows())
             .map(|r| {
                 let fields = batch
@@ -40,13 +65,22 @@ fn read_range(file: &[u8], start: u64, end: u64, opts: &CsvOptions, columns: &Ar
                     .iter()
                     .map(|c| {
                         let s = c.as_string::<i32>();
-                        if s.is_null(r) { String::new() } else { s.value(r).to_string() }
+                        if s.is_null(r) {
+                            String::new()
+                        } else {
+                            s.value(r).to_string()
+                        }
                     })
                     .collect();
                 (lines[r], fields)
             })
             .collect();
-        rows.extend(batch.rejects.iter().map(|j| (j.position, vec![j.raw.clone()])));
+        rows.extend(
+            batch
+                .rejects
+                .iter()
+                .map(|j| (j.position, vec![j.raw.clone()])),
+        );
         rows.sort_by_key(|r| r.0);
         out.extend(rows);
     }
@@ -56,7 +90,11 @@ fn read_range(file: &[u8], start: u64, end: u64, opts: &CsvOptions, columns: &Ar
 fn csv_bytes(records: &[Vec<String>], crlf: bool) -> Vec<u8> {
     let mut w = csv::WriterBuilder::new()
         .flexible(true)
-        .terminator(if crlf { csv::Terminator::CRLF } else { csv::Terminator::Any(b'\n') })
+        .terminator(if crlf {
+            csv::Terminator::CRLF
+        } else {
+            csv::Terminator::Any(b'\n')
+        })
         .from_writer(Vec::new());
     for r in records {
         w.write_record(r).unwrap();
@@ -67,7 +105,8 @@ fn csv_bytes(records: &[Vec<String>], crlf: bool) -> Vec<u8> {
 fn field(multiline: bool) -> impl Strategy<Value = String> {
     let chars = if multiline { "ab ,\"\né" } else { "ab ,\"é" };
     let alphabet: Vec<char> = chars.chars().collect();
-    prop::collection::vec(prop::sample::select(alphabet), 0..6).prop_map(|v| v.into_iter().collect())
+    prop::collection::vec(prop::sample::select(alphabet), 0..6)
+        .prop_map(|v| v.into_iter().collect())
 }
 
 fn file(multiline: bool) -> impl Strategy<Value = (Vec<Vec<String>>, bool)> {
@@ -77,7 +116,12 @@ fn file(multiline: bool) -> impl Strategy<Value = (Vec<Vec<String>>, bool)> {
     (prop::collection::vec(rec, 1..40), any::<bool>())
 }
 
-fn check(records: Vec<Vec<String>>, crlf: bool, cuts: Vec<u64>, may_misalign: bool) -> Result<(), TestCaseError> {
+fn check(
+    records: Vec<Vec<String>>,
+    crlf: bool,
+    cuts: Vec<u64>,
+    may_misalign: bool,
+) -> Result<(), TestCaseError> {
     let mut all = vec![vec!["x".to_string(), "y".to_string(), "z".to_string()]];
     all.extend(records);
     let bytes = csv_bytes(&all, crlf);
@@ -87,7 +131,11 @@ fn check(records: Vec<Vec<String>>, crlf: bool, cuts: Vec<u64>, may_misalign: bo
     let size = bytes.len() as u64;
     let (whole, _) = read_range(&bytes, 0, size, &opts, &columns);
 
-    let mut bounds: Vec<u64> = cuts.into_iter().map(|c| c % size).filter(|c| *c > 0).collect();
+    let mut bounds: Vec<u64> = cuts
+        .into_iter()
+        .map(|c| c % size)
+        .filter(|c| *c > 0)
+        .collect();
     bounds.push(0);
     bounds.push(size);
     bounds.sort();
@@ -96,11 +144,19 @@ fn check(records: Vec<Vec<String>>, crlf: bool, cuts: Vec<u64>, may_misalign: bo
     let mut pieces = Vec::new();
     for w in bounds.windows(2) {
         let (rows, outcome) = read_range(&bytes, w[0], w[1], &opts, &columns);
-        reports.push(RangeReport { url: "t".into(), start: w[0], end: w[1], outcome });
+        reports.push(RangeReport {
+            url: "t".into(),
+            start: w[0],
+            end: w[1],
+            outcome,
+        });
         pieces.push((w[0], rows));
     }
     if !misaligned_files(&reports).is_empty() {
-        prop_assert!(may_misalign, "boundary check fired on a file without quoted newlines");
+        prop_assert!(
+            may_misalign,
+            "boundary check fired on a file without quoted newlines"
+        );
         return Ok(());
     }
     let bases = line_bases(&reports);

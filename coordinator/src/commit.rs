@@ -30,7 +30,11 @@ pub async fn check_output_free(storage: &Storage, job: &JobConfig) -> Result<()>
             return Err(Error::config(format!(
                 "{} already exists{} (pass --overwrite to replace it)",
                 target.url,
-                if target.single_file { String::new() } else { format!(" and holds {} object(s), e.g. {first}", existing.len()) }
+                if target.single_file {
+                    String::new()
+                } else {
+                    format!(" and holds {} object(s), e.g. {first}", existing.len())
+                }
             )));
         }
     }
@@ -56,7 +60,12 @@ async fn existing_objects(storage: &Storage, target: &OutputTarget) -> Result<Ve
 
 /// Make the job's parts visible and assemble its outputs. On failure the report comes back
 /// with what had been counted, so the caller can record the failure.
-pub async fn commit(ctx: &WorkerContext, job: &JobConfig, outcomes: Outcomes, mut report: JobReport) -> Result<JobReport, (Error, JobReport)> {
+pub async fn commit(
+    ctx: &WorkerContext,
+    job: &JobConfig,
+    outcomes: Outcomes,
+    mut report: JobReport,
+) -> Result<JobReport, (Error, JobReport)> {
     let storage = &ctx.storage;
     // An old `_SUCCESS` must not vouch for a mix of old and new parts.
     if job.spec.overwrite {
@@ -71,13 +80,20 @@ pub async fn commit(ctx: &WorkerContext, job: &JobConfig, outcomes: Outcomes, mu
         }
     }
     report.partitions.succeeded = outcomes.len() as u64;
-    let ranges: Vec<_> = outcomes.values().flat_map(|o| o.result.ranges.clone()).collect();
+    let ranges: Vec<_> = outcomes
+        .values()
+        .flat_map(|o| o.result.ranges.clone())
+        .collect();
     let bases = line_bases(&ranges);
     let mut error_parts = Vec::new();
     let mut output_parts = Vec::new();
     let mut pending = Vec::new();
     for outcome in outcomes.into_values() {
-        let first_range = outcome.result.ranges.first().map(|r| (r.url.clone(), r.start));
+        let first_range = outcome
+            .result
+            .ranges
+            .first()
+            .map(|r| (r.url.clone(), r.start));
         let line_offset = match (outcome.result.error_lines_relative, first_range) {
             (true, Some(key)) => bases.get(&key).copied().unwrap_or(1) - 1,
             _ => 0,
@@ -114,7 +130,12 @@ pub async fn commit(ctx: &WorkerContext, job: &JobConfig, outcomes: Outcomes, mu
 }
 
 /// Single-file merges, error renumbering, and removal of the staging prefixes.
-async fn assemble(ctx: &WorkerContext, job: &JobConfig, output_parts: &[String], error_parts: &[(u32, String, u64)]) -> Result<(Vec<String>, Vec<String>)> {
+async fn assemble(
+    ctx: &WorkerContext,
+    job: &JobConfig,
+    output_parts: &[String],
+    error_parts: &[(u32, String, u64)],
+) -> Result<(Vec<String>, Vec<String>)> {
     let outputs = if job.output.single_file {
         merge_output(ctx, job, output_parts).await?;
         vec![job.output.url.to_string()]

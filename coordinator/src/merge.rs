@@ -19,15 +19,28 @@ fn reader(ctx: &WorkerContext, url: &str) -> Result<ObjectReader> {
     let store = ctx.storage.store(&parsed)?;
     let size = ctx
         .runtime
-        .block_on(object_store::ObjectStoreExt::head(store.as_ref(), &parsed.path()))
+        .block_on(object_store::ObjectStoreExt::head(
+            store.as_ref(),
+            &parsed.path(),
+        ))
         .map_err(|e| Error::from_store(url, e))?
         .size;
-    Ok(ObjectReader::spawn(&ctx.runtime, store, parsed.path(), url.to_string(), 0, size, size, Default::default()))
+    Ok(ObjectReader::spawn(
+        &ctx.runtime,
+        store,
+        parsed.path(),
+        url.to_string(),
+        0,
+        size,
+        size,
+        Default::default(),
+    ))
 }
 
 fn download(ctx: &WorkerContext, url: &str) -> Result<std::fs::File> {
     let mut file = tempfile::tempfile().map_err(|e| Error::io("creating a temp file", e))?;
-    std::io::copy(&mut reader(ctx, url)?, &mut file).map_err(|e| Error::io(format!("downloading {url}"), e))?;
+    std::io::copy(&mut reader(ctx, url)?, &mut file)
+        .map_err(|e| Error::io(format!("downloading {url}"), e))?;
     Ok(file)
 }
 
@@ -48,16 +61,22 @@ pub async fn merge_output(ctx: &WorkerContext, job: &JobConfig, parts: &[String]
         let mut sink = PartUpload::start(&ctx.runtime, store, &target)?;
         match format {
             Format::Parquet => {
-                let files = parts.iter().map(|p| download(&ctx, p)).collect::<Result<Vec<_>>>()?;
+                let files = parts
+                    .iter()
+                    .map(|p| download(&ctx, p))
+                    .collect::<Result<Vec<_>>>()?;
                 sink = concat(&files, &parts, sink)?;
             }
             Format::Csv | Format::Jsonl => {
                 for (i, part) in parts.iter().enumerate() {
                     let mut input = BufReader::new(reader(&ctx, part)?);
                     if format == Format::Csv && header && i > 0 {
-                        input.skip_until(b'\n').map_err(|e| Error::io(format!("reading {part}"), e))?;
+                        input
+                            .skip_until(b'\n')
+                            .map_err(|e| Error::io(format!("reading {part}"), e))?;
                     }
-                    std::io::copy(&mut input, &mut sink).map_err(|e| Error::io(format!("merging {part}"), e))?;
+                    std::io::copy(&mut input, &mut sink)
+                        .map_err(|e| Error::io(format!("merging {part}"), e))?;
                 }
             }
             Format::Arrow => {
@@ -68,8 +87,13 @@ pub async fn merge_output(ctx: &WorkerContext, job: &JobConfig, parts: &[String]
                     let batches = arrow::ipc::reader::FileReader::try_new(file, None)
                         .map_err(|e| Error::corrupt(part, e))?;
                     if writer.is_none() {
-                        let s = sink_slot.take().ok_or_else(|| Error::config("sink used twice"))?;
-                        writer = Some(arrow::ipc::writer::FileWriter::try_new(s, &batches.schema()).map_err(|e| encode(&e))?);
+                        let s = sink_slot
+                            .take()
+                            .ok_or_else(|| Error::config("sink used twice"))?;
+                        writer = Some(
+                            arrow::ipc::writer::FileWriter::try_new(s, &batches.schema())
+                                .map_err(|e| encode(&e))?,
+                        );
                     }
                     for batch in batches {
                         let batch = batch.map_err(|e| Error::corrupt(part, e))?;
@@ -93,7 +117,10 @@ pub async fn merge_output(ctx: &WorkerContext, job: &JobConfig, parts: &[String]
         for part in &parts {
             let url = ObjectUrl::parse(part)?;
             let store = ctx.storage.store(&url)?;
-            let _ = ctx.runtime.block_on(object_store::ObjectStoreExt::delete(store.as_ref(), &url.path()));
+            let _ = ctx.runtime.block_on(object_store::ObjectStoreExt::delete(
+                store.as_ref(),
+                &url.path(),
+            ));
         }
         Ok(())
     })
@@ -110,7 +137,11 @@ fn encode(e: &dyn std::fmt::Display) -> Error {
 /// Turn each task's committed error part into its final form. Parts that were written in
 /// place are kept; staged ones (JSONL) are renumbered by `line_offset` and written to their
 /// final part, or all appended into the single errors object. Returns the final URLs.
-pub async fn finalize_errors(ctx: &WorkerContext, job: &JobConfig, parts: &[(u32, String, u64)]) -> Result<Vec<String>> {
+pub async fn finalize_errors(
+    ctx: &WorkerContext,
+    job: &JobConfig,
+    parts: &[(u32, String, u64)],
+) -> Result<Vec<String>> {
     let staging = job.errors.staging(&job.job_id).to_string();
     let target = job.errors.clone();
     let (ctx2, parts) = (ctx.clone(), parts.to_vec());
@@ -157,7 +188,12 @@ pub async fn finalize_errors(ctx: &WorkerContext, job: &JobConfig, parts: &[(u32
     Ok(outputs)
 }
 
-fn copy_error_rows(ctx: &WorkerContext, url: &str, offset: u64, writer: &mut ErrorWriter) -> Result<()> {
+fn copy_error_rows(
+    ctx: &WorkerContext,
+    url: &str,
+    offset: u64,
+    writer: &mut ErrorWriter,
+) -> Result<()> {
     let input = BufReader::new(reader(ctx, url)?);
     let mut chunk = Vec::with_capacity(ERROR_CHUNK);
     for line in input.lines() {

@@ -92,9 +92,17 @@ pub async fn run_job(ctx: WorkerContext, spec: JobSpec, options: RunOptions) -> 
 
 /// Run every task; then re-read whole any CSV whose byte ranges did not meet at record
 /// boundaries (quoted newlines across a split) and replace those ranges' results.
-async fn run_all(ctx: &WorkerContext, job: &Arc<JobConfig>, plan: &Plan, slots: usize) -> Result<Outcomes, Failed> {
+async fn run_all(
+    ctx: &WorkerContext,
+    job: &Arc<JobConfig>,
+    plan: &Plan,
+    slots: usize,
+) -> Result<Outcomes, Failed> {
     let mut outcomes = run_tasks(ctx, job.clone(), plan.tasks.clone(), slots).await?;
-    let ranges: Vec<_> = outcomes.values().flat_map(|o| o.result.ranges.clone()).collect();
+    let ranges: Vec<_> = outcomes
+        .values()
+        .flat_map(|o| o.result.ranges.clone())
+        .collect();
     let bad = misaligned_files(&ranges);
     if bad.is_empty() {
         return Ok(outcomes);
@@ -125,10 +133,12 @@ async fn run_all(ctx: &WorkerContext, job: &Arc<JobConfig>, plan: &Plan, slots: 
             }],
         });
     }
-    let redone = run_tasks(ctx, job.clone(), rereads, slots).await.map_err(|mut failed| {
-        failed.finished.append(&mut outcomes);
-        failed
-    })?;
+    let redone = run_tasks(ctx, job.clone(), rereads, slots)
+        .await
+        .map_err(|mut failed| {
+            failed.finished.append(&mut outcomes);
+            failed
+        })?;
     outcomes.extend(redone);
     Ok(outcomes)
 }

@@ -20,7 +20,12 @@ pub struct Failed {
     pub finished: Outcomes,
 }
 
-pub async fn run_tasks(ctx: &WorkerContext, job: Arc<JobConfig>, tasks: Vec<Task>, slots: usize) -> Result<Outcomes, Failed> {
+pub async fn run_tasks(
+    ctx: &WorkerContext,
+    job: Arc<JobConfig>,
+    tasks: Vec<Task>,
+    slots: usize,
+) -> Result<Outcomes, Failed> {
     let max_attempts = job.spec.max_attempts;
     let mut running = futures::stream::iter(tasks)
         .map(|task| run_with_retries(ctx.clone(), job.clone(), task, max_attempts))
@@ -52,16 +57,26 @@ pub async fn run_tasks(ctx: &WorkerContext, job: Arc<JobConfig>, tasks: Vec<Task
     }
 }
 
-async fn run_with_retries(ctx: WorkerContext, job: Arc<JobConfig>, task: Task, max_attempts: u32) -> (u32, Result<TaskOutcome>) {
+async fn run_with_retries(
+    ctx: WorkerContext,
+    job: Arc<JobConfig>,
+    task: Task,
+    max_attempts: u32,
+) -> (u32, Result<TaskOutcome>) {
     let index = task.index;
     let mut attempt = 1;
     loop {
         match process(ctx.clone(), job.clone(), task.clone(), attempt).await {
             Ok(outcome) => return (index, Ok(outcome)),
-            Err(e) if e.is_retryable() && attempt < max_attempts && !ctx.cancel.load(Ordering::Relaxed) => {
+            Err(e)
+                if e.is_retryable()
+                    && attempt < max_attempts
+                    && !ctx.cancel.load(Ordering::Relaxed) =>
+            {
                 tracing::warn!(task = index, attempt, error = %e, "task failed, retrying");
                 attempt += 1;
-                tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt))).await;
+                tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt)))
+                    .await;
             }
             Err(e) => return (index, Err(e)),
         }

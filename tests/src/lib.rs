@@ -52,10 +52,23 @@ pub fn run_ok(args: &[&str]) -> serde_json::Value {
 }
 
 pub fn repo_file(rel: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel).to_string_lossy().into_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(rel)
+        .to_string_lossy()
+        .into_owned()
 }
 
-pub const HEADER: [&str; 8] = ["user_id", "username", "email", "age", "signup_ts", "country", "score", "is_active"];
+pub const HEADER: [&str; 8] = [
+    "user_id",
+    "username",
+    "email",
+    "age",
+    "signup_ts",
+    "country",
+    "score",
+    "is_active",
+];
 const COUNTRIES: [&str; 8] = ["US", "DE", "FR", "GB", "ES", "IT", "JP", "BR"];
 
 /// Deterministic users; every 7th row (i % 7 == 3) is invalid in one field, which the
@@ -69,7 +82,12 @@ pub fn users(n: usize) -> (Vec<[String; 8]>, Vec<(usize, &'static str)>) {
             format!("user{i}"),
             format!("user{i}@example.com"),
             (18 + i % 80).to_string(),
-            format!("2024-{:02}-{:02}T{:02}:30:00Z", 1 + i % 12, 1 + i % 28, i % 24),
+            format!(
+                "2024-{:02}-{:02}T{:02}:30:00Z",
+                1 + i % 12,
+                1 + i % 28,
+                i % 24
+            ),
             COUNTRIES[i % 8].to_string(),
             format!("{}.{:02}", i % 1000, i % 100),
             if i % 2 == 0 { "true" } else { "false" }.to_string(),
@@ -118,8 +136,14 @@ fn json_object(r: &[String; 8]) -> serde_json::Value {
     for (k, v) in HEADER.iter().zip(r) {
         // Numbers and booleans as JSON scalars when they look like them, as real feeds do.
         let value = match *k {
-            "age" => v.parse::<i64>().map(serde_json::Value::from).unwrap_or_else(|_| v.clone().into()),
-            "score" => v.parse::<f64>().map(serde_json::Value::from).unwrap_or_else(|_| v.clone().into()),
+            "age" => v
+                .parse::<i64>()
+                .map(serde_json::Value::from)
+                .unwrap_or_else(|_| v.clone().into()),
+            "score" => v
+                .parse::<f64>()
+                .map(serde_json::Value::from)
+                .unwrap_or_else(|_| v.clone().into()),
             "is_active" => serde_json::Value::Bool(v == "true"),
             _ => v.clone().into(),
         };
@@ -155,28 +179,68 @@ pub fn zstd_bytes(bytes: &[u8]) -> Vec<u8> {
 /// Typed batches (age Int64 where it parses, else the row is left as text in a Utf8 copy).
 /// Parquet/Arrow inputs carry the raw text columns so invalid values survive as data.
 pub fn text_batch(rows: &[[String; 8]]) -> RecordBatch {
-    let fields: Vec<Field> = HEADER.iter().map(|h| Field::new(*h, DataType::Utf8, true)).collect();
+    let fields: Vec<Field> = HEADER
+        .iter()
+        .map(|h| Field::new(*h, DataType::Utf8, true))
+        .collect();
     let columns: Vec<ArrayRef> = (0..8)
-        .map(|c| Arc::new(rows.iter().map(|r| Some(r[c].as_str())).collect::<StringArray>()) as ArrayRef)
+        .map(|c| {
+            Arc::new(
+                rows.iter()
+                    .map(|r| Some(r[c].as_str()))
+                    .collect::<StringArray>(),
+            ) as ArrayRef
+        })
         .collect();
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).expect("batch")
 }
 
 /// A typed version of valid rows: age Int64, score Float64, is_active Boolean.
 pub fn typed_batch(rows: &[[String; 8]]) -> RecordBatch {
-    let s = |c: usize| Arc::new(rows.iter().map(|r| Some(r[c].as_str())).collect::<StringArray>()) as ArrayRef;
+    let s = |c: usize| {
+        Arc::new(
+            rows.iter()
+                .map(|r| Some(r[c].as_str()))
+                .collect::<StringArray>(),
+        ) as ArrayRef
+    };
     let columns: Vec<ArrayRef> = vec![
         s(0),
         s(1),
         s(2),
-        Arc::new(rows.iter().map(|r| r[3].parse::<i64>().ok()).collect::<Int64Array>()),
+        Arc::new(
+            rows.iter()
+                .map(|r| r[3].parse::<i64>().ok())
+                .collect::<Int64Array>(),
+        ),
         s(4),
         s(5),
-        Arc::new(rows.iter().map(|r| r[6].parse::<f64>().ok()).collect::<Float64Array>()),
-        Arc::new(rows.iter().map(|r| Some(r[7] == "true")).collect::<BooleanArray>()),
+        Arc::new(
+            rows.iter()
+                .map(|r| r[6].parse::<f64>().ok())
+                .collect::<Float64Array>(),
+        ),
+        Arc::new(
+            rows.iter()
+                .map(|r| Some(r[7] == "true"))
+                .collect::<BooleanArray>(),
+        ),
     ];
-    let types = [DataType::Utf8, DataType::Utf8, DataType::Utf8, DataType::Int64, DataType::Utf8, DataType::Utf8, DataType::Float64, DataType::Boolean];
-    let fields: Vec<Field> = HEADER.iter().zip(types).map(|(h, t)| Field::new(*h, t, true)).collect();
+    let types = [
+        DataType::Utf8,
+        DataType::Utf8,
+        DataType::Utf8,
+        DataType::Int64,
+        DataType::Utf8,
+        DataType::Utf8,
+        DataType::Float64,
+        DataType::Boolean,
+    ];
+    let fields: Vec<Field> = HEADER
+        .iter()
+        .zip(types)
+        .map(|(h, t)| Field::new(*h, t, true))
+        .collect();
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).expect("batch")
 }
 
@@ -185,7 +249,8 @@ pub fn write_parquet(path: &Path, batch: &RecordBatch, rows_per_group: usize) {
         .set_max_row_group_row_count(Some(rows_per_group))
         .build();
     let file = std::fs::File::create(path).expect("create");
-    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props)).expect("writer");
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props)).expect("writer");
     w.write(batch).expect("write");
     w.close().expect("close");
 }
@@ -207,7 +272,11 @@ pub fn parts(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .expect("output dir")
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("part-")))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("part-"))
+        })
         .collect();
     v.sort();
     v
@@ -236,10 +305,17 @@ pub fn column_text(batches: &[RecordBatch], name: &str) -> Vec<String> {
     let options = arrow::util::display::FormatOptions::default();
     let mut out = Vec::new();
     for b in batches {
-        let col = b.column_by_name(name).unwrap_or_else(|| panic!("column {name} in {:?}", b.schema()));
-        let f = arrow::util::display::ArrayFormatter::try_new(col.as_ref(), &options).expect("formatter");
+        let col = b
+            .column_by_name(name)
+            .unwrap_or_else(|| panic!("column {name} in {:?}", b.schema()));
+        let f = arrow::util::display::ArrayFormatter::try_new(col.as_ref(), &options)
+            .expect("formatter");
         for i in 0..col.len() {
-            out.push(if col.is_null(i) { String::new() } else { f.value(i).to_string() });
+            out.push(if col.is_null(i) {
+                String::new()
+            } else {
+                f.value(i).to_string()
+            });
         }
     }
     out

@@ -16,10 +16,17 @@ pub fn create_bucket(name: &str) {
     let endpoint = endpoint();
     let host = endpoint.trim_start_matches("http://");
     let mut stream = std::net::TcpStream::connect(host).expect("connect to S3 server");
-    write!(stream, "PUT /{name} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").expect("send");
+    write!(
+        stream,
+        "PUT /{name} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("response");
-    assert!(response.starts_with("HTTP/1.1 200"), "create bucket {name}: {response}");
+    assert!(
+        response.starts_with("HTTP/1.1 200"),
+        "create bucket {name}: {response}"
+    );
 }
 
 pub fn client(bucket: &str) -> AmazonS3 {
@@ -37,7 +44,8 @@ pub fn client(bucket: &str) -> AmazonS3 {
 
 pub fn put(bucket: &str, key: &str, data: Vec<u8>) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    rt.block_on(client(bucket).put(&key.into(), PutPayload::from(data))).expect("put");
+    rt.block_on(client(bucket).put(&key.into(), PutPayload::from(data)))
+        .expect("put");
 }
 
 pub fn get(bucket: &str, key: &str) -> Vec<u8> {

@@ -14,14 +14,22 @@ fn s(p: &Path) -> String {
 
 fn valid_rows(rows: &[[String; 8]], bad: &[(usize, &str)]) -> Vec<[String; 8]> {
     let bad: std::collections::HashSet<usize> = bad.iter().map(|b| b.0).collect();
-    rows.iter().enumerate().filter(|(i, _)| !bad.contains(i)).map(|(_, r)| r.clone()).collect()
+    rows.iter()
+        .enumerate()
+        .filter(|(i, _)| !bad.contains(i))
+        .map(|(_, r)| r.clone())
+        .collect()
 }
 
 fn assert_counts(report: &serde_json::Value, processed: usize, errors: usize) {
     assert_eq!(report["state"], "succeeded", "{report:#}");
     assert_eq!(report["total_processed"], processed as u64, "{report:#}");
     assert_eq!(report["total_errors"], errors as u64, "{report:#}");
-    assert_eq!(report["total_valid"], (processed - errors) as u64, "{report:#}");
+    assert_eq!(
+        report["total_valid"],
+        (processed - errors) as u64,
+        "{report:#}"
+    );
 }
 
 #[test]
@@ -31,23 +39,46 @@ fn csv_to_parquet_validates_types_and_routes_every_invalid_row() {
     let input = dir.path().join("users.csv");
     write_csv(&input, &rows);
     let out = dir.path().join("out");
-    let report = run_ok(&["run", "--input", &s(&input), "--output", &format!("{}/", s(&out)), "--schema", &schema()]);
+    let report = run_ok(&[
+        "run",
+        "--input",
+        &s(&input),
+        "--output",
+        &format!("{}/", s(&out)),
+        "--schema",
+        &schema(),
+    ]);
     assert_counts(&report, 700, bad.len());
     assert!(out.join("_SUCCESS").exists());
     assert!(out.join("_report.json").exists());
 
     let batches: Vec<_> = parts(&out).iter().flat_map(|p| read_parquet(p)).collect();
     let schema = batches[0].schema();
-    assert_eq!(schema.field_with_name("age").unwrap().data_type(), &arrow::datatypes::DataType::Int64);
-    assert_eq!(schema.field_with_name("score").unwrap().data_type(), &arrow::datatypes::DataType::Float64);
-    assert_eq!(schema.field_with_name("is_active").unwrap().data_type(), &arrow::datatypes::DataType::Boolean);
+    assert_eq!(
+        schema.field_with_name("age").unwrap().data_type(),
+        &arrow::datatypes::DataType::Int64
+    );
+    assert_eq!(
+        schema.field_with_name("score").unwrap().data_type(),
+        &arrow::datatypes::DataType::Float64
+    );
+    assert_eq!(
+        schema.field_with_name("is_active").unwrap().data_type(),
+        &arrow::datatypes::DataType::Boolean
+    );
     assert!(matches!(
         schema.field_with_name("signup_ts").unwrap().data_type(),
         arrow::datatypes::DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, Some(tz)) if tz.as_ref() == "UTC" || tz.as_ref() == "+00:00"
     ));
     let good = valid_rows(&rows, &bad);
-    assert_eq!(column_text(&batches, "user_id"), good.iter().map(|r| r[0].clone()).collect::<Vec<_>>());
-    assert_eq!(column_text(&batches, "age"), good.iter().map(|r| r[3].clone()).collect::<Vec<_>>());
+    assert_eq!(
+        column_text(&batches, "user_id"),
+        good.iter().map(|r| r[0].clone()).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        column_text(&batches, "age"),
+        good.iter().map(|r| r[3].clone()).collect::<Vec<_>>()
+    );
 
     let errors = error_rows(&out);
     assert_eq!(errors.len(), bad.len());
@@ -55,8 +86,14 @@ fn csv_to_parquet_validates_types_and_routes_every_invalid_row() {
         assert_eq!(e["line"], (*row + 2) as u64, "{e}");
         assert!(e["source"].as_str().unwrap().ends_with("users.csv"), "{e}");
         let reasons = e["errors"].as_array().unwrap();
-        assert!(reasons.iter().any(|r| r["field"] == *field), "{e} should blame {field}");
-        assert!(["coercion", "constraint"].contains(&reasons[0]["type"].as_str().unwrap()), "{e}");
+        assert!(
+            reasons.iter().any(|r| r["field"] == *field),
+            "{e} should blame {field}"
+        );
+        assert!(
+            ["coercion", "constraint"].contains(&reasons[0]["type"].as_str().unwrap()),
+            "{e}"
+        );
         assert_eq!(e["values"]["user_id"], rows[*row][0], "{e}");
     }
 }
@@ -77,31 +114,64 @@ fn every_input_format_gives_the_same_rows() {
     write_parquet(&inputs.join("u.parquet"), &text_batch(&rows), 500);
     write_arrow(&inputs.join("u.arrow"), &text_batch(&rows), 400);
 
-    for name in ["u.csv", "u.csv.gz", "u.jsonl", "u.jsonl.zst", "u.json", "u.parquet", "u.arrow"] {
+    for name in [
+        "u.csv",
+        "u.csv.gz",
+        "u.jsonl",
+        "u.jsonl.zst",
+        "u.json",
+        "u.parquet",
+        "u.arrow",
+    ] {
         let out = dir.path().join(format!("out-{name}"));
         // Small partitions: CSV/JSONL split by bytes, Parquet by row groups, Arrow by batches.
         let report = run_ok(&[
-            "run", "--input", &s(&inputs.join(name)), "--output", &format!("{}/", s(&out)),
-            "--schema", &schema(), "--partition-size", "40KiB",
+            "run",
+            "--input",
+            &s(&inputs.join(name)),
+            "--output",
+            &format!("{}/", s(&out)),
+            "--schema",
+            &schema(),
+            "--partition-size",
+            "40KiB",
         ]);
         assert_counts(&report, rows.len(), bad.len());
         let batches: Vec<_> = parts(&out).iter().flat_map(|p| read_parquet(p)).collect();
-        assert_eq!(column_text(&batches, "user_id"), good.iter().map(|r| r[0].clone()).collect::<Vec<_>>(), "{name}");
-        let scores: Vec<f64> = column_text(&batches, "score").iter().map(|v| v.parse().unwrap()).collect();
-        assert_eq!(scores, good.iter().map(|r| r[6].parse::<f64>().unwrap()).collect::<Vec<_>>(), "{name}");
+        assert_eq!(
+            column_text(&batches, "user_id"),
+            good.iter().map(|r| r[0].clone()).collect::<Vec<_>>(),
+            "{name}"
+        );
+        let scores: Vec<f64> = column_text(&batches, "score")
+            .iter()
+            .map(|v| v.parse().unwrap())
+            .collect();
+        assert_eq!(
+            scores,
+            good.iter()
+                .map(|r| r[6].parse::<f64>().unwrap())
+                .collect::<Vec<_>>(),
+            "{name}"
+        );
         let errors = error_rows(&out);
         assert_eq!(errors.len(), bad.len(), "{name}");
         // Line numbers for text formats, row indexes for the others; always in file order.
         for (e, (row, _)) in errors.iter().zip(&bad) {
             match name {
                 "u.csv" | "u.csv.gz" => assert_eq!(e["line"], (*row + 2) as u64, "{name}: {e}"),
-                "u.jsonl" | "u.jsonl.zst" => assert_eq!(e["line"], (*row + 1) as u64, "{name}: {e}"),
+                "u.jsonl" | "u.jsonl.zst" => {
+                    assert_eq!(e["line"], (*row + 1) as u64, "{name}: {e}")
+                }
                 _ => assert_eq!(e["row"], *row as u64, "{name}: {e}"),
             }
         }
         let tasks = report["partitions"]["total"].as_u64().unwrap();
         if ["u.csv", "u.jsonl", "u.parquet", "u.arrow"].contains(&name) {
-            assert!(tasks > 1, "{name} should have been split, got {tasks} task(s)");
+            assert!(
+                tasks > 1,
+                "{name} should have been split, got {tasks} task(s)"
+            );
         } else {
             assert_eq!(tasks, 1, "{name} cannot be split");
         }
@@ -124,24 +194,53 @@ fn every_output_format_as_parts_and_as_one_file() {
                 format!("{}/", s(&dir.path().join(format!("parts-{format}"))))
             };
             let schema = schema();
-            let mut args = vec!["run", "--input", input.to_str().unwrap(), "--output", &target, "--schema", &schema, "--partition-size", "30KiB"];
+            let mut args = vec![
+                "run",
+                "--input",
+                input.to_str().unwrap(),
+                "--output",
+                &target,
+                "--schema",
+                &schema,
+                "--partition-size",
+                "30KiB",
+            ];
             if !single {
                 args.extend(["--format", format]);
             }
             let report = run_ok(&args);
             assert_counts(&report, rows.len(), bad.len());
-            let files = if single { vec![std::path::PathBuf::from(&target)] } else { parts(Path::new(&target)) };
+            let files = if single {
+                vec![std::path::PathBuf::from(&target)]
+            } else {
+                parts(Path::new(&target))
+            };
             assert!(!single || report["outputs"].as_array().unwrap().len() == 1);
             let got: Vec<String> = match format {
-                "parquet" => column_text(&files.iter().flat_map(|f| read_parquet(f)).collect::<Vec<_>>(), "user_id"),
-                "arrow" => column_text(&files.iter().flat_map(|f| read_arrow(f)).collect::<Vec<_>>(), "user_id"),
-                "jsonl" => files.iter().flat_map(|f| read_jsonl(f)).map(|v| v["user_id"].as_str().unwrap().to_string()).collect(),
+                "parquet" => column_text(
+                    &files
+                        .iter()
+                        .flat_map(|f| read_parquet(f))
+                        .collect::<Vec<_>>(),
+                    "user_id",
+                ),
+                "arrow" => column_text(
+                    &files.iter().flat_map(|f| read_arrow(f)).collect::<Vec<_>>(),
+                    "user_id",
+                ),
+                "jsonl" => files
+                    .iter()
+                    .flat_map(|f| read_jsonl(f))
+                    .map(|v| v["user_id"].as_str().unwrap().to_string())
+                    .collect(),
                 _ => files
                     .iter()
                     .flat_map(|f| {
                         let mut r = csv::Reader::from_path(f).unwrap();
                         assert_eq!(r.headers().unwrap().iter().collect::<Vec<_>>(), HEADER);
-                        r.records().map(|x| x.unwrap()[0].to_string()).collect::<Vec<_>>()
+                        r.records()
+                            .map(|x| x.unwrap()[0].to_string())
+                            .collect::<Vec<_>>()
                     })
                     .collect(),
             };
@@ -162,18 +261,43 @@ fn split_csv_keeps_true_line_numbers_in_error_rows() {
     let out = dir.path().join("out");
     for errors_format in ["jsonl", "parquet"] {
         let report = run_ok(&[
-            "run", "--input", &s(&input), "--output", &format!("{}/", s(&out)), "--schema", &schema(),
-            "--partition-size", "64KiB", "--workers", "3", "--overwrite", "--error-format", errors_format,
+            "run",
+            "--input",
+            &s(&input),
+            "--output",
+            &format!("{}/", s(&out)),
+            "--schema",
+            &schema(),
+            "--partition-size",
+            "64KiB",
+            "--workers",
+            "3",
+            "--overwrite",
+            "--error-format",
+            errors_format,
         ]);
         assert!(report["partitions"]["total"].as_u64().unwrap() > 10);
         assert_counts(&report, rows.len(), bad.len());
         let lines: Vec<u64> = if errors_format == "jsonl" {
-            error_rows(&out).iter().map(|e| e["line"].as_u64().unwrap()).collect()
+            error_rows(&out)
+                .iter()
+                .map(|e| e["line"].as_u64().unwrap())
+                .collect()
         } else {
-            let batches: Vec<_> = parts(&out.join("_errors")).iter().flat_map(|p| read_parquet(p)).collect();
-            column_text(&batches, "line").iter().map(|l| l.parse().unwrap()).collect()
+            let batches: Vec<_> = parts(&out.join("_errors"))
+                .iter()
+                .flat_map(|p| read_parquet(p))
+                .collect();
+            column_text(&batches, "line")
+                .iter()
+                .map(|l| l.parse().unwrap())
+                .collect()
         };
-        assert_eq!(lines, bad.iter().map(|(r, _)| (*r + 2) as u64).collect::<Vec<_>>(), "{errors_format}");
+        assert_eq!(
+            lines,
+            bad.iter().map(|(r, _)| (*r + 2) as u64).collect::<Vec<_>>(),
+            "{errors_format}"
+        );
     }
 }
 
@@ -184,15 +308,30 @@ fn quoted_newlines_across_partition_boundaries_are_read_correctly() {
     let mut w = csv::Writer::from_path(&input).unwrap();
     w.write_record(["id", "note"]).unwrap();
     for i in 0..3000 {
-        let note = if i % 3 == 0 { format!("line one of {i}\nline two, \"quoted\"\nline three") } else { format!("plain {i}") };
+        let note = if i % 3 == 0 {
+            format!("line one of {i}\nline two, \"quoted\"\nline three")
+        } else {
+            format!("plain {i}")
+        };
         w.write_record([i.to_string(), note]).unwrap();
     }
     w.flush().unwrap();
     let out = dir.path().join("out");
-    let report = run_ok(&["run", "--input", &s(&input), "--output", &format!("{}/", s(&out)), "--partition-size", "16KiB"]);
+    let report = run_ok(&[
+        "run",
+        "--input",
+        &s(&input),
+        "--output",
+        &format!("{}/", s(&out)),
+        "--partition-size",
+        "16KiB",
+    ]);
     assert_counts(&report, 3000, 0);
     let batches: Vec<_> = parts(&out).iter().flat_map(|p| read_parquet(p)).collect();
-    assert_eq!(column_text(&batches, "id"), (0..3000).map(|i| i.to_string()).collect::<Vec<_>>());
+    assert_eq!(
+        column_text(&batches, "id"),
+        (0..3000).map(|i| i.to_string()).collect::<Vec<_>>()
+    );
     assert!(column_text(&batches, "note")[0].contains("line two, \"quoted\"\nline three"));
 }
 
@@ -204,23 +343,57 @@ fn malformed_records_become_error_rows_never_a_crash() {
     bytes.extend_from_slice(b"4,d\xffe,50\n5,eve,60\n6,\"unterminated,70\n7,zed,1\n");
     std::fs::write(&input, &bytes).unwrap();
     let out = dir.path().join("out");
-    let report = run_ok(&["run", "--input", &s(&input), "--output", &format!("{}/", s(&out))]);
+    let report = run_ok(&[
+        "run",
+        "--input",
+        &s(&input),
+        "--output",
+        &format!("{}/", s(&out)),
+    ]);
     assert_eq!(report["total_processed"], 6, "{report:#}");
     assert_eq!(report["total_valid"], 2, "{report:#}");
     assert_eq!(report["total_errors"], 4, "{report:#}");
     let errors = error_rows(&out);
-    let kinds: Vec<(u64, String)> = errors.iter().map(|e| (e["line"].as_u64().unwrap(), e["error_type"].as_str().unwrap().to_string())).collect();
+    let kinds: Vec<(u64, String)> = errors
+        .iter()
+        .map(|e| {
+            (
+                e["line"].as_u64().unwrap(),
+                e["error_type"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
     assert_eq!(
         kinds,
-        [(3, "missing_column".to_string()), (4, "extra_column".into()), (5, "malformed_record".into()), (7, "malformed_record".into())]
+        [
+            (3, "missing_column".to_string()),
+            (4, "extra_column".into()),
+            (5, "malformed_record".into()),
+            (7, "malformed_record".into())
+        ]
     );
     // JSONL: a line that does not parse is an error row too.
     let input = dir.path().join("events.jsonl");
     std::fs::write(&input, "{\"a\": 1}\n{not json\n[1,2]\n{\"a\": 2}\n").unwrap();
     let out = dir.path().join("out2");
-    let report = run_ok(&["run", "--input", &s(&input), "--output", &format!("{}/", s(&out))]);
-    assert_eq!((report["total_processed"].as_u64(), report["total_errors"].as_u64()), (Some(4), Some(2)));
-    let lines: Vec<u64> = error_rows(&out).iter().map(|e| e["line"].as_u64().unwrap()).collect();
+    let report = run_ok(&[
+        "run",
+        "--input",
+        &s(&input),
+        "--output",
+        &format!("{}/", s(&out)),
+    ]);
+    assert_eq!(
+        (
+            report["total_processed"].as_u64(),
+            report["total_errors"].as_u64()
+        ),
+        (Some(4), Some(2))
+    );
+    let lines: Vec<u64> = error_rows(&out)
+        .iter()
+        .map(|e| e["line"].as_u64().unwrap())
+        .collect();
     assert_eq!(lines, [2, 3]);
 }
 
@@ -233,15 +406,34 @@ fn failures_are_one_clear_line_with_useful_exit_codes() {
     assert_eq!(o.status.code(), Some(2));
     let err = text(&o.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert!(err.contains("/nonexistent/users.csv") && err.contains("not found"), "{err}");
+    assert!(
+        err.contains("/nonexistent/users.csv") && err.contains("not found"),
+        "{err}"
+    );
     // Unsupported schema keyword, refused with its JSON path before anything runs.
     let bad_schema = dir.path().join("bad.json");
-    std::fs::write(&bad_schema, r#"{"type":"object","properties":{"tags":{"type":"array","items":{"type":"string"}}}}"#).unwrap();
+    std::fs::write(
+        &bad_schema,
+        r#"{"type":"object","properties":{"tags":{"type":"array","items":{"type":"string"}}}}"#,
+    )
+    .unwrap();
     let input = dir.path().join("u.csv");
     write_csv(&input, &users(10).0);
-    let o = run(&["run", "--input", &s(&input), "--output", &out, "--schema", &s(&bad_schema)]);
+    let o = run(&[
+        "run",
+        "--input",
+        &s(&input),
+        "--output",
+        &out,
+        "--schema",
+        &s(&bad_schema),
+    ]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o.stderr).contains("properties.tags"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("properties.tags"),
+        "{}",
+        text(&o.stderr)
+    );
     assert!(!dir.path().join("out/_SUCCESS").exists());
     // A truncated Parquet file fails its task with a message naming it; nothing is committed.
     let pq = dir.path().join("broken.parquet");
@@ -250,14 +442,29 @@ fn failures_are_one_clear_line_with_useful_exit_codes() {
     std::fs::write(&pq, &bytes[..bytes.len() / 2]).unwrap();
     let o = run(&["run", "--input", &s(&pq), "--output", &out]);
     assert_ne!(o.status.code(), Some(0));
-    assert!(text(&o.stderr).contains("broken.parquet"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("broken.parquet"),
+        "{}",
+        text(&o.stderr)
+    );
     assert!(!dir.path().join("out/_SUCCESS").exists());
     // An output that already holds data is refused unless --overwrite.
     run_ok(&["run", "--input", &s(&input), "--output", &out]);
     let o = run(&["run", "--input", &s(&input), "--output", &out]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o.stderr).contains("--overwrite"), "{}", text(&o.stderr));
-    run_ok(&["run", "--input", &s(&input), "--output", &out, "--overwrite"]);
+    assert!(
+        text(&o.stderr).contains("--overwrite"),
+        "{}",
+        text(&o.stderr)
+    );
+    run_ok(&[
+        "run",
+        "--input",
+        &s(&input),
+        "--output",
+        &out,
+        "--overwrite",
+    ]);
 }
 
 #[test]
@@ -277,10 +484,16 @@ fn job_spec_file_and_schema_commands() {
     .unwrap();
     let report = run_ok(&["run", &s(&spec)]);
     assert_counts(&report, 300, bad.len());
-    let meta = parquet::file::reader::SerializedFileReader::new(std::fs::File::open(dir.path().join("out/users.parquet")).unwrap()).unwrap();
+    let meta = parquet::file::reader::SerializedFileReader::new(
+        std::fs::File::open(dir.path().join("out/users.parquet")).unwrap(),
+    )
+    .unwrap();
     use parquet::file::reader::FileReader;
     assert!(meta.metadata().num_row_groups() >= 2);
-    assert_eq!(meta.metadata().row_group(0).column(0).compression(), parquet::basic::Compression::ZSTD(Default::default()));
+    assert_eq!(
+        meta.metadata().row_group(0).column(0).compression(),
+        parquet::basic::Compression::ZSTD(Default::default())
+    );
 
     // Inference (on clean rows: "abc" in a column rightly makes it a string), then the
     // inferred schema checks and runs.
@@ -290,15 +503,31 @@ fn job_spec_file_and_schema_commands() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     let inferred: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let age = &inferred["properties"]["age"];
-    let age_type = if age["anyOf"].is_array() { &age["anyOf"][0]["type"] } else { &age["type"] };
+    let age_type = if age["anyOf"].is_array() {
+        &age["anyOf"][0]["type"]
+    } else {
+        &age["type"]
+    };
     assert_eq!(age_type, "integer", "{inferred:#}");
     let path = dir.path().join("inferred.json");
     std::fs::write(&path, &o.stdout).unwrap();
     let o = run(&["schema", "check", &s(&path)]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(text(&o.stdout).contains("age"));
-    let report = run_ok(&["run", "--input", &s(&clean), "--output", &s(&dir.path().join("inferred/")), "--schema", &s(&path)]);
+    let report = run_ok(&[
+        "run",
+        "--input",
+        &s(&clean),
+        "--output",
+        &s(&dir.path().join("inferred/")),
+        "--schema",
+        &s(&path),
+    ]);
     assert_eq!(report["total_errors"], 0);
     let o = run(&["schema", "check", &schema()]);
-    assert!(o.status.success() && text(&o.stdout).contains("Timestamp"), "{}", text(&o.stdout));
+    assert!(
+        o.status.success() && text(&o.stdout).contains("Timestamp"),
+        "{}",
+        text(&o.stdout)
+    );
 }

@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 use zoopipe_tests::*;
 
 fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
     format!("{prefix}-{}-{nanos}", std::process::id())
 }
 
@@ -18,12 +21,14 @@ fn csv_bytes(rows: &[[String; 8]]) -> Vec<u8> {
 }
 
 fn parquet_rows(bytes: Vec<u8>) -> Vec<arrow::array::RecordBatch> {
-    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
-        .unwrap()
-        .build()
-        .unwrap()
-        .map(|b| b.unwrap())
-        .collect()
+    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(
+        bytes,
+    ))
+    .unwrap()
+    .build()
+    .unwrap()
+    .map(|b| b.unwrap())
+    .collect()
 }
 
 #[test]
@@ -36,16 +41,35 @@ fn globbed_s3_csv_to_s3_parquet_parts() {
     let mut bad_total = 0;
     for (i, chunk) in rows.chunks(1000).enumerate() {
         s3::put(&raw, &format!("2024-01-01/users-{i}.csv"), csv_bytes(chunk));
-        expected.extend(chunk.iter().enumerate().filter(|(j, _)| (i * 1000 + j) % 7 != 3).map(|(_, r)| r[0].clone()));
-        bad_total += chunk.iter().enumerate().filter(|(j, _)| (i * 1000 + j) % 7 == 3).count();
+        expected.extend(
+            chunk
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| (i * 1000 + j) % 7 != 3)
+                .map(|(_, r)| r[0].clone()),
+        );
+        bad_total += chunk
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| (i * 1000 + j) % 7 == 3)
+            .count();
     }
     assert_eq!(bad_total, bad.len());
     s3::put(&raw, "2024-01-01/notes.txt", b"not an input".to_vec());
     s3::put(&raw, "2024-01-02/users-9.csv", csv_bytes(&rows[..10]));
 
     let report = run_ok(&[
-        "run", "--input", &format!("s3://{raw}/2024-01-01/*.csv"), "--output", &format!("s3://{lake}/users/"),
-        "--schema", &repo_file("examples/users.schema.json"), "--partition-size", "40KiB", "--workers", "3",
+        "run",
+        "--input",
+        &format!("s3://{raw}/2024-01-01/*.csv"),
+        "--output",
+        &format!("s3://{lake}/users/"),
+        "--schema",
+        &repo_file("examples/users.schema.json"),
+        "--partition-size",
+        "40KiB",
+        "--workers",
+        "3",
     ]);
     assert_eq!(report["state"], "succeeded");
     assert_eq!(report["inputs"].as_array().unwrap().len(), 3, "{report:#}");
@@ -55,18 +79,36 @@ fn globbed_s3_csv_to_s3_parquet_parts() {
 
     let names = s3::list(&lake, "users");
     assert!(names.contains(&"users/_SUCCESS".to_string()), "{names:?}");
-    assert!(names.contains(&"users/_report.json".to_string()), "{names:?}");
-    let part_names: Vec<&String> = names.iter().filter(|n| n.starts_with("users/part-")).collect();
-    assert_eq!(part_names.len() as u64, report["partitions"]["total"].as_u64().unwrap());
-    let batches: Vec<_> = part_names.iter().flat_map(|n| parquet_rows(s3::get(&lake, n))).collect();
+    assert!(
+        names.contains(&"users/_report.json".to_string()),
+        "{names:?}"
+    );
+    let part_names: Vec<&String> = names
+        .iter()
+        .filter(|n| n.starts_with("users/part-"))
+        .collect();
+    assert_eq!(
+        part_names.len() as u64,
+        report["partitions"]["total"].as_u64().unwrap()
+    );
+    let batches: Vec<_> = part_names
+        .iter()
+        .flat_map(|n| parquet_rows(s3::get(&lake, n)))
+        .collect();
     assert_eq!(column_text(&batches, "user_id"), expected);
     let errors: usize = names
         .iter()
         .filter(|n| n.starts_with("users/_errors/"))
-        .map(|n| String::from_utf8(s3::get(&lake, n)).unwrap().lines().count())
+        .map(|n| {
+            String::from_utf8(s3::get(&lake, n))
+                .unwrap()
+                .lines()
+                .count()
+        })
         .sum();
     assert_eq!(errors, bad.len());
-    let stored: serde_json::Value = serde_json::from_slice(&s3::get(&lake, "users/_report.json")).unwrap();
+    let stored: serde_json::Value =
+        serde_json::from_slice(&s3::get(&lake, "users/_report.json")).unwrap();
     assert_eq!(stored["total_valid"], report["total_valid"]);
 }
 
@@ -79,23 +121,54 @@ fn local_file_to_one_s3_object_and_back() {
     let input = dir.path().join("users.csv");
     write_csv(&input, &rows);
     let report = run_ok(&[
-        "run", "--input", input.to_str().unwrap(), "--output", &format!("s3://{lake}/clean/users.parquet"),
-        "--errors", &format!("s3://{lake}/errors/users_errors.parquet"),
-        "--schema", &repo_file("examples/users.schema.json"), "--partition-size", "32KiB",
+        "run",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        &format!("s3://{lake}/clean/users.parquet"),
+        "--errors",
+        &format!("s3://{lake}/errors/users_errors.parquet"),
+        "--schema",
+        &repo_file("examples/users.schema.json"),
+        "--partition-size",
+        "32KiB",
     ]);
-    assert_eq!(report["outputs"], serde_json::json!([format!("s3://{lake}/clean/users.parquet")]));
+    assert_eq!(
+        report["outputs"],
+        serde_json::json!([format!("s3://{lake}/clean/users.parquet")])
+    );
     let batches = parquet_rows(s3::get(&lake, "clean/users.parquet"));
-    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), rows.len() - bad.len());
+    assert_eq!(
+        batches.iter().map(|b| b.num_rows()).sum::<usize>(),
+        rows.len() - bad.len()
+    );
     let errors = parquet_rows(s3::get(&lake, "errors/users_errors.parquet"));
-    let lines: Vec<u64> = column_text(&errors, "line").iter().map(|l| l.parse().unwrap()).collect();
-    assert_eq!(lines, bad.iter().map(|(r, _)| (*r + 2) as u64).collect::<Vec<_>>());
+    let lines: Vec<u64> = column_text(&errors, "line")
+        .iter()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert_eq!(
+        lines,
+        bad.iter().map(|(r, _)| (*r + 2) as u64).collect::<Vec<_>>()
+    );
     // No staging objects remain.
     let names = s3::list(&lake, "");
-    assert!(names.iter().all(|n| !n.contains("_zoopipe_staging")), "{names:?}");
+    assert!(
+        names.iter().all(|n| !n.contains("_zoopipe_staging")),
+        "{names:?}"
+    );
 
     // And back: the single object as input, to local JSONL.
     let out = dir.path().join("back");
-    let report = run_ok(&["run", "--input", &format!("s3://{lake}/clean/users.parquet"), "--output", &format!("{}/", out.display()), "--format", "jsonl"]);
+    let report = run_ok(&[
+        "run",
+        "--input",
+        &format!("s3://{lake}/clean/users.parquet"),
+        "--output",
+        &format!("{}/", out.display()),
+        "--format",
+        "jsonl",
+    ]);
     assert_eq!(report["total_processed"], (rows.len() - bad.len()) as u64);
     assert_eq!(report["total_errors"], 0);
 }
@@ -104,7 +177,13 @@ fn local_file_to_one_s3_object_and_back() {
 fn missing_bucket_and_dead_endpoint_fail_fast_in_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let out = format!("{}/", dir.path().join("out").display());
-    let o = run(&["run", "--input", "s3://no-such-bucket-zoopipe/x.csv", "--output", &out]);
+    let o = run(&[
+        "run",
+        "--input",
+        "s3://no-such-bucket-zoopipe/x.csv",
+        "--output",
+        &out,
+    ]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
     let err = text(&o.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
@@ -121,5 +200,9 @@ fn missing_bucket_and_dead_endpoint_fail_fast_in_one_line() {
     let err = text(&o.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("s3://bucket/x.csv"), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
 }

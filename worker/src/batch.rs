@@ -29,7 +29,12 @@ pub fn route(schema: &CompiledSchema, input: SourceBatch) -> Result<Routed> {
     let mut invalid = validated.invalid;
     let mut valid = validated.valid;
     if !schema.additional_properties() && !input.extra_keys.is_empty() {
-        valid = reject_extra_keys(valid, &mut invalid, &input.extra_keys, input.batch.num_rows())?;
+        valid = reject_extra_keys(
+            valid,
+            &mut invalid,
+            &input.extra_keys,
+            input.batch.num_rows(),
+        )?;
     }
     let position = |row: usize| -> (Option<u64>, Option<u64>) {
         match &input.positions {
@@ -86,7 +91,11 @@ fn reject_extra_keys(
             })
             .collect()
     };
-    let already: HashMap<usize, usize> = invalid.iter().enumerate().map(|(i, (r, _))| (*r, i)).collect();
+    let already: HashMap<usize, usize> = invalid
+        .iter()
+        .enumerate()
+        .map(|(i, (r, _))| (*r, i))
+        .collect();
     let mut keep = Vec::with_capacity(valid.num_rows());
     let mut newly = Vec::new();
     for row in 0..rows {
@@ -132,7 +141,11 @@ fn cell_text(column: &ArrayRef, row: usize, options: &FormatOptions) -> serde_js
 }
 
 /// Add a routed batch's errors to the per-field and per-type counters.
-pub fn count_errors(errors: &[ErrorRow], by_field: &mut BTreeMap<String, u64>, by_type: &mut BTreeMap<String, u64>) {
+pub fn count_errors(
+    errors: &[ErrorRow],
+    by_field: &mut BTreeMap<String, u64>,
+    by_type: &mut BTreeMap<String, u64>,
+) {
     for row in errors {
         *by_type.entry(row.error_type.clone()).or_default() += 1;
         for e in &row.errors {

@@ -45,7 +45,12 @@ impl TaskOutcome {
 }
 
 /// Run `process` on a blocking thread (parsing and encoding are CPU-bound).
-pub async fn process(ctx: WorkerContext, job: Arc<JobConfig>, task: Task, attempt: u32) -> Result<TaskOutcome> {
+pub async fn process(
+    ctx: WorkerContext,
+    job: Arc<JobConfig>,
+    task: Task,
+    attempt: u32,
+) -> Result<TaskOutcome> {
     tokio::task::spawn_blocking(move || process_blocking(&ctx, &job, &task, attempt))
         .await
         .map_err(|e| Error::Io {
@@ -55,7 +60,11 @@ pub async fn process(ctx: WorkerContext, job: Arc<JobConfig>, task: Task, attemp
 }
 
 fn task_index_of(e: &tokio::task::JoinError) -> String {
-    if e.is_panic() { "panicked".into() } else { "was cancelled".into() }
+    if e.is_panic() {
+        "panicked".into()
+    } else {
+        "was cancelled".into()
+    }
 }
 
 /// Where a task's error rows go before commit: their final part, or a JSONL staging part when
@@ -68,7 +77,10 @@ pub fn error_part_url(job: &JobConfig, task: &Task) -> (ObjectUrl, Format) {
             .join(&format!("errors-{:05}.jsonl", task.index));
         (url, Format::Jsonl)
     } else {
-        (job.errors.part_url(&job.job_id, task.index), job.errors.format)
+        (
+            job.errors.part_url(&job.job_id, task.index),
+            job.errors.format,
+        )
     }
 }
 
@@ -84,7 +96,12 @@ fn lines_relative(task: &Task) -> bool {
         .any(|s| matches!(s.kind, SplitKind::Bytes { start, .. } if start > 0))
 }
 
-pub fn process_blocking(ctx: &WorkerContext, job: &JobConfig, task: &Task, attempt: u32) -> Result<TaskOutcome> {
+pub fn process_blocking(
+    ctx: &WorkerContext,
+    job: &JobConfig,
+    task: &Task,
+    attempt: u32,
+) -> Result<TaskOutcome> {
     let started = Instant::now();
     let schema = job
         .schema
@@ -92,7 +109,12 @@ pub fn process_blocking(ctx: &WorkerContext, job: &JobConfig, task: &Task, attem
         .ok_or_else(|| Error::config("the job has no schema: plan it first"))?;
     let out_url = job.output.part_url(&job.job_id, task.index);
     let sink = PartUpload::start(&ctx.runtime, ctx.storage.store(&out_url)?, &out_url)?;
-    let mut output = PartWriter::new(job.output.format, schema.arrow_schema(), sink, &job.spec.write)?;
+    let mut output = PartWriter::new(
+        job.output.format,
+        schema.arrow_schema(),
+        sink,
+        &job.spec.write,
+    )?;
     let mut errors: Option<ErrorWriter> = None;
     let mut result = TaskResult {
         index: task.index,
@@ -117,7 +139,11 @@ pub fn process_blocking(ctx: &WorkerContext, job: &JobConfig, task: &Task, attem
         if !routed.errors.is_empty() {
             write_errors(ctx, job, task, &mut errors, &routed.errors)?;
             error_rows += routed.errors.len() as u64;
-            count_errors(&routed.errors, &mut result.errors_by_field, &mut result.errors_by_type);
+            count_errors(
+                &routed.errors,
+                &mut result.errors_by_field,
+                &mut result.errors_by_type,
+            );
         }
         Progress::add(&ctx.progress.rows_read, routed.rows_read);
         Progress::add(&ctx.progress.rows_invalid, routed.errors.len() as u64);
@@ -157,7 +183,13 @@ pub fn process_blocking(ctx: &WorkerContext, job: &JobConfig, task: &Task, attem
     })
 }
 
-fn write_errors(ctx: &WorkerContext, job: &JobConfig, task: &Task, writer: &mut Option<ErrorWriter>, rows: &[ErrorRow]) -> Result<()> {
+fn write_errors(
+    ctx: &WorkerContext,
+    job: &JobConfig,
+    task: &Task,
+    writer: &mut Option<ErrorWriter>,
+    rows: &[ErrorRow],
+) -> Result<()> {
     if writer.is_none() {
         let (url, format) = error_part_url(job, task);
         let sink = PartUpload::start(&ctx.runtime, ctx.storage.store(&url)?, &url)?;

@@ -45,7 +45,8 @@ pub fn read_split(
     match (split.format, &split.kind) {
         (Format::Csv | Format::Jsonl, SplitKind::Bytes { start, end }) => {
             let (start, end) = (*start, *end);
-            let mut reader = BufReader::with_capacity(READ_BUFFER, open(start.saturating_sub(1), end));
+            let mut reader =
+                BufReader::with_capacity(READ_BUFFER, open(start.saturating_sub(1), end));
             let base = if start == 0 {
                 0
             } else {
@@ -59,31 +60,54 @@ pub fn read_split(
                             end: split.size,
                             lines: 0,
                         };
-                        return Ok(Some(RangeReport { url: split.url.clone(), start, end, outcome }));
+                        return Ok(Some(RangeReport {
+                            url: split.url.clone(),
+                            start,
+                            end,
+                            outcome,
+                        }));
                     }
                 }
             };
             let outcome = if split.format == Format::Csv {
                 let skip_header = start == 0 && csv.header;
-                let mut records = CsvRecords::new(reader, csv, columns, source, base, 1, Some(end), skip_header, batch_size);
+                let mut records = CsvRecords::new(
+                    reader,
+                    csv,
+                    columns,
+                    source,
+                    base,
+                    1,
+                    Some(end),
+                    skip_header,
+                    batch_size,
+                );
                 while let Some(batch) = records.next_batch()? {
                     emit(batch)?;
                 }
                 records.outcome()
             } else {
-                let mut lines = JsonLines::new(reader, columns, source, base, 1, Some(end), batch_size);
+                let mut lines =
+                    JsonLines::new(reader, columns, source, base, 1, Some(end), batch_size);
                 while let Some(batch) = lines.next_batch()? {
                     emit(batch)?;
                 }
                 lines.outcome()
             };
-            Ok(Some(RangeReport { url: split.url.clone(), start, end, outcome }))
+            Ok(Some(RangeReport {
+                url: split.url.clone(),
+                start,
+                end,
+                outcome,
+            }))
         }
         (Format::Csv | Format::Jsonl, SplitKind::Whole) => {
             let decoded = open_decoder(open(0, split.size), split.compression);
             let mut reader = BufReader::with_capacity(READ_BUFFER, decoded);
             if split.format == Format::Csv {
-                let mut records = CsvRecords::new(reader, csv, columns, source, 0, 1, None, csv.header, batch_size);
+                let mut records = CsvRecords::new(
+                    reader, csv, columns, source, 0, 1, None, csv.header, batch_size,
+                );
                 while let Some(batch) = records.next_batch()? {
                     emit(batch)?;
                 }
@@ -105,8 +129,23 @@ pub fn read_split(
             }
             Ok(None)
         }
-        (Format::Arrow, SplitKind::Batches { start, end, first_row }) => {
-            let mut rows = IpcRows::open(&ctx.runtime, store.clone(), &url, split.size, *start..*end, *first_row, counter.clone())?;
+        (
+            Format::Arrow,
+            SplitKind::Batches {
+                start,
+                end,
+                first_row,
+            },
+        ) => {
+            let mut rows = IpcRows::open(
+                &ctx.runtime,
+                store.clone(),
+                &url,
+                split.size,
+                *start..*end,
+                *first_row,
+                counter.clone(),
+            )?;
             while let Some(batch) = rows.next_batch()? {
                 emit(batch)?;
             }
@@ -122,7 +161,9 @@ pub fn read_split(
 /// Whether a JSON input is an array (`[`) rather than JSON lines, without consuming it.
 fn starts_with_bracket<R: BufRead>(reader: &mut R, url: &str) -> Result<bool> {
     loop {
-        let buf = reader.fill_buf().map_err(|e| Error::io(format!("reading {url}"), e))?;
+        let buf = reader
+            .fill_buf()
+            .map_err(|e| Error::io(format!("reading {url}"), e))?;
         if buf.is_empty() {
             return Ok(false);
         }

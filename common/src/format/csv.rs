@@ -6,11 +6,11 @@
 //! one ended, so the planner can prove that neighbouring ranges met at a true record boundary —
 //! a quoted newline that crossed a boundary shows up as a mismatch and the file is re-read whole.
 
+use super::csv_scan::{RecordStart, Scanner};
 use super::text::TextColumns;
 use super::{CsvOptions, Positions, Reject, SourceBatch, lossy_capped};
 use crate::validate::{ErrorKind, FieldError};
 use crate::{Error, Result};
-use super::csv_scan::{RecordStart, Scanner};
 use csv::{ByteRecord, ReaderBuilder};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, Read};
@@ -192,7 +192,8 @@ impl<R: Read> CsvRecords<R> {
             // This record belongs to the next range: we end where it starts.
             return Ok(self.finish(start));
         }
-        let Some((count, unterminated)) = self.scanner.read_record().map_err(|e| self.io(e))? else {
+        let Some((count, unterminated)) = self.scanner.read_record().map_err(|e| self.io(e))?
+        else {
             let here = self.scanner.here();
             return Ok(self.finish(here));
         };
@@ -219,7 +220,9 @@ impl<R: Read> CsvRecords<R> {
     fn check_and_push(&mut self, line: u64, count: usize, spans: u64, unterminated: bool) {
         let width = self.text.width();
         if unterminated {
-            let message = format!("unterminated quoted field: the record runs from line {line} over {spans} line(s) to the end of the input");
+            let message = format!(
+                "unterminated quoted field: the record runs from line {line} over {spans} line(s) to the end of the input"
+            );
             self.reject(line, count, None, ErrorKind::MalformedRecord, message);
             return;
         }
@@ -229,7 +232,9 @@ impl<R: Read> CsvRecords<R> {
                 .map(|i| self.column_name(i));
             let message = format!(
                 "invalid UTF-8 in {}",
-                field.as_deref().map_or("record".to_string(), |f| format!("field '{f}'"))
+                field
+                    .as_deref()
+                    .map_or("record".to_string(), |f| format!("field '{f}'"))
             );
             self.reject(line, count, field, ErrorKind::MalformedRecord, message);
             return;
@@ -245,7 +250,10 @@ impl<R: Read> CsvRecords<R> {
             return;
         }
         for i in 0..count {
-            let (start, end) = (if i == 0 { 0 } else { self.scanner.ends[i - 1] }, self.scanner.ends[i]);
+            let (start, end) = (
+                if i == 0 { 0 } else { self.scanner.ends[i - 1] },
+                self.scanner.ends[i],
+            );
             self.text.push(i, &self.scanner.fields[start..end]);
         }
         self.text.end_row();
@@ -259,9 +267,21 @@ impl<R: Read> CsvRecords<R> {
             .unwrap_or_else(|| format!("column_{}", i + 1))
     }
 
-    fn reject(&mut self, line: u64, count: usize, field: Option<String>, kind: ErrorKind, message: String) {
+    fn reject(
+        &mut self,
+        line: u64,
+        count: usize,
+        field: Option<String>,
+        kind: ErrorKind,
+        message: String,
+    ) {
         let values = (0..count)
-            .map(|i| (self.column_name(i), String::from_utf8_lossy(self.scanner.field(i)).into_owned()))
+            .map(|i| {
+                (
+                    self.column_name(i),
+                    String::from_utf8_lossy(self.scanner.field(i)).into_owned(),
+                )
+            })
             .collect();
         let mut raw = Vec::new();
         for i in 0..count {
@@ -284,7 +304,11 @@ impl<R: Read> CsvRecords<R> {
 }
 
 /// Read all rows of a whole CSV held in memory (tests and samples).
-pub fn read_all(bytes: &[u8], opts: &CsvOptions, batch_size: usize) -> Result<(Vec<String>, Vec<SourceBatch>)> {
+pub fn read_all(
+    bytes: &[u8],
+    opts: &CsvOptions,
+    batch_size: usize,
+) -> Result<(Vec<String>, Vec<SourceBatch>)> {
     let Some((columns, _)) = read_header(bytes, true, opts) else {
         return Ok((Vec::new(), Vec::new()));
     };

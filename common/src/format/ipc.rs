@@ -7,7 +7,9 @@ use crate::{Error, Result};
 use arrow::buffer::Buffer;
 use arrow::datatypes::SchemaRef;
 use arrow::ipc::reader::{FileDecoder, read_footer_length};
-use arrow::ipc::{Block, MetadataVersion, convert::try_fb_to_schema, root_as_footer, root_as_message};
+use arrow::ipc::{
+    Block, MetadataVersion, convert::try_fb_to_schema, root_as_footer, root_as_message,
+};
 use object_store::{ObjectStore, ObjectStoreExt, path::Path};
 use std::ops::Range;
 use std::sync::Arc;
@@ -37,7 +39,13 @@ fn bad(url: &str, e: impl std::fmt::Display) -> Error {
     Error::corrupt(url, format!("not a readable Arrow IPC file: {e}"))
 }
 
-async fn fetch(store: &dyn ObjectStore, path: &Path, url: &str, range: Range<u64>, counter: &ReadCounter) -> Result<bytes::Bytes> {
+async fn fetch(
+    store: &dyn ObjectStore,
+    path: &Path,
+    url: &str,
+    range: Range<u64>,
+    counter: &ReadCounter,
+) -> Result<bytes::Bytes> {
     let bytes = store
         .get_range(path, range)
         .await
@@ -46,7 +54,12 @@ async fn fetch(store: &dyn ObjectStore, path: &Path, url: &str, range: Range<u64
     Ok(bytes)
 }
 
-pub async fn read_footer(store: &dyn ObjectStore, url: &ObjectUrl, size: u64, counter: &ReadCounter) -> Result<IpcFooter> {
+pub async fn read_footer(
+    store: &dyn ObjectStore,
+    url: &ObjectUrl,
+    size: u64,
+    counter: &ReadCounter,
+) -> Result<IpcFooter> {
     let (path, name) = (url.path(), url.to_string());
     if size < 18 {
         return Err(bad(&name, "file too short"));
@@ -57,19 +70,39 @@ pub async fn read_footer(store: &dyn ObjectStore, url: &ObjectUrl, size: u64, co
     if footer_len + 10 > size {
         return Err(bad(&name, "footer length exceeds the file"));
     }
-    let footer_bytes = fetch(store, &path, &name, size - 10 - footer_len..size - 10, counter).await?;
+    let footer_bytes = fetch(
+        store,
+        &path,
+        &name,
+        size - 10 - footer_len..size - 10,
+        counter,
+    )
+    .await?;
     let footer = root_as_footer(&footer_bytes).map_err(|e| bad(&name, e))?;
-    let schema = footer.schema().ok_or_else(|| bad(&name, "footer has no schema"))?;
+    let schema = footer
+        .schema()
+        .ok_or_else(|| bad(&name, "footer has no schema"))?;
     Ok(IpcFooter {
         schema: Arc::new(try_fb_to_schema(schema).map_err(|e| bad(&name, e))?),
         version: footer.version(),
-        dictionaries: footer.dictionaries().map(|d| d.iter().copied().collect()).unwrap_or_default(),
-        batches: footer.recordBatches().map(|b| b.iter().copied().collect()).unwrap_or_default(),
+        dictionaries: footer
+            .dictionaries()
+            .map(|d| d.iter().copied().collect())
+            .unwrap_or_default(),
+        batches: footer
+            .recordBatches()
+            .map(|b| b.iter().copied().collect())
+            .unwrap_or_default(),
     })
 }
 
 /// Row count of every record batch, read from the message headers only (one coalesced fetch).
-pub async fn batch_rows(store: &dyn ObjectStore, url: &ObjectUrl, footer: &IpcFooter, counter: &ReadCounter) -> Result<Vec<u64>> {
+pub async fn batch_rows(
+    store: &dyn ObjectStore,
+    url: &ObjectUrl,
+    footer: &IpcFooter,
+    counter: &ReadCounter,
+) -> Result<Vec<u64>> {
     let name = url.to_string();
     let ranges: Vec<Range<u64>> = footer
         .batches
@@ -88,7 +121,11 @@ pub async fn batch_rows(store: &dyn ObjectStore, url: &ObjectUrl, footer: &IpcFo
         .map(|h| {
             counter.fetch_add(h.len() as u64, Ordering::Relaxed);
             // Encapsulated message: optional 0xFFFFFFFF continuation, i32 length, flatbuffer.
-            let body = if h.len() >= 8 && h[..4] == [0xff; 4] { &h[8..] } else { h.get(4..).unwrap_or(&[]) };
+            let body = if h.len() >= 8 && h[..4] == [0xff; 4] {
+                &h[8..]
+            } else {
+                h.get(4..).unwrap_or(&[])
+            };
             let message = root_as_message(body).map_err(|e| bad(&name, e))?;
             let batch = message
                 .header_as_record_batch()
@@ -124,11 +161,24 @@ impl IpcRows {
         let name = url.to_string();
         let footer = runtime.block_on(read_footer(store.as_ref(), url, size, &counter))?;
         if batches.end > footer.batches.len() {
-            return Err(bad(&name, format!("has {} record batches, the plan expected {}", footer.batches.len(), batches.end)));
+            return Err(bad(
+                &name,
+                format!(
+                    "has {} record batches, the plan expected {}",
+                    footer.batches.len(),
+                    batches.end
+                ),
+            ));
         }
         let mut decoder = FileDecoder::new(footer.schema.clone(), footer.version);
         for block in &footer.dictionaries {
-            let bytes = runtime.block_on(fetch(store.as_ref(), &url.path(), &name, block_range(block), &counter))?;
+            let bytes = runtime.block_on(fetch(
+                store.as_ref(),
+                &url.path(),
+                &name,
+                block_range(block),
+                &counter,
+            ))?;
             decoder
                 .read_dictionary(block, &Buffer::from(bytes))
                 .map_err(|e| bad(&name, e))?;
@@ -150,9 +200,13 @@ impl IpcRows {
         let Some(block) = self.blocks.next() else {
             return Ok(None);
         };
-        let bytes = self
-            .runtime
-            .block_on(fetch(self.store.as_ref(), &self.path, &self.source, block_range(&block), &self.counter))?;
+        let bytes = self.runtime.block_on(fetch(
+            self.store.as_ref(),
+            &self.path,
+            &self.source,
+            block_range(&block),
+            &self.counter,
+        ))?;
         let batch = self
             .decoder
             .read_record_batch(&block, &Buffer::from(bytes))

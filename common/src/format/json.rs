@@ -76,7 +76,12 @@ impl ObjectRows {
         self.text.push_null(col);
     }
 
-    fn take(&mut self, source: &Arc<str>, positions: Positions, rejects: Vec<Reject>) -> SourceBatch {
+    fn take(
+        &mut self,
+        source: &Arc<str>,
+        positions: Positions,
+        rejects: Vec<Reject>,
+    ) -> SourceBatch {
         SourceBatch {
             source: source.clone(),
             batch: self.text.finish(),
@@ -300,7 +305,10 @@ pub fn read_array<R: Read>(
 
     impl<'de, F: FnMut(SourceBatch) -> Result<()>> DeserializeSeed<'de> for ArrayVisitor<'_, '_, F> {
         type Value = ();
-        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        fn deserialize<D: serde::Deserializer<'de>>(
+            self,
+            d: D,
+        ) -> std::result::Result<(), D::Error> {
             d.deserialize_seq(self)
         }
     }

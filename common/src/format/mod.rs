@@ -73,7 +73,10 @@ pub fn detect(name: &str) -> (Option<Format>, Compression) {
     let lower = name.to_ascii_lowercase();
     let (stem, compression) = if let Some(s) = lower.strip_suffix(".gz") {
         (s, Compression::Gzip)
-    } else if let Some(s) = lower.strip_suffix(".zst").or_else(|| lower.strip_suffix(".zstd")) {
+    } else if let Some(s) = lower
+        .strip_suffix(".zst")
+        .or_else(|| lower.strip_suffix(".zstd"))
+    {
         (s, Compression::Zstd)
     } else {
         (lower.as_str(), Compression::None)
@@ -207,10 +210,19 @@ mod tests {
 
     #[test]
     fn format_and_compression_come_from_the_name() {
-        assert_eq!(detect("a/users.csv"), (Some(Format::Csv), Compression::None));
+        assert_eq!(
+            detect("a/users.csv"),
+            (Some(Format::Csv), Compression::None)
+        );
         assert_eq!(detect("u.CSV.GZ"), (Some(Format::Csv), Compression::Gzip));
-        assert_eq!(detect("e.jsonl.zst"), (Some(Format::Jsonl), Compression::Zstd));
-        assert_eq!(detect("x.parquet"), (Some(Format::Parquet), Compression::None));
+        assert_eq!(
+            detect("e.jsonl.zst"),
+            (Some(Format::Jsonl), Compression::Zstd)
+        );
+        assert_eq!(
+            detect("x.parquet"),
+            (Some(Format::Parquet), Compression::None)
+        );
         assert_eq!(detect("x.arrow"), (Some(Format::Arrow), Compression::None));
         assert_eq!(detect("README"), (None, Compression::None));
     }

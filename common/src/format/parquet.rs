@@ -7,9 +7,9 @@ use crate::{Error, Result};
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt, future::BoxFuture};
 use object_store::{ObjectStore, ObjectStoreExt, path::Path};
+use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use parquet::arrow::arrow_reader::ArrowReaderOptions;
 use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStream};
-use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
@@ -32,7 +32,12 @@ pub struct ObjectFile {
 }
 
 impl ObjectFile {
-    pub fn new(store: Arc<dyn ObjectStore>, url: &crate::storage::ObjectUrl, size: u64, counter: ReadCounter) -> Self {
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        url: &crate::storage::ObjectUrl,
+        size: u64,
+        counter: ReadCounter,
+    ) -> Self {
         Self {
             store,
             path: url.path(),
@@ -50,16 +55,28 @@ impl ObjectFile {
 impl AsyncFileReader for ObjectFile {
     fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
         async move {
-            let bytes = self.store.get_range(&self.path, range).await.map_err(|e| self.wrap(e))?;
-            self.counter.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            let bytes = self
+                .store
+                .get_range(&self.path, range)
+                .await
+                .map_err(|e| self.wrap(e))?;
+            self.counter
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
             Ok(bytes)
         }
         .boxed()
     }
 
-    fn get_byte_ranges(&mut self, ranges: Vec<Range<u64>>) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
         async move {
-            let parts = self.store.get_ranges(&self.path, &ranges).await.map_err(|e| self.wrap(e))?;
+            let parts = self
+                .store
+                .get_ranges(&self.path, &ranges)
+                .await
+                .map_err(|e| self.wrap(e))?;
             let total: usize = parts.iter().map(Bytes::len).sum();
             self.counter.fetch_add(total as u64, Ordering::Relaxed);
             Ok(parts)
@@ -97,11 +114,19 @@ pub fn parquet_error(url: &str, e: ParquetError) -> Error {
 /// Row count and compressed size of each row group, for planning.
 pub async fn row_groups(file: &mut ObjectFile) -> Result<Vec<(u64, u64)>> {
     let url = file.url.clone();
-    let metadata = file.get_metadata(None).await.map_err(|e| parquet_error(&url, e))?;
+    let metadata = file
+        .get_metadata(None)
+        .await
+        .map_err(|e| parquet_error(&url, e))?;
     Ok(metadata
         .row_groups()
         .iter()
-        .map(|rg| (rg.num_rows().max(0) as u64, rg.compressed_size().max(0) as u64))
+        .map(|rg| {
+            (
+                rg.num_rows().max(0) as u64,
+                rg.compressed_size().max(0) as u64,
+            )
+        })
         .collect())
 }
 
@@ -114,7 +139,12 @@ pub struct ParquetRows {
 }
 
 impl ParquetRows {
-    pub fn open(runtime: &Handle, file: ObjectFile, groups: Range<usize>, batch_size: usize) -> Result<Self> {
+    pub fn open(
+        runtime: &Handle,
+        file: ObjectFile,
+        groups: Range<usize>,
+        batch_size: usize,
+    ) -> Result<Self> {
         let url = file.url.clone();
         let builder = runtime
             .block_on(ParquetRecordBatchStreamBuilder::new(file))
@@ -124,10 +154,16 @@ impl ParquetRows {
         if groups.end > available {
             return Err(Error::corrupt(
                 &url,
-                format!("has {available} row groups, the plan expected at least {}", groups.end),
+                format!(
+                    "has {available} row groups, the plan expected at least {}",
+                    groups.end
+                ),
             ));
         }
-        let first_row: i64 = metadata.row_groups()[..groups.start].iter().map(|rg| rg.num_rows()).sum();
+        let first_row: i64 = metadata.row_groups()[..groups.start]
+            .iter()
+            .map(|rg| rg.num_rows())
+            .sum();
         let stream = builder
             .with_row_groups(groups.collect())
             .with_batch_size(batch_size)
@@ -162,7 +198,11 @@ impl ParquetRows {
 
 /// Concatenate Parquet files with identical schemas into one, copying row groups' column
 /// chunks byte for byte (no decode, no re-encode) under a single new footer.
-pub fn concat<R: ChunkReader, W: Write + Send>(inputs: &[R], names: &[String], out: W) -> Result<W> {
+pub fn concat<R: ChunkReader, W: Write + Send>(
+    inputs: &[R],
+    names: &[String],
+    out: W,
+) -> Result<W> {
     let context = |i: usize| names.get(i).cloned().unwrap_or_default();
     let mut parsed = Vec::with_capacity(inputs.len());
     for (i, input) in inputs.iter().enumerate() {
@@ -178,7 +218,10 @@ pub fn concat<R: ChunkReader, W: Write + Send>(inputs: &[R], names: &[String], o
     let schema = first.file_metadata().schema_descr().root_schema_ptr();
     for (i, metadata) in parsed.iter().enumerate().skip(1) {
         if metadata.file_metadata().schema() != first.file_metadata().schema() {
-            return Err(Error::corrupt(context(i), "part schema differs from the first part"));
+            return Err(Error::corrupt(
+                context(i),
+                "part schema differs from the first part",
+            ));
         }
     }
     // Keep the Arrow schema (timestamp time zones, ...) that ArrowWriter stored in the footer.
@@ -200,8 +243,12 @@ pub fn concat<R: ChunkReader, W: Write + Send>(inputs: &[R], names: &[String], o
                     rows_written: rg.num_rows() as _,
                     metadata: column.clone(),
                     bloom_filter: None,
-                    column_index: page_index.and_then(|pi| pi.column_index(rg_idx, col_idx)).cloned(),
-                    offset_index: page_index.and_then(|pi| pi.offset_index(rg_idx, col_idx)).cloned(),
+                    column_index: page_index
+                        .and_then(|pi| pi.column_index(rg_idx, col_idx))
+                        .cloned(),
+                    offset_index: page_index
+                        .and_then(|pi| pi.offset_index(rg_idx, col_idx))
+                        .cloned(),
                 };
                 rg_out.append_column(input, result).map_err(encode)?;
             }

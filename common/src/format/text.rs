@@ -1,8 +1,8 @@
 //! Builds all-Utf8 record batches straight from parsed bytes (no per-field String allocation):
 //! the CSV and JSON readers push field bytes here and the validator coerces whole columns later.
 
-use arrow::array::{ArrayRef, StringArray};
 use arrow::array::NullBufferBuilder;
+use arrow::array::{ArrayRef, StringArray};
 use arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
@@ -31,10 +31,7 @@ impl TextColumns {
             .map(|n| Field::new(n, DataType::Utf8, true))
             .collect();
         let schema = Arc::new(Schema::new(fields));
-        let columns = names
-            .iter()
-            .map(|_| TextColumn::new(capacity))
-            .collect();
+        let columns = names.iter().map(|_| TextColumn::new(capacity)).collect();
         Self {
             schema,
             columns,

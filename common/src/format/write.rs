@@ -75,7 +75,12 @@ fn encode_error(context: &str, e: impl std::fmt::Display) -> Error {
 }
 
 impl PartWriter {
-    pub fn new(format: Format, schema: SchemaRef, sink: PartUpload, options: &WriteOptions) -> Result<Self> {
+    pub fn new(
+        format: Format,
+        schema: SchemaRef,
+        sink: PartUpload,
+        options: &WriteOptions,
+    ) -> Result<Self> {
         Ok(match format {
             Format::Parquet => {
                 let compression = match options.compression {
@@ -110,10 +115,14 @@ impl PartWriter {
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         match self {
-            PartWriter::Parquet(w) => w.write(batch).map_err(|e| encode_error("writing Parquet", e)),
+            PartWriter::Parquet(w) => w
+                .write(batch)
+                .map_err(|e| encode_error("writing Parquet", e)),
             PartWriter::Csv { writer, wrote, .. } => {
                 *wrote = true;
-                writer.write(batch).map_err(|e| encode_error("writing CSV", e))
+                writer
+                    .write(batch)
+                    .map_err(|e| encode_error("writing CSV", e))
             }
             PartWriter::Jsonl(w) => w.write(batch).map_err(|e| encode_error("writing JSONL", e)),
             PartWriter::Arrow(w) => w.write(batch).map_err(|e| encode_error("writing Arrow", e)),
@@ -123,7 +132,9 @@ impl PartWriter {
     /// Finish encoding and uploading; the object is not visible until the returned upload commits.
     pub fn finish(self) -> Result<PendingObject> {
         let sink = match self {
-            PartWriter::Parquet(w) => w.into_inner().map_err(|e| encode_error("closing Parquet", e))?,
+            PartWriter::Parquet(w) => w
+                .into_inner()
+                .map_err(|e| encode_error("closing Parquet", e))?,
             PartWriter::Csv {
                 mut writer,
                 schema,
@@ -143,7 +154,8 @@ impl PartWriter {
             }
             PartWriter::Arrow(mut w) => {
                 w.finish().map_err(|e| encode_error("closing Arrow", e))?;
-                w.into_inner().map_err(|e| encode_error("closing Arrow", e))?
+                w.into_inner()
+                    .map_err(|e| encode_error("closing Arrow", e))?
             }
         };
         sink.finish()

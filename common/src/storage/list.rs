@@ -48,7 +48,11 @@ pub(super) async fn expand(storage: &Storage, text: &str) -> Result<Vec<InputObj
     }
 }
 
-async fn list_visible(storage: &Storage, prefix: &ObjectUrl, text: &str) -> Result<Vec<InputObject>> {
+async fn list_visible(
+    storage: &Storage,
+    prefix: &ObjectUrl,
+    text: &str,
+) -> Result<Vec<InputObject>> {
     let all = list_all(storage, prefix).await?;
     let base = prefix.key().len();
     let found: Vec<_> = all
@@ -135,17 +139,30 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let names = |v: Vec<InputObject>| v.into_iter().map(|o| o.url.to_string()).collect::<Vec<_>>();
-        let globbed = storage.list_inputs("memory://t/raw/2024-01-02/*.csv").await.unwrap();
+        let names =
+            |v: Vec<InputObject>| v.into_iter().map(|o| o.url.to_string()).collect::<Vec<_>>();
+        let globbed = storage
+            .list_inputs("memory://t/raw/2024-01-02/*.csv")
+            .await
+            .unwrap();
         assert_eq!(
             names(globbed),
-            ["memory://t/raw/2024-01-02/a.csv", "memory://t/raw/2024-01-02/b.csv"]
+            [
+                "memory://t/raw/2024-01-02/a.csv",
+                "memory://t/raw/2024-01-02/b.csv"
+            ]
         );
         let all = storage.list_inputs("memory://t/raw/").await.unwrap();
         assert_eq!(all.len(), 4);
-        let err = storage.list_inputs("memory://t/raw/*.parquet").await.unwrap_err();
+        let err = storage
+            .list_inputs("memory://t/raw/*.parquet")
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("matches no object"), "{err}");
-        let missing = storage.list_inputs("memory://t/nope.csv").await.unwrap_err();
+        let missing = storage
+            .list_inputs("memory://t/nope.csv")
+            .await
+            .unwrap_err();
         assert!(matches!(missing, Error::NotFound { .. }));
     }
 
@@ -157,7 +174,10 @@ mod tests {
         assert_eq!(u.file_name(), "b.csv");
         let local = ObjectUrl::parse("/tmp/x/").unwrap();
         assert!(local.is_prefix());
-        assert_eq!(local.join("part-00000.parquet").to_string(), "file:///tmp/x/part-00000.parquet");
+        assert_eq!(
+            local.join("part-00000.parquet").to_string(),
+            "file:///tmp/x/part-00000.parquet"
+        );
         assert!(ObjectUrl::parse("gs://b/k").is_err());
     }
 }

@@ -38,7 +38,10 @@ impl ObjectUrl {
         if text.is_empty() {
             return Err(Error::config("empty URL"));
         }
-        if let Some(rest) = text.strip_prefix("s3://").or_else(|| text.strip_prefix("s3a://")) {
+        if let Some(rest) = text
+            .strip_prefix("s3://")
+            .or_else(|| text.strip_prefix("s3a://"))
+        {
             let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
                 return Err(Error::config(format!("{text}: missing bucket name")));
@@ -72,8 +75,8 @@ impl ObjectUrl {
             )));
         } else {
             let trailing = text.ends_with('/');
-            let abs = std::path::absolute(text)
-                .map_err(|e| Error::config(format!("{text}: {e}")))?;
+            let abs =
+                std::path::absolute(text).map_err(|e| Error::config(format!("{text}: {e}")))?;
             let mut s = abs.to_string_lossy().into_owned();
             if trailing && !s.ends_with('/') {
                 s.push('/');
@@ -101,7 +104,11 @@ impl ObjectUrl {
 
     /// The last path segment (file name), if any.
     pub fn file_name(&self) -> &str {
-        self.key.trim_end_matches('/').rsplit('/').next().unwrap_or("")
+        self.key
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or("")
     }
 
     /// Same store, another key.
