@@ -34,7 +34,7 @@ pub struct ErrorRow {
 
 impl ErrorRow {
     pub fn new(source: &str, line: Option<u64>, row: Option<u64>, errors: Vec<FieldError>) -> Self {
-        let error_type = errors.first().map(|e| kind_name(e)).unwrap_or_default();
+        let error_type = errors.first().map(kind_name).unwrap_or_default();
         Self {
             source: source.to_string(),
             line,
@@ -107,7 +107,7 @@ fn to_batch(rows: &[ErrorRow]) -> Result<RecordBatch> {
 /// Streams error rows into one part.
 pub enum ErrorWriter {
     Jsonl { sink: PartUpload, line: Vec<u8> },
-    Batches(PartWriter),
+    Batches(Box<PartWriter>),
 }
 
 impl ErrorWriter {
@@ -117,7 +117,12 @@ impl ErrorWriter {
                 sink,
                 line: Vec::new(),
             },
-            other => ErrorWriter::Batches(PartWriter::new(other, error_schema(), sink, options)?),
+            other => ErrorWriter::Batches(Box::new(PartWriter::new(
+                other,
+                error_schema(),
+                sink,
+                options,
+            )?)),
         })
     }
 

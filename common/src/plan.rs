@@ -398,11 +398,11 @@ async fn csv_header(
 /// Without a header, columns take the schema's field names in order.
 fn with_schema_names(found: (Vec<String>, u64), job: &JobConfig) -> Result<(Vec<String>, u64)> {
     let (mut names, end) = found;
-    if !job.spec.csv.header {
-        if let Some(schema) = &job.schema {
-            for (name, field) in names.iter_mut().zip(schema.fields()) {
-                *name = field.name.clone();
-            }
+    if !job.spec.csv.header
+        && let Some(schema) = &job.schema
+    {
+        for (name, field) in names.iter_mut().zip(schema.fields()) {
+            *name = field.name.clone();
         }
     }
     Ok((names, end))
@@ -537,11 +537,11 @@ pub fn misaligned_files(ranges: &[RangeReport]) -> BTreeSet<String> {
             if r.outcome.first_record >= r.end {
                 continue; // no record starts in this range
             }
-            if let Some(end) = previous_end {
-                if end != r.outcome.first_record {
-                    bad.insert(url.clone());
-                    break;
-                }
+            if let Some(end) = previous_end
+                && end != r.outcome.first_record
+            {
+                bad.insert(url.clone());
+                break;
             }
             previous_end = Some(r.outcome.end);
         }

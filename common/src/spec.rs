@@ -130,12 +130,12 @@ impl JobSpec {
             .map_err(|e| Error::config(format!("{}: {e}", path.display())))?;
         if let Some(SchemaSource::Path(p)) = &spec.schema {
             let p = Path::new(p);
-            if p.is_relative() {
-                if let Some(dir) = path.parent() {
-                    spec.schema = Some(SchemaSource::Path(
-                        dir.join(p).to_string_lossy().into_owned(),
-                    ));
-                }
+            if p.is_relative()
+                && let Some(dir) = path.parent()
+            {
+                spec.schema = Some(SchemaSource::Path(
+                    dir.join(p).to_string_lossy().into_owned(),
+                ));
             }
         }
         Ok(spec)

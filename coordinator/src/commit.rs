@@ -68,10 +68,10 @@ pub async fn commit(
 ) -> Result<JobReport, (Error, JobReport)> {
     let storage = &ctx.storage;
     // An old `_SUCCESS` must not vouch for a mix of old and new parts.
-    if job.spec.overwrite {
-        if let Err(e) = delete(storage, &job.output.marker(SUCCESS)).await {
-            return Err((e, report));
-        }
+    if job.spec.overwrite
+        && let Err(e) = delete(storage, &job.output.marker(SUCCESS)).await
+    {
+        return Err((e, report));
     }
     for outcome in outcomes.values() {
         report.add(&outcome.result);
@@ -121,10 +121,10 @@ pub async fn commit(
         }
         Err(e) => return Err((e, report)),
     }
-    if job.spec.overwrite {
-        if let Err(e) = remove_stale(storage, job, &report).await {
-            return Err((e, report));
-        }
+    if job.spec.overwrite
+        && let Err(e) = remove_stale(storage, job, &report).await
+    {
+        return Err((e, report));
     }
     Ok(report)
 }

@@ -181,7 +181,10 @@ impl<R: Read> CsvRecords<R> {
             Some(start) => start,
             None => {
                 let here = self.scanner.here();
-                return Ok(self.finish(here));
+                return {
+                    self.finish(here);
+                    Ok(())
+                };
             }
         };
         if self.first_line.is_none() {
@@ -190,12 +193,18 @@ impl<R: Read> CsvRecords<R> {
         }
         if self.end.is_some_and(|end| start.offset >= end) {
             // This record belongs to the next range: we end where it starts.
-            return Ok(self.finish(start));
+            return {
+                self.finish(start);
+                Ok(())
+            };
         }
         let Some((count, unterminated)) = self.scanner.read_record().map_err(|e| self.io(e))?
         else {
             let here = self.scanner.here();
-            return Ok(self.finish(here));
+            return {
+                self.finish(here);
+                Ok(())
+            };
         };
         if self.skip_header {
             self.skip_header = false;

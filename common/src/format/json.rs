@@ -159,7 +159,10 @@ impl<R: BufRead> JsonLines<R> {
 
     fn read_line(&mut self) -> Result<()> {
         if self.end.is_some_and(|end| self.offset >= end) {
-            return Ok(self.finish());
+            return {
+                self.finish();
+                Ok(())
+            };
         }
         self.buf.clear();
         let n = self
@@ -167,7 +170,10 @@ impl<R: BufRead> JsonLines<R> {
             .read_until(b'\n', &mut self.buf)
             .map_err(|e| Error::io(format!("reading {}", self.source), e))?;
         if n == 0 {
-            return Ok(self.finish());
+            return {
+                self.finish();
+                Ok(())
+            };
         }
         let line = self.line;
         self.offset += n as u64;
@@ -292,11 +298,11 @@ pub fn read_array<R: Read>(
                         },
                     }),
                 }
-                if state.rows.text.is_full(state.batch_size) || !state.rejects.is_empty() {
-                    if let Err(e) = state.flush() {
-                        state.failure = Some(e);
-                        return Err(serde::de::Error::custom("stopped"));
-                    }
+                if (state.rows.text.is_full(state.batch_size) || !state.rejects.is_empty())
+                    && let Err(e) = state.flush()
+                {
+                    state.failure = Some(e);
+                    return Err(serde::de::Error::custom("stopped"));
                 }
             }
             Ok(())
