@@ -31,7 +31,7 @@ def rel(p):
 def command(engine, threads, a, out_dir):
     if engine == "zoopipe":
         return [a.zoopipe_bin, "run", "--input", rel(a.input), "--output", rel(out_dir) + "/",
-                "--format", "parquet", "--schema", rel(a.schema), "--workers", str(threads),
+                "--format", "parquet", "--compression", "zstd", "--schema", rel(a.schema), "--workers", str(threads),
                 "--quiet", "--report", rel(a.report)]
     return [a.python, rel(os.path.join(HERE, "peers.py")), "--engine", engine,
             "--threads", str(threads), "--input", rel(a.input), "--out-dir", rel(out_dir)]

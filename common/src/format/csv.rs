@@ -173,6 +173,11 @@ impl<R: Read> CsvRecords<R> {
     }
 
     fn io(&self, e: std::io::Error) -> Error {
+        if e.kind() == std::io::ErrorKind::InvalidData
+            && e.get_ref().is_some_and(|i| !i.is::<Error>())
+        {
+            return Error::corrupt(self.source.to_string(), e);
+        }
         Error::io(format!("reading {}", self.source), e)
     }
 

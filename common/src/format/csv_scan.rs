@@ -9,6 +9,9 @@ use csv_core::{ReadRecordResult, Reader, ReaderBuilder};
 use std::io::Read;
 
 const BUFFER: usize = 256 * 1024;
+/// A record larger than this is refused: memory stays bounded even when an unterminated quote
+/// would otherwise swallow the rest of a huge file into one field.
+pub const MAX_RECORD_BYTES: usize = 64 * 1024 * 1024;
 
 /// Where a record began (absolute byte offset, line relative to the scanner's start).
 #[derive(Clone, Copy, Debug)]
@@ -85,9 +88,9 @@ impl<R: Read> Scanner<R> {
         Ok(())
     }
 
-    fn advance(&mut self, n: usize) {
-        let consumed = &self.buf[self.pos..self.pos + n];
-        self.line += memchr::memchr_iter(b'\n', consumed).count() as u64;
+    /// Consume `n` bytes that hold `newlines` line feeds.
+    fn advance(&mut self, n: usize, newlines: u64) {
+        self.line += newlines;
         self.offset += n as u64;
         self.pos += n;
     }
@@ -100,11 +103,13 @@ impl<R: Read> Scanner<R> {
             if self.eof {
                 return Ok(None);
             }
-            let skip = self.buf[self.pos..self.len]
+            let rest = &self.buf[self.pos..self.len];
+            let skip = rest
                 .iter()
                 .take_while(|b| **b == b'\n' || **b == b'\r')
                 .count();
-            self.advance(skip);
+            let newlines = rest[..skip].iter().filter(|b| **b == b'\n').count() as u64;
+            self.advance(skip, newlines);
             if self.pos < self.len {
                 return Ok(Some(self.here()));
             }
@@ -122,8 +127,16 @@ impl<R: Read> Scanner<R> {
             let (result, nin, out, end) =
                 self.core
                     .read_record(input, &mut self.fields[nout..], &mut self.ends[nend..]);
-            quotes += memchr::memchr_iter(self.quote, &input[..nin]).count() as u64;
-            self.advance(nin);
+            // One pass for both: line feeds number the lines, quotes reveal an unterminated field.
+            let mut newlines = 0;
+            for at in memchr::memchr2_iter(b'\n', self.quote, &input[..nin]) {
+                if input[at] == b'\n' {
+                    newlines += 1;
+                } else {
+                    quotes += 1;
+                }
+            }
+            self.advance(nin, newlines);
             nout += out;
             nend += end;
             match result {
@@ -133,6 +146,16 @@ impl<R: Read> Scanner<R> {
                     }
                 }
                 ReadRecordResult::OutputFull => {
+                    if self.fields.len() >= MAX_RECORD_BYTES {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            format!(
+                                "a record starting near line {} is larger than {} MiB (an unterminated quote?)",
+                                self.line,
+                                MAX_RECORD_BYTES >> 20
+                            ),
+                        ));
+                    }
                     let grown = self.fields.len() * 2;
                     self.fields.resize(grown, 0);
                 }

@@ -13,6 +13,9 @@ use std::sync::Arc;
 
 use super::csv::RangeOutcome;
 
+/// Longest JSON line accepted.
+const MAX_LINE_BYTES: usize = 64 * 1024 * 1024;
+
 /// Maps JSON keys to columns and fills all-Utf8 batches.
 struct ObjectRows {
     index: HashMap<String, usize>,
@@ -165,10 +168,21 @@ impl<R: BufRead> JsonLines<R> {
             };
         }
         self.buf.clear();
-        let n = self
-            .reader
+        // Bounded: a line longer than the cap fails the object instead of exhausting memory.
+        let n = (&mut self.reader)
+            .take(MAX_LINE_BYTES as u64 + 1)
             .read_until(b'\n', &mut self.buf)
             .map_err(|e| Error::io(format!("reading {}", self.source), e))?;
+        if self.buf.len() > MAX_LINE_BYTES {
+            return Err(Error::corrupt(
+                self.source.to_string(),
+                format!(
+                    "line {} is longer than {} MiB",
+                    self.line,
+                    MAX_LINE_BYTES >> 20
+                ),
+            ));
+        }
         if n == 0 {
             return {
                 self.finish();

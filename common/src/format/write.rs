@@ -50,7 +50,8 @@ impl Default for WriteOptions {
     fn default() -> Self {
         Self {
             compression: Codec::Snappy,
-            row_group_size: 1024 * 1024,
+            // Polars' default; keeps the writer's buffered row group to tens of MiB.
+            row_group_size: 256 * 1024,
             csv_header: true,
         }
     }

@@ -19,7 +19,8 @@ const MAX_IN_FLIGHT: usize = 2;
 pub struct PartUpload {
     runtime: Handle,
     url: String,
-    upload: Box<dyn MultipartUpload>,
+    /// Taken by `finish`; still here on drop means the attempt failed: abort it.
+    upload: Option<Box<dyn MultipartUpload>>,
     buffer: Vec<u8>,
     in_flight: VecDeque<JoinHandle<object_store::Result<()>>>,
     bytes: u64,
@@ -38,7 +39,7 @@ impl PartUpload {
         Ok(Self {
             runtime: runtime.clone(),
             url: url.to_string(),
-            upload,
+            upload: Some(upload),
             buffer: Vec::with_capacity(PART_SIZE),
             in_flight: VecDeque::new(),
             bytes: 0,
@@ -47,7 +48,13 @@ impl PartUpload {
 
     fn send_part(&mut self) -> Result<()> {
         let data = std::mem::replace(&mut self.buffer, Vec::with_capacity(PART_SIZE));
-        let part = self.upload.put_part(PutPayload::from(data));
+        let Some(upload) = self.upload.as_mut() else {
+            return Err(Error::config(format!(
+                "{}: upload already finished",
+                self.url
+            )));
+        };
+        let part = upload.put_part(PutPayload::from(data));
         self.in_flight.push_back(self.runtime.spawn(part));
         while self.in_flight.len() > MAX_IN_FLIGHT {
             self.wait_oldest()?;
@@ -79,11 +86,28 @@ impl PartUpload {
             self.wait_oldest()?;
         }
         Ok(PendingObject {
-            url: self.url,
-            upload: self.upload,
+            url: self.url.clone(),
+            upload: self.upload.take(),
             bytes: self.bytes,
         })
     }
+}
+
+impl Drop for PartUpload {
+    fn drop(&mut self) {
+        if let Some(upload) = self.upload.take() {
+            abort_in_background(&self.runtime, upload);
+        }
+    }
+}
+
+/// A failed or abandoned upload is aborted so no incomplete upload (or local temp file) lingers.
+fn abort_in_background(runtime: &Handle, mut upload: Box<dyn MultipartUpload>) {
+    runtime.spawn(async move {
+        if let Err(e) = upload.abort().await {
+            tracing::debug!(error = %e, "aborting an abandoned upload failed");
+        }
+    });
 }
 
 impl Write for PartUpload {
@@ -105,23 +129,37 @@ impl Write for PartUpload {
 #[derive(Debug)]
 pub struct PendingObject {
     pub url: String,
-    upload: Box<dyn MultipartUpload>,
+    upload: Option<Box<dyn MultipartUpload>>,
     pub bytes: u64,
 }
 
 impl PendingObject {
     pub async fn commit(mut self) -> Result<()> {
-        self.upload
-            .complete()
-            .await
-            .map(|_| ())
-            .map_err(|e| Error::from_store(&self.url, e))
+        match self.upload.take() {
+            Some(mut upload) => upload
+                .complete()
+                .await
+                .map(|_| ())
+                .map_err(|e| Error::from_store(&self.url, e)),
+            None => Ok(()),
+        }
     }
 
     pub async fn abort(mut self) -> Result<()> {
-        self.upload
-            .abort()
-            .await
-            .map_err(|e| Error::from_store(&self.url, e))
+        match self.upload.take() {
+            Some(mut upload) => upload
+                .abort()
+                .await
+                .map_err(|e| Error::from_store(&self.url, e)),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for PendingObject {
+    fn drop(&mut self) {
+        if let (Some(upload), Ok(runtime)) = (self.upload.take(), Handle::try_current()) {
+            abort_in_background(&runtime, upload);
+        }
     }
 }
