@@ -6,7 +6,7 @@ use zoopipe_common::report::JobReport;
 pub fn print(report: &JobReport) {
     let mut table = Table::new();
     table.load_style(UTF8_BORDERS_ONLY);
-    let mb = |b: u64| format!("{:.1} MB", b as f64 / 1e6);
+    let mb = |b: u64| bytesize::ByteSize::b(b).display().si().to_string();
     let rows: Vec<(&str, String)> = vec![
         ("job", report.job_id.clone()),
         ("state", format!("{:?}", report.state).to_lowercase()),

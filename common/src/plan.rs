@@ -130,7 +130,8 @@ pub async fn plan_job(storage: &Storage, job: &mut JobConfig) -> Result<Plan> {
                         (json_columns(&head, at_eof, schema.as_deref()), is_array)
                     }
                 };
-                if schema.is_none() {
+                // Infer from the first file that has columns (an empty file says nothing).
+                if schema.is_none() && !columns.is_empty() {
                     schema = Some(Arc::new(infer_text_schema(
                         format, &head, at_eof, &columns, job, is_array,
                     )?));
@@ -233,7 +234,9 @@ pub async fn plan_job(storage: &Storage, job: &mut JobConfig) -> Result<Plan> {
         }
     }
     planner.flush_pack();
-    job.schema = schema;
+    job.schema = Some(schema.unwrap_or_else(|| {
+        Arc::new(CompiledSchema::from_arrow(&arrow::datatypes::Schema::empty()))
+    }));
     Ok(Plan {
         tasks: planner.tasks,
         inputs,
@@ -311,6 +314,9 @@ async fn read_head(
 ) -> Result<(Vec<u8>, bool)> {
     let store = storage.store(&object.url)?;
     let url = object.url.to_string();
+    if object.size == 0 {
+        return Ok((Vec::new(), true));
+    }
     if compression == Compression::None {
         let end = object.size.min(max);
         let bytes = store
