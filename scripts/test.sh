@@ -7,12 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 venv="$root/target/test-venv"
+mkdir -p "$root/target"
 
-# protoc (for gRPC code generation) and the Python S3 server, installed only when missing.
-if ! command -v protoc >/dev/null 2>&1; then
-  echo "installing protobuf-compiler" >&2
-  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq protobuf-compiler >/dev/null; else sudo apt-get update -qq && sudo apt-get install -y -qq protobuf-compiler >/dev/null; fi
-fi
+# The Python S3 server, installed only when missing.
 if [ ! -x "$venv/bin/moto_server" ]; then
   echo "installing moto (S3 server for tests) into $venv" >&2
   python3 -m venv "$venv"

@@ -235,7 +235,9 @@ pub async fn plan_job(storage: &Storage, job: &mut JobConfig) -> Result<Plan> {
     }
     planner.flush_pack();
     job.schema = Some(schema.unwrap_or_else(|| {
-        Arc::new(CompiledSchema::from_arrow(&arrow::datatypes::Schema::empty()))
+        Arc::new(CompiledSchema::from_arrow(
+            &arrow::datatypes::Schema::empty(),
+        ))
     }));
     Ok(Plan {
         tasks: planner.tasks,

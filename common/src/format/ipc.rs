@@ -1,7 +1,7 @@
 //! Arrow IPC file input by record batches: the footer lists every batch's byte block, so a
 //! task fetches exactly its blocks (plus the dictionaries) with ranged GETs.
 
-use super::{Positions, SourceBatch};
+use super::SourceBatch;
 use crate::storage::{ObjectUrl, ReadCounter};
 use crate::{Error, Result};
 use arrow::buffer::Buffer;
@@ -212,14 +212,10 @@ impl IpcRows {
             .read_record_batch(&block, &Buffer::from(bytes))
             .map_err(|e| bad(&self.source, e))?
             .ok_or_else(|| bad(&self.source, "empty record batch block"))?;
-        let first = self.next_row;
-        self.next_row += batch.num_rows() as u64;
-        Ok(Some(SourceBatch {
-            source: self.source.clone(),
+        Ok(Some(SourceBatch::numbered(
+            &self.source,
             batch,
-            positions: Positions::Rows { first },
-            rejects: Vec::new(),
-            extra_keys: Vec::new(),
-        }))
+            &mut self.next_row,
+        )))
     }
 }

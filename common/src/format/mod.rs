@@ -147,6 +147,21 @@ pub struct SourceBatch {
     pub extra_keys: Vec<(usize, Vec<String>)>,
 }
 
+impl SourceBatch {
+    /// Typed rows (Parquet/Arrow) numbered from `next_row`, which advances past them.
+    pub fn numbered(source: &Arc<str>, batch: RecordBatch, next_row: &mut u64) -> Self {
+        let first = *next_row;
+        *next_row += batch.num_rows() as u64;
+        Self {
+            source: source.clone(),
+            batch,
+            positions: Positions::Rows { first },
+            rejects: Vec::new(),
+            extra_keys: Vec::new(),
+        }
+    }
+}
+
 /// Cap on raw text kept for one rejected record.
 pub const RAW_TEXT_CAP: usize = 4096;
 

@@ -1,7 +1,7 @@
 //! Parquet input by row groups (ranged GETs through an `AsyncFileReader` over object_store),
 //! footer inspection for the planner, and row-group concatenation for single-file outputs.
 
-use super::{Positions, SourceBatch};
+use super::SourceBatch;
 use crate::storage::ReadCounter;
 use crate::{Error, Result};
 use bytes::Bytes;
@@ -181,17 +181,11 @@ impl ParquetRows {
         match self.runtime.block_on(self.stream.next()) {
             None => Ok(None),
             Some(Err(e)) => Err(parquet_error(&self.source, e)),
-            Some(Ok(batch)) => {
-                let first = self.next_row;
-                self.next_row += batch.num_rows() as u64;
-                Ok(Some(SourceBatch {
-                    source: self.source.clone(),
-                    batch,
-                    positions: Positions::Rows { first },
-                    rejects: Vec::new(),
-                    extra_keys: Vec::new(),
-                }))
-            }
+            Some(Ok(batch)) => Ok(Some(SourceBatch::numbered(
+                &self.source,
+                batch,
+                &mut self.next_row,
+            ))),
         }
     }
 }
