@@ -4,7 +4,7 @@
 
 use crate::format::Format;
 use crate::format::write::{PartWriter, WriteOptions};
-use crate::storage::{PartUpload, PendingObject};
+use crate::storage::{StagedObject, StagedWriter};
 use crate::validate::FieldError;
 use crate::{Error, Result};
 use arrow::array::{ArrayRef, Int64Array, StringArray};
@@ -106,15 +106,15 @@ fn to_batch(rows: &[ErrorRow]) -> Result<RecordBatch> {
 
 /// Streams error rows into one part.
 pub enum ErrorWriter {
-    Jsonl { sink: PartUpload, line: Vec<u8> },
+    Jsonl { sink: Box<StagedWriter>, line: Vec<u8> },
     Batches(Box<PartWriter>),
 }
 
 impl ErrorWriter {
-    pub fn new(format: Format, sink: PartUpload, options: &WriteOptions) -> Result<Self> {
+    pub fn new(format: Format, sink: StagedWriter, options: &WriteOptions) -> Result<Self> {
         Ok(match format {
             Format::Jsonl => ErrorWriter::Jsonl {
-                sink,
+                sink: Box::new(sink),
                 line: Vec::new(),
             },
             other => ErrorWriter::Batches(Box::new(PartWriter::new(
@@ -150,7 +150,7 @@ impl ErrorWriter {
         }
     }
 
-    pub fn finish(self) -> Result<PendingObject> {
+    pub fn finish(self) -> Result<StagedObject> {
         match self {
             ErrorWriter::Jsonl { sink, .. } => sink.finish(),
             ErrorWriter::Batches(writer) => writer.finish(),

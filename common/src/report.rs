@@ -2,15 +2,29 @@
 //! the merge of its committed task results. Field names follow ZooPipe's report.
 
 use crate::format::csv::RangeOutcome;
+use crate::storage::StagedObject;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// One written part (output or errors).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// One written part (output or errors), not yet published.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PartInfo {
     pub url: String,
     pub rows: u64,
     pub bytes: u64,
+    /// How to publish (or discard) it: upload id and parts, or a temp file.
+    pub staged: StagedObject,
+}
+
+impl PartInfo {
+    pub fn new(staged: StagedObject, rows: u64) -> Self {
+        Self {
+            url: staged.url().to_string(),
+            rows,
+            bytes: staged.bytes(),
+            staged,
+        }
+    }
 }
 
 /// How one byte range of a CSV/JSONL file lined up, for the boundary check.
@@ -22,7 +36,8 @@ pub struct RangeReport {
     pub outcome: RangeOutcome,
 }
 
-/// What one attempt of one task produced.
+/// What one attempt of one task produced: counters and its unpublished parts. Plain data,
+/// so it can be sent to whoever commits the job.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TaskResult {
     pub index: u32,
@@ -42,6 +57,16 @@ pub struct TaskResult {
     /// The error part numbers lines from the start of a range whose first line is not yet
     /// known; the commit renumbers it once the earlier ranges have reported their line counts.
     pub error_lines_relative: bool,
+}
+
+impl TaskResult {
+    /// Every unpublished object of this attempt.
+    pub fn staged(&self) -> impl Iterator<Item = &StagedObject> {
+        self.output
+            .iter()
+            .chain(&self.error_part)
+            .map(|p| &p.staged)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

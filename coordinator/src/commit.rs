@@ -73,44 +73,41 @@ pub async fn commit(
     {
         return Err((e, report));
     }
-    for outcome in outcomes.values() {
-        report.add(&outcome.result);
-        if outcome.result.attempt > 1 {
+    for result in outcomes.values() {
+        report.add(result);
+        if result.attempt > 1 {
             report.partitions.retried += 1;
         }
     }
     report.partitions.succeeded = outcomes.len() as u64;
-    let ranges: Vec<_> = outcomes
-        .values()
-        .flat_map(|o| o.result.ranges.clone())
-        .collect();
+    let ranges: Vec<_> = outcomes.values().flat_map(|r| r.ranges.clone()).collect();
     let bases = line_bases(&ranges);
     let mut error_parts = Vec::new();
     let mut output_parts = Vec::new();
-    let mut pending = Vec::new();
-    for outcome in outcomes.into_values() {
-        let first_range = outcome
-            .result
-            .ranges
-            .first()
-            .map(|r| (r.url.clone(), r.start));
-        let line_offset = match (outcome.result.error_lines_relative, first_range) {
+    for result in outcomes.values() {
+        let first_range = result.ranges.first().map(|r| (r.url.clone(), r.start));
+        let line_offset = match (result.error_lines_relative, first_range) {
             (true, Some(key)) => bases.get(&key).copied().unwrap_or(1) - 1,
             _ => 0,
         };
-        output_parts.push(outcome.output.url.clone());
-        if let Some(errors) = &outcome.errors {
-            error_parts.push((outcome.result.index, errors.url.clone(), line_offset));
+        if let Some(output) = &result.output {
+            output_parts.push(output.url.clone());
         }
-        pending.push(outcome.output);
-        pending.extend(outcome.errors);
+        if let Some(errors) = &result.error_part {
+            error_parts.push((result.index, errors.url.clone(), line_offset));
+        }
     }
-    // Complete every upload (a few at a time).
-    let completed: Result<Vec<()>> = futures::stream::iter(pending.into_iter().map(|p| p.commit()))
-        .buffer_unordered(8)
-        .try_collect()
-        .await;
-    if let Err(e) = completed {
+    // Publish every part (a few at a time).
+    let published: Result<Vec<()>> = futures::stream::iter(
+        outcomes
+            .values()
+            .flat_map(|r| r.staged())
+            .map(|s| s.publish(storage)),
+    )
+    .buffer_unordered(8)
+    .try_collect()
+    .await;
+    if let Err(e) = published {
         return Err((e, report));
     }
     let assembled = assemble(ctx, job, &output_parts, &error_parts).await;

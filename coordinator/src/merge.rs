@@ -7,7 +7,7 @@ use zoopipe_common::errors_out::{ErrorRow, ErrorWriter};
 use zoopipe_common::format::Format;
 use zoopipe_common::format::parquet::concat;
 use zoopipe_common::spec::JobConfig;
-use zoopipe_common::storage::{ObjectReader, ObjectUrl, PartUpload};
+use zoopipe_common::storage::{ObjectReader, ObjectUrl, StagedWriter};
 use zoopipe_common::{Error, Result};
 use zoopipe_worker::WorkerContext;
 
@@ -57,8 +57,7 @@ pub async fn merge_output(ctx: &WorkerContext, job: &JobConfig, parts: &[String]
     let format = job.output.format;
     let header = job.spec.write.csv_header;
     blocking(move || {
-        let store = ctx.storage.store(&target)?;
-        let mut sink = PartUpload::start(&ctx.runtime, store, &target)?;
+        let mut sink = StagedWriter::start(&ctx.runtime, &ctx.storage, &target)?;
         match format {
             Format::Parquet => {
                 let files = parts
@@ -80,7 +79,7 @@ pub async fn merge_output(ctx: &WorkerContext, job: &JobConfig, parts: &[String]
                 }
             }
             Format::Arrow => {
-                let mut writer: Option<arrow::ipc::writer::FileWriter<PartUpload>> = None;
+                let mut writer: Option<arrow::ipc::writer::FileWriter<StagedWriter>> = None;
                 let mut sink_slot = Some(sink);
                 for part in &parts {
                     let file = download(&ctx, part)?;
@@ -112,8 +111,8 @@ pub async fn merge_output(ctx: &WorkerContext, job: &JobConfig, parts: &[String]
             }
         }
         sink.flush().map_err(|e| Error::io("merging", e))?;
-        let pending = sink.finish()?;
-        ctx.runtime.block_on(pending.commit())?;
+        let staged = sink.finish()?;
+        ctx.runtime.block_on(staged.publish(&ctx.storage))?;
         for part in &parts {
             let url = ObjectUrl::parse(part)?;
             let store = ctx.storage.store(&url)?;
@@ -157,7 +156,7 @@ pub async fn finalize_errors(
                 continue;
             }
             let open_writer = |dest: &ObjectUrl| -> Result<ErrorWriter> {
-                let sink = PartUpload::start(&ctx.runtime, ctx.storage.store(dest)?, dest)?;
+                let sink = StagedWriter::start(&ctx.runtime, &ctx.storage, dest)?;
                 ErrorWriter::new(target.format, sink, &options)
             };
             let mut own = None;
@@ -175,11 +174,11 @@ pub async fn finalize_errors(
             let Some(writer) = writer else { continue };
             copy_error_rows(&ctx, url, *offset, writer)?;
             if let Some(w) = own {
-                ctx.runtime.block_on(w.finish()?.commit())?;
+                ctx.runtime.block_on(w.finish()?.publish(&ctx.storage))?;
             }
         }
         if let Some(w) = merged {
-            ctx.runtime.block_on(w.finish()?.commit())?;
+            ctx.runtime.block_on(w.finish()?.publish(&ctx.storage))?;
             outputs.push(target.url.to_string());
         }
         Ok(outputs)

@@ -10,7 +10,7 @@ use zoopipe_common::plan::{Plan, Split, SplitKind, Task, misaligned_files, plan_
 use zoopipe_common::report::{JobReport, JobState};
 use zoopipe_common::spec::{JobConfig, JobSpec};
 use zoopipe_common::{Error, Result};
-use zoopipe_worker::{Progress, WorkerContext};
+use zoopipe_worker::{Progress, WorkerContext, discard};
 
 #[derive(Clone, Debug)]
 pub struct RunOptions {
@@ -58,8 +58,8 @@ pub async fn run_job(ctx: WorkerContext, spec: JobSpec, options: RunOptions) -> 
                 Some(task) => format!("task {task} failed: {}", failed.error),
                 None => failed.error.to_string(),
             };
-            for (_, outcome) in failed.finished {
-                outcome.abort().await;
+            for result in failed.finished.values() {
+                discard(&ctx.storage, result).await;
             }
             report.state = if matches!(failed.error, Error::Cancelled) {
                 JobState::Cancelled
@@ -99,10 +99,7 @@ async fn run_all(
     slots: usize,
 ) -> Result<Outcomes, Failed> {
     let mut outcomes = run_tasks(ctx, job.clone(), plan.tasks.clone(), slots).await?;
-    let ranges: Vec<_> = outcomes
-        .values()
-        .flat_map(|o| o.result.ranges.clone())
-        .collect();
+    let ranges: Vec<_> = outcomes.values().flat_map(|r| r.ranges.clone()).collect();
     let bad = misaligned_files(&ranges);
     if bad.is_empty() {
         return Ok(outcomes);
@@ -121,8 +118,8 @@ async fn run_all(
         };
         let template: &Split = &first.splits[0];
         for index in &owners {
-            if let Some(outcome) = outcomes.remove(index) {
-                outcome.abort().await;
+            if let Some(result) = outcomes.remove(index) {
+                discard(&ctx.storage, &result).await;
             }
         }
         rereads.push(Task {

@@ -6,12 +6,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use zoopipe_common::plan::Task;
+use zoopipe_common::report::TaskResult;
 use zoopipe_common::spec::JobConfig;
 use zoopipe_common::{Error, Result};
-use zoopipe_worker::{Progress, TaskOutcome, WorkerContext, process};
+use zoopipe_worker::{Progress, WorkerContext, process};
 
 /// Every task's winning attempt, by task index.
-pub type Outcomes = BTreeMap<u32, TaskOutcome>;
+pub type Outcomes = BTreeMap<u32, TaskResult>;
 
 /// Why the tasks did not all succeed, with the attempts that did (to be aborted).
 pub struct Failed {
@@ -62,7 +63,7 @@ async fn run_with_retries(
     job: Arc<JobConfig>,
     task: Task,
     max_attempts: u32,
-) -> (u32, Result<TaskOutcome>) {
+) -> (u32, Result<TaskResult>) {
     let index = task.index;
     let mut attempt = 1;
     loop {

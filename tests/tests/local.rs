@@ -21,6 +21,29 @@ fn valid_rows(rows: &[[String; 8]], bad: &[(usize, &str)]) -> Vec<[String; 8]> {
         .collect()
 }
 
+/// Every file under `dir`, relative, sorted.
+fn walk(dir: &Path) -> Vec<String> {
+    fn go(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                go(base, &path, out);
+            } else {
+                out.push(
+                    path.strip_prefix(base)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned(),
+                );
+            }
+        }
+    }
+    let mut out = Vec::new();
+    go(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
 fn assert_counts(report: &serde_json::Value, processed: usize, errors: usize) {
     assert_eq!(report["state"], "succeeded", "{report:#}");
     assert_eq!(report["total_processed"], processed as u64, "{report:#}");
@@ -51,6 +74,15 @@ fn csv_to_parquet_validates_types_and_routes_every_invalid_row() {
     assert_counts(&report, 700, bad.len());
     assert!(out.join("_SUCCESS").exists());
     assert!(out.join("_report.json").exists());
+    // Nothing but the parts, the errors and the markers: no temp files, no staging folders.
+    let files = walk(&out);
+    assert!(
+        files.iter().all(|f| f.starts_with("part-")
+            || f.starts_with("_errors/part-")
+            || f == "_SUCCESS"
+            || f == "_report.json"),
+        "{files:?}"
+    );
 
     let batches: Vec<_> = parts(&out).iter().flat_map(|p| read_parquet(p)).collect();
     let schema = batches[0].schema();
@@ -448,6 +480,40 @@ fn failures_are_one_clear_line_with_useful_exit_codes() {
         text(&o.stderr)
     );
     assert!(!dir.path().join("out/_SUCCESS").exists());
+    // With a good file before the broken one, the good task's part is discarded too: a failed
+    // job leaves no part, no temp file, no `_SUCCESS` — only its report saying why.
+    let damaged = dir.path().join("damaged.parquet");
+    write_parquet(&damaged, &text_batch(&users(1000).0), 500);
+    let mut bytes = std::fs::read(&damaged).unwrap();
+    bytes[8..400].iter_mut().for_each(|b| *b = 0xff); // data pages, not the footer
+    std::fs::write(&damaged, &bytes).unwrap();
+    let failed_out = dir.path().join("failed");
+    let o = run(&[
+        "run",
+        "--input",
+        &s(&input),
+        "--input",
+        &s(&damaged),
+        "--output",
+        &format!("{}/", s(&failed_out)),
+        "--workers",
+        "1",
+        "--partition-size",
+        "300",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let left: Vec<String> = walk(&failed_out);
+    assert_eq!(left, ["_report.json"], "a failed job left {left:?}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(failed_out.join("_report.json")).unwrap()).unwrap();
+    assert_eq!(report["state"], "failed");
+    assert!(
+        report["message"]
+            .as_str()
+            .unwrap()
+            .contains("damaged.parquet"),
+        "{report}"
+    );
     // An output that already holds data is refused unless --overwrite.
     run_ok(&["run", "--input", &s(&input), "--output", &out]);
     let o = run(&["run", "--input", &s(&input), "--output", &out]);

@@ -7,5 +7,5 @@ mod process;
 mod progress;
 mod source;
 
-pub use process::{TaskOutcome, WorkerContext, process, process_blocking};
+pub use process::{WorkerContext, discard, process, process_blocking};
 pub use progress::Progress;

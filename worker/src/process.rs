@@ -13,7 +13,7 @@ use zoopipe_common::format::write::PartWriter;
 use zoopipe_common::plan::{SplitKind, Task};
 use zoopipe_common::report::{PartInfo, TaskResult};
 use zoopipe_common::spec::JobConfig;
-use zoopipe_common::storage::{ObjectUrl, PartUpload, PendingObject, ReadCounter, Storage};
+use zoopipe_common::storage::{ObjectUrl, ReadCounter, StagedWriter, Storage};
 use zoopipe_common::{Error, Result};
 
 /// What a task needs from its surroundings.
@@ -26,20 +26,11 @@ pub struct WorkerContext {
     pub cancel: Arc<AtomicBool>,
 }
 
-/// A finished attempt: its counters and its uploaded-but-invisible parts.
-#[derive(Debug)]
-pub struct TaskOutcome {
-    pub result: TaskResult,
-    pub output: PendingObject,
-    pub errors: Option<PendingObject>,
-}
-
-impl TaskOutcome {
-    /// Discard the parts (a failed job, or a superseded attempt).
-    pub async fn abort(self) {
-        let _ = self.output.abort().await;
-        if let Some(errors) = self.errors {
-            let _ = errors.abort().await;
+/// Discard an attempt's unpublished parts (a failed job, or a superseded attempt).
+pub async fn discard(storage: &Storage, result: &TaskResult) {
+    for staged in result.staged() {
+        if let Err(e) = staged.discard(storage).await {
+            tracing::warn!(url = staged.url(), error = %e, "could not discard a staged part");
         }
     }
 }
@@ -50,7 +41,7 @@ pub async fn process(
     job: Arc<JobConfig>,
     task: Task,
     attempt: u32,
-) -> Result<TaskOutcome> {
+) -> Result<TaskResult> {
     tokio::task::spawn_blocking(move || process_blocking(&ctx, &job, &task, attempt))
         .await
         .map_err(|e| Error::Io {
@@ -101,14 +92,14 @@ pub fn process_blocking(
     job: &JobConfig,
     task: &Task,
     attempt: u32,
-) -> Result<TaskOutcome> {
+) -> Result<TaskResult> {
     let started = Instant::now();
     let schema = job
         .schema
         .clone()
         .ok_or_else(|| Error::config("the job has no schema: plan it first"))?;
     let out_url = job.output.part_url(&job.job_id, task.index);
-    let sink = PartUpload::start(&ctx.runtime, ctx.storage.store(&out_url)?, &out_url)?;
+    let sink = StagedWriter::start(&ctx.runtime, &ctx.storage, &out_url)?;
     let mut output = PartWriter::new(
         job.output.format,
         schema.arrow_schema(),
@@ -159,28 +150,17 @@ pub fn process_blocking(
     }
     let bytes = counter.load(Ordering::Relaxed);
     Progress::add(&ctx.progress.bytes_read, bytes - reported_bytes);
-    let output = output.finish()?;
-    result.output = Some(PartInfo {
-        url: output.url.clone(),
-        rows: result.rows_valid,
-        bytes: output.bytes,
-    });
-    let errors = errors.map(ErrorWriter::finish).transpose()?;
-    if let Some(e) = &errors {
-        result.error_part = Some(PartInfo {
-            url: e.url.clone(),
-            rows: error_rows,
-            bytes: e.bytes,
-        });
-    }
+    let output = PartInfo::new(output.finish()?, result.rows_valid);
+    let errors = match errors {
+        Some(writer) => Some(PartInfo::new(writer.finish()?, error_rows)),
+        None => None,
+    };
     result.bytes_read = bytes;
     result.bytes_written = output.bytes + errors.as_ref().map_or(0, |e| e.bytes);
     result.duration_s = started.elapsed().as_secs_f64();
-    Ok(TaskOutcome {
-        result,
-        output,
-        errors,
-    })
+    result.output = Some(output);
+    result.error_part = errors;
+    Ok(result)
 }
 
 fn write_errors(
@@ -192,7 +172,7 @@ fn write_errors(
 ) -> Result<()> {
     if writer.is_none() {
         let (url, format) = error_part_url(job, task);
-        let sink = PartUpload::start(&ctx.runtime, ctx.storage.store(&url)?, &url)?;
+        let sink = StagedWriter::start(&ctx.runtime, &ctx.storage, &url)?;
         *writer = Some(ErrorWriter::new(format, sink, &job.spec.write)?);
     }
     match writer {

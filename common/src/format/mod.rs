@@ -1,6 +1,6 @@
 //! Formats, input and output. Readers yield [`SourceBatch`]es (raw columns plus where each row
 //! came from, plus records that could not be parsed); writers take Arrow batches and stream them
-//! into a [`crate::storage::PartUpload`].
+//! into a [`crate::storage::StagedWriter`].
 
 pub mod csv;
 mod csv_scan;

@@ -1,7 +1,7 @@
-//! Output writers: one part = one object, streamed through a [`PartUpload`].
+//! Output writers: one part = one object, streamed through a [`StagedWriter`].
 
 use super::Format;
-use crate::storage::{PartUpload, PendingObject};
+use crate::storage::{StagedObject, StagedWriter};
 use crate::{Error, Result};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -58,14 +58,14 @@ impl Default for WriteOptions {
 }
 
 pub enum PartWriter {
-    Parquet(ArrowWriter<PartUpload>),
+    Parquet(ArrowWriter<StagedWriter>),
     Csv {
-        writer: arrow::csv::Writer<PartUpload>,
+        writer: arrow::csv::Writer<StagedWriter>,
         schema: SchemaRef,
         wrote: bool,
     },
-    Jsonl(arrow::json::LineDelimitedWriter<PartUpload>),
-    Arrow(arrow::ipc::writer::FileWriter<PartUpload>),
+    Jsonl(arrow::json::LineDelimitedWriter<StagedWriter>),
+    Arrow(arrow::ipc::writer::FileWriter<StagedWriter>),
 }
 
 fn encode_error(context: &str, e: impl std::fmt::Display) -> Error {
@@ -79,7 +79,7 @@ impl PartWriter {
     pub fn new(
         format: Format,
         schema: SchemaRef,
-        sink: PartUpload,
+        sink: StagedWriter,
         options: &WriteOptions,
     ) -> Result<Self> {
         Ok(match format {
@@ -131,7 +131,7 @@ impl PartWriter {
     }
 
     /// Finish encoding and uploading; the object is not visible until the returned upload commits.
-    pub fn finish(self) -> Result<PendingObject> {
+    pub fn finish(self) -> Result<StagedObject> {
         let sink = match self {
             PartWriter::Parquet(w) => w
                 .into_inner()

@@ -9,9 +9,10 @@ mod upload;
 
 pub use list::InputObject;
 pub use read::{ObjectReader, ReadCounter};
-pub use upload::{PartUpload, PendingObject};
+pub use upload::{StagedObject, StagedWriter};
 
 use crate::{Error, Result};
+use object_store::multipart::MultipartStore;
 use object_store::{ObjectStore, path::Path};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -165,7 +166,14 @@ impl std::fmt::Display for ObjectUrl {
 /// Opens (and caches) the object store behind each URL.
 #[derive(Clone, Default)]
 pub struct Storage {
-    stores: Arc<Mutex<HashMap<String, Arc<dyn ObjectStore>>>>,
+    stores: Arc<Mutex<HashMap<String, Opened>>>,
+}
+
+/// One store, and its explicit multipart API where it has one (S3, memory).
+#[derive(Clone)]
+struct Opened {
+    store: Arc<dyn ObjectStore>,
+    multipart: Option<Arc<dyn MultipartStore>>,
 }
 
 impl Storage {
@@ -176,21 +184,48 @@ impl Storage {
 
     /// The store holding `url`.
     pub fn store(&self, url: &ObjectUrl) -> Result<Arc<dyn ObjectStore>> {
+        Ok(self.open(url)?.store)
+    }
+
+    /// The explicit multipart API of the store holding `url` (upload ids that can be completed
+    /// by another process).
+    pub fn multipart_store(&self, url: &ObjectUrl) -> Result<Arc<dyn MultipartStore>> {
+        self.open(url)?
+            .multipart
+            .ok_or_else(|| Error::config(format!("{url}: this store has no multipart uploads")))
+    }
+
+    fn open(&self, url: &ObjectUrl) -> Result<Opened> {
         let key = url.store_key();
         let mut stores = self
             .stores
             .lock()
             .map_err(|_| Error::config("storage registry poisoned"))?;
-        if let Some(store) = stores.get(&key) {
-            return Ok(store.clone());
+        if let Some(opened) = stores.get(&key) {
+            return Ok(opened.clone());
         }
-        let store: Arc<dyn ObjectStore> = match &url.scheme {
-            Scheme::S3 { bucket } => Arc::new(aws::build_s3(bucket)?),
-            Scheme::File => Arc::new(object_store::local::LocalFileSystem::new()),
-            Scheme::Memory { .. } => Arc::new(object_store::memory::InMemory::new()),
+        let opened = match &url.scheme {
+            Scheme::S3 { bucket } => {
+                let s3 = Arc::new(aws::build_s3(bucket)?);
+                Opened {
+                    store: s3.clone(),
+                    multipart: Some(s3),
+                }
+            }
+            Scheme::File => Opened {
+                store: Arc::new(object_store::local::LocalFileSystem::new()),
+                multipart: None,
+            },
+            Scheme::Memory { .. } => {
+                let memory = Arc::new(object_store::memory::InMemory::new());
+                Opened {
+                    store: memory.clone(),
+                    multipart: Some(memory),
+                }
+            }
         };
-        stores.insert(key, store.clone());
-        Ok(store)
+        stores.insert(key, opened.clone());
+        Ok(opened)
     }
 
     /// Expand an input URL: a glob, a prefix (`/` at the end, or a local directory) or one object.

@@ -1,11 +1,19 @@
-//! A blocking `std::io::Write` that streams into a multipart upload and does NOT complete it.
+//! Writing an object invisibly, so that publishing it is the commit.
 //!
-//! Completing is the commit: until then the object is invisible to every reader, so a failed
-//! or superseded attempt leaves nothing behind once it is aborted. Parts upload in the
-//! background while the encoder keeps working; at most `MAX_IN_FLIGHT` parts are buffered.
+//! [`StagedWriter`] is a blocking `std::io::Write` that streams an object and leaves it
+//! unpublished: on S3 (and `memory://`) as an open multipart upload whose id and part ETags it
+//! returns, on local disks as a hidden temp file beside the target. The returned
+//! [`StagedObject`] is plain data — it can travel in a task result to another process — and
+//! `publish` (complete the upload / rename the file) or `discard` (abort / delete) finishes it.
+//! Until then no reader that lists the output sees anything. Parts upload in the background
+//! while the encoder keeps working, at most `MAX_IN_FLIGHT` at a time.
 
+use super::{ObjectUrl, Storage};
 use crate::{Error, Result};
-use object_store::{MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::multipart::{MultipartStore, PartId};
+use object_store::path::Path;
+use object_store::{MultipartUpload, ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::io::Write;
 use std::sync::Arc;
@@ -16,46 +24,200 @@ use tokio::task::JoinHandle;
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
 const MAX_IN_FLIGHT: usize = 2;
 
-pub struct PartUpload {
+/// An object that was written but is not visible yet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StagedObject {
+    /// An open multipart upload: completing it with these parts publishes the object.
+    Multipart {
+        url: String,
+        upload_id: String,
+        parts: Vec<String>,
+        bytes: u64,
+    },
+    /// A complete temp object (local files): renaming it publishes the object.
+    Temp {
+        url: String,
+        temp: String,
+        bytes: u64,
+    },
+}
+
+impl StagedObject {
+    /// The URL the object will have once published.
+    pub fn url(&self) -> &str {
+        match self {
+            StagedObject::Multipart { url, .. } | StagedObject::Temp { url, .. } => url,
+        }
+    }
+
+    pub fn bytes(&self) -> u64 {
+        match self {
+            StagedObject::Multipart { bytes, .. } | StagedObject::Temp { bytes, .. } => *bytes,
+        }
+    }
+
+    /// Make the object visible under its URL.
+    pub async fn publish(&self, storage: &Storage) -> Result<()> {
+        let url = ObjectUrl::parse(self.url())?;
+        match self {
+            StagedObject::Multipart {
+                upload_id, parts, ..
+            } => {
+                let store = storage.multipart_store(&url)?;
+                let parts = parts
+                    .iter()
+                    .map(|p| PartId {
+                        content_id: p.clone(),
+                    })
+                    .collect();
+                store
+                    .complete_multipart(&url.path(), upload_id, parts)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| Error::from_store(self.url(), e))
+            }
+            StagedObject::Temp { temp, .. } => {
+                let temp = ObjectUrl::parse(temp)?;
+                let store = storage.store(&url)?;
+                let renamed = store
+                    .rename(&temp.path(), &url.path())
+                    .await
+                    .map_err(|e| Error::from_store(self.url(), e));
+                remove_empty_temp_dirs(&temp);
+                renamed
+            }
+        }
+    }
+
+    /// Throw the object away (a failed job, or an attempt that lost).
+    pub async fn discard(&self, storage: &Storage) -> Result<()> {
+        let url = ObjectUrl::parse(self.url())?;
+        let result = match self {
+            StagedObject::Multipart { upload_id, .. } => {
+                storage
+                    .multipart_store(&url)?
+                    .abort_multipart(&url.path(), upload_id)
+                    .await
+            }
+            StagedObject::Temp { temp, .. } => {
+                let temp = ObjectUrl::parse(temp)?;
+                let deleted = storage.store(&temp)?.delete(&temp.path()).await;
+                remove_empty_temp_dirs(&temp);
+                deleted
+            }
+        };
+        match result {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Error::from_store(self.url(), e)),
+        }
+    }
+}
+
+/// Local temp files live in `_zoopipe_staging/tmp-*/`: remove those folders once empty.
+fn remove_empty_temp_dirs(temp: &ObjectUrl) {
+    let file = std::path::PathBuf::from(format!("/{}", temp.key()));
+    for dir in file.ancestors().skip(1).take(2) {
+        if std::fs::remove_dir(dir).is_err() {
+            break;
+        }
+    }
+}
+
+enum Target {
+    Multipart {
+        store: Arc<dyn MultipartStore>,
+        path: Path,
+        upload_id: String,
+    },
+    Temp {
+        upload: Box<dyn MultipartUpload>,
+        temp: ObjectUrl,
+    },
+}
+
+pub struct StagedWriter {
     runtime: Handle,
-    url: String,
-    /// Taken by `finish`; still here on drop means the attempt failed: abort it.
-    upload: Option<Box<dyn MultipartUpload>>,
+    url: ObjectUrl,
+    /// Taken by `finish`; still here on drop means the attempt failed: clean it up.
+    target: Option<Target>,
     buffer: Vec<u8>,
-    in_flight: VecDeque<JoinHandle<object_store::Result<()>>>,
+    in_flight: VecDeque<JoinHandle<object_store::Result<Option<PartId>>>>,
+    parts: Vec<String>,
     bytes: u64,
 }
 
-impl PartUpload {
-    pub fn start(
-        runtime: &Handle,
-        store: Arc<dyn ObjectStore>,
-        url: &crate::storage::ObjectUrl,
-    ) -> Result<Self> {
-        let path = url.path();
-        let upload = runtime
-            .block_on(store.put_multipart(&path))
-            .map_err(|e| Error::from_store(&url.to_string(), e))?;
+/// Where a temp file for `url` goes: a hidden folder beside it, unique per writer.
+fn temp_url(url: &ObjectUrl) -> ObjectUrl {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    url.parent().join(&format!(
+        "_zoopipe_staging/tmp-{}/{}",
+        &id[..12],
+        url.file_name()
+    ))
+}
+
+impl StagedWriter {
+    pub fn start(runtime: &Handle, storage: &Storage, url: &ObjectUrl) -> Result<Self> {
+        let name = url.to_string();
+        let target = if url.is_local() {
+            let temp = temp_url(url);
+            let store = storage.store(&temp)?;
+            let upload = runtime
+                .block_on(store.put_multipart(&temp.path()))
+                .map_err(|e| Error::from_store(&name, e))?;
+            Target::Temp { upload, temp }
+        } else {
+            let store = storage.multipart_store(url)?;
+            let path = url.path();
+            let upload_id = runtime
+                .block_on(store.create_multipart(&path))
+                .map_err(|e| Error::from_store(&name, e))?;
+            Target::Multipart {
+                store,
+                path,
+                upload_id,
+            }
+        };
         Ok(Self {
             runtime: runtime.clone(),
-            url: url.to_string(),
-            upload: Some(upload),
+            url: url.clone(),
+            target: Some(target),
             buffer: Vec::with_capacity(PART_SIZE),
             in_flight: VecDeque::new(),
+            parts: Vec::new(),
             bytes: 0,
         })
     }
 
     fn send_part(&mut self) -> Result<()> {
-        let data = std::mem::replace(&mut self.buffer, Vec::with_capacity(PART_SIZE));
-        let Some(upload) = self.upload.as_mut() else {
-            return Err(Error::config(format!(
-                "{}: upload already finished",
-                self.url
-            )));
+        let data = PutPayload::from(std::mem::replace(
+            &mut self.buffer,
+            Vec::with_capacity(PART_SIZE),
+        ));
+        let index = self.parts.len() + self.in_flight.len();
+        let task = match self.target.as_mut() {
+            Some(Target::Multipart {
+                store,
+                path,
+                upload_id,
+            }) => {
+                let (store, path, id) = (store.clone(), path.clone(), upload_id.clone());
+                self.runtime
+                    .spawn(async move { store.put_part(&path, &id, index, data).await.map(Some) })
+            }
+            Some(Target::Temp { upload, .. }) => {
+                let part = upload.put_part(data);
+                self.runtime.spawn(async move { part.await.map(|_| None) })
+            }
+            None => {
+                return Err(Error::config(format!(
+                    "{}: writer already finished",
+                    self.url
+                )));
+            }
         };
-        let part = upload.put_part(PutPayload::from(data));
-        self.in_flight.push_back(self.runtime.spawn(part));
+        self.in_flight.push_back(task);
         while self.in_flight.len() > MAX_IN_FLIGHT {
             self.wait_oldest()?;
         }
@@ -63,54 +225,54 @@ impl PartUpload {
     }
 
     fn wait_oldest(&mut self) -> Result<()> {
-        if let Some(handle) = self.in_flight.pop_front() {
-            match self.runtime.block_on(handle) {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(Error::from_store(&self.url, e)),
-                Err(e) => {
-                    return Err(Error::Transient {
-                        url: self.url.clone(),
-                        message: format!("upload task failed: {e}"),
-                    });
-                }
+        let Some(handle) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        match self.runtime.block_on(handle) {
+            Ok(Ok(part)) => {
+                self.parts
+                    .push(part.map(|p| p.content_id).unwrap_or_default());
+                Ok(())
             }
+            Ok(Err(e)) => Err(Error::from_store(&self.url.to_string(), e)),
+            Err(e) => Err(Error::Transient {
+                url: self.url.to_string(),
+                message: format!("upload task failed: {e}"),
+            }),
         }
-        Ok(())
     }
 
-    /// Upload what is left and wait for every part; the upload stays open for the commit.
-    pub fn finish(mut self) -> Result<PendingObject> {
-        // Always send the last part, even empty: S3 needs at least one part to complete.
+    /// Upload what is left and wait for every part; the object stays unpublished.
+    pub fn finish(mut self) -> Result<StagedObject> {
+        // Always send the last part, even empty: a multipart upload needs at least one.
         self.send_part()?;
         while !self.in_flight.is_empty() {
             self.wait_oldest()?;
         }
-        Ok(PendingObject {
-            url: self.url.clone(),
-            upload: self.upload.take(),
-            bytes: self.bytes,
-        })
-    }
-}
-
-impl Drop for PartUpload {
-    fn drop(&mut self) {
-        if let Some(upload) = self.upload.take() {
-            abort_in_background(&self.runtime, upload);
+        let url = self.url.to_string();
+        match self.target.take() {
+            Some(Target::Multipart { upload_id, .. }) => Ok(StagedObject::Multipart {
+                url,
+                upload_id,
+                parts: std::mem::take(&mut self.parts),
+                bytes: self.bytes,
+            }),
+            Some(Target::Temp { mut upload, temp }) => {
+                self.runtime
+                    .block_on(upload.complete())
+                    .map_err(|e| Error::from_store(&url, e))?;
+                Ok(StagedObject::Temp {
+                    url,
+                    temp: temp.to_string(),
+                    bytes: self.bytes,
+                })
+            }
+            None => Err(Error::config(format!("{url}: writer already finished"))),
         }
     }
 }
 
-/// A failed or abandoned upload is aborted so no incomplete upload (or local temp file) lingers.
-fn abort_in_background(runtime: &Handle, mut upload: Box<dyn MultipartUpload>) {
-    runtime.spawn(async move {
-        if let Err(e) = upload.abort().await {
-            tracing::debug!(error = %e, "aborting an abandoned upload failed");
-        }
-    });
-}
-
-impl Write for PartUpload {
+impl Write for StagedWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.buffer.extend_from_slice(buf);
         self.bytes += buf.len() as u64;
@@ -125,41 +287,25 @@ impl Write for PartUpload {
     }
 }
 
-/// A fully uploaded, not yet visible object: `commit` publishes it, `abort` discards it.
-#[derive(Debug)]
-pub struct PendingObject {
-    pub url: String,
-    upload: Option<Box<dyn MultipartUpload>>,
-    pub bytes: u64,
-}
-
-impl PendingObject {
-    pub async fn commit(mut self) -> Result<()> {
-        match self.upload.take() {
-            Some(mut upload) => upload
-                .complete()
-                .await
-                .map(|_| ())
-                .map_err(|e| Error::from_store(&self.url, e)),
-            None => Ok(()),
-        }
-    }
-
-    pub async fn abort(mut self) -> Result<()> {
-        match self.upload.take() {
-            Some(mut upload) => upload
-                .abort()
-                .await
-                .map_err(|e| Error::from_store(&self.url, e)),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for PendingObject {
+impl Drop for StagedWriter {
+    /// A writer dropped before `finish` belongs to a failed attempt: abort its upload so no
+    /// incomplete upload (or temp file) lingers.
     fn drop(&mut self) {
-        if let (Some(upload), Ok(runtime)) = (self.upload.take(), Handle::try_current()) {
-            abort_in_background(&runtime, upload);
-        }
+        let Some(target) = self.target.take() else {
+            return;
+        };
+        self.runtime.spawn(async move {
+            let result = match target {
+                Target::Multipart {
+                    store,
+                    path,
+                    upload_id,
+                } => store.abort_multipart(&path, &upload_id).await,
+                Target::Temp { mut upload, .. } => upload.abort().await,
+            };
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "aborting an abandoned upload failed");
+            }
+        });
     }
 }
