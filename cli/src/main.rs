@@ -44,8 +44,8 @@ fn main() -> ExitCode {
             args::Command::Schema(cmd) => schema_cmd::schema(cmd).await,
         }
     });
-    // Background fetches of cancelled readers must not hold the process open.
-    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    // Let background aborts of failed uploads finish; fetches of dropped readers just stop.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     ExitCode::from(code)
 }
 

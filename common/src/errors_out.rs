@@ -106,7 +106,10 @@ fn to_batch(rows: &[ErrorRow]) -> Result<RecordBatch> {
 
 /// Streams error rows into one part.
 pub enum ErrorWriter {
-    Jsonl { sink: Box<StagedWriter>, line: Vec<u8> },
+    Jsonl {
+        sink: Box<StagedWriter>,
+        line: Vec<u8>,
+    },
     Batches(Box<PartWriter>),
 }
 

@@ -29,6 +29,25 @@ pub fn create_bucket(name: &str) {
     );
 }
 
+/// Multipart uploads still open in a bucket (raw ListMultipartUploads; moto accepts it unsigned).
+pub fn open_uploads(bucket: &str) -> usize {
+    let endpoint = endpoint();
+    let host = endpoint.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(host).expect("connect to S3 server");
+    write!(
+        stream,
+        "GET /{bucket}?uploads HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    assert!(
+        response.starts_with("HTTP/1.1 200"),
+        "list uploads: {response}"
+    );
+    response.matches("<UploadId>").count()
+}
+
 pub fn client(bucket: &str) -> AmazonS3 {
     let _ = rustls::crypto::ring::default_provider().install_default();
     AmazonS3Builder::new()

@@ -206,3 +206,38 @@ fn missing_bucket_and_dead_endpoint_fail_fast_in_one_line() {
         started.elapsed()
     );
 }
+
+#[test]
+fn a_failed_job_leaves_no_object_and_no_open_upload() {
+    let (raw, lake) = (unique("raw"), unique("lake"));
+    s3::create_bucket(&raw);
+    s3::create_bucket(&lake);
+    let (rows, _) = users(2000);
+    s3::put(&raw, "in/a.csv", csv_bytes(&rows));
+    let dir = tempfile::tempdir().unwrap();
+    let damaged = dir.path().join("b.parquet");
+    write_parquet(&damaged, &text_batch(&rows), 500);
+    let mut bytes = std::fs::read(&damaged).unwrap();
+    bytes[8..400].iter_mut().for_each(|b| *b = 0xff);
+    s3::put(&raw, "in/b.parquet", bytes);
+    let o = run(&[
+        "run",
+        "--input",
+        &format!("s3://{raw}/in/"),
+        "--output",
+        &format!("s3://{lake}/out/"),
+        "--partition-size",
+        "20KiB",
+        "--workers",
+        "2",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("b.parquet"), "{}", text(&o.stderr));
+    assert_eq!(s3::list(&lake, "out"), ["out/_report.json"]);
+    // Give the background aborts of the failing attempt a moment, then nothing may be open.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while s3::open_uploads(&lake) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(s3::open_uploads(&lake), 0);
+}
