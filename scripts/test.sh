@@ -38,4 +38,12 @@ export AWS_ENDPOINT_URL="$ZOOPIPE_TEST_S3_ENDPOINT"
 unset AWS_PROFILE AWS_SESSION_TOKEN || true
 
 cargo build --workspace --bins
-cargo test --workspace "$@"
+set -o pipefail
+cargo test --workspace "$@" 2>&1 | tee "$root/target/test-output.log"
+# One closing line that counts every test binary's results.
+python3 - "$root/target/test-output.log" <<'PY'
+import re, sys
+text = open(sys.argv[1], encoding="utf-8", errors="replace").read()
+runs = re.findall(r"test result: \w+\. (\d+) passed; (\d+) failed", text)
+print(f"{sum(int(p) for p, _ in runs)} passed, {sum(int(f) for _, f in runs)} failed")
+PY

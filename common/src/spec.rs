@@ -240,7 +240,7 @@ pub struct JobConfig {
 }
 
 impl JobConfig {
-    pub fn new(job_id: String, spec: JobSpec) -> Result<Self> {
+    pub fn new(job_id: String, mut spec: JobSpec) -> Result<Self> {
         if spec.inputs.is_empty() {
             return Err(Error::config("no input given"));
         }
@@ -279,6 +279,14 @@ impl JobConfig {
         };
         for input in &spec.inputs {
             ObjectUrl::parse(input)?;
+        }
+        // `.tsv` inputs are tab-separated unless a delimiter was chosen.
+        let is_tsv = |i: &String| {
+            let lower = i.to_ascii_lowercase();
+            [".tsv", ".tsv.gz", ".tsv.zst"].iter().any(|e| lower.ends_with(e))
+        };
+        if spec.csv.delimiter == b',' && spec.inputs.iter().all(is_tsv) {
+            spec.csv.delimiter = b'\t';
         }
         let schema = spec.load_schema()?.map(Arc::new);
         Ok(Self {
