@@ -283,7 +283,9 @@ impl JobConfig {
         // `.tsv` inputs are tab-separated unless a delimiter was chosen.
         let is_tsv = |i: &String| {
             let lower = i.to_ascii_lowercase();
-            [".tsv", ".tsv.gz", ".tsv.zst"].iter().any(|e| lower.ends_with(e))
+            [".tsv", ".tsv.gz", ".tsv.zst"]
+                .iter()
+                .any(|e| lower.ends_with(e))
         };
         if spec.csv.delimiter == b',' && spec.inputs.iter().all(is_tsv) {
             spec.csv.delimiter = b'\t';

@@ -56,6 +56,11 @@ pub async fn merge_output(ctx: &WorkerContext, job: &JobConfig, parts: &[String]
     let target = job.output.url.clone();
     let format = job.output.format;
     let header = job.spec.write.csv_header;
+    let schema = job
+        .schema
+        .as_ref()
+        .map(|s| s.arrow_schema())
+        .ok_or_else(|| Error::config("the job has no schema: plan it first"))?;
     blocking(move || {
         let mut sink = StagedWriter::start(&ctx.runtime, &ctx.storage, &target)?;
         match format {
@@ -79,35 +84,20 @@ pub async fn merge_output(ctx: &WorkerContext, job: &JobConfig, parts: &[String]
                 }
             }
             Format::Arrow => {
-                let mut writer: Option<arrow::ipc::writer::FileWriter<StagedWriter>> = None;
-                let mut sink_slot = Some(sink);
+                let mut writer = arrow::ipc::writer::FileWriter::try_new(sink, &schema)
+                    .map_err(|e| encode(&e))?;
                 for part in &parts {
-                    let file = download(&ctx, part)?;
-                    let batches = arrow::ipc::reader::FileReader::try_new(file, None)
-                        .map_err(|e| Error::corrupt(part, e))?;
-                    if writer.is_none() {
-                        let s = sink_slot
-                            .take()
-                            .ok_or_else(|| Error::config("sink used twice"))?;
-                        writer = Some(
-                            arrow::ipc::writer::FileWriter::try_new(s, &batches.schema())
-                                .map_err(|e| encode(&e))?,
-                        );
-                    }
+                    let batches =
+                        arrow::ipc::reader::FileReader::try_new(download(&ctx, part)?, None)
+                            .map_err(|e| Error::corrupt(part, e))?;
                     for batch in batches {
-                        let batch = batch.map_err(|e| Error::corrupt(part, e))?;
-                        if let Some(w) = writer.as_mut() {
-                            w.write(&batch).map_err(|e| encode(&e))?;
-                        }
+                        writer
+                            .write(&batch.map_err(|e| Error::corrupt(part, e))?)
+                            .map_err(|e| encode(&e))?;
                     }
                 }
-                sink = match writer {
-                    Some(mut w) => {
-                        w.finish().map_err(|e| encode(&e))?;
-                        w.into_inner().map_err(|e| encode(&e))?
-                    }
-                    None => sink_slot.take().ok_or_else(|| Error::config("no parts"))?,
-                };
+                writer.finish().map_err(|e| encode(&e))?;
+                sink = writer.into_inner().map_err(|e| encode(&e))?;
             }
         }
         sink.flush().map_err(|e| Error::io("merging", e))?;
