@@ -23,6 +23,16 @@ impl Bar {
     }
 }
 
+/// 1234567 → "1.2M": short enough to keep the bar on one line.
+fn compact(n: f64) -> String {
+    match n {
+        n if n >= 1e9 => format!("{:.1}G", n / 1e9),
+        n if n >= 1e6 => format!("{:.1}M", n / 1e6),
+        n if n >= 1e3 => format!("{:.1}k", n / 1e3),
+        n => format!("{n:.0}"),
+    }
+}
+
 pub fn start(progress: Arc<Progress>, quiet: bool) -> Bar {
     if quiet || !std::io::stderr().is_terminal() {
         return Bar {
@@ -31,10 +41,8 @@ pub fn start(progress: Arc<Progress>, quiet: bool) -> Bar {
         };
     }
     let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template(
-        "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} tasks  {msg}",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let style = ProgressStyle::with_template("{spinner} {elapsed:>4} {bar:20} {percent:>3}% {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);
     let (tx, mut rx) = oneshot::channel();
     let task = tokio::spawn(async move {
@@ -42,13 +50,15 @@ pub fn start(progress: Arc<Progress>, quiet: bool) -> Bar {
         loop {
             let rows = Progress::get(&progress.rows_read);
             let secs = started.elapsed().as_secs_f64().max(0.001);
-            bar.set_length(Progress::get(&progress.tasks_total));
-            bar.set_position(Progress::get(&progress.tasks_done));
+            bar.set_length(Progress::get(&progress.bytes_total).max(1));
+            bar.set_position(Progress::get(&progress.bytes_read));
             bar.set_message(format!(
-                "{rows} rows, {} invalid, {:.0} rows/s, {:.1} MB/s",
-                Progress::get(&progress.rows_invalid),
-                rows as f64 / secs,
-                Progress::get(&progress.bytes_read) as f64 / secs / 1e6,
+                "{}/{} tasks · {} rows · {} invalid · {}/s",
+                Progress::get(&progress.tasks_done),
+                Progress::get(&progress.tasks_total),
+                compact(rows as f64),
+                compact(Progress::get(&progress.rows_invalid) as f64),
+                compact(rows as f64 / secs),
             ));
             tokio::select! {
                 _ = &mut rx => break,

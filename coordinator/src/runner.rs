@@ -38,6 +38,10 @@ pub async fn run_job(ctx: WorkerContext, spec: JobSpec, options: RunOptions) -> 
     report.partitions.total = plan.tasks.len() as u64;
     report.state = JobState::Running;
     Progress::add(&ctx.progress.tasks_total, plan.tasks.len() as u64);
+    Progress::add(
+        &ctx.progress.bytes_total,
+        plan.inputs.iter().map(|i| i.size).sum(),
+    );
     tracing::info!(job = %job.job_id, tasks = plan.tasks.len(), inputs = plan.inputs.len(), "planned");
 
     let finish = |mut report: JobReport| {

@@ -7,6 +7,8 @@ pub struct Progress {
     pub rows_read: AtomicU64,
     pub rows_invalid: AtomicU64,
     pub bytes_read: AtomicU64,
+    /// Input bytes the plan covers (the bar's length).
+    pub bytes_total: AtomicU64,
     pub tasks_total: AtomicU64,
     pub tasks_done: AtomicU64,
 }
