@@ -9,6 +9,13 @@ root=$(pwd)
 venv="$root/target/test-venv"
 mkdir -p "$root/target"
 
+# protoc (zoopipe-proto's build generates gRPC code with it), installed only when missing.
+if ! command -v protoc >/dev/null 2>&1; then
+  echo "installing protobuf-compiler" >&2
+  sudo_=""; [ "$(id -u)" = 0 ] || sudo_=sudo
+  $sudo_ apt-get update -qq && $sudo_ apt-get install -y -qq protobuf-compiler >/dev/null
+fi
+
 # The Python S3 server, installed only when missing.
 if [ ! -x "$venv/bin/moto_server" ]; then
   echo "installing moto (S3 server for tests) into $venv" >&2
