@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs what the tests need, starts a real
-# S3-compatible server (moto) on loopback, runs every test, and stops what it started.
+# S3-compatible server (moto) and etcd on loopback, runs every test, and stops what it started.
 #   scripts/test.sh            # everything
 #   scripts/test.sh -- NAME    # extra arguments go to `cargo test`
 set -euo pipefail
@@ -16,6 +16,13 @@ if ! command -v protoc >/dev/null 2>&1; then
   $sudo_ apt-get update -qq && $sudo_ apt-get install -y -qq protobuf-compiler >/dev/null
 fi
 
+# etcd (the fleet's state store), from Debian, installed only when missing.
+if ! command -v etcd >/dev/null 2>&1; then
+  echo "installing etcd-server" >&2
+  sudo_=""; [ "$(id -u)" = 0 ] || sudo_=sudo
+  $sudo_ apt-get update -qq && $sudo_ apt-get install -y -qq etcd-server >/dev/null
+fi
+
 # The Python S3 server, installed only when missing.
 if [ ! -x "$venv/bin/moto_server" ]; then
   echo "installing moto (S3 server for tests) into $venv" >&2
@@ -23,11 +30,23 @@ if [ ! -x "$venv/bin/moto_server" ]; then
   "$venv/bin/pip" install -q 'moto[server]'
 fi
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port=$(free_port)
 log="$root/target/moto.log"
 "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
 moto_pid=$!
-trap 'kill $moto_pid 2>/dev/null || true; wait $moto_pid 2>/dev/null || true' EXIT
+
+# A throwaway single-node etcd; fast elections make 1 s leases possible in tests.
+etcd_port=$(free_port); etcd_peer=$(free_port)
+etcd_dir=$(mktemp -d "$root/target/etcd-XXXXXX")
+etcd --name n1 --data-dir "$etcd_dir" \
+  --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+  --listen-peer-urls "http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
+  --initial-cluster "n1=http://127.0.0.1:$etcd_peer" --heartbeat-interval 10 --election-timeout 100 \
+  --logger zap --log-level warn >"$root/target/etcd.log" 2>&1 &
+etcd_pid=$!
+trap 'kill $moto_pid $etcd_pid 2>/dev/null || true; wait $moto_pid $etcd_pid 2>/dev/null || true; rm -rf "$etcd_dir"' EXIT
+export ZOOPIPE_TEST_ETCD="http://127.0.0.1:$etcd_port"
 python3 - "$port" <<'PY'
 import sys, time, urllib.request
 url = f"http://127.0.0.1:{sys.argv[1]}/"
@@ -37,6 +56,17 @@ for _ in range(100):
     except Exception:
         time.sleep(0.1)
 sys.exit("moto did not start")
+PY
+python3 - "$etcd_port" <<'PY'
+import sys, time, urllib.request
+url = f"http://127.0.0.1:{sys.argv[1]}/health"
+for _ in range(100):
+    try:
+        if b"true" in urllib.request.urlopen(url, timeout=1).read(): sys.exit(0)
+    except Exception:
+        pass
+    time.sleep(0.1)
+sys.exit("etcd did not start")
 PY
 
 export ZOOPIPE_TEST_S3_ENDPOINT="http://127.0.0.1:$port"

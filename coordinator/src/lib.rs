@@ -8,5 +8,6 @@ pub mod commit;
 mod merge;
 pub mod runner;
 pub mod scheduler;
+pub mod state;
 
 pub use runner::{RunOptions, new_job_id, run_job};

@@ -1,0 +1,336 @@
+//! The fleet's state in etcd. The coordinator is the only client; workers never touch etcd.
+//!
+//! ```text
+//! <prefix>/workers/<worker>            under the worker's lease (kept alive by its heartbeats)
+//! <prefix>/jobs/<job>/spec             the job spec (JSON, schema inline)
+//! <prefix>/jobs/<job>/state            JobState
+//! <prefix>/jobs/<job>/tasks/<t>        the planned task (JSON)
+//! <prefix>/jobs/<job>/owners/<t>       {worker, attempt} under the owner's lease; its
+//!                                      mod_revision is the attempt's fencing token
+//! <prefix>/jobs/<job>/results/<t>      the committed TaskResult (JSON)
+//! ```
+//! Writes per task are bounded: one claim, one result (plus a release on failure). A claim only
+//! succeeds on a task that has neither an owner nor a result; a result is only accepted through
+//! a transaction that finds the owner key at the attempt's fencing token, so an attempt whose
+//! lease expired (dead, frozen or cut-off worker) can never commit over its retry.
+
+use etcd_client::{
+    Client, Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use zoopipe_common::plan::Task;
+use zoopipe_common::report::{JobState, TaskResult};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("etcd at {endpoints} is unreachable: {message}")]
+    Unreachable { endpoints: String, message: String },
+    #[error("etcd: {0}")]
+    Etcd(#[from] etcd_client::Error),
+    #[error("corrupt state at {key}: {message}")]
+    Corrupt { key: String, message: String },
+    #[error("job {0} already exists")]
+    JobExists(String),
+}
+
+pub type Result<T> = std::result::Result<T, StateError>;
+
+/// Who runs an attempt of a task.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    pub worker: String,
+    pub attempt: u32,
+    /// The owner key's mod_revision: the attempt's fencing token.
+    #[serde(skip)]
+    pub token: u64,
+}
+
+/// One job as stored.
+#[derive(Clone, Debug)]
+pub struct StoredJob {
+    pub job_id: String,
+    pub spec: serde_json::Value,
+    pub state: JobState,
+    pub tasks: BTreeMap<u32, Task>,
+    pub owners: BTreeMap<u32, Owner>,
+    pub results: BTreeMap<u32, TaskResult>,
+}
+
+#[derive(Clone)]
+pub struct EtcdState {
+    client: Client,
+    prefix: String,
+}
+
+fn json<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(key: &str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| StateError::Corrupt {
+        key: key.to_string(),
+        message: e.to_string(),
+    })
+}
+
+impl EtcdState {
+    /// Connect and prove etcd answers (etcd-client's connect alone succeeds on a dead port).
+    pub async fn connect(endpoints: &[String], prefix: &str) -> Result<Self> {
+        let unreachable = |message: String| StateError::Unreachable {
+            endpoints: endpoints.join(","),
+            message,
+        };
+        let options = etcd_client::ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(3))
+            .with_timeout(Duration::from_secs(5));
+        let mut client = Client::connect(endpoints, Some(options))
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        tokio::time::timeout(Duration::from_secs(5), client.get("health-probe", None))
+            .await
+            .map_err(|_| unreachable("no answer within 5 s".into()))?
+            .map_err(|e| unreachable(e.to_string()))?;
+        Ok(Self {
+            client,
+            prefix: prefix.trim_end_matches('/').to_string(),
+        })
+    }
+
+    fn job_key(&self, job: &str, rest: &str) -> String {
+        format!("{}/jobs/{job}/{rest}", self.prefix)
+    }
+
+    /// Store a new job: its spec, state and every task, in one transaction.
+    pub async fn create_job(
+        &self,
+        job_id: &str,
+        spec: &serde_json::Value,
+        tasks: &[Task],
+    ) -> Result<()> {
+        let spec_key = self.job_key(job_id, "spec");
+        let mut ops = vec![
+            TxnOp::put(spec_key.clone(), json(spec), None),
+            TxnOp::put(
+                self.job_key(job_id, "state"),
+                json(&JobState::Running),
+                None,
+            ),
+        ];
+        for task in tasks {
+            ops.push(TxnOp::put(
+                self.job_key(job_id, &format!("tasks/{}", task.index)),
+                json(task),
+                None,
+            ));
+        }
+        let txn = Txn::new()
+            .when([Compare::version(spec_key, CompareOp::Equal, 0)])
+            .and_then(ops);
+        let response = self.client.clone().txn(txn).await?;
+        if !response.succeeded() {
+            return Err(StateError::JobExists(job_id.to_string()));
+        }
+        Ok(())
+    }
+
+    pub async fn set_job_state(&self, job_id: &str, state: JobState) -> Result<()> {
+        self.client
+            .clone()
+            .put(self.job_key(job_id, "state"), json(&state), None)
+            .await?;
+        Ok(())
+    }
+
+    /// Grant a worker its lease and record it under that lease.
+    pub async fn register_worker(&self, worker: &str, ttl_s: i64) -> Result<i64> {
+        let mut client = self.client.clone();
+        let lease = client.lease_grant(ttl_s, None).await?.id();
+        client
+            .put(
+                format!("{}/workers/{worker}", self.prefix),
+                worker.as_bytes().to_vec(),
+                Some(PutOptions::new().with_lease(lease)),
+            )
+            .await?;
+        Ok(lease)
+    }
+
+    /// One keep-alive round trip; `false` when the lease has already expired.
+    pub async fn keep_alive(&self, lease: i64) -> Result<bool> {
+        let attempt = async {
+            let (mut keeper, mut stream) = self.client.clone().lease_keep_alive(lease).await?;
+            keeper.keep_alive().await?;
+            stream.message().await
+        };
+        match attempt.await {
+            Ok(Some(response)) => Ok(response.ttl() > 0),
+            Ok(None) => Ok(false),
+            Err(etcd_client::Error::LeaseKeepAliveError(message))
+                if message.contains("not found") =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Claim a task for `worker` under its lease. Returns the fencing token, or `None` when the
+    /// task already has an owner or a result.
+    pub async fn claim(
+        &self,
+        job: &str,
+        index: u32,
+        worker: &str,
+        attempt: u32,
+        lease: i64,
+    ) -> Result<Option<u64>> {
+        let owner_key = self.job_key(job, &format!("owners/{index}"));
+        let result_key = self.job_key(job, &format!("results/{index}"));
+        let owner = Owner {
+            worker: worker.to_string(),
+            attempt,
+            token: 0,
+        };
+        let txn = Txn::new()
+            .when([
+                Compare::version(owner_key.clone(), CompareOp::Equal, 0),
+                Compare::version(result_key, CompareOp::Equal, 0),
+            ])
+            .and_then([TxnOp::put(
+                owner_key,
+                json(&owner),
+                Some(PutOptions::new().with_lease(lease)),
+            )]);
+        let response = self.client.clone().txn(txn).await?;
+        if !response.succeeded() {
+            return Ok(None);
+        }
+        // The put is the transaction's only write: its revision is the key's mod_revision.
+        let revision = response.header().map(|h| h.revision()).unwrap_or_default();
+        Ok(Some(revision.max(0) as u64))
+    }
+
+    /// Record an attempt's result if, and only if, it still owns the task.
+    pub async fn complete(
+        &self,
+        job: &str,
+        index: u32,
+        token: u64,
+        result: &TaskResult,
+    ) -> Result<bool> {
+        let owner_key = self.job_key(job, &format!("owners/{index}"));
+        let txn = Txn::new()
+            .when([Compare::mod_revision(
+                owner_key.clone(),
+                CompareOp::Equal,
+                token as i64,
+            )])
+            .and_then([
+                TxnOp::put(
+                    self.job_key(job, &format!("results/{index}")),
+                    json(result),
+                    None,
+                ),
+                TxnOp::delete(owner_key, None),
+            ]);
+        Ok(self.client.clone().txn(txn).await?.succeeded())
+    }
+
+    /// Give a task back (failed or handed-back attempt) if the attempt still owns it.
+    pub async fn release(&self, job: &str, index: u32, token: u64) -> Result<bool> {
+        let owner_key = self.job_key(job, &format!("owners/{index}"));
+        let txn = Txn::new()
+            .when([Compare::mod_revision(
+                owner_key.clone(),
+                CompareOp::Equal,
+                token as i64,
+            )])
+            .and_then([TxnOp::delete(owner_key, None)]);
+        Ok(self.client.clone().txn(txn).await?.succeeded())
+    }
+
+    /// Everything stored about every job (a coordinator that starts reloads from here).
+    pub async fn load_jobs(&self) -> Result<Vec<StoredJob>> {
+        let base = format!("{}/jobs/", self.prefix);
+        let response = self
+            .client
+            .clone()
+            .get(base.clone(), Some(GetOptions::new().with_prefix()))
+            .await?;
+        let mut jobs: BTreeMap<String, StoredJob> = BTreeMap::new();
+        for kv in response.kvs() {
+            let key = kv.key_str().unwrap_or_default().to_string();
+            let Some(rest) = key.strip_prefix(&base) else {
+                continue;
+            };
+            let mut parts = rest.splitn(3, '/');
+            let (Some(job_id), Some(kind)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            let job = jobs.entry(job_id.to_string()).or_insert_with(|| StoredJob {
+                job_id: job_id.to_string(),
+                spec: serde_json::Value::Null,
+                state: JobState::Pending,
+                tasks: BTreeMap::new(),
+                owners: BTreeMap::new(),
+                results: BTreeMap::new(),
+            });
+            let index = parts.next().and_then(|i| i.parse::<u32>().ok());
+            match (kind, index) {
+                ("spec", None) => job.spec = parse(&key, kv.value())?,
+                ("state", None) => job.state = parse(&key, kv.value())?,
+                ("tasks", Some(i)) => {
+                    job.tasks.insert(i, parse(&key, kv.value())?);
+                }
+                ("owners", Some(i)) => {
+                    let mut owner: Owner = parse(&key, kv.value())?;
+                    owner.token = kv.mod_revision().max(0) as u64;
+                    job.owners.insert(i, owner);
+                }
+                ("results", Some(i)) => {
+                    job.results.insert(i, parse(&key, kv.value())?);
+                }
+                _ => {}
+            }
+        }
+        Ok(jobs.into_values().collect())
+    }
+
+    /// Tasks whose owner key disappeared without a result: the lease expired (worker dead,
+    /// frozen or cut off) or the attempt was released. Sends (job, task index).
+    pub async fn watch_lost_owners(&self) -> Result<mpsc::Receiver<(String, u32)>> {
+        let base = format!("{}/jobs/", self.prefix);
+        let mut stream = self
+            .client
+            .clone()
+            .watch(base.clone(), Some(WatchOptions::new().with_prefix()))
+            .await?;
+        let (tx, rx) = mpsc::channel(1024);
+        tokio::spawn(async move {
+            while let Ok(Some(response)) = stream.message().await {
+                for event in response.events() {
+                    if event.event_type() != EventType::Delete {
+                        continue;
+                    }
+                    let Some(key) = event.kv().and_then(|kv| kv.key_str().ok()) else {
+                        continue;
+                    };
+                    let Some(rest) = key.strip_prefix(&base) else {
+                        continue;
+                    };
+                    let parts: Vec<&str> = rest.split('/').collect();
+                    if let [job, "owners", index] = parts.as_slice()
+                        && let Ok(index) = index.parse()
+                        && tx.send((job.to_string(), index)).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(rx)
+    }
+}

@@ -1,0 +1,173 @@
+//! The etcd state layer against a real etcd (started by scripts/test.sh): claims, fencing
+//! tokens, lease expiry and the requeue signal, and a clear error when etcd is down.
+
+use std::time::{Duration, Instant};
+use zoopipe_common::format::{Compression, Format};
+use zoopipe_common::plan::{Split, SplitKind, Task};
+use zoopipe_common::report::{JobState, TaskResult};
+use zoopipe_coordinator::state::{EtcdState, StateError};
+
+fn endpoint() -> String {
+    std::env::var("ZOOPIPE_TEST_ETCD")
+        .expect("ZOOPIPE_TEST_ETCD is not set: run the tests with scripts/test.sh (it starts etcd)")
+}
+
+fn prefix(name: &str) -> String {
+    format!(
+        "/zoopipe-test/{name}-{}-{}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos()
+    )
+}
+
+fn tasks(n: u32) -> Vec<Task> {
+    (0..n)
+        .map(|index| Task {
+            index,
+            splits: vec![Split {
+                url: format!("s3://raw/{index}.csv"),
+                size: 10,
+                format: Format::Csv,
+                compression: Compression::None,
+                columns: Some(vec!["a".into()]),
+                kind: SplitKind::Whole,
+            }],
+        })
+        .collect()
+}
+
+fn result(index: u32, attempt: u32) -> TaskResult {
+    TaskResult {
+        index,
+        attempt,
+        rows_read: 5,
+        rows_valid: 4,
+        rows_invalid: 1,
+        ..TaskResult::default()
+    }
+}
+
+#[tokio::test]
+async fn only_the_current_owner_can_commit_a_task() {
+    let state = EtcdState::connect(&[endpoint()], &prefix("fencing"))
+        .await
+        .unwrap();
+    let spec = serde_json::json!({"inputs": ["s3://raw/"], "output": "s3://lake/out/"});
+    state.create_job("j1", &spec, &tasks(2)).await.unwrap();
+    assert!(matches!(
+        state.create_job("j1", &spec, &tasks(2)).await,
+        Err(StateError::JobExists(_))
+    ));
+
+    let lease = state.register_worker("w1", 10).await.unwrap();
+    let token = state
+        .claim("j1", 0, "w1", 1, lease)
+        .await
+        .unwrap()
+        .expect("first claim wins");
+    assert_eq!(
+        state.claim("j1", 0, "w2", 1, lease).await.unwrap(),
+        None,
+        "a task has one owner"
+    );
+    assert!(
+        !state
+            .complete("j1", 0, token + 1, &result(0, 1))
+            .await
+            .unwrap(),
+        "wrong token refused"
+    );
+    assert!(state.complete("j1", 0, token, &result(0, 1)).await.unwrap());
+    assert_eq!(
+        state.claim("j1", 0, "w2", 2, lease).await.unwrap(),
+        None,
+        "a committed task is never claimed again"
+    );
+    assert!(
+        !state.complete("j1", 0, token, &result(0, 1)).await.unwrap(),
+        "a result is accepted once"
+    );
+
+    // A released attempt can be claimed again, with a newer token.
+    let t1 = state.claim("j1", 1, "w1", 1, lease).await.unwrap().unwrap();
+    assert!(state.release("j1", 1, t1).await.unwrap());
+    let t2 = state.claim("j1", 1, "w1", 2, lease).await.unwrap().unwrap();
+    assert!(t2 > t1);
+
+    state
+        .set_job_state("j1", JobState::Committing)
+        .await
+        .unwrap();
+    let jobs = state.load_jobs().await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    let job = &jobs[0];
+    assert_eq!(
+        (job.job_id.as_str(), job.state),
+        ("j1", JobState::Committing)
+    );
+    assert_eq!(job.tasks.len(), 2);
+    assert_eq!(job.results.get(&0), Some(&result(0, 1)));
+    let owner = &job.owners[&1];
+    assert_eq!(
+        (owner.worker.as_str(), owner.attempt, owner.token),
+        ("w1", 2, t2)
+    );
+}
+
+#[tokio::test]
+async fn an_expired_lease_requeues_the_task_and_fences_the_late_attempt() {
+    let state = EtcdState::connect(&[endpoint()], &prefix("lease"))
+        .await
+        .unwrap();
+    state
+        .create_job("j2", &serde_json::json!({}), &tasks(1))
+        .await
+        .unwrap();
+    let mut lost = state.watch_lost_owners().await.unwrap();
+    let lease = state.register_worker("frozen", 1).await.unwrap();
+    let stale = state
+        .claim("j2", 0, "frozen", 1, lease)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(state.keep_alive(lease).await.unwrap());
+
+    // No more heartbeats: the lease expires and the owner key goes with it.
+    let started = Instant::now();
+    let (job, index) = tokio::time::timeout(Duration::from_secs(10), lost.recv())
+        .await
+        .expect("requeue signal")
+        .unwrap();
+    assert_eq!((job.as_str(), index), ("j2", 0));
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(!state.keep_alive(lease).await.unwrap(), "the lease is gone");
+
+    let other = state.register_worker("healthy", 10).await.unwrap();
+    let fresh = state
+        .claim("j2", 0, "healthy", 2, other)
+        .await
+        .unwrap()
+        .expect("requeued task is claimable");
+    // The frozen worker wakes up and reports: refused.
+    assert!(!state.complete("j2", 0, stale, &result(0, 1)).await.unwrap());
+    assert!(state.complete("j2", 0, fresh, &result(0, 2)).await.unwrap());
+}
+
+#[tokio::test]
+async fn an_unreachable_etcd_is_one_clear_error() {
+    let started = Instant::now();
+    let err = EtcdState::connect(&["http://127.0.0.1:9".to_string()], "/x")
+        .await
+        .err()
+        .expect("must fail");
+    assert!(
+        err.to_string()
+            .starts_with("etcd at http://127.0.0.1:9 is unreachable"),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
