@@ -24,6 +24,56 @@ pub enum Command {
     /// Infer or check a JSON Schema.
     #[command(subcommand)]
     Schema(SchemaCommand),
+    /// Submit a job to a fleet (same settings as `run`); `--wait` follows it to the end.
+    Submit(Box<SubmitArgs>),
+    /// A fleet job's state and counters.
+    Status(JobArgs),
+    /// Follow a fleet job until it ends.
+    Watch(JobArgs),
+    /// The fleet's jobs.
+    List(FleetArgs),
+    /// Cancel a fleet job: its tasks stop and nothing of it is committed.
+    Cancel(JobArgs),
+    /// A fleet job's report.
+    Report(JobArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct FleetArgs {
+    /// The coordinator's gRPC URL.
+    #[arg(
+        long,
+        env = "ZOOPIPE_COORDINATOR",
+        default_value = "http://127.0.0.1:7070"
+    )]
+    pub coordinator: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct JobArgs {
+    /// The job id.
+    pub job: String,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// The coordinator's gRPC URL.
+    #[arg(
+        long,
+        env = "ZOOPIPE_COORDINATOR",
+        default_value = "http://127.0.0.1:7070"
+    )]
+    pub coordinator: String,
+    /// Follow the job with a progress bar and end with its report.
+    #[arg(long)]
+    pub wait: bool,
 }
 
 #[derive(Args, Debug, Default)]

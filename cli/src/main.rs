@@ -1,6 +1,7 @@
 //! zoopipectl: run conversion jobs on this machine (`run`), and inspect schemas (`schema`).
 
 mod args;
+mod fleet_cmd;
 mod progress;
 mod run;
 mod schema_cmd;
@@ -42,6 +43,12 @@ fn main() -> ExitCode {
         match cli.command {
             args::Command::Run(run) => run::run(*run).await,
             args::Command::Schema(cmd) => schema_cmd::schema(cmd).await,
+            args::Command::Submit(a) => fleet_cmd::submit(*a).await,
+            args::Command::Status(a) => fleet_cmd::status(a, false).await,
+            args::Command::Report(a) => fleet_cmd::status(a, true).await,
+            args::Command::Watch(a) => fleet_cmd::watch(&a.fleet, &a.job, false).await,
+            args::Command::List(a) => fleet_cmd::list(a).await,
+            args::Command::Cancel(a) => fleet_cmd::cancel(a).await,
         }
     });
     // Let background aborts of failed uploads finish; fetches of dropped readers just stop.

@@ -27,6 +27,7 @@ pub async fn run(args: RunArgs) -> u8 {
         runtime: tokio::runtime::Handle::current(),
         progress: Arc::new(Progress::default()),
         cancel: Arc::new(AtomicBool::new(false)),
+        batch_delay: std::time::Duration::ZERO,
     };
     let cancel = ctx.cancel.clone();
     tokio::spawn(async move {
@@ -73,7 +74,7 @@ pub async fn run(args: RunArgs) -> u8 {
 }
 
 /// The spec file (if any) with every given flag applied over it.
-fn build_spec(args: &RunArgs) -> Result<JobSpec> {
+pub fn build_spec(args: &RunArgs) -> Result<JobSpec> {
     let mut spec = match &args.spec {
         Some(path) => JobSpec::from_file(path)?,
         None => {

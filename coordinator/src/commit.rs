@@ -97,16 +97,20 @@ pub async fn commit(
             error_parts.push((result.index, errors.url.clone(), line_offset));
         }
     }
-    // Publish every part (a few at a time).
-    let published: Result<Vec<()>> = futures::stream::iter(
-        outcomes
-            .values()
-            .flat_map(|r| r.staged())
-            .map(|s| s.publish(storage)),
-    )
-    .buffer_unordered(8)
-    .try_collect()
-    .await;
+    // Publish every part (a few at a time). Owned values keep the future `Send` for servers.
+    let staged: Vec<_> = outcomes
+        .values()
+        .flat_map(|r| r.staged())
+        .cloned()
+        .collect();
+    let published: Result<Vec<()>> = futures::stream::iter(staged)
+        .map(|s| {
+            let storage = storage.clone();
+            async move { s.publish(&storage).await }
+        })
+        .buffer_unordered(8)
+        .try_collect()
+        .await;
     if let Err(e) = published {
         return Err((e, report));
     }

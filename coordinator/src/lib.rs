@@ -5,6 +5,7 @@
 //! coordinator will drive the same scheduler and commit with remote workers and etcd state.
 
 pub mod commit;
+pub mod fleet;
 mod merge;
 pub mod runner;
 pub mod scheduler;

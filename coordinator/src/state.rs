@@ -252,6 +252,17 @@ impl EtcdState {
         Ok(self.client.clone().txn(txn).await?.succeeded())
     }
 
+    /// Whether a task's result is stored.
+    pub async fn has_result(&self, job: &str, index: u32) -> Result<bool> {
+        let key = self.job_key(job, &format!("results/{index}"));
+        let response = self
+            .client
+            .clone()
+            .get(key, Some(GetOptions::new().with_count_only()))
+            .await?;
+        Ok(response.count() > 0)
+    }
+
     /// Everything stored about every job (a coordinator that starts reloads from here).
     pub async fn load_jobs(&self) -> Result<Vec<StoredJob>> {
         let base = format!("{}/jobs/", self.prefix);

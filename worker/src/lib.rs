@@ -3,6 +3,7 @@
 //! the embedded runner calls it in-process, the fleet worker calls it for tasks it acquired.
 
 mod batch;
+pub mod fleet;
 mod process;
 mod progress;
 mod source;

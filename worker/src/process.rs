@@ -24,6 +24,9 @@ pub struct WorkerContext {
     pub progress: Arc<Progress>,
     /// Set to stop every running task at its next batch.
     pub cancel: Arc<AtomicBool>,
+    /// Pause after each batch (fault-injection and demo knob, `ZOOPIPE_WORKER_BATCH_DELAY_MS`;
+    /// zero otherwise).
+    pub batch_delay: std::time::Duration,
 }
 
 /// Discard an attempt's unpublished parts (a failed job, or a superseded attempt).
@@ -119,6 +122,9 @@ pub fn process_blocking(
     let mut on_batch = |batch| -> Result<()> {
         if ctx.cancel.load(Ordering::Relaxed) {
             return Err(Error::Cancelled);
+        }
+        if !ctx.batch_delay.is_zero() {
+            std::thread::sleep(ctx.batch_delay);
         }
         let routed = route(&schema, batch)?;
         if routed.valid.num_rows() > 0 {

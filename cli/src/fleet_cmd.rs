@@ -1,0 +1,258 @@
+//! Fleet commands: `submit`, `status`, `watch`, `list`, `cancel`, `report`, over gRPC.
+
+use crate::args::{FleetArgs, JobArgs, SubmitArgs};
+use crate::{exit, out, summary};
+use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+use std::time::Duration;
+use tonic::transport::Channel;
+use zoopipe_common::report::{JobReport, JobState};
+use zoopipe_common::spec::SchemaSource;
+use zoopipe_proto::v1;
+use zoopipe_proto::v1::job_service_client::JobServiceClient;
+
+fn fail(message: impl std::fmt::Display, code: u8) -> u8 {
+    eprintln!("error: {message}");
+    code
+}
+
+async fn connect(url: &str) -> Result<JobServiceClient<Channel>, u8> {
+    let endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
+        .map_err(|e| fail(format!("--coordinator {url}: {e}"), exit::BAD_INPUT))?
+        .connect_timeout(Duration::from_secs(3));
+    endpoint
+        .connect()
+        .await
+        .map(JobServiceClient::new)
+        .map_err(|e| {
+            fail(
+                format!("cannot reach the coordinator at {url}: {e}"),
+                exit::JOB_FAILED,
+            )
+        })
+}
+
+fn status_error(s: tonic::Status) -> u8 {
+    let code = match s.code() {
+        tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition | tonic::Code::NotFound => {
+            exit::BAD_INPUT
+        }
+        _ => exit::JOB_FAILED,
+    };
+    fail(s.message(), code)
+}
+
+fn exit_code(report: &JobReport) -> u8 {
+    match report.state {
+        JobState::Succeeded => 0,
+        JobState::Cancelled => exit::CANCELLED,
+        JobState::Failed => fail(
+            report.message.as_deref().unwrap_or("the job failed"),
+            exit::JOB_FAILED,
+        ),
+        _ => 0,
+    }
+}
+
+pub async fn submit(args: SubmitArgs) -> u8 {
+    let mut spec = match crate::run::build_spec(&args.run) {
+        Ok(s) => s,
+        Err(e) => return crate::fail(&e),
+    };
+    // The coordinator cannot read the client's files: send the schema itself.
+    if let Some(SchemaSource::Path(path)) = &spec.schema {
+        let parsed = std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()));
+        match parsed {
+            Ok(value) => spec.schema = Some(SchemaSource::Inline(value)),
+            Err(e) => return fail(format!("schema {path}: {e}"), exit::BAD_INPUT),
+        }
+    }
+    let proto = match v1::JobSpec::try_from(&spec) {
+        Ok(p) => p,
+        Err(e) => return fail(e, exit::BAD_INPUT),
+    };
+    let mut client = match connect(&args.coordinator).await {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let response = match client
+        .submit_job(v1::SubmitJobRequest { spec: Some(proto) })
+        .await
+    {
+        Ok(r) => r.into_inner(),
+        Err(s) => return status_error(s),
+    };
+    if !args.wait {
+        out(&response.job_id);
+        return 0;
+    }
+    eprintln!("submitted {} ({} tasks)", response.job_id, response.tasks);
+    let fleet = FleetArgs {
+        coordinator: args.coordinator,
+        json: args.run.json,
+    };
+    watch(&fleet, &response.job_id, args.run.quiet).await
+}
+
+pub async fn watch(fleet: &FleetArgs, job: &str, quiet: bool) -> u8 {
+    let mut client = match connect(&fleet.coordinator).await {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let mut stream = match client
+        .watch_job(v1::WatchJobRequest {
+            job_id: job.to_string(),
+        })
+        .await
+    {
+        Ok(s) => s.into_inner(),
+        Err(s) => return status_error(s),
+    };
+    let bar = if quiet || fleet.json || !std::io::stderr().is_terminal() {
+        ProgressBar::hidden()
+    } else {
+        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+        if let Ok(style) =
+            ProgressStyle::with_template("{spinner} {elapsed:>4} {bar:20} {pos}/{len} tasks {msg}")
+        {
+            bar.set_style(style);
+        }
+        bar
+    };
+    let mut last = None;
+    loop {
+        match stream.message().await {
+            Ok(Some(p)) => {
+                bar.set_length(p.tasks_total.into());
+                bar.set_position(p.tasks_done.into());
+                bar.set_message(format!("{} rows · {} invalid", p.rows_read, p.rows_invalid));
+                if p.report.is_some() {
+                    last = p.report;
+                }
+            }
+            Ok(None) => break,
+            Err(s) => {
+                bar.finish_and_clear();
+                return status_error(s);
+            }
+        }
+    }
+    bar.finish_and_clear();
+    let Some(report) = last.and_then(|r| JobReport::try_from(r).ok()) else {
+        return fail(
+            format!("the coordinator stopped reporting on {job}"),
+            exit::JOB_FAILED,
+        );
+    };
+    show(&report, fleet.json);
+    exit_code(&report)
+}
+
+fn show(report: &JobReport, json: bool) {
+    if json {
+        if let Ok(text) = serde_json::to_string_pretty(report) {
+            out(&text);
+        }
+    } else {
+        summary::print(report);
+    }
+}
+
+pub async fn status(args: JobArgs, full: bool) -> u8 {
+    let mut client = match connect(&args.fleet.coordinator).await {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let report = match client
+        .get_job(v1::GetJobRequest {
+            job_id: args.job.clone(),
+        })
+        .await
+    {
+        Ok(r) => r.into_inner().report,
+        Err(s) => return status_error(s),
+    };
+    let Some(report) = report.and_then(|r| JobReport::try_from(r).ok()) else {
+        return fail("the coordinator sent no report", exit::JOB_FAILED);
+    };
+    if full || args.fleet.json {
+        show(&report, args.fleet.json);
+    } else {
+        out(&format!(
+            "{} {} processed={} valid={} errors={} tasks={}/{}",
+            report.job_id,
+            format!("{:?}", report.state).to_lowercase(),
+            report.total_processed,
+            report.total_valid,
+            report.total_errors,
+            report.tasks.len(),
+            report.partitions.total
+        ));
+    }
+    0
+}
+
+pub async fn list(args: FleetArgs) -> u8 {
+    let mut client = match connect(&args.coordinator).await {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let jobs = match client.list_jobs(v1::ListJobsRequest {}).await {
+        Ok(r) => r.into_inner().jobs,
+        Err(s) => return status_error(s),
+    };
+    let reports: Vec<JobReport> = jobs
+        .into_iter()
+        .filter_map(|j| JobReport::try_from(j).ok())
+        .collect();
+    if args.json {
+        if let Ok(text) = serde_json::to_string_pretty(&reports) {
+            out(&text);
+        }
+        return 0;
+    }
+    let mut table = Table::new();
+    table.load_style(UTF8_BORDERS_ONLY);
+    table.set_header(vec![
+        "job",
+        "state",
+        "tasks",
+        "processed",
+        "errors",
+        "started",
+    ]);
+    for r in &reports {
+        table.add_row(vec![
+            r.job_id.clone(),
+            format!("{:?}", r.state).to_lowercase(),
+            r.partitions.total.to_string(),
+            r.total_processed.to_string(),
+            r.total_errors.to_string(),
+            r.started_at.clone(),
+        ]);
+    }
+    out(&table.to_string());
+    0
+}
+
+pub async fn cancel(args: JobArgs) -> u8 {
+    let mut client = match connect(&args.fleet.coordinator).await {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match client
+        .cancel_job(v1::CancelJobRequest {
+            job_id: args.job.clone(),
+        })
+        .await
+    {
+        Ok(_) => {
+            out(&format!("{} cancelled", args.job));
+            0
+        }
+        Err(s) => status_error(s),
+    }
+}

@@ -1,0 +1,649 @@
+//! The fleet coordinator: the gRPC job and worker services over the state in etcd.
+//!
+//! Workers pull: `AcquireTask` long-polls until a task is pending, claims it in etcd under the
+//! worker's lease (the claim's revision is the attempt's fencing token) and hands it out with its
+//! job spec. `CompleteTask` is accepted only through the fencing-token transaction; a refused
+//! result's staged parts are discarded here. A worker whose lease expires loses its owner keys;
+//! the etcd watch requeues those tasks. When every task has a result, the job commits with the
+//! same `commit` as the embedded mode.
+
+use crate::commit::{check_output_free, commit, publish, write_report};
+use crate::state::EtcdState;
+use chrono::Utc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+use tokio::sync::{Mutex, Notify, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use zoopipe_common::plan::{Task, misaligned_files, plan_job};
+use zoopipe_common::report::{JobReport, JobState, TaskResult};
+use zoopipe_common::schema::CompiledSchema;
+use zoopipe_common::spec::{JobConfig, JobSpec, SchemaSource};
+use zoopipe_common::storage::Storage;
+use zoopipe_proto::convert::{state_to, task_to};
+use zoopipe_proto::v1;
+use zoopipe_worker::{Progress, WorkerContext, discard};
+
+/// How long `AcquireTask` waits for work before returning empty.
+const LONG_POLL: Duration = Duration::from_secs(10);
+
+#[derive(Debug)]
+enum TaskStatus {
+    Pending,
+    Running { worker: String, token: u64 },
+    Done(Box<TaskResult>),
+}
+
+struct Slot {
+    task: Task,
+    attempts: u32,
+    status: TaskStatus,
+}
+
+struct JobEntry {
+    config: Arc<JobConfig>,
+    spec: v1::JobSpec,
+    slots: BTreeMap<u32, Slot>,
+    report: JobReport,
+    started: Instant,
+}
+
+impl JobEntry {
+    fn ended(&self) -> bool {
+        matches!(
+            self.report.state,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled
+        )
+    }
+
+    fn progress(&self) -> v1::JobProgress {
+        let done: Vec<&TaskResult> = self
+            .slots
+            .values()
+            .filter_map(|s| match &s.status {
+                TaskStatus::Done(r) => Some(r.as_ref()),
+                _ => None,
+            })
+            .collect();
+        v1::JobProgress {
+            job_id: self.report.job_id.clone(),
+            state: state_to(self.report.state),
+            tasks_total: self.slots.len() as u32,
+            tasks_done: done.len() as u32,
+            rows_read: done.iter().map(|r| r.rows_read).sum(),
+            rows_invalid: done.iter().map(|r| r.rows_invalid).sum(),
+            bytes_read: done.iter().map(|r| r.bytes_read).sum(),
+            report: self.ended().then(|| (&self.report).into()),
+        }
+    }
+}
+
+pub struct Fleet {
+    state: EtcdState,
+    storage: Storage,
+    jobs: Mutex<BTreeMap<String, JobEntry>>,
+    workers: Mutex<HashMap<String, i64>>,
+    work: Notify,
+    lease_ttl_s: i64,
+}
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    Status::internal(e.to_string())
+}
+
+impl Fleet {
+    pub fn new(state: EtcdState, lease_ttl_s: i64) -> Arc<Self> {
+        Arc::new(Self {
+            state,
+            storage: Storage::new(),
+            jobs: Mutex::new(BTreeMap::new()),
+            workers: Mutex::new(HashMap::new()),
+            work: Notify::new(),
+            lease_ttl_s,
+        })
+    }
+
+    /// Requeue tasks whose owner vanished without a result (lease expired, or released).
+    pub async fn watch_leases(self: Arc<Self>) -> crate::state::Result<()> {
+        let mut lost = self.state.watch_lost_owners().await?;
+        tokio::spawn(async move {
+            while let Some((job, index)) = lost.recv().await {
+                // A completion deletes the owner key too: only a task without a result requeues.
+                if self.state.has_result(&job, index).await.unwrap_or(false) {
+                    continue;
+                }
+                let mut jobs = self.jobs.lock().await;
+                let Some(slot) = jobs.get_mut(&job).and_then(|j| j.slots.get_mut(&index)) else {
+                    continue;
+                };
+                if let TaskStatus::Running { worker, .. } = &slot.status {
+                    tracing::warn!(
+                        job,
+                        task = index,
+                        worker,
+                        "owner lost its lease; requeueing"
+                    );
+                    slot.status = TaskStatus::Pending;
+                    self.work.notify_waiters();
+                }
+            }
+        });
+        Ok(())
+    }
+
+    fn ctx(&self) -> WorkerContext {
+        WorkerContext {
+            storage: self.storage.clone(),
+            runtime: tokio::runtime::Handle::current(),
+            progress: Arc::new(Progress::default()),
+            cancel: Arc::new(AtomicBool::new(false)),
+            batch_delay: std::time::Duration::ZERO,
+        }
+    }
+
+    async fn submit(&self, spec: v1::JobSpec) -> Result<(String, u32), Status> {
+        let spec = JobSpec::try_from(spec).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let job_id = crate::new_job_id();
+        let mut config = JobConfig::new(job_id.clone(), spec)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        check_output_free(&self.storage, &config)
+            .await
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        let plan = plan_job(&self.storage, &mut config)
+            .await
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        // Workers must validate with exactly this schema, inferred or given: send it inline.
+        let schema: &CompiledSchema = config
+            .schema
+            .as_deref()
+            .ok_or_else(|| Status::internal("planning produced no schema"))?;
+        config.spec.schema = Some(SchemaSource::Inline(schema.to_json_schema("Record")));
+        let spec_proto = v1::JobSpec::try_from(&config.spec).map_err(internal)?;
+        let spec_json = serde_json::to_value(&config.spec).map_err(internal)?;
+        self.state
+            .create_job(&job_id, &spec_json, &plan.tasks)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let mut report = JobReport::new(&job_id);
+        report.state = JobState::Running;
+        report.started_at = Utc::now().to_rfc3339();
+        report.inputs = plan.inputs.iter().map(|i| i.url.to_string()).collect();
+        report.partitions.total = plan.tasks.len() as u64;
+        let slots = plan
+            .tasks
+            .into_iter()
+            .map(|task| {
+                (
+                    task.index,
+                    Slot {
+                        task,
+                        attempts: 0,
+                        status: TaskStatus::Pending,
+                    },
+                )
+            })
+            .collect::<BTreeMap<_, _>>();
+        let count = slots.len() as u32;
+        self.jobs.lock().await.insert(
+            job_id.clone(),
+            JobEntry {
+                config: Arc::new(config),
+                spec: spec_proto,
+                slots,
+                report,
+                started: Instant::now(),
+            },
+        );
+        tracing::info!(job = job_id, tasks = count, "job submitted");
+        self.work.notify_waiters();
+        Ok((job_id, count))
+    }
+
+    /// Claim up to `free` pending tasks for `worker`.
+    async fn take_tasks(
+        &self,
+        worker: &str,
+        lease: i64,
+        free: u32,
+    ) -> Result<v1::AcquireTaskResponse, Status> {
+        let mut out = v1::AcquireTaskResponse::default();
+        let mut jobs = self.jobs.lock().await;
+        for (job_id, job) in jobs.iter_mut() {
+            if job.ended() {
+                continue;
+            }
+            for slot in job.slots.values_mut() {
+                if out.tasks.len() as u32 >= free {
+                    return Ok(out);
+                }
+                if !matches!(slot.status, TaskStatus::Pending) {
+                    continue;
+                }
+                let attempt = slot.attempts + 1;
+                let claimed = self
+                    .state
+                    .claim(job_id, slot.task.index, worker, attempt, lease)
+                    .await
+                    .map_err(|e| Status::unavailable(e.to_string()))?;
+                let Some(token) = claimed else { continue };
+                slot.attempts = attempt;
+                slot.status = TaskStatus::Running {
+                    worker: worker.to_string(),
+                    token,
+                };
+                out.tasks.push(task_to(job_id, &slot.task, attempt, token));
+                out.jobs.insert(job_id.clone(), job.spec.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    async fn complete(&self, job_id: &str, token: u64, result: TaskResult) -> Result<bool, Status> {
+        let accepted = self
+            .state
+            .complete(job_id, result.index, token, &result)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        if !accepted {
+            // A superseded attempt (its lease expired and the task ran again): drop its parts.
+            tracing::warn!(
+                job = job_id,
+                task = result.index,
+                attempt = result.attempt,
+                "late result refused"
+            );
+            discard(&self.storage, &result).await;
+            return Ok(false);
+        }
+        let mut jobs = self.jobs.lock().await;
+        let Some(job) = jobs.get_mut(job_id) else {
+            return Ok(true);
+        };
+        if let Some(slot) = job.slots.get_mut(&result.index) {
+            slot.status = TaskStatus::Done(Box::new(result));
+        }
+        let all_done = job
+            .slots
+            .values()
+            .all(|s| matches!(s.status, TaskStatus::Done(_)));
+        if all_done && job.report.state == JobState::Running {
+            self.finish_job(job).await;
+        }
+        Ok(true)
+    }
+
+    /// Every task has a result: re-read misaligned files, or commit.
+    async fn finish_job(&self, job: &mut JobEntry) {
+        let ranges: Vec<_> = job
+            .slots
+            .values()
+            .filter_map(|s| match &s.status {
+                TaskStatus::Done(r) => Some(r.ranges.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let bad = misaligned_files(&ranges);
+        if !bad.is_empty() {
+            self.reread(job, &bad).await;
+            return;
+        }
+        job.report.state = JobState::Committing;
+        let _ = self
+            .state
+            .set_job_state(&job.report.job_id, JobState::Committing)
+            .await;
+        let outcomes: BTreeMap<u32, TaskResult> = job
+            .slots
+            .iter()
+            .filter_map(|(i, s)| match &s.status {
+                TaskStatus::Done(r) => Some((*i, r.as_ref().clone())),
+                _ => None,
+            })
+            .collect();
+        let report = std::mem::replace(&mut job.report, JobReport::new(""));
+        let ctx = self.ctx();
+        let mut report = match commit(&ctx, &job.config, outcomes, report).await {
+            Ok(mut report) => {
+                report.state = JobState::Succeeded;
+                report
+            }
+            Err((e, mut report)) => {
+                report.state = JobState::Failed;
+                report.message = Some(format!("commit failed: {e}"));
+                report
+            }
+        };
+        report.duration_s = job.started.elapsed().as_secs_f64();
+        report.items_per_second = report.total_processed as f64 / report.duration_s.max(1e-9);
+        report.finished_at = Utc::now().to_rfc3339();
+        let written = if report.state == JobState::Succeeded {
+            publish(&self.storage, &job.config, &report).await
+        } else {
+            write_report(&self.storage, &job.config, &report).await
+        };
+        if let Err(e) = written {
+            report.state = JobState::Failed;
+            report.message = Some(format!("commit failed: {e}"));
+        }
+        let _ = self.state.set_job_state(&report.job_id, report.state).await;
+        tracing::info!(job = report.job_id, state = ?report.state, "job ended");
+        job.report = report;
+    }
+
+    /// Quoted newlines crossed a range boundary: those files' ranges are thrown away and each
+    /// file runs again whole, under the index of its first range.
+    async fn reread(&self, job: &mut JobEntry, bad: &std::collections::BTreeSet<String>) {
+        for url in bad {
+            tracing::warn!(%url, "quoted newlines cross a partition boundary; reading the file whole");
+            let owners: Vec<u32> = job
+                .slots
+                .iter()
+                .filter(|(_, s)| s.task.splits.iter().any(|sp| &sp.url == url))
+                .map(|(i, _)| *i)
+                .collect();
+            let Some(first) = owners.first().copied() else {
+                continue;
+            };
+            let mut template = None;
+            for index in &owners {
+                if let Some(slot) = job.slots.remove(index) {
+                    if let TaskStatus::Done(r) = &slot.status {
+                        discard(&self.storage, r).await;
+                    }
+                    template.get_or_insert(slot.task.splits[0].clone());
+                }
+            }
+            if let Some(mut split) = template {
+                split.kind = zoopipe_common::plan::SplitKind::Whole;
+                let task = Task {
+                    index: first,
+                    splits: vec![split],
+                };
+                job.slots.insert(
+                    first,
+                    Slot {
+                        task,
+                        attempts: 0,
+                        status: TaskStatus::Pending,
+                    },
+                );
+            }
+        }
+        job.report.partitions.total = job.slots.len() as u64;
+        self.work.notify_waiters();
+    }
+
+    async fn fail(&self, job_id: &str, index: u32, token: u64, retryable: bool, message: String) {
+        let released = self
+            .state
+            .release(job_id, index, token)
+            .await
+            .unwrap_or(false);
+        let mut jobs = self.jobs.lock().await;
+        let Some(job) = jobs.get_mut(job_id) else {
+            return;
+        };
+        let max = job.config.spec.max_attempts;
+        let Some(slot) = job.slots.get_mut(&index) else {
+            return;
+        };
+        if !released || !matches!(slot.status, TaskStatus::Running { token: t, .. } if t == token) {
+            return; // a stale attempt: the task is already elsewhere
+        }
+        if retryable && slot.attempts < max {
+            tracing::warn!(
+                job = job_id,
+                task = index,
+                attempt = slot.attempts,
+                message,
+                "task failed, retrying"
+            );
+            slot.status = TaskStatus::Pending;
+            self.work.notify_waiters();
+            return;
+        }
+        self.end_job(
+            job,
+            JobState::Failed,
+            format!("task {index} failed: {message}"),
+        )
+        .await;
+    }
+
+    async fn end_job(&self, job: &mut JobEntry, state: JobState, message: String) {
+        if job.ended() {
+            return;
+        }
+        for slot in job.slots.values() {
+            if let TaskStatus::Done(r) = &slot.status {
+                discard(&self.storage, r).await;
+            }
+        }
+        job.report.state = state;
+        job.report.partitions.failed = 1;
+        job.report.message = Some(message);
+        job.report.duration_s = job.started.elapsed().as_secs_f64();
+        job.report.finished_at = Utc::now().to_rfc3339();
+        let _ = write_report(&self.storage, &job.config, &job.report).await;
+        let _ = self.state.set_job_state(&job.report.job_id, state).await;
+    }
+}
+
+/// The client-facing service.
+pub struct JobApi(pub Arc<Fleet>);
+
+#[tonic::async_trait]
+impl v1::job_service_server::JobService for JobApi {
+    async fn submit_job(
+        &self,
+        request: Request<v1::SubmitJobRequest>,
+    ) -> Result<Response<v1::SubmitJobResponse>, Status> {
+        let spec = request
+            .into_inner()
+            .spec
+            .ok_or_else(|| Status::invalid_argument("spec is missing"))?;
+        let (job_id, tasks) = self.0.submit(spec).await?;
+        Ok(Response::new(v1::SubmitJobResponse { job_id, tasks }))
+    }
+
+    async fn get_job(
+        &self,
+        request: Request<v1::GetJobRequest>,
+    ) -> Result<Response<v1::GetJobResponse>, Status> {
+        let id = request.into_inner().job_id;
+        let jobs = self.0.jobs.lock().await;
+        let job = jobs
+            .get(&id)
+            .ok_or_else(|| Status::not_found(format!("no job {id}")))?;
+        let mut report = job.report.clone();
+        if !job.ended() {
+            for slot in job.slots.values() {
+                if let TaskStatus::Done(r) = &slot.status {
+                    report.add(r);
+                }
+            }
+        }
+        Ok(Response::new(v1::GetJobResponse {
+            report: Some((&report).into()),
+        }))
+    }
+
+    type WatchJobStream = ReceiverStream<Result<v1::JobProgress, Status>>;
+
+    async fn watch_job(
+        &self,
+        request: Request<v1::WatchJobRequest>,
+    ) -> Result<Response<Self::WatchJobStream>, Status> {
+        let id = request.into_inner().job_id;
+        if !self.0.jobs.lock().await.contains_key(&id) {
+            return Err(Status::not_found(format!("no job {id}")));
+        }
+        let (tx, rx) = mpsc::channel(4);
+        let fleet = self.0.clone();
+        tokio::spawn(async move {
+            loop {
+                let (progress, ended) = {
+                    let jobs = fleet.jobs.lock().await;
+                    match jobs.get(&id) {
+                        Some(job) => (job.progress(), job.ended()),
+                        None => return,
+                    }
+                };
+                if tx.send(Ok(progress)).await.is_err() || ended {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn list_jobs(
+        &self,
+        _: Request<v1::ListJobsRequest>,
+    ) -> Result<Response<v1::ListJobsResponse>, Status> {
+        let jobs = self.0.jobs.lock().await;
+        Ok(Response::new(v1::ListJobsResponse {
+            jobs: jobs.values().map(|j| (&j.report).into()).collect(),
+        }))
+    }
+
+    async fn cancel_job(
+        &self,
+        request: Request<v1::CancelJobRequest>,
+    ) -> Result<Response<v1::CancelJobResponse>, Status> {
+        let id = request.into_inner().job_id;
+        let mut jobs = self.0.jobs.lock().await;
+        let job = jobs
+            .get_mut(&id)
+            .ok_or_else(|| Status::not_found(format!("no job {id}")))?;
+        self.0
+            .end_job(job, JobState::Cancelled, "cancelled by a user".into())
+            .await;
+        Ok(Response::new(v1::CancelJobResponse {
+            state: state_to(job.report.state),
+        }))
+    }
+}
+
+/// The worker-facing service.
+pub struct WorkerApi(pub Arc<Fleet>);
+
+impl WorkerApi {
+    async fn lease(&self, worker: &str) -> Result<i64, Status> {
+        self.0
+            .workers
+            .lock()
+            .await
+            .get(worker)
+            .copied()
+            .ok_or_else(|| Status::not_found(format!("worker {worker} is not registered")))
+    }
+}
+
+#[tonic::async_trait]
+impl v1::worker_service_server::WorkerService for WorkerApi {
+    async fn register_worker(
+        &self,
+        request: Request<v1::RegisterWorkerRequest>,
+    ) -> Result<Response<v1::RegisterWorkerResponse>, Status> {
+        let r = request.into_inner();
+        let lease = self
+            .0
+            .state
+            .register_worker(&r.worker_id, self.0.lease_ttl_s)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        self.0
+            .workers
+            .lock()
+            .await
+            .insert(r.worker_id.clone(), lease);
+        tracing::info!(worker = r.worker_id, slots = r.slots, "worker registered");
+        let ttl_ms = self.0.lease_ttl_s as u64 * 1000;
+        Ok(Response::new(v1::RegisterWorkerResponse {
+            lease_ttl_ms: ttl_ms,
+            heartbeat_interval_ms: ttl_ms / 4,
+        }))
+    }
+
+    async fn acquire_task(
+        &self,
+        request: Request<v1::AcquireTaskRequest>,
+    ) -> Result<Response<v1::AcquireTaskResponse>, Status> {
+        let r = request.into_inner();
+        let lease = self.lease(&r.worker_id).await?;
+        let deadline = Instant::now() + LONG_POLL;
+        loop {
+            let waiting = self.0.work.notified();
+            let out = self.0.take_tasks(&r.worker_id, lease, r.free_slots).await?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !out.tasks.is_empty() || left.is_zero() {
+                return Ok(Response::new(out));
+            }
+            let _ = tokio::time::timeout(left, waiting).await;
+        }
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<v1::HeartbeatRequest>,
+    ) -> Result<Response<v1::HeartbeatResponse>, Status> {
+        let r = request.into_inner();
+        let lease = self.lease(&r.worker_id).await?;
+        let alive = self
+            .0
+            .state
+            .keep_alive(lease)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        if !alive {
+            self.0.workers.lock().await.remove(&r.worker_id);
+            return Err(Status::not_found(format!(
+                "worker {} lost its lease; register again",
+                r.worker_id
+            )));
+        }
+        let jobs = self.0.jobs.lock().await;
+        let stop = r
+            .running
+            .into_iter()
+            .filter(|t| {
+                jobs.get(&t.job_id).is_none_or(|j| {
+                    j.ended()
+                        || !matches!(j.slots.get(&t.index).map(|s| &s.status),
+                            Some(TaskStatus::Running { token, .. }) if *token == t.fencing_token)
+                })
+            })
+            .collect();
+        Ok(Response::new(v1::HeartbeatResponse { stop }))
+    }
+
+    async fn complete_task(
+        &self,
+        request: Request<v1::CompleteTaskRequest>,
+    ) -> Result<Response<v1::CompleteTaskResponse>, Status> {
+        let r = request.into_inner();
+        let result = TaskResult::try_from(
+            r.result
+                .ok_or_else(|| Status::invalid_argument("result is missing"))?,
+        )
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let accepted = self.0.complete(&r.job_id, r.fencing_token, result).await?;
+        Ok(Response::new(v1::CompleteTaskResponse { accepted }))
+    }
+
+    async fn fail_task(
+        &self,
+        request: Request<v1::FailTaskRequest>,
+    ) -> Result<Response<v1::FailTaskResponse>, Status> {
+        let r = request.into_inner();
+        self.0
+            .fail(&r.job_id, r.index, r.fencing_token, r.retryable, r.message)
+            .await;
+        Ok(Response::new(v1::FailTaskResponse {}))
+    }
+}

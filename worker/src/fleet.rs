@@ -1,0 +1,235 @@
+//! The fleet worker loop: register, heartbeat, pull tasks for free slots, run them with
+//! `process`, and report each result with its fencing token. Stateless: a worker that loses
+//! its lease or its coordinator registers again; a refused result's parts are the
+//! coordinator's to discard.
+
+use crate::process::{WorkerContext, process};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::{Mutex, Semaphore};
+use tonic::transport::Channel;
+use zoopipe_common::plan::Task;
+use zoopipe_common::spec::{JobConfig, JobSpec};
+use zoopipe_proto::v1;
+use zoopipe_proto::v1::worker_service_client::WorkerServiceClient;
+
+type Client = WorkerServiceClient<Channel>;
+
+/// Tasks running here: (job, index) → fencing token.
+type Running = Arc<Mutex<HashMap<(String, u32), u64>>>;
+
+pub struct WorkerOptions {
+    pub worker_id: String,
+    pub slots: usize,
+}
+
+/// Run until `draining` is set, then finish the running tasks and return.
+pub async fn run(
+    client: Client,
+    ctx: WorkerContext,
+    options: WorkerOptions,
+    draining: Arc<AtomicBool>,
+) {
+    let slots = Arc::new(Semaphore::new(options.slots));
+    let running: Running = Arc::default();
+    while !draining.load(Ordering::Relaxed) {
+        let registered = client
+            .clone()
+            .register_worker(v1::RegisterWorkerRequest {
+                worker_id: options.worker_id.clone(),
+                slots: options.slots as u32,
+            })
+            .await;
+        let heartbeat_every = match registered {
+            Ok(r) => Duration::from_millis(r.into_inner().heartbeat_interval_ms.max(100)),
+            Err(e) => {
+                tracing::warn!(error = %e.message(), "cannot register with the coordinator; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        tracing::info!(worker = options.worker_id, "registered");
+        let lost = Arc::new(AtomicBool::new(false));
+        let beats = tokio::spawn(heartbeats(
+            client.clone(),
+            options.worker_id.clone(),
+            running.clone(),
+            lost.clone(),
+            heartbeat_every,
+        ));
+        acquire_loop(&client, &ctx, &options, &slots, &running, &lost, &draining).await;
+        beats.abort();
+    }
+    // Drain: wait for the tasks in flight.
+    let _ = slots.acquire_many(options.slots as u32).await;
+}
+
+async fn heartbeats(
+    mut client: Client,
+    worker_id: String,
+    running: Running,
+    lost: Arc<AtomicBool>,
+    every: Duration,
+) {
+    loop {
+        tokio::time::sleep(every).await;
+        let tasks = running
+            .lock()
+            .await
+            .iter()
+            .map(|((job_id, index), token)| v1::RunningTask {
+                job_id: job_id.clone(),
+                index: *index,
+                fencing_token: *token,
+                ..Default::default()
+            })
+            .collect();
+        match client
+            .heartbeat(v1::HeartbeatRequest {
+                worker_id: worker_id.clone(),
+                running: tasks,
+            })
+            .await
+        {
+            Ok(_) => {}
+            Err(status) if status.code() == tonic::Code::NotFound => {
+                tracing::warn!(message = status.message(), "lease lost; registering again");
+                lost.store(true, Ordering::Relaxed);
+                return;
+            }
+            Err(status) => tracing::warn!(message = status.message(), "heartbeat failed"),
+        }
+    }
+}
+
+async fn acquire_loop(
+    client: &Client,
+    ctx: &WorkerContext,
+    options: &WorkerOptions,
+    slots: &Arc<Semaphore>,
+    running: &Running,
+    lost: &Arc<AtomicBool>,
+    draining: &Arc<AtomicBool>,
+) {
+    let mut configs: HashMap<String, Arc<JobConfig>> = HashMap::new();
+    while !lost.load(Ordering::Relaxed) && !draining.load(Ordering::Relaxed) {
+        // Wait for at least one free slot before asking for work.
+        let Ok(first) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let free = slots.available_permits() as u32 + 1;
+        drop(first);
+        let response = client
+            .clone()
+            .acquire_task(v1::AcquireTaskRequest {
+                worker_id: options.worker_id.clone(),
+                free_slots: free,
+            })
+            .await;
+        let response = match response {
+            Ok(r) => r.into_inner(),
+            Err(status) if status.code() == tonic::Code::NotFound => return, // register again
+            Err(status) => {
+                tracing::warn!(message = status.message(), "acquire failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        for task in response.tasks {
+            let config = match configs.get(&task.job_id) {
+                Some(c) => c.clone(),
+                None => match job_config(&task.job_id, response.jobs.get(&task.job_id)) {
+                    Ok(c) => {
+                        let c = Arc::new(c);
+                        configs.insert(task.job_id.clone(), c.clone());
+                        c
+                    }
+                    Err(message) => {
+                        report_failure(client.clone(), &task, false, message).await;
+                        continue;
+                    }
+                },
+            };
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            running
+                .lock()
+                .await
+                .insert((task.job_id.clone(), task.index), task.fencing_token);
+            let (client, ctx, running) = (client.clone(), ctx.clone(), running.clone());
+            tokio::spawn(async move {
+                run_task(client, ctx, config, task.clone()).await;
+                running
+                    .lock()
+                    .await
+                    .remove(&(task.job_id.clone(), task.index));
+                drop(permit);
+            });
+        }
+    }
+}
+
+fn job_config(job_id: &str, spec: Option<&v1::JobSpec>) -> Result<JobConfig, String> {
+    let spec = spec.cloned().ok_or("the coordinator sent no job spec")?;
+    let spec = JobSpec::try_from(spec).map_err(|e| e.to_string())?;
+    JobConfig::new(job_id.to_string(), spec).map_err(|e| e.to_string())
+}
+
+async fn run_task(mut client: Client, ctx: WorkerContext, config: Arc<JobConfig>, proto: v1::Task) {
+    let task = match Task::try_from(proto.clone()) {
+        Ok(t) => t,
+        Err(e) => return report_failure(client, &proto, false, e.to_string()).await,
+    };
+    tracing::info!(
+        job = proto.job_id,
+        task = task.index,
+        attempt = proto.attempt,
+        "running"
+    );
+    match process(ctx, config, task, proto.attempt).await {
+        Ok(result) => {
+            let request = v1::CompleteTaskRequest {
+                worker_id: String::new(),
+                job_id: proto.job_id.clone(),
+                fencing_token: proto.fencing_token,
+                result: Some((&result).into()),
+            };
+            match client.complete_task(request).await {
+                Ok(r) if r.get_ref().accepted => {}
+                Ok(_) => tracing::warn!(
+                    job = proto.job_id,
+                    task = proto.index,
+                    "result refused: the task ran elsewhere"
+                ),
+                Err(status) => {
+                    tracing::warn!(message = status.message(), "could not report a result")
+                }
+            }
+        }
+        Err(e) => report_failure(client, &proto, e.is_retryable(), e.to_string()).await,
+    }
+}
+
+async fn report_failure(mut client: Client, task: &v1::Task, retryable: bool, message: String) {
+    tracing::warn!(
+        job = task.job_id,
+        task = task.index,
+        retryable,
+        message,
+        "task failed"
+    );
+    let request = v1::FailTaskRequest {
+        worker_id: String::new(),
+        job_id: task.job_id.clone(),
+        index: task.index,
+        fencing_token: task.fencing_token,
+        retryable,
+        message,
+    };
+    if let Err(status) = client.fail_task(request).await {
+        tracing::warn!(message = status.message(), "could not report a failure");
+    }
+}

@@ -1,0 +1,86 @@
+//! `zoopipe-worker`: a stateless worker. It pulls tasks from the coordinator, reads its
+//! partitions straight from storage, validates, and writes part files; SIGTERM drains it.
+
+use clap::Parser;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use zoopipe_common::storage::Storage;
+use zoopipe_worker::fleet::{WorkerOptions, run};
+use zoopipe_worker::{Progress, WorkerContext};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser, Debug)]
+#[command(name = "zoopipe-worker", version, about = "ZooPipe Fleet worker")]
+struct Args {
+    /// The coordinator's gRPC URL.
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:7070",
+        env = "ZOOPIPE_COORDINATOR"
+    )]
+    coordinator: String,
+    /// Tasks run at once (default: number of cores).
+    #[arg(long, env = "ZOOPIPE_SLOTS")]
+    slots: Option<usize>,
+    /// Worker id (default: host name and process id).
+    #[arg(long, env = "ZOOPIPE_WORKER_ID")]
+    id: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    zoopipe_common::storage::install_tls_provider();
+    let args = Args::parse();
+    let endpoint = match tonic::transport::Endpoint::from_shared(args.coordinator.clone()) {
+        Ok(e) => e.connect_timeout(Duration::from_secs(3)),
+        Err(e) => {
+            eprintln!("error: --coordinator {}: {e}", args.coordinator);
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let client =
+        zoopipe_proto::v1::worker_service_client::WorkerServiceClient::new(endpoint.connect_lazy());
+    let delay = std::env::var("ZOOPIPE_WORKER_BATCH_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or_default();
+    let ctx = WorkerContext {
+        storage: Storage::new(),
+        runtime: tokio::runtime::Handle::current(),
+        progress: Arc::new(Progress::default()),
+        cancel: Arc::new(AtomicBool::new(false)),
+        batch_delay: delay,
+    };
+    let slots = args
+        .slots
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .max(1);
+    let worker_id = args.id.unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "worker".into());
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    let draining = Arc::new(AtomicBool::new(false));
+    let signal = draining.clone();
+    tokio::spawn(async move {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            term.recv().await;
+            tracing::info!("SIGTERM: draining");
+            signal.store(true, Ordering::Relaxed);
+        }
+    });
+    run(client, ctx, WorkerOptions { worker_id, slots }, draining).await;
+    std::process::ExitCode::SUCCESS
+}
