@@ -133,6 +133,91 @@ impl Fleet {
         Ok(())
     }
 
+    /// Reload every job from etcd (a restarted coordinator carries on where the last one
+    /// stopped): results stay committed, owned tasks stay with their owners until their leases
+    /// expire, the rest is pending; a job that was committing commits again (idempotently).
+    pub async fn recover(&self) -> crate::state::Result<usize> {
+        let stored = self.state.load_jobs().await?;
+        let mut to_finish = Vec::new();
+        let mut jobs = self.jobs.lock().await;
+        for s in stored {
+            let spec: JobSpec = match serde_json::from_value(s.spec.clone()) {
+                Ok(spec) => spec,
+                Err(e) => {
+                    tracing::error!(job = s.job_id, error = %e, "unreadable job spec; skipping");
+                    continue;
+                }
+            };
+            let config = match JobConfig::new(s.job_id.clone(), spec) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(job = s.job_id, error = %e, "invalid job spec; skipping");
+                    continue;
+                }
+            };
+            let Ok(spec_proto) = v1::JobSpec::try_from(&config.spec) else {
+                continue;
+            };
+            let report = s.report.clone().unwrap_or_else(|| {
+                let mut report = JobReport::new(&s.job_id);
+                report.state = JobState::Running;
+                report.started_at = Utc::now().to_rfc3339();
+                report.partitions.total = s.tasks.len() as u64;
+                report
+            });
+            let slots = s
+                .tasks
+                .into_iter()
+                .map(|(index, task)| {
+                    let (status, attempts) = if let Some(r) = s.results.get(&index) {
+                        (TaskStatus::Done(Box::new(r.clone())), r.attempt)
+                    } else if let Some(o) = s.owners.get(&index) {
+                        let status = TaskStatus::Running {
+                            worker: o.worker.clone(),
+                            token: o.token,
+                        };
+                        (status, o.attempt)
+                    } else {
+                        (TaskStatus::Pending, 0)
+                    };
+                    (
+                        index,
+                        Slot {
+                            task,
+                            attempts,
+                            status,
+                        },
+                    )
+                })
+                .collect::<BTreeMap<_, _>>();
+            let entry = JobEntry {
+                config: Arc::new(config),
+                spec: spec_proto,
+                slots,
+                report,
+                started: Instant::now(),
+            };
+            let all_done = entry
+                .slots
+                .values()
+                .all(|s| matches!(s.status, TaskStatus::Done(_)));
+            if !entry.ended() && (all_done || s.state == JobState::Committing) {
+                to_finish.push(s.job_id.clone());
+            }
+            tracing::info!(job = s.job_id, state = ?entry.report.state, "job reloaded");
+            jobs.insert(s.job_id, entry);
+        }
+        let count = jobs.len();
+        for id in to_finish {
+            if let Some(job) = jobs.get_mut(&id) {
+                self.finish_job(job).await;
+            }
+        }
+        drop(jobs);
+        self.work.notify_waiters();
+        Ok(count)
+    }
+
     fn ctx(&self) -> WorkerContext {
         WorkerContext {
             storage: self.storage.clone(),
@@ -328,7 +413,9 @@ impl Fleet {
             report.state = JobState::Failed;
             report.message = Some(format!("commit failed: {e}"));
         }
-        let _ = self.state.set_job_state(&report.job_id, report.state).await;
+        if let Err(e) = self.state.finish_job(&report).await {
+            tracing::error!(job = report.job_id, error = %e, "could not record the job's end in etcd");
+        }
         tracing::info!(job = report.job_id, state = ?report.state, "job ended");
         job.report = report;
     }
@@ -428,7 +515,9 @@ impl Fleet {
         job.report.duration_s = job.started.elapsed().as_secs_f64();
         job.report.finished_at = Utc::now().to_rfc3339();
         let _ = write_report(&self.storage, &job.config, &job.report).await;
-        let _ = self.state.set_job_state(&job.report.job_id, state).await;
+        if let Err(e) = self.state.finish_job(&job.report).await {
+            tracing::error!(job = job.report.job_id, error = %e, "could not record the job's end in etcd");
+        }
     }
 }
 

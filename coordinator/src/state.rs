@@ -8,6 +8,7 @@
 //! <prefix>/jobs/<job>/owners/<t>       {worker, attempt} under the owner's lease; its
 //!                                      mod_revision is the attempt's fencing token
 //! <prefix>/jobs/<job>/results/<t>      the committed TaskResult (JSON)
+//! <prefix>/jobs/<job>/report           the final JobReport, once the job ended
 //! ```
 //! Writes per task are bounded: one claim, one result (plus a release on failure). A claim only
 //! succeeds on a task that has neither an owner nor a result; a result is only accepted through
@@ -57,6 +58,8 @@ pub struct StoredJob {
     pub tasks: BTreeMap<u32, Task>,
     pub owners: BTreeMap<u32, Owner>,
     pub results: BTreeMap<u32, TaskResult>,
+    /// The final report, once the job ended.
+    pub report: Option<zoopipe_common::report::JobReport>,
 }
 
 #[derive(Clone)]
@@ -141,6 +144,20 @@ impl EtcdState {
             .clone()
             .put(self.job_key(job_id, "state"), json(&state), None)
             .await?;
+        Ok(())
+    }
+
+    /// Store an ended job's report (and its final state) together.
+    pub async fn finish_job(&self, report: &zoopipe_common::report::JobReport) -> Result<()> {
+        let txn = Txn::new().and_then([
+            TxnOp::put(self.job_key(&report.job_id, "report"), json(report), None),
+            TxnOp::put(
+                self.job_key(&report.job_id, "state"),
+                json(&report.state),
+                None,
+            ),
+        ]);
+        self.client.clone().txn(txn).await?;
         Ok(())
     }
 
@@ -288,11 +305,13 @@ impl EtcdState {
                 tasks: BTreeMap::new(),
                 owners: BTreeMap::new(),
                 results: BTreeMap::new(),
+                report: None,
             });
             let index = parts.next().and_then(|i| i.parse::<u32>().ok());
             match (kind, index) {
                 ("spec", None) => job.spec = parse(&key, kv.value())?,
                 ("state", None) => job.state = parse(&key, kv.value())?,
+                ("report", None) => job.report = Some(parse(&key, kv.value())?),
                 ("tasks", Some(i)) => {
                     job.tasks.insert(i, parse(&key, kv.value())?);
                 }

@@ -35,38 +35,58 @@ fn etcd() -> String {
 
 struct Fleet {
     url: String,
-    _coordinator: Proc,
+    port: u16,
+    prefix: String,
+    coordinator: Option<Proc>,
     workers: Vec<Proc>,
 }
 
-fn fleet(workers: usize, batch_delay_ms: u64) -> Fleet {
-    let port = free_port();
-    let prefix = format!("/zoopipe-fleet-test/{}-{port}", std::process::id());
-    let log = |name: &str| {
-        std::fs::File::create(std::env::temp_dir().join(format!("zoopipe-{name}-{port}.log")))
-            .unwrap()
-    };
-    let coordinator = Command::new(bin("zoopipe-coordinator"))
+fn log(name: &str, port: u16) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(std::env::temp_dir().join(format!("zoopipe-{name}-{port}.log")))
+        .unwrap()
+}
+
+fn start_coordinator(port: u16, prefix: &str) -> Proc {
+    let child = Command::new(bin("zoopipe-coordinator"))
         .args([
             "--listen",
             &format!("127.0.0.1:{port}"),
             "--etcd",
             &etcd(),
             "--etcd-prefix",
-            &prefix,
+            prefix,
             "--lease-ttl",
             "2",
         ])
         .stdout(Stdio::null())
-        .stderr(log("coordinator"))
+        .stderr(log("coordinator", port))
         .spawn()
         .expect("coordinator starts");
-    let url = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "coordinator did not listen");
         std::thread::sleep(Duration::from_millis(50));
     }
+    Proc(child)
+}
+
+impl Fleet {
+    /// SIGKILL the coordinator, then start a new one on the same address and etcd prefix.
+    fn restart_coordinator(&mut self, down_for: Duration) {
+        drop(self.coordinator.take());
+        std::thread::sleep(down_for);
+        self.coordinator = Some(start_coordinator(self.port, &self.prefix));
+    }
+}
+
+fn fleet(workers: usize, batch_delay_ms: u64) -> Fleet {
+    let port = free_port();
+    let prefix = format!("/zoopipe-fleet-test/{}-{port}", std::process::id());
+    let coordinator = start_coordinator(port, &prefix);
+    let url = format!("http://127.0.0.1:{port}");
     let workers = (0..workers)
         .map(|i| {
             Proc(
@@ -81,7 +101,7 @@ fn fleet(workers: usize, batch_delay_ms: u64) -> Fleet {
                     ])
                     .env("ZOOPIPE_WORKER_BATCH_DELAY_MS", batch_delay_ms.to_string())
                     .stdout(Stdio::null())
-                    .stderr(log(&format!("worker{i}")))
+                    .stderr(log(&format!("worker{i}"), port))
                     .spawn()
                     .expect("worker starts"),
             )
@@ -89,7 +109,9 @@ fn fleet(workers: usize, batch_delay_ms: u64) -> Fleet {
         .collect();
     Fleet {
         url,
-        _coordinator: Proc(coordinator),
+        port,
+        prefix,
+        coordinator: Some(coordinator),
         workers,
     }
 }
@@ -242,5 +264,52 @@ fn a_worker_killed_mid_task_loses_nothing_and_duplicates_nothing() {
     assert!(
         s3::open_uploads(&lake) <= 2,
         "at most the killed attempt's output and error uploads"
+    );
+}
+
+#[test]
+fn a_coordinator_killed_mid_job_is_replaced_and_the_job_completes() {
+    let mut f = fleet(2, 100);
+    let (raw, valid, invalid) = inputs(4, 2000);
+    let lake = unique("lake");
+    s3::create_bucket(&lake);
+    let submitted = run(&[
+        "submit",
+        "--input",
+        &format!("s3://{raw}/in/"),
+        "--output",
+        &format!("s3://{lake}/users/"),
+        "--schema",
+        &repo_file("examples/users.schema.json"),
+        "--batch-size",
+        "250",
+        "--partition-size",
+        "120KiB",
+        "--coordinator",
+        &f.url,
+    ]);
+    assert!(submitted.status.success(), "{}", text(&submitted.stderr));
+    let job = text(&submitted.stdout).trim().to_string();
+    std::thread::sleep(Duration::from_millis(700));
+    f.restart_coordinator(Duration::from_millis(500));
+    let watched = run(&["watch", &job, "--coordinator", &f.url, "--json"]);
+    assert!(watched.status.success(), "{}", text(&watched.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&watched.stdout).unwrap();
+    assert_eq!(report["state"], "succeeded", "{report:#}");
+    assert_eq!(
+        report["total_processed"],
+        (valid.len() + invalid) as u64,
+        "{report:#}"
+    );
+    assert_eq!(output_ids(&lake), valid, "exactly the clean run's rows");
+    let names = s3::list(&lake, "users");
+    let tasks = report["partitions"]["total"].as_u64().unwrap() as usize;
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| n.starts_with("users/part-"))
+            .count(),
+        tasks,
+        "{names:?}"
     );
 }

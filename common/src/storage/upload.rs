@@ -57,8 +57,23 @@ impl StagedObject {
         }
     }
 
-    /// Make the object visible under its URL.
+    /// Make the object visible under its URL. Idempotent: publishing again after a crash
+    /// mid-commit finds the object already there and succeeds.
     pub async fn publish(&self, storage: &Storage) -> Result<()> {
+        match self.publish_once(storage).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let url = ObjectUrl::parse(self.url())?;
+                let existing = storage.store(&url)?.head(&url.path()).await;
+                match existing {
+                    Ok(meta) if meta.size == self.bytes() => Ok(()),
+                    _ => Err(e),
+                }
+            }
+        }
+    }
+
+    async fn publish_once(&self, storage: &Storage) -> Result<()> {
         let url = ObjectUrl::parse(self.url())?;
         match self {
             StagedObject::Multipart {
