@@ -102,8 +102,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub error_format: Option<String>,
     /// Tasks run at once (default: number of cores).
-    #[arg(short, long)]
-    pub workers: Option<usize>,
+    #[arg(short, long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub workers: Option<u32>,
     /// Target input bytes per task, e.g. 64MiB (default 128MiB).
     #[arg(long, value_name = "SIZE")]
     pub partition_size: Option<String>,

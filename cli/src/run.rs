@@ -20,6 +20,7 @@ pub async fn run(args: RunArgs) -> u8 {
     };
     let workers = args
         .workers
+        .map(|w| w as usize)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
         .max(1);
     let ctx = WorkerContext {

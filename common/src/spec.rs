@@ -186,7 +186,10 @@ impl OutputTarget {
                 format: ext,
                 single_file: true,
             }),
-            // No known extension: a prefix the user forgot to end with '/'.
+            (None, _) if url.file_name().contains('.') => Err(Error::config(format!(
+                "{text}: unknown output extension (use .parquet, .csv, .jsonl or .arrow for one file, or end the URL with '/' for part files)"
+            ))),
+            // No extension at all: a prefix the user forgot to end with '/'.
             (None, given) => Ok(Self {
                 url: url.with_key(format!("{}/", url.key())),
                 format: given.unwrap_or(default),
@@ -246,6 +249,9 @@ impl JobConfig {
         }
         if spec.batch_size == 0 {
             return Err(Error::config("batch_size must be positive"));
+        }
+        if spec.write.row_group_size == 0 {
+            return Err(Error::config("row_group_size must be positive"));
         }
         if spec.max_attempts == 0 {
             return Err(Error::config("max_attempts must be at least 1"));

@@ -50,12 +50,38 @@ async fn existing_objects(storage: &Storage, target: &OutputTarget) -> Result<Ve
             Err(e) => Err(Error::from_store(&target.url.to_string(), e)),
         };
     }
+    // A failed run's `_report.json` (nothing else was committed) does not block a rerun.
     Ok(storage
         .list_prefix(&target.url)
         .await?
         .into_iter()
+        .filter(|o| o.url.file_name() != REPORT)
         .map(|o| o.url.to_string())
         .collect())
+}
+
+/// Refuse a job whose output would overwrite its own input.
+pub fn check_inputs_outside_output(
+    job: &JobConfig,
+    inputs: &[zoopipe_common::storage::InputObject],
+) -> Result<()> {
+    for target in [&job.output, &job.errors] {
+        let out = target.url.to_string();
+        for input in inputs {
+            let name = input.url.to_string();
+            let inside = if target.single_file {
+                name == out
+            } else {
+                name.starts_with(&out)
+            };
+            if inside {
+                return Err(Error::config(format!(
+                    "input {name} is inside the output {out}: choose another output"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Make the job's parts visible and assemble its outputs. On failure the report comes back

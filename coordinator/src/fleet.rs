@@ -7,7 +7,9 @@
 //! the etcd watch requeues those tasks. When every task has a result, the job commits with the
 //! same `commit` as the embedded mode.
 
-use crate::commit::{check_output_free, commit, publish, write_report};
+use crate::commit::{
+    check_inputs_outside_output, check_output_free, commit, publish, write_report,
+};
 use crate::state::EtcdState;
 use chrono::Utc;
 use std::collections::{BTreeMap, HashMap};
@@ -239,6 +241,8 @@ impl Fleet {
         let plan = plan_job(&self.storage, &mut config)
             .await
             .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        check_inputs_outside_output(&config, &plan.inputs)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         // Workers must validate with exactly this schema, inferred or given: send it inline.
         let schema: &CompiledSchema = config
             .schema

@@ -1,7 +1,7 @@
 //! The embedded mode end to end: check the output, plan, run the tasks on local slots, re-read
 //! files whose ranges did not line up, commit, report.
 
-use crate::commit::{check_output_free, commit, write_report};
+use crate::commit::{check_inputs_outside_output, check_output_free, commit, write_report};
 use crate::scheduler::{Failed, Outcomes, run_tasks};
 use chrono::Utc;
 use std::sync::Arc;
@@ -31,6 +31,7 @@ pub async fn run_job(ctx: WorkerContext, spec: JobSpec, options: RunOptions) -> 
     let mut job = JobConfig::new(new_job_id(), spec)?;
     check_output_free(&ctx.storage, &job).await?;
     let plan = plan_job(&ctx.storage, &mut job).await?;
+    check_inputs_outside_output(&job, &plan.inputs)?;
     let job = Arc::new(job);
     let mut report = JobReport::new(&job.job_id);
     report.started_at = started_at;

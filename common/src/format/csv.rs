@@ -71,11 +71,28 @@ pub fn read_header(head: &[u8], at_eof: bool, opts: &CsvOptions) -> Option<(Vec<
             } else {
                 (1..=record.len()).map(|i| format!("column_{i}")).collect()
             };
-            Some((names, if opts.header { end } else { 0 }))
+            Some((unique_names(names), if opts.header { end } else { 0 }))
         }
         Ok(false) => at_eof.then(|| (Vec::new(), 0)),
         Err(_) => at_eof.then(|| (Vec::new(), 0)),
     }
+}
+
+/// Repeated header names get `_2`, `_3`… so no column silently shadows another.
+fn unique_names(names: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    names
+        .into_iter()
+        .map(|name| {
+            let mut candidate = name.clone();
+            let mut n = 2;
+            while !seen.insert(candidate.clone()) {
+                candidate = format!("{name}_{n}");
+                n += 1;
+            }
+            candidate
+        })
+        .collect()
 }
 
 /// Skip from `start - 1` to the first line start at or after `start`. `reader` must be

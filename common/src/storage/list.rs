@@ -109,7 +109,7 @@ pub(super) async fn list_all(storage: &Storage, prefix: &ObjectUrl) -> Result<Ve
     let mut found: Vec<_> = metas
         .into_iter()
         .map(|m| InputObject {
-            url: prefix.with_key(m.location.to_string()),
+            url: prefix.with_key(ObjectUrl::key_of(&m.location)),
             size: m.size,
         })
         .collect();
@@ -121,6 +121,28 @@ pub(super) async fn list_all(storage: &Storage, prefix: &ObjectUrl) -> Result<Ve
 mod tests {
     use super::*;
     use object_store::PutPayload;
+
+    #[tokio::test]
+    async fn local_names_with_any_characters_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["é.csv", "100%.csv", "a#b.csv", "sp ace.csv"] {
+            std::fs::write(dir.path().join(name), "x\n1\n").unwrap();
+        }
+        let storage = Storage::new();
+        let all = storage
+            .list_inputs(&format!("{}/", dir.path().display()))
+            .await
+            .unwrap();
+        let names: Vec<&str> = all.iter().map(|o| o.url.file_name()).collect();
+        assert_eq!(names, ["100%.csv", "a#b.csv", "sp ace.csv", "é.csv"]);
+        for object in &all {
+            let one = storage
+                .list_inputs(&format!("/{}", object.url.key()))
+                .await
+                .unwrap();
+            assert_eq!(one[0].size, 4, "{}", object.url);
+        }
+    }
 
     #[tokio::test]
     async fn globs_and_prefixes_expand_in_key_order_without_hidden_files() {
@@ -179,5 +201,15 @@ mod tests {
             "file:///tmp/x/part-00000.parquet"
         );
         assert!(ObjectUrl::parse("gs://b/k").is_err());
+        assert_eq!(
+            ObjectUrl::parse("/tmp/a/../b/./c.csv").unwrap().to_string(),
+            "file:///tmp/b/c.csv"
+        );
+        assert_eq!(
+            ObjectUrl::parse("file:///tmp/a/../out/")
+                .unwrap()
+                .to_string(),
+            "file:///tmp/out/"
+        );
     }
 }

@@ -84,6 +84,14 @@ impl ObjectUrl {
             }
             s
         };
+        // `..` and `.` are resolved here: object stores have no such segments.
+        let trailing = local.ends_with('/');
+        let mut local = normalize(std::path::Path::new(&local))
+            .to_string_lossy()
+            .into_owned();
+        if trailing && !local.ends_with('/') {
+            local.push('/');
+        }
         Ok(Self {
             scheme: Scheme::File,
             key: local.trim_start_matches('/').to_string(),
@@ -139,9 +147,23 @@ impl ObjectUrl {
         }
     }
 
-    /// The object_store path of this URL.
+    /// The object_store path of this URL. Keys are kept as users write them (decoded); local
+    /// paths go through object_store's file-path encoding so any file name works.
     pub fn path(&self) -> Path {
-        Path::from(self.key.trim_end_matches('/'))
+        let key = self.key.trim_end_matches('/');
+        if self.is_local()
+            && let Ok(p) = Path::from_absolute_path(format!("/{key}"))
+        {
+            return p;
+        }
+        Path::from(key)
+    }
+
+    /// The user-facing key of an object_store location (undoing its percent-encoding).
+    pub fn key_of(location: &Path) -> String {
+        percent_encoding::percent_decode_str(location.as_ref())
+            .decode_utf8_lossy()
+            .into_owned()
     }
 
     fn store_key(&self) -> String {
@@ -161,6 +183,21 @@ impl std::fmt::Display for ObjectUrl {
             Scheme::Memory { name } => write!(f, "memory://{name}/{}", self.key),
         }
     }
+}
+
+/// `a/b/../c` → `a/c`, lexically (the path may not exist yet).
+fn normalize(path: &std::path::Path) -> std::path::PathBuf {
+    let mut out = std::path::PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Opens (and caches) the object store behind each URL.
