@@ -80,11 +80,21 @@ pub fn out(text: &str) {
 }
 
 /// Print one clear line for an error and pick the exit code.
+/// Errors that reach here stopped a job before it ran: bad usage, spec, schema, input, output
+/// or an unreachable store.
 pub fn fail(e: &zoopipe_common::Error) -> u8 {
-    eprintln!("error: {e}");
+    eprintln!("error: {}", one_line(&e.to_string()));
     match e {
         zoopipe_common::Error::Cancelled => exit::CANCELLED,
-        e if e.is_retryable() => exit::JOB_FAILED,
         _ => exit::BAD_INPUT,
     }
+}
+
+/// Multi-line messages (a regex parser's caret diagram) folded into one line.
+pub fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -78,6 +78,8 @@ pub async fn run_job(ctx: WorkerContext, spec: JobSpec, options: RunOptions) -> 
             return Ok(report);
         }
     };
+    // Re-read files replace their ranges' tasks: count what actually ran.
+    report.partitions.total = outcomes.len() as u64;
     report.state = JobState::Committing;
     let mut report = match commit(&ctx, &job, outcomes, report).await {
         Ok(report) => report,

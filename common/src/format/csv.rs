@@ -271,11 +271,13 @@ impl<R: Read> CsvRecords<R> {
             return;
         }
         if count != width {
-            let (kind, field) = if count < width {
-                (ErrorKind::MissingColumn, Some(self.column_name(count)))
+            // Like DuckDB's MISSING COLUMNS / TOO MANY COLUMNS; the record, not a field, is at fault.
+            let kind = if count < width {
+                ErrorKind::MissingColumn
             } else {
-                (ErrorKind::ExtraColumn, None)
+                ErrorKind::ExtraColumn
             };
+            let field = None;
             let message = format!("expected {width} fields, found {count}");
             self.reject(line, count, field, kind, message);
             return;

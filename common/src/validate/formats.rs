@@ -54,16 +54,17 @@ pub(crate) fn is_url(value: &str) -> bool {
     url::Url::parse(value.trim()).is_ok()
 }
 
+// Addresses are not trimmed: pydantic refuses " 1.2.3.4" too.
 pub(crate) fn is_ipv4(value: &str) -> bool {
-    value.trim().parse::<Ipv4Addr>().is_ok()
+    value.parse::<Ipv4Addr>().is_ok()
 }
 
 pub(crate) fn is_ipv6(value: &str) -> bool {
-    value.trim().parse::<Ipv6Addr>().is_ok()
+    value.parse::<Ipv6Addr>().is_ok()
 }
 
 pub(crate) fn is_ip(value: &str) -> bool {
-    value.trim().parse::<IpAddr>().is_ok()
+    value.parse::<IpAddr>().is_ok()
 }
 
 #[cfg(test)]
