@@ -313,3 +313,72 @@ fn a_coordinator_killed_mid_job_is_replaced_and_the_job_completes() {
         "{names:?}"
     );
 }
+
+#[test]
+fn a_frozen_worker_past_its_lease_cannot_commit_and_its_parts_are_cleaned() {
+    let mut f = fleet(2, 150);
+    let (raw, valid, invalid) = inputs(4, 2000);
+    let lake = unique("lake");
+    s3::create_bucket(&lake);
+    let submitted = run(&[
+        "submit",
+        "--input",
+        &format!("s3://{raw}/in/"),
+        "--output",
+        &format!("s3://{lake}/users/"),
+        "--schema",
+        &repo_file("examples/users.schema.json"),
+        "--batch-size",
+        "250",
+        "--partition-size",
+        "120KiB",
+        "--coordinator",
+        &f.url,
+    ]);
+    assert!(submitted.status.success(), "{}", text(&submitted.stderr));
+    let job = text(&submitted.stdout).trim().to_string();
+    std::thread::sleep(Duration::from_millis(500));
+    let frozen = f.workers[0].0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-STOP", &frozen])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // Well past the 2 s lease: its task is requeued and finished by the other worker.
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(
+        Command::new("kill")
+            .args(["-CONT", &frozen])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let watched = run(&["watch", &job, "--coordinator", &f.url, "--json"]);
+    assert!(watched.status.success(), "{}", text(&watched.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&watched.stdout).unwrap();
+    assert_eq!(report["state"], "succeeded", "{report:#}");
+    assert_eq!(report["total_processed"], (valid.len() + invalid) as u64);
+    assert_eq!(output_ids(&lake), valid, "exactly the clean run's rows");
+    // The woken worker's late result is refused and its uploads aborted by the coordinator.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while s3::open_uploads(&lake) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        s3::open_uploads(&lake),
+        0,
+        "the late attempt's parts were cleaned"
+    );
+    let names = s3::list(&lake, "users");
+    let tasks = report["partitions"]["total"].as_u64().unwrap() as usize;
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| n.starts_with("users/part-"))
+            .count(),
+        tasks,
+        "{names:?}"
+    );
+}
