@@ -330,6 +330,17 @@ impl Fleet {
     }
 
     async fn complete(&self, job_id: &str, token: u64, result: TaskResult) -> Result<bool, Status> {
+        let ended = self
+            .jobs
+            .lock()
+            .await
+            .get(job_id)
+            .is_none_or(JobEntry::ended);
+        if ended {
+            // Cancelled or failed meanwhile (or unknown): nothing of it may be published.
+            discard(&self.storage, &result).await;
+            return Ok(false);
+        }
         let accepted = self
             .state
             .complete(job_id, result.index, token, &result)

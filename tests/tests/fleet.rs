@@ -316,7 +316,7 @@ fn a_coordinator_killed_mid_job_is_replaced_and_the_job_completes() {
 
 #[test]
 fn a_frozen_worker_past_its_lease_cannot_commit_and_its_parts_are_cleaned() {
-    let mut f = fleet(2, 150);
+    let f = fleet(2, 150);
     let (raw, valid, invalid) = inputs(4, 2000);
     let lake = unique("lake");
     s3::create_bucket(&lake);
@@ -380,5 +380,56 @@ fn a_frozen_worker_past_its_lease_cannot_commit_and_its_parts_are_cleaned() {
             .count(),
         tasks,
         "{names:?}"
+    );
+}
+
+#[test]
+fn cancel_stops_the_running_tasks_and_commits_nothing() {
+    let f = fleet(2, 200);
+    let (raw, _, _) = inputs(4, 2000);
+    let lake = unique("lake");
+    s3::create_bucket(&lake);
+    let submitted = run(&[
+        "submit",
+        "--input",
+        &format!("s3://{raw}/in/"),
+        "--output",
+        &format!("s3://{lake}/users/"),
+        "--schema",
+        &repo_file("examples/users.schema.json"),
+        "--batch-size",
+        "250",
+        "--partition-size",
+        "120KiB",
+        "--coordinator",
+        &f.url,
+    ]);
+    assert!(submitted.status.success(), "{}", text(&submitted.stderr));
+    let job = text(&submitted.stdout).trim().to_string();
+    std::thread::sleep(Duration::from_millis(900));
+    let cancelled = run(&["cancel", &job, "--coordinator", &f.url]);
+    assert!(cancelled.status.success(), "{}", text(&cancelled.stderr));
+    let status = run(&["report", &job, "--coordinator", &f.url, "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(report["state"], "cancelled", "{report:#}");
+    assert!(report["message"].as_str().unwrap().contains("cancel"));
+    // Running tasks stop at their next batch and abort their uploads; nothing is published.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while s3::open_uploads(&lake) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(s3::open_uploads(&lake), 0);
+    let names = s3::list(&lake, "users");
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.ends_with("_SUCCESS") || n.contains("part-")),
+        "{names:?}"
+    );
+    let watched = run(&["watch", &job, "--coordinator", &f.url]);
+    assert_eq!(
+        watched.status.code(),
+        Some(130),
+        "a cancelled job's exit code"
     );
 }

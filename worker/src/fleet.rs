@@ -17,8 +17,8 @@ use zoopipe_proto::v1::worker_service_client::WorkerServiceClient;
 
 type Client = WorkerServiceClient<Channel>;
 
-/// Tasks running here: (job, index) → fencing token.
-type Running = Arc<Mutex<HashMap<(String, u32), u64>>>;
+/// Tasks running here: (job, index) → (fencing token, the task's own cancel flag).
+type Running = Arc<Mutex<HashMap<(String, u32), (u64, Arc<AtomicBool>)>>>;
 
 pub struct WorkerOptions {
     pub worker_id: String,
@@ -79,7 +79,7 @@ async fn heartbeats(
             .lock()
             .await
             .iter()
-            .map(|((job_id, index), token)| v1::RunningTask {
+            .map(|((job_id, index), (token, _))| v1::RunningTask {
                 job_id: job_id.clone(),
                 index: *index,
                 fencing_token: *token,
@@ -93,7 +93,16 @@ async fn heartbeats(
             })
             .await
         {
-            Ok(_) => {}
+            Ok(response) => {
+                // Cancelled jobs and attempts that lost their lease stop at their next batch.
+                let running = running.lock().await;
+                for stop in response.into_inner().stop {
+                    if let Some((_, cancel)) = running.get(&(stop.job_id.clone(), stop.index)) {
+                        tracing::info!(job = stop.job_id, task = stop.index, "stopping task");
+                        cancel.store(true, Ordering::Relaxed);
+                    }
+                }
+            }
             Err(status) if status.code() == tonic::Code::NotFound => {
                 tracing::warn!(message = status.message(), "lease lost; registering again");
                 lost.store(true, Ordering::Relaxed);
@@ -155,11 +164,16 @@ async fn acquire_loop(
             let Ok(permit) = slots.clone().acquire_owned().await else {
                 return;
             };
-            running
-                .lock()
-                .await
-                .insert((task.job_id.clone(), task.index), task.fencing_token);
-            let (client, ctx, running) = (client.clone(), ctx.clone(), running.clone());
+            let cancel = Arc::new(AtomicBool::new(false));
+            running.lock().await.insert(
+                (task.job_id.clone(), task.index),
+                (task.fencing_token, cancel.clone()),
+            );
+            let ctx = WorkerContext {
+                cancel,
+                ..ctx.clone()
+            };
+            let (client, running) = (client.clone(), running.clone());
             tokio::spawn(async move {
                 run_task(client, ctx, config, task.clone()).await;
                 running
