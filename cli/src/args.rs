@@ -134,6 +134,9 @@ pub struct RunArgs {
     /// Replace what the output already holds.
     #[arg(long)]
     pub overwrite: bool,
+    /// Fail the job (commit nothing) when more than this share of rows is invalid, e.g. 0.05.
+    #[arg(long, value_name = "RATE")]
+    pub max_error_rate: Option<f64>,
     /// Attempts per task for retryable failures (default 4).
     #[arg(long)]
     pub max_attempts: Option<u32>,

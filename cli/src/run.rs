@@ -146,6 +146,9 @@ pub fn build_spec(args: &RunArgs) -> Result<JobSpec> {
     if args.overwrite {
         spec.overwrite = true;
     }
+    if let Some(r) = args.max_error_rate {
+        spec.max_error_rate = Some(r);
+    }
     if let Some(m) = args.max_attempts {
         spec.max_attempts = m;
     }

@@ -53,6 +53,9 @@ pub struct JobSpec {
     /// Attempts per task for retryable failures.
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
+    /// Fail the job before commit when invalid rows exceed this share (0.0–1.0) of all rows.
+    #[serde(default)]
+    pub max_error_rate: Option<f64>,
 }
 
 fn default_partition_size() -> u64 {
@@ -252,6 +255,13 @@ impl JobConfig {
         }
         if spec.write.row_group_size == 0 {
             return Err(Error::config("row_group_size must be positive"));
+        }
+        if let Some(rate) = spec.max_error_rate
+            && !(0.0..=1.0).contains(&rate)
+        {
+            return Err(Error::config(format!(
+                "max_error_rate {rate} must be between 0 and 1 (a share of rows)"
+            )));
         }
         if spec.max_attempts == 0 {
             return Err(Error::config("max_attempts must be at least 1"));

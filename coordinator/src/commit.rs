@@ -60,6 +60,28 @@ async fn existing_objects(storage: &Storage, target: &OutputTarget) -> Result<Ve
         .collect())
 }
 
+/// With `max_error_rate`, the reason to fail a job whose results hold too many invalid rows.
+pub fn error_rate_exceeded(
+    job: &JobConfig,
+    results: &crate::scheduler::Outcomes,
+) -> Option<String> {
+    let limit = job.spec.max_error_rate?;
+    let processed: u64 = results.values().map(|r| r.rows_read).sum();
+    let invalid: u64 = results.values().map(|r| r.rows_invalid).sum();
+    let rate = if processed == 0 {
+        0.0
+    } else {
+        invalid as f64 / processed as f64
+    };
+    (rate > limit).then(|| {
+        format!(
+            "{invalid} of {processed} rows are invalid ({:.2}%), above max_error_rate {:.2}%: nothing was committed",
+            rate * 100.0,
+            limit * 100.0
+        )
+    })
+}
+
 /// Refuse a job whose output would overwrite its own input.
 pub fn check_inputs_outside_output(
     job: &JobConfig,

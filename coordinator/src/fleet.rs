@@ -8,7 +8,8 @@
 //! same `commit` as the embedded mode.
 
 use crate::commit::{
-    check_inputs_outside_output, check_output_free, commit, publish, write_report,
+    check_inputs_outside_output, check_output_free, commit, error_rate_exceeded, publish,
+    write_report,
 };
 use crate::state::EtcdState;
 use chrono::Utc;
@@ -403,6 +404,13 @@ impl Fleet {
                 _ => None,
             })
             .collect();
+        if let Some(message) = error_rate_exceeded(&job.config, &outcomes) {
+            for result in outcomes.values() {
+                job.report.add(result);
+            }
+            self.end_job(job, JobState::Failed, message).await;
+            return;
+        }
         let report = std::mem::replace(&mut job.report, JobReport::new(""));
         let ctx = self.ctx();
         let mut report = match commit(&ctx, &job.config, outcomes, report).await {

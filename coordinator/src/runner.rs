@@ -1,7 +1,9 @@
 //! The embedded mode end to end: check the output, plan, run the tasks on local slots, re-read
 //! files whose ranges did not line up, commit, report.
 
-use crate::commit::{check_inputs_outside_output, check_output_free, commit, write_report};
+use crate::commit::{
+    check_inputs_outside_output, check_output_free, commit, error_rate_exceeded, write_report,
+};
 use crate::scheduler::{Failed, Outcomes, run_tasks};
 use chrono::Utc;
 use std::sync::Arc;
@@ -78,6 +80,18 @@ pub async fn run_job(ctx: WorkerContext, spec: JobSpec, options: RunOptions) -> 
             return Ok(report);
         }
     };
+    if let Some(message) = error_rate_exceeded(&job, &outcomes) {
+        for result in outcomes.values() {
+            report.add(result);
+            discard(&ctx.storage, result).await;
+        }
+        report.state = JobState::Failed;
+        report.partitions.succeeded = outcomes.len() as u64;
+        report.message = Some(message);
+        let report = finish(report);
+        write_report(&ctx.storage, &job, &report).await.ok();
+        return Ok(report);
+    }
     // Re-read files replace their ranges' tasks: count what actually ran.
     report.partitions.total = outcomes.len() as u64;
     report.state = JobState::Committing;

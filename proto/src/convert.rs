@@ -173,6 +173,7 @@ impl TryFrom<&JobSpec> for v1::JobSpec {
             batch_size: s.batch_size as u64,
             overwrite: s.overwrite,
             max_attempts: s.max_attempts,
+            max_error_rate: s.max_error_rate,
         })
     }
 }
@@ -214,6 +215,7 @@ impl TryFrom<v1::JobSpec> for JobSpec {
             batch_size: size("spec.batch_size", p.batch_size)?,
             overwrite: p.overwrite,
             max_attempts: p.max_attempts,
+            max_error_rate: p.max_error_rate,
         })
     }
 }

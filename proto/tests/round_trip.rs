@@ -47,6 +47,7 @@ fn job_spec_round_trips() {
         batch_size: 4096,
         overwrite: true,
         max_attempts: 7,
+        max_error_rate: Some(0.05),
     };
     let back = JobSpec::try_from(wire(&v1::JobSpec::try_from(&spec).unwrap())).unwrap();
     assert_eq!(back, spec);

@@ -597,3 +597,59 @@ fn job_spec_file_and_schema_commands() {
         text(&o.stdout)
     );
 }
+
+#[test]
+fn max_error_rate_fails_the_job_before_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rows, bad) = users(700); // one row in seven is invalid: ~14 %
+    let input = dir.path().join("users.csv");
+    write_csv(&input, &rows);
+    let out = dir.path().join("strict");
+    let o = run(&[
+        "run",
+        "--input",
+        &s(&input),
+        "--output",
+        &format!("{}/", s(&out)),
+        "--schema",
+        &schema(),
+        "--max-error-rate",
+        "0.05",
+        "--partition-size",
+        "16KiB",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("max_error_rate"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(walk(&out), ["_report.json"], "nothing but the report");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("_report.json")).unwrap()).unwrap();
+    assert_eq!(report["state"], "failed");
+    assert_eq!(report["total_errors"], bad.len() as u64);
+    let lenient = dir.path().join("lenient");
+    let report = run_ok(&[
+        "run",
+        "--input",
+        &s(&input),
+        "--output",
+        &format!("{}/", s(&lenient)),
+        "--schema",
+        &schema(),
+        "--max-error-rate",
+        "0.2",
+    ]);
+    assert_counts(&report, 700, bad.len());
+    let o = run(&[
+        "run",
+        "--input",
+        &s(&input),
+        "--output",
+        &format!("{}/", s(&lenient)),
+        "--max-error-rate",
+        "5",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+}
