@@ -221,6 +221,52 @@ impl Fleet {
         Ok(count)
     }
 
+    /// Every few seconds, requeue running tasks that have neither an owner key nor a result
+    /// in etcd (their lease expired while the watch was down, e.g. during an etcd outage).
+    pub fn reconcile(self: Arc<Self>) {
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                let running: Vec<(String, Vec<u32>)> = {
+                    let jobs = self.jobs.lock().await;
+                    jobs.iter()
+                        .filter(|(_, j)| !j.ended())
+                        .map(|(id, j)| {
+                            let indexes = j
+                                .slots
+                                .iter()
+                                .filter(|(_, s)| matches!(s.status, TaskStatus::Running { .. }))
+                                .map(|(i, _)| *i)
+                                .collect();
+                            (id.clone(), indexes)
+                        })
+                        .collect()
+                };
+                for (job_id, indexes) in running {
+                    if indexes.is_empty() {
+                        continue;
+                    }
+                    let Ok(claimed) = self.state.claimed_tasks(&job_id).await else {
+                        continue;
+                    };
+                    let mut jobs = self.jobs.lock().await;
+                    let Some(job) = jobs.get_mut(&job_id) else {
+                        continue;
+                    };
+                    for index in indexes.into_iter().filter(|i| !claimed.contains(i)) {
+                        if let Some(slot) = job.slots.get_mut(&index)
+                            && matches!(slot.status, TaskStatus::Running { .. })
+                        {
+                            tracing::warn!(job = job_id, task = index, "owner gone; requeueing");
+                            slot.status = TaskStatus::Pending;
+                            self.work.notify_waiters();
+                        }
+                    }
+                }
+            }
+        });
+    }
+
     fn ctx(&self) -> WorkerContext {
         WorkerContext {
             storage: self.storage.clone(),

@@ -60,6 +60,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let state = EtcdState::connect(&args.etcd, &args.etcd_prefix).await?;
     let fleet = Fleet::new(state, args.lease_ttl);
     fleet.clone().watch_leases().await?;
+    fleet.clone().reconcile();
     let jobs = fleet.recover().await?;
     tracing::info!(jobs, "state reloaded from etcd");
     tracing::info!(listen = %args.listen, "serving");

@@ -333,34 +333,73 @@ impl EtcdState {
     /// frozen or cut off) or the attempt was released. Sends (job, task index).
     pub async fn watch_lost_owners(&self) -> Result<mpsc::Receiver<(String, u32)>> {
         let base = format!("{}/jobs/", self.prefix);
-        let mut stream = self
-            .client
+        let client = self.client.clone();
+        // Fail fast if etcd is not there now; later outages are ridden out by re-watching.
+        let first = client
             .clone()
             .watch(base.clone(), Some(WatchOptions::new().with_prefix()))
             .await?;
         let (tx, rx) = mpsc::channel(1024);
         tokio::spawn(async move {
-            while let Ok(Some(response)) = stream.message().await {
-                for event in response.events() {
-                    if event.event_type() != EventType::Delete {
-                        continue;
-                    }
-                    let Some(key) = event.kv().and_then(|kv| kv.key_str().ok()) else {
-                        continue;
-                    };
-                    let Some(rest) = key.strip_prefix(&base) else {
-                        continue;
-                    };
-                    let parts: Vec<&str> = rest.split('/').collect();
-                    if let [job, "owners", index] = parts.as_slice()
-                        && let Ok(index) = index.parse()
-                        && tx.send((job.to_string(), index)).await.is_err()
-                    {
-                        return;
+            let mut stream = Some(first);
+            loop {
+                if let Some(mut s) = stream.take() {
+                    while let Ok(Some(response)) = s.message().await {
+                        for event in response.events() {
+                            if event.event_type() != EventType::Delete {
+                                continue;
+                            }
+                            let Some(key) = event.kv().and_then(|kv| kv.key_str().ok()) else {
+                                continue;
+                            };
+                            let Some(rest) = key.strip_prefix(&base) else {
+                                continue;
+                            };
+                            let parts: Vec<&str> = rest.split('/').collect();
+                            if let [job, "owners", index] = parts.as_slice()
+                                && let Ok(index) = index.parse()
+                                && tx.send((job.to_string(), index)).await.is_err()
+                            {
+                                return;
+                            }
+                        }
                     }
                 }
+                if tx.is_closed() {
+                    return;
+                }
+                tracing::warn!("etcd watch broken; re-watching");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                stream = client
+                    .clone()
+                    .watch(base.clone(), Some(WatchOptions::new().with_prefix()))
+                    .await
+                    .ok();
             }
         });
         Ok(rx)
+    }
+
+    /// Tasks with an owner key or a result, per job: to find orphans missed while a watch
+    /// was down.
+    pub async fn claimed_tasks(&self, job: &str) -> Result<std::collections::BTreeSet<u32>> {
+        let base = self.job_key(job, "");
+        let response = self
+            .client
+            .clone()
+            .get(
+                base.clone(),
+                Some(GetOptions::new().with_prefix().with_keys_only()),
+            )
+            .await?;
+        Ok(response
+            .kvs()
+            .iter()
+            .filter_map(|kv| {
+                let rest = kv.key_str().ok()?.strip_prefix(&base)?;
+                let (kind, index) = rest.split_once('/')?;
+                matches!(kind, "owners" | "results").then(|| index.parse().ok())?
+            })
+            .collect())
     }
 }

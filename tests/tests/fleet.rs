@@ -50,12 +50,16 @@ fn log(name: &str, port: u16) -> std::fs::File {
 }
 
 fn start_coordinator(port: u16, prefix: &str) -> Proc {
+    start_coordinator_on(port, prefix, &etcd())
+}
+
+fn start_coordinator_on(port: u16, prefix: &str, etcd: &str) -> Proc {
     let child = Command::new(bin("zoopipe-coordinator"))
         .args([
             "--listen",
             &format!("127.0.0.1:{port}"),
             "--etcd",
-            &etcd(),
+            etcd,
             "--etcd-prefix",
             prefix,
             "--lease-ttl",
@@ -83,9 +87,13 @@ impl Fleet {
 }
 
 fn fleet(workers: usize, batch_delay_ms: u64) -> Fleet {
+    fleet_on(workers, batch_delay_ms, &etcd())
+}
+
+fn fleet_on(workers: usize, batch_delay_ms: u64, etcd: &str) -> Fleet {
     let port = free_port();
     let prefix = format!("/zoopipe-fleet-test/{}-{port}", std::process::id());
-    let coordinator = start_coordinator(port, &prefix);
+    let coordinator = start_coordinator_on(port, &prefix, etcd);
     let url = format!("http://127.0.0.1:{port}");
     let workers = (0..workers)
         .map(|i| {
@@ -432,4 +440,87 @@ fn cancel_stops_the_running_tasks_and_commits_nothing() {
         Some(130),
         "a cancelled job's exit code"
     );
+}
+
+/// A private etcd (this test stops and restarts it) on fixed ports and a kept data dir.
+fn start_etcd(dir: &std::path::Path, client: u16, peer: u16) -> Proc {
+    let child = Command::new("etcd")
+        .args([
+            "--name",
+            "n1",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--listen-client-urls",
+            &format!("http://127.0.0.1:{client}"),
+            "--advertise-client-urls",
+            &format!("http://127.0.0.1:{client}"),
+            "--listen-peer-urls",
+            &format!("http://127.0.0.1:{peer}"),
+            "--initial-advertise-peer-urls",
+            &format!("http://127.0.0.1:{peer}"),
+            "--initial-cluster",
+            &format!("n1=http://127.0.0.1:{peer}"),
+            "--heartbeat-interval",
+            "10",
+            "--election-timeout",
+            "100",
+            "--logger",
+            "zap",
+            "--log-level",
+            "error",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("etcd is installed (scripts/test.sh installs it)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", client)).is_err() {
+        assert!(Instant::now() < deadline, "etcd did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    Proc(child)
+}
+
+#[test]
+fn the_job_recovers_when_etcd_is_down_for_a_few_seconds() {
+    let data = tempfile::tempdir().unwrap();
+    let (client, peer) = (free_port(), free_port());
+    let etcd = start_etcd(data.path(), client, peer);
+    let endpoint = format!("http://127.0.0.1:{client}");
+    let f = fleet_on(2, 100, &endpoint);
+    let (raw, valid, invalid) = inputs(4, 2000);
+    let lake = unique("lake");
+    s3::create_bucket(&lake);
+    let submitted = run(&[
+        "submit",
+        "--input",
+        &format!("s3://{raw}/in/"),
+        "--output",
+        &format!("s3://{lake}/users/"),
+        "--schema",
+        &repo_file("examples/users.schema.json"),
+        "--batch-size",
+        "250",
+        "--partition-size",
+        "120KiB",
+        "--coordinator",
+        &f.url,
+    ]);
+    assert!(submitted.status.success(), "{}", text(&submitted.stderr));
+    let job = text(&submitted.stdout).trim().to_string();
+    std::thread::sleep(Duration::from_millis(700));
+    drop(etcd); // SIGKILL
+    std::thread::sleep(Duration::from_secs(3));
+    let _etcd = start_etcd(data.path(), client, peer);
+    let watched = run(&["watch", &job, "--coordinator", &f.url, "--json"]);
+    assert!(watched.status.success(), "{}", text(&watched.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&watched.stdout).unwrap();
+    assert_eq!(report["state"], "succeeded", "{report:#}");
+    assert_eq!(
+        report["total_processed"],
+        (valid.len() + invalid) as u64,
+        "{report:#}"
+    );
+    assert_eq!(output_ids(&lake), valid, "exactly the clean run's rows");
 }

@@ -17,6 +17,19 @@ use zoopipe_proto::v1::worker_service_client::WorkerServiceClient;
 
 type Client = WorkerServiceClient<Channel>;
 
+/// Seconds to keep reporting a result while the coordinator or etcd is unreachable.
+const REPORT_RETRIES: usize = 60;
+
+fn transient(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable
+            | tonic::Code::Unknown
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Internal
+    )
+}
+
 /// Tasks running here: (job, index) → (fencing token, the task's own cancel flag).
 type Running = Arc<Mutex<HashMap<(String, u32), (u64, Arc<AtomicBool>)>>>;
 
@@ -211,7 +224,18 @@ async fn run_task(mut client: Client, ctx: WorkerContext, config: Arc<JobConfig>
                 fencing_token: proto.fencing_token,
                 result: Some((&result).into()),
             };
-            match client.complete_task(request).await {
+            // The coordinator or etcd may be briefly away: keep reporting until it answers.
+            let mut answer = client.complete_task(request.clone()).await;
+            for _ in 0..REPORT_RETRIES {
+                match &answer {
+                    Err(status) if transient(status) => {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        answer = client.complete_task(request.clone()).await;
+                    }
+                    _ => break,
+                }
+            }
+            match answer {
                 Ok(r) if r.get_ref().accepted => {}
                 Ok(_) => tracing::warn!(
                     job = proto.job_id,
@@ -243,7 +267,14 @@ async fn report_failure(mut client: Client, task: &v1::Task, retryable: bool, me
         retryable,
         message,
     };
-    if let Err(status) = client.fail_task(request).await {
-        tracing::warn!(message = status.message(), "could not report a failure");
+    for _ in 0..REPORT_RETRIES {
+        match client.fail_task(request.clone()).await {
+            Err(status) if transient(&status) => tokio::time::sleep(Duration::from_secs(1)).await,
+            Err(status) => {
+                tracing::warn!(message = status.message(), "could not report a failure");
+                return;
+            }
+            Ok(_) => return,
+        }
     }
 }
