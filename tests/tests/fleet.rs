@@ -91,6 +91,10 @@ fn fleet(workers: usize, batch_delay_ms: u64) -> Fleet {
 }
 
 fn fleet_on(workers: usize, batch_delay_ms: u64, etcd: &str) -> Fleet {
+    fleet_with(workers, batch_delay_ms, etcd, &[])
+}
+
+fn fleet_with(workers: usize, batch_delay_ms: u64, etcd: &str, env: &[(&str, &str)]) -> Fleet {
     let port = free_port();
     let prefix = format!("/zoopipe-fleet-test/{}-{port}", std::process::id());
     let coordinator = start_coordinator_on(port, &prefix, etcd);
@@ -108,6 +112,7 @@ fn fleet_on(workers: usize, batch_delay_ms: u64, etcd: &str) -> Fleet {
                         &format!("w{i}-{port}"),
                     ])
                     .env("ZOOPIPE_WORKER_BATCH_DELAY_MS", batch_delay_ms.to_string())
+                    .envs(env.iter().copied())
                     .stdout(Stdio::null())
                     .stderr(log(&format!("worker{i}"), port))
                     .spawn()
@@ -523,4 +528,65 @@ fn the_job_recovers_when_etcd_is_down_for_a_few_seconds() {
         "{report:#}"
     );
     assert_eq!(output_ids(&lake), valid, "exactly the clean run's rows");
+}
+
+#[test]
+fn sigterm_drains_a_worker_and_hands_its_task_back() {
+    let mut f = fleet_with(2, 200, &etcd(), &[("ZOOPIPE_DRAIN_GRACE", "0")]);
+    let (raw, valid, invalid) = inputs(4, 2000);
+    let lake = unique("lake");
+    s3::create_bucket(&lake);
+    let submitted = run(&[
+        "submit",
+        "--input",
+        &format!("s3://{raw}/in/"),
+        "--output",
+        &format!("s3://{lake}/users/"),
+        "--schema",
+        &repo_file("examples/users.schema.json"),
+        "--batch-size",
+        "250",
+        "--partition-size",
+        "120KiB",
+        "--coordinator",
+        &f.url,
+    ]);
+    assert!(submitted.status.success(), "{}", text(&submitted.stderr));
+    let job = text(&submitted.stdout).trim().to_string();
+    std::thread::sleep(Duration::from_millis(700));
+    let mut leaving = f.workers.remove(0);
+    let started = Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &leaving.0.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = loop {
+        if let Some(status) = leaving.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the worker did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "a drained worker exits 0: {status}");
+    let watched = run(&["watch", &job, "--coordinator", &f.url, "--json"]);
+    assert!(watched.status.success(), "{}", text(&watched.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&watched.stdout).unwrap();
+    assert_eq!(report["state"], "succeeded", "{report:#}");
+    assert_eq!(report["total_processed"], (valid.len() + invalid) as u64);
+    assert_eq!(output_ids(&lake), valid, "exactly the clean run's rows");
+    let handed_back = report["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["attempts"].as_u64().unwrap() > 1);
+    assert!(
+        handed_back,
+        "the drained worker's task ran again: {report:#}"
+    );
 }

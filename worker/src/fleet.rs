@@ -36,18 +36,35 @@ type Running = Arc<Mutex<HashMap<(String, u32), (u64, Arc<AtomicBool>)>>>;
 pub struct WorkerOptions {
     pub worker_id: String,
     pub slots: usize,
+    /// On drain, how long running tasks may take to finish before they are handed back.
+    pub grace: Duration,
 }
 
-/// Run until `draining` is set, then finish the running tasks and return.
-pub async fn run(
-    client: Client,
-    ctx: WorkerContext,
-    options: WorkerOptions,
-    draining: Arc<AtomicBool>,
-) {
+/// Set once (SIGTERM): stop acquiring, finish or hand back the running tasks, return.
+#[derive(Default)]
+pub struct Drain {
+    requested: AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl Drain {
+    pub fn request(&self) {
+        self.requested.store(true, Ordering::Relaxed);
+        self.notify.notify_waiters();
+    }
+
+    fn requested(&self) -> bool {
+        self.requested.load(Ordering::Relaxed)
+    }
+}
+
+/// Run until a drain is requested, then finish (within the grace period) or hand back the
+/// running tasks, and return.
+pub async fn run(client: Client, ctx: WorkerContext, options: WorkerOptions, drain: Arc<Drain>) {
     let slots = Arc::new(Semaphore::new(options.slots));
     let running: Running = Arc::default();
-    while !draining.load(Ordering::Relaxed) {
+    let mut beats = None;
+    while !drain.requested() {
         let registered = client
             .clone()
             .register_worker(v1::RegisterWorkerRequest {
@@ -65,18 +82,34 @@ pub async fn run(
         };
         tracing::info!(worker = options.worker_id, "registered");
         let lost = Arc::new(AtomicBool::new(false));
-        let beats = tokio::spawn(heartbeats(
+        if let Some(old) = beats.take() {
+            tokio::task::JoinHandle::abort(&old);
+        }
+        // Heartbeats go on during a drain: the running tasks keep their leases.
+        beats = Some(tokio::spawn(heartbeats(
             client.clone(),
             options.worker_id.clone(),
             running.clone(),
             lost.clone(),
             heartbeat_every,
-        ));
-        acquire_loop(&client, &ctx, &options, &slots, &running, &lost, &draining).await;
+        )));
+        acquire_loop(&client, &ctx, &options, &slots, &running, &lost, &drain).await;
+    }
+    let all = options.slots as u32;
+    if tokio::time::timeout(options.grace, slots.acquire_many(all))
+        .await
+        .is_err()
+    {
+        // Out of grace: stop the tasks; they report themselves handed back and are requeued.
+        tracing::info!("grace period over: handing back the running tasks");
+        for (_, cancel) in running.lock().await.values() {
+            cancel.store(true, Ordering::Relaxed);
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(30), slots.acquire_many(all)).await;
+    }
+    if let Some(beats) = beats {
         beats.abort();
     }
-    // Drain: wait for the tasks in flight.
-    let _ = slots.acquire_many(options.slots as u32).await;
 }
 
 async fn heartbeats(
@@ -133,23 +166,26 @@ async fn acquire_loop(
     slots: &Arc<Semaphore>,
     running: &Running,
     lost: &Arc<AtomicBool>,
-    draining: &Arc<AtomicBool>,
+    drain: &Arc<Drain>,
 ) {
     let mut configs: HashMap<String, Arc<JobConfig>> = HashMap::new();
-    while !lost.load(Ordering::Relaxed) && !draining.load(Ordering::Relaxed) {
+    while !lost.load(Ordering::Relaxed) && !drain.requested() {
         // Wait for at least one free slot before asking for work.
         let Ok(first) = slots.clone().acquire_owned().await else {
             return;
         };
         let free = slots.available_permits() as u32 + 1;
         drop(first);
-        let response = client
-            .clone()
-            .acquire_task(v1::AcquireTaskRequest {
-                worker_id: options.worker_id.clone(),
-                free_slots: free,
-            })
-            .await;
+        let mut client_ = client.clone();
+        let request = client_.acquire_task(v1::AcquireTaskRequest {
+            worker_id: options.worker_id.clone(),
+            free_slots: free,
+        });
+        // A drain interrupts the long poll (tasks claimed meanwhile requeue when our lease ends).
+        let response = tokio::select! {
+            r = request => r,
+            _ = drain.notify.notified() => return,
+        };
         let response = match response {
             Ok(r) => r.into_inner(),
             Err(status) if status.code() == tonic::Code::NotFound => return, // register again
@@ -186,9 +222,9 @@ async fn acquire_loop(
                 cancel,
                 ..ctx.clone()
             };
-            let (client, running) = (client.clone(), running.clone());
+            let (client, running, drain) = (client.clone(), running.clone(), drain.clone());
             tokio::spawn(async move {
-                run_task(client, ctx, config, task.clone()).await;
+                run_task(client, ctx, config, task.clone(), &drain).await;
                 running
                     .lock()
                     .await
@@ -205,7 +241,13 @@ fn job_config(job_id: &str, spec: Option<&v1::JobSpec>) -> Result<JobConfig, Str
     JobConfig::new(job_id.to_string(), spec).map_err(|e| e.to_string())
 }
 
-async fn run_task(mut client: Client, ctx: WorkerContext, config: Arc<JobConfig>, proto: v1::Task) {
+async fn run_task(
+    mut client: Client,
+    ctx: WorkerContext,
+    config: Arc<JobConfig>,
+    proto: v1::Task,
+    drain: &Drain,
+) {
     let task = match Task::try_from(proto.clone()) {
         Ok(t) => t,
         Err(e) => return report_failure(client, &proto, false, e.to_string()).await,
@@ -246,6 +288,10 @@ async fn run_task(mut client: Client, ctx: WorkerContext, config: Arc<JobConfig>
                     tracing::warn!(message = status.message(), "could not report a result")
                 }
             }
+        }
+        Err(zoopipe_common::Error::Cancelled) if drain.requested() => {
+            let message = "handed back: the worker is shutting down".to_string();
+            report_failure(client, &proto, true, message).await
         }
         Err(e) => report_failure(client, &proto, e.is_retryable(), e.to_string()).await,
     }

@@ -3,10 +3,10 @@
 
 use clap::Parser;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 use zoopipe_common::storage::Storage;
-use zoopipe_worker::fleet::{WorkerOptions, run};
+use zoopipe_worker::fleet::{Drain, WorkerOptions, run};
 use zoopipe_worker::{Progress, WorkerContext};
 
 #[global_allocator]
@@ -28,6 +28,9 @@ struct Args {
     /// Worker id (default: host name and process id).
     #[arg(long, env = "ZOOPIPE_WORKER_ID")]
     id: Option<String>,
+    /// On SIGTERM, seconds the running tasks may take to finish before they are handed back.
+    #[arg(long, default_value_t = 30, env = "ZOOPIPE_DRAIN_GRACE")]
+    grace: u64,
 }
 
 #[tokio::main]
@@ -70,17 +73,22 @@ async fn main() -> std::process::ExitCode {
         let host = std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "worker".into());
         format!("{}-{}", host.trim(), std::process::id())
     });
-    let draining = Arc::new(AtomicBool::new(false));
-    let signal = draining.clone();
+    let drain = Arc::new(Drain::default());
+    let signal = drain.clone();
     tokio::spawn(async move {
         if let Ok(mut term) =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         {
             term.recv().await;
             tracing::info!("SIGTERM: draining");
-            signal.store(true, Ordering::Relaxed);
+            signal.request();
         }
     });
-    run(client, ctx, WorkerOptions { worker_id, slots }, draining).await;
+    let options = WorkerOptions {
+        worker_id,
+        slots,
+        grace: Duration::from_secs(args.grace),
+    };
+    run(client, ctx, options, drain).await;
     std::process::ExitCode::SUCCESS
 }
