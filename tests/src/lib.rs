@@ -122,6 +122,25 @@ pub fn users(n: usize) -> (Vec<[String; 8]>, Vec<(usize, &'static str)>) {
     (rows, bad)
 }
 
+/// A name unique to this process and moment (buckets, prefixes).
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+/// Users as CSV bytes with a header.
+pub fn csv_bytes(rows: &[[String; 8]]) -> Vec<u8> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(HEADER).expect("header");
+    for r in rows {
+        w.write_record(r).expect("row");
+    }
+    w.into_inner().expect("csv bytes")
+}
+
 pub fn write_csv(path: &Path, rows: &[[String; 8]]) {
     let mut w = csv::Writer::from_path(path).expect("csv");
     w.write_record(HEADER).expect("header");

@@ -129,25 +129,19 @@ fn fleet_with(workers: usize, batch_delay_ms: u64, etcd: &str, env: &[(&str, &st
     }
 }
 
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
+/// A users job on S3: `files` CSVs of `rows_each` rows, and what a clean run must produce.
+struct UsersJob {
+    raw: String,
+    lake: String,
+    valid: Vec<String>,
+    invalid: usize,
 }
 
-fn csv_bytes(rows: &[[String; 8]]) -> Vec<u8> {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("x.csv");
-    write_csv(&p, rows);
-    std::fs::read(p).unwrap()
-}
-
-/// Upload `files` CSVs of `rows_each` users; returns (bucket, expected valid ids in order, invalid count).
-fn inputs(files: usize, rows_each: usize) -> (String, Vec<String>, usize) {
+fn users_job(files: usize, rows_each: usize) -> UsersJob {
     let raw = unique("raw");
+    let lake = unique("lake");
     s3::create_bucket(&raw);
+    s3::create_bucket(&lake);
     let (rows, _) = users(files * rows_each);
     let mut valid = Vec::new();
     let mut invalid = 0;
@@ -161,18 +155,89 @@ fn inputs(files: usize, rows_each: usize) -> (String, Vec<String>, usize) {
             }
         }
     }
-    (raw, valid, invalid)
+    UsersJob {
+        raw,
+        lake,
+        valid,
+        invalid,
+    }
+}
+
+impl UsersJob {
+    /// `zoopipectl submit` (without --wait): small batches and partitions, so tasks take a while.
+    fn submit(&self, f: &Fleet) -> String {
+        let out = run(&[
+            "submit",
+            "--input",
+            &format!("s3://{}/in/", self.raw),
+            "--output",
+            &format!("s3://{}/users/", self.lake),
+            "--schema",
+            &repo_file("examples/users.schema.json"),
+            "--batch-size",
+            "250",
+            "--partition-size",
+            "120KiB",
+            "--coordinator",
+            &f.url,
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout).trim().to_string()
+    }
+
+    /// Follow the job to its end and check it produced exactly the clean run's output.
+    fn assert_exact(&self, f: &Fleet, job: &str) -> serde_json::Value {
+        let watched = run(&["watch", job, "--coordinator", &f.url, "--json"]);
+        assert!(watched.status.success(), "{}", text(&watched.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&watched.stdout).unwrap();
+        assert_eq!(report["state"], "succeeded", "{report:#}");
+        assert_eq!(
+            report["total_processed"],
+            (self.valid.len() + self.invalid) as u64,
+            "{report:#}"
+        );
+        assert_eq!(report["total_errors"], self.invalid as u64, "{report:#}");
+        assert_eq!(
+            output_ids(&self.lake),
+            self.valid,
+            "exactly the clean run's rows"
+        );
+        let names = s3::list(&self.lake, "users");
+        let tasks = report["partitions"]["total"].as_u64().unwrap() as usize;
+        assert_eq!(
+            names
+                .iter()
+                .filter(|n| n.starts_with("users/part-"))
+                .count(),
+            tasks,
+            "one part per task: {names:?}"
+        );
+        report
+    }
+}
+
+fn retried(report: &serde_json::Value) -> bool {
+    report["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["attempts"].as_u64().unwrap() > 1)
+}
+
+fn wait_no_open_uploads(bucket: &str) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while s3::open_uploads(bucket) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    s3::open_uploads(bucket)
 }
 
 fn output_ids(lake: &str) -> Vec<String> {
     let names = s3::list(lake, "users");
     assert!(names.contains(&"users/_SUCCESS".to_string()), "{names:?}");
-    let parts: Vec<&String> = names
+    let batches: Vec<_> = names
         .iter()
         .filter(|n| n.starts_with("users/part-"))
-        .collect();
-    let batches: Vec<_> = parts
-        .iter()
         .flat_map(|n| {
             parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
                 bytes::Bytes::from(s3::get(lake, n)),
@@ -189,15 +254,13 @@ fn output_ids(lake: &str) -> Vec<String> {
 #[test]
 fn a_job_spreads_over_three_workers_and_commits_once() {
     let f = fleet(3, 0);
-    let (raw, valid, invalid) = inputs(4, 1500);
-    let lake = unique("lake");
-    s3::create_bucket(&lake);
+    let job = users_job(4, 1500);
     let out = run(&[
         "submit",
         "--input",
-        &format!("s3://{raw}/in/*.csv"),
+        &format!("s3://{}/in/*.csv", job.raw),
         "--output",
-        &format!("s3://{lake}/users/"),
+        &format!("s3://{}/users/", job.lake),
         "--schema",
         &repo_file("examples/users.schema.json"),
         "--partition-size",
@@ -210,12 +273,14 @@ fn a_job_spreads_over_three_workers_and_commits_once() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["state"], "succeeded");
-    assert_eq!(report["total_processed"], (valid.len() + invalid) as u64);
-    assert_eq!(report["total_errors"], invalid as u64);
+    assert_eq!(
+        report["total_processed"],
+        (job.valid.len() + job.invalid) as u64
+    );
+    assert_eq!(report["total_errors"], job.invalid as u64);
     assert!(report["partitions"]["total"].as_u64().unwrap() >= 4);
-    assert_eq!(output_ids(&lake), valid);
-    assert_eq!(s3::open_uploads(&lake), 0);
-
+    assert_eq!(output_ids(&job.lake), job.valid);
+    assert_eq!(s3::open_uploads(&job.lake), 0);
     let listed = run(&["list", "--coordinator", &f.url, "--json"]);
     let jobs: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(jobs[0]["job_id"], report["job_id"]);
@@ -224,58 +289,24 @@ fn a_job_spreads_over_three_workers_and_commits_once() {
 #[test]
 fn a_worker_killed_mid_task_loses_nothing_and_duplicates_nothing() {
     let mut f = fleet(3, 150);
-    let (raw, valid, invalid) = inputs(6, 2000);
-    let lake = unique("lake");
-    s3::create_bucket(&lake);
-    let submitted = run(&[
-        "submit",
-        "--input",
-        &format!("s3://{raw}/in/"),
-        "--output",
-        &format!("s3://{lake}/users/"),
-        "--schema",
-        &repo_file("examples/users.schema.json"),
-        "--batch-size",
-        "250",
-        "--partition-size",
-        "120KiB",
-        "--coordinator",
-        &f.url,
-    ]);
-    assert!(submitted.status.success(), "{}", text(&submitted.stderr));
-    let job = text(&submitted.stdout).trim().to_string();
+    let job = users_job(6, 2000);
+    let id = job.submit(&f);
     // Twelve tasks of ~0.6 s on three workers: every worker is inside one; kill one outright.
     std::thread::sleep(Duration::from_millis(900));
-    let victim = f.workers.remove(0);
-    drop(victim); // SIGKILL
-    let watched = run(&["watch", &job, "--coordinator", &f.url, "--json"]);
-    assert!(watched.status.success(), "{}", text(&watched.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&watched.stdout).unwrap();
-    assert_eq!(report["state"], "succeeded", "{report:#}");
-    assert_eq!(report["total_processed"], (valid.len() + invalid) as u64);
-    assert_eq!(report["total_errors"], invalid as u64);
-    let retried = report["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|t| t["attempts"].as_u64().unwrap() > 1);
-    assert!(retried, "the killed worker's task ran again: {report:#}");
-    assert_eq!(output_ids(&lake), valid, "exactly the clean run's rows");
-    let names = s3::list(&lake, "users");
-    let tasks = report["partitions"]["total"].as_u64().unwrap() as usize;
-    assert!(tasks >= 12, "{report:#}");
-    assert_eq!(
-        names
-            .iter()
-            .filter(|n| n.starts_with("users/part-"))
-            .count(),
-        tasks,
-        "one part per task: {names:?}"
-    );
-    // The killed attempt's multipart upload stays open but invisible (no reader lists it); the
-    // coordinator cannot abort an upload id it never heard of — see the README (lifecycle rule).
+    drop(f.workers.remove(0)); // SIGKILL
+    let report = job.assert_exact(&f, &id);
     assert!(
-        s3::open_uploads(&lake) <= 2,
+        report["partitions"]["total"].as_u64().unwrap() >= 12,
+        "{report:#}"
+    );
+    assert!(
+        retried(&report),
+        "the killed worker's task ran again: {report:#}"
+    );
+    // The killed attempt's multipart uploads stay open but invisible (no reader lists them);
+    // the coordinator never heard of their ids — see the README (lifecycle rule).
+    assert!(
+        s3::open_uploads(&job.lake) <= 2,
         "at most the killed attempt's output and error uploads"
     );
 }
@@ -283,73 +314,18 @@ fn a_worker_killed_mid_task_loses_nothing_and_duplicates_nothing() {
 #[test]
 fn a_coordinator_killed_mid_job_is_replaced_and_the_job_completes() {
     let mut f = fleet(2, 100);
-    let (raw, valid, invalid) = inputs(4, 2000);
-    let lake = unique("lake");
-    s3::create_bucket(&lake);
-    let submitted = run(&[
-        "submit",
-        "--input",
-        &format!("s3://{raw}/in/"),
-        "--output",
-        &format!("s3://{lake}/users/"),
-        "--schema",
-        &repo_file("examples/users.schema.json"),
-        "--batch-size",
-        "250",
-        "--partition-size",
-        "120KiB",
-        "--coordinator",
-        &f.url,
-    ]);
-    assert!(submitted.status.success(), "{}", text(&submitted.stderr));
-    let job = text(&submitted.stdout).trim().to_string();
+    let job = users_job(4, 2000);
+    let id = job.submit(&f);
     std::thread::sleep(Duration::from_millis(700));
     f.restart_coordinator(Duration::from_millis(500));
-    let watched = run(&["watch", &job, "--coordinator", &f.url, "--json"]);
-    assert!(watched.status.success(), "{}", text(&watched.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&watched.stdout).unwrap();
-    assert_eq!(report["state"], "succeeded", "{report:#}");
-    assert_eq!(
-        report["total_processed"],
-        (valid.len() + invalid) as u64,
-        "{report:#}"
-    );
-    assert_eq!(output_ids(&lake), valid, "exactly the clean run's rows");
-    let names = s3::list(&lake, "users");
-    let tasks = report["partitions"]["total"].as_u64().unwrap() as usize;
-    assert_eq!(
-        names
-            .iter()
-            .filter(|n| n.starts_with("users/part-"))
-            .count(),
-        tasks,
-        "{names:?}"
-    );
+    job.assert_exact(&f, &id);
 }
 
 #[test]
 fn a_frozen_worker_past_its_lease_cannot_commit_and_its_parts_are_cleaned() {
     let f = fleet(2, 150);
-    let (raw, valid, invalid) = inputs(4, 2000);
-    let lake = unique("lake");
-    s3::create_bucket(&lake);
-    let submitted = run(&[
-        "submit",
-        "--input",
-        &format!("s3://{raw}/in/"),
-        "--output",
-        &format!("s3://{lake}/users/"),
-        "--schema",
-        &repo_file("examples/users.schema.json"),
-        "--batch-size",
-        "250",
-        "--partition-size",
-        "120KiB",
-        "--coordinator",
-        &f.url,
-    ]);
-    assert!(submitted.status.success(), "{}", text(&submitted.stderr));
-    let job = text(&submitted.stdout).trim().to_string();
+    let job = users_job(4, 2000);
+    let id = job.submit(&f);
     std::thread::sleep(Duration::from_millis(500));
     let frozen = f.workers[0].0.id().to_string();
     assert!(
@@ -368,78 +344,37 @@ fn a_frozen_worker_past_its_lease_cannot_commit_and_its_parts_are_cleaned() {
             .unwrap()
             .success()
     );
-    let watched = run(&["watch", &job, "--coordinator", &f.url, "--json"]);
-    assert!(watched.status.success(), "{}", text(&watched.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&watched.stdout).unwrap();
-    assert_eq!(report["state"], "succeeded", "{report:#}");
-    assert_eq!(report["total_processed"], (valid.len() + invalid) as u64);
-    assert_eq!(output_ids(&lake), valid, "exactly the clean run's rows");
+    job.assert_exact(&f, &id);
     // The woken worker's late result is refused and its uploads aborted by the coordinator.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while s3::open_uploads(&lake) > 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
-    }
     assert_eq!(
-        s3::open_uploads(&lake),
+        wait_no_open_uploads(&job.lake),
         0,
         "the late attempt's parts were cleaned"
-    );
-    let names = s3::list(&lake, "users");
-    let tasks = report["partitions"]["total"].as_u64().unwrap() as usize;
-    assert_eq!(
-        names
-            .iter()
-            .filter(|n| n.starts_with("users/part-"))
-            .count(),
-        tasks,
-        "{names:?}"
     );
 }
 
 #[test]
 fn cancel_stops_the_running_tasks_and_commits_nothing() {
     let f = fleet(2, 200);
-    let (raw, _, _) = inputs(4, 2000);
-    let lake = unique("lake");
-    s3::create_bucket(&lake);
-    let submitted = run(&[
-        "submit",
-        "--input",
-        &format!("s3://{raw}/in/"),
-        "--output",
-        &format!("s3://{lake}/users/"),
-        "--schema",
-        &repo_file("examples/users.schema.json"),
-        "--batch-size",
-        "250",
-        "--partition-size",
-        "120KiB",
-        "--coordinator",
-        &f.url,
-    ]);
-    assert!(submitted.status.success(), "{}", text(&submitted.stderr));
-    let job = text(&submitted.stdout).trim().to_string();
+    let job = users_job(4, 2000);
+    let id = job.submit(&f);
     std::thread::sleep(Duration::from_millis(900));
-    let cancelled = run(&["cancel", &job, "--coordinator", &f.url]);
+    let cancelled = run(&["cancel", &id, "--coordinator", &f.url]);
     assert!(cancelled.status.success(), "{}", text(&cancelled.stderr));
-    let status = run(&["report", &job, "--coordinator", &f.url, "--json"]);
+    let status = run(&["report", &id, "--coordinator", &f.url, "--json"]);
     let report: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(report["state"], "cancelled", "{report:#}");
     assert!(report["message"].as_str().unwrap().contains("cancel"));
     // Running tasks stop at their next batch and abort their uploads; nothing is published.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while s3::open_uploads(&lake) > 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    assert_eq!(s3::open_uploads(&lake), 0);
-    let names = s3::list(&lake, "users");
+    assert_eq!(wait_no_open_uploads(&job.lake), 0);
+    let names = s3::list(&job.lake, "users");
     assert!(
         !names
             .iter()
             .any(|n| n.ends_with("_SUCCESS") || n.contains("part-")),
         "{names:?}"
     );
-    let watched = run(&["watch", &job, "--coordinator", &f.url]);
+    let watched = run(&["watch", &id, "--coordinator", &f.url]);
     assert_eq!(
         watched.status.code(),
         Some(130),
@@ -492,67 +427,21 @@ fn the_job_recovers_when_etcd_is_down_for_a_few_seconds() {
     let data = tempfile::tempdir().unwrap();
     let (client, peer) = (free_port(), free_port());
     let etcd = start_etcd(data.path(), client, peer);
-    let endpoint = format!("http://127.0.0.1:{client}");
-    let f = fleet_on(2, 100, &endpoint);
-    let (raw, valid, invalid) = inputs(4, 2000);
-    let lake = unique("lake");
-    s3::create_bucket(&lake);
-    let submitted = run(&[
-        "submit",
-        "--input",
-        &format!("s3://{raw}/in/"),
-        "--output",
-        &format!("s3://{lake}/users/"),
-        "--schema",
-        &repo_file("examples/users.schema.json"),
-        "--batch-size",
-        "250",
-        "--partition-size",
-        "120KiB",
-        "--coordinator",
-        &f.url,
-    ]);
-    assert!(submitted.status.success(), "{}", text(&submitted.stderr));
-    let job = text(&submitted.stdout).trim().to_string();
+    let f = fleet_on(2, 100, &format!("http://127.0.0.1:{client}"));
+    let job = users_job(4, 2000);
+    let id = job.submit(&f);
     std::thread::sleep(Duration::from_millis(700));
     drop(etcd); // SIGKILL
     std::thread::sleep(Duration::from_secs(3));
     let _etcd = start_etcd(data.path(), client, peer);
-    let watched = run(&["watch", &job, "--coordinator", &f.url, "--json"]);
-    assert!(watched.status.success(), "{}", text(&watched.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&watched.stdout).unwrap();
-    assert_eq!(report["state"], "succeeded", "{report:#}");
-    assert_eq!(
-        report["total_processed"],
-        (valid.len() + invalid) as u64,
-        "{report:#}"
-    );
-    assert_eq!(output_ids(&lake), valid, "exactly the clean run's rows");
+    job.assert_exact(&f, &id);
 }
 
 #[test]
 fn sigterm_drains_a_worker_and_hands_its_task_back() {
     let mut f = fleet_with(2, 200, &etcd(), &[("ZOOPIPE_DRAIN_GRACE", "0")]);
-    let (raw, valid, invalid) = inputs(4, 2000);
-    let lake = unique("lake");
-    s3::create_bucket(&lake);
-    let submitted = run(&[
-        "submit",
-        "--input",
-        &format!("s3://{raw}/in/"),
-        "--output",
-        &format!("s3://{lake}/users/"),
-        "--schema",
-        &repo_file("examples/users.schema.json"),
-        "--batch-size",
-        "250",
-        "--partition-size",
-        "120KiB",
-        "--coordinator",
-        &f.url,
-    ]);
-    assert!(submitted.status.success(), "{}", text(&submitted.stderr));
-    let job = text(&submitted.stdout).trim().to_string();
+    let job = users_job(4, 2000);
+    let id = job.submit(&f);
     std::thread::sleep(Duration::from_millis(700));
     let mut leaving = f.workers.remove(0);
     let started = Instant::now();
@@ -574,19 +463,9 @@ fn sigterm_drains_a_worker_and_hands_its_task_back() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "a drained worker exits 0: {status}");
-    let watched = run(&["watch", &job, "--coordinator", &f.url, "--json"]);
-    assert!(watched.status.success(), "{}", text(&watched.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&watched.stdout).unwrap();
-    assert_eq!(report["state"], "succeeded", "{report:#}");
-    assert_eq!(report["total_processed"], (valid.len() + invalid) as u64);
-    assert_eq!(output_ids(&lake), valid, "exactly the clean run's rows");
-    let handed_back = report["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|t| t["attempts"].as_u64().unwrap() > 1);
+    let report = job.assert_exact(&f, &id);
     assert!(
-        handed_back,
+        retried(&report),
         "the drained worker's task ran again: {report:#}"
     );
 }

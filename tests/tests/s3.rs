@@ -5,21 +5,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use zoopipe_tests::*;
 
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
-}
-
-fn csv_bytes(rows: &[[String; 8]]) -> Vec<u8> {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("x.csv");
-    write_csv(&p, rows);
-    std::fs::read(p).unwrap()
-}
-
 fn parquet_rows(bytes: Vec<u8>) -> Vec<arrow::array::RecordBatch> {
     parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(
         bytes,
