@@ -57,6 +57,9 @@ pub struct TaskResult {
     /// The error part numbers lines from the start of a range whose first line is not yet
     /// known; the commit renumbers it once the earlier ranges have reported their line counts.
     pub error_lines_relative: bool,
+    /// Which worker ran it (empty in the embedded mode).
+    #[serde(default)]
+    pub worker: String,
 }
 
 impl TaskResult {
@@ -86,6 +89,16 @@ pub struct Partitions {
     pub succeeded: u64,
     pub failed: u64,
     pub retried: u64,
+}
+
+/// What one worker did for a job.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkerTotals {
+    pub tasks: u64,
+    pub rows_read: u64,
+    pub rows_invalid: u64,
+    pub bytes_read: u64,
+    pub duration_s: f64,
 }
 
 /// Per-task line of the report.
@@ -121,6 +134,9 @@ pub struct JobReport {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     pub tasks: Vec<TaskSummary>,
+    /// Totals per worker ("embedded" for `zoopipectl run`).
+    #[serde(default)]
+    pub workers: BTreeMap<String, WorkerTotals>,
 }
 
 impl JobReport {
@@ -145,6 +161,7 @@ impl JobReport {
             finished_at: String::new(),
             message: None,
             tasks: Vec::new(),
+            workers: BTreeMap::new(),
         }
     }
 
@@ -161,6 +178,17 @@ impl JobReport {
         for (k, v) in &r.errors_by_type {
             *self.errors_by_type.entry(k.clone()).or_default() += v;
         }
+        let name = if r.worker.is_empty() {
+            "embedded"
+        } else {
+            r.worker.as_str()
+        };
+        let totals = self.workers.entry(name.to_string()).or_default();
+        totals.tasks += 1;
+        totals.rows_read += r.rows_read;
+        totals.rows_invalid += r.rows_invalid;
+        totals.bytes_read += r.bytes_read;
+        totals.duration_s += r.duration_s;
         self.tasks.push(TaskSummary {
             index: r.index,
             attempts: r.attempt,

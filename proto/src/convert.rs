@@ -9,7 +9,7 @@ use zoopipe_common::format::write::{Codec, WriteOptions};
 use zoopipe_common::format::{Compression, CsvOptions, Format};
 use zoopipe_common::plan::{Split, SplitKind, Task};
 use zoopipe_common::report::{
-    JobReport, JobState, PartInfo, Partitions, RangeReport, TaskResult, TaskSummary,
+    JobReport, JobState, PartInfo, Partitions, RangeReport, TaskResult, TaskSummary, WorkerTotals,
 };
 use zoopipe_common::spec::{JobSpec, SchemaSource};
 use zoopipe_common::storage::StagedObject;
@@ -420,6 +420,7 @@ impl From<&TaskResult> for v1::TaskResult {
                 })
                 .collect(),
             error_lines_relative: r.error_lines_relative,
+            worker: r.worker.clone(),
         }
     }
 }
@@ -456,6 +457,7 @@ impl TryFrom<v1::TaskResult> for TaskResult {
                 })
                 .collect(),
             error_lines_relative: p.error_lines_relative,
+            worker: p.worker,
         })
     }
 }
@@ -495,6 +497,20 @@ impl From<&JobReport> for v1::JobReport {
                     rows_read: t.rows_read,
                     rows_invalid: t.rows_invalid,
                     duration_s: t.duration_s,
+                })
+                .collect(),
+            workers: r
+                .workers
+                .iter()
+                .map(|(k, w)| {
+                    let totals = v1::WorkerTotals {
+                        tasks: w.tasks,
+                        rows_read: w.rows_read,
+                        rows_invalid: w.rows_invalid,
+                        bytes_read: w.bytes_read,
+                        duration_s: w.duration_s,
+                    };
+                    (k.clone(), totals)
                 })
                 .collect(),
         }
@@ -541,6 +557,20 @@ impl TryFrom<v1::JobReport> for JobReport {
                     rows_read: t.rows_read,
                     rows_invalid: t.rows_invalid,
                     duration_s: t.duration_s,
+                })
+                .collect(),
+            workers: p
+                .workers
+                .into_iter()
+                .map(|(k, w)| {
+                    let totals = WorkerTotals {
+                        tasks: w.tasks,
+                        rows_read: w.rows_read,
+                        rows_invalid: w.rows_invalid,
+                        bytes_read: w.bytes_read,
+                        duration_s: w.duration_s,
+                    };
+                    (k, totals)
                 })
                 .collect(),
         })

@@ -145,6 +145,7 @@ fn result() -> TaskResult {
             },
         }],
         error_lines_relative: true,
+        worker: "w-7".into(),
     }
 }
 

@@ -281,6 +281,14 @@ fn a_job_spreads_over_three_workers_and_commits_once() {
     assert!(report["partitions"]["total"].as_u64().unwrap() >= 4);
     assert_eq!(output_ids(&job.lake), job.valid);
     assert_eq!(s3::open_uploads(&job.lake), 0);
+    // Per-worker totals add up to the job's.
+    let workers = report["workers"].as_object().unwrap();
+    assert!(workers.len() >= 2, "work was spread: {workers:?}");
+    let rows: u64 = workers
+        .values()
+        .map(|w| w["rows_read"].as_u64().unwrap())
+        .sum();
+    assert_eq!(rows, report["total_processed"].as_u64().unwrap());
     let listed = run(&["list", "--coordinator", &f.url, "--json"]);
     let jobs: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(jobs[0]["job_id"], report["job_id"]);

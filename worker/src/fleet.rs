@@ -223,8 +223,9 @@ async fn acquire_loop(
                 ..ctx.clone()
             };
             let (client, running, drain) = (client.clone(), running.clone(), drain.clone());
+            let worker_id = options.worker_id.clone();
             tokio::spawn(async move {
-                run_task(client, ctx, config, task.clone(), &drain).await;
+                run_task(client, ctx, config, task.clone(), &drain, &worker_id).await;
                 running
                     .lock()
                     .await
@@ -247,6 +248,7 @@ async fn run_task(
     config: Arc<JobConfig>,
     proto: v1::Task,
     drain: &Drain,
+    worker_id: &str,
 ) {
     let task = match Task::try_from(proto.clone()) {
         Ok(t) => t,
@@ -259,9 +261,10 @@ async fn run_task(
         "running"
     );
     match process(ctx, config, task, proto.attempt).await {
-        Ok(result) => {
+        Ok(mut result) => {
+            result.worker = worker_id.to_string();
             let request = v1::CompleteTaskRequest {
-                worker_id: String::new(),
+                worker_id: worker_id.to_string(),
                 job_id: proto.job_id.clone(),
                 fencing_token: proto.fencing_token,
                 result: Some((&result).into()),
