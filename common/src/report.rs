@@ -27,6 +27,35 @@ impl PartInfo {
     }
 }
 
+/// One published object as `_manifest.json` lists it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ManifestPart {
+    pub url: String,
+    pub rows: u64,
+    pub bytes: u64,
+    /// CRC-32 (IEEE) of the object's bytes, as 8 hex digits.
+    pub crc32: String,
+}
+
+impl ManifestPart {
+    pub fn new(staged: &StagedObject, rows: u64) -> Self {
+        Self {
+            url: staged.url().to_string(),
+            rows,
+            bytes: staged.bytes(),
+            crc32: format!("{:08x}", staged.crc32()),
+        }
+    }
+}
+
+/// `_manifest.json`: every committed part, written just before `_SUCCESS`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub job_id: String,
+    pub outputs: Vec<ManifestPart>,
+    pub error_outputs: Vec<ManifestPart>,
+}
+
 /// How one byte range of a CSV/JSONL file lined up, for the boundary check.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RangeReport {

@@ -10,7 +10,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStoreExt, PutPayload};
 use std::collections::BTreeSet;
 use zoopipe_common::plan::line_bases;
-use zoopipe_common::report::JobReport;
+use zoopipe_common::report::{JobReport, Manifest, ManifestPart};
 use zoopipe_common::spec::{JobConfig, OutputTarget};
 use zoopipe_common::storage::{ObjectUrl, Storage};
 use zoopipe_common::{Error, Result};
@@ -18,6 +18,7 @@ use zoopipe_worker::WorkerContext;
 
 const SUCCESS: &str = "_SUCCESS";
 const REPORT: &str = "_report.json";
+const MANIFEST: &str = "_manifest.json";
 
 /// Refuse to write into an output that already holds data, unless `overwrite` is set.
 pub async fn check_output_free(storage: &Storage, job: &JobConfig) -> Result<()> {
@@ -131,7 +132,7 @@ pub async fn commit(
     let ranges: Vec<_> = outcomes.values().flat_map(|r| r.ranges.clone()).collect();
     let bases = line_bases(&ranges);
     let mut error_parts = Vec::new();
-    let mut output_parts = Vec::new();
+    let mut output_parts: Vec<ManifestPart> = Vec::new();
     for result in outcomes.values() {
         let first_range = result.ranges.first().map(|r| (r.url.clone(), r.start));
         let line_offset = match (result.error_lines_relative, first_range) {
@@ -139,10 +140,14 @@ pub async fn commit(
             _ => 0,
         };
         if let Some(output) = &result.output {
-            output_parts.push(output.url.clone());
+            output_parts.push(ManifestPart::new(&output.staged, output.rows));
         }
         if let Some(errors) = &result.error_part {
-            error_parts.push((result.index, errors.url.clone(), line_offset));
+            error_parts.push(ErrorPart {
+                index: result.index,
+                part: ManifestPart::new(&errors.staged, errors.rows),
+                line_offset,
+            });
         }
     }
     // Publish every part (a few at a time). Owned values keep the future `Send` for servers.
@@ -162,13 +167,24 @@ pub async fn commit(
     if let Err(e) = published {
         return Err((e, report));
     }
-    let assembled = assemble(ctx, job, &output_parts, &error_parts).await;
-    match assembled {
-        Ok((outputs, error_outputs)) => {
-            report.outputs = outputs;
-            report.error_outputs = error_outputs;
-        }
+    let assembled = assemble(ctx, job, output_parts, &error_parts).await;
+    let manifest = match assembled {
+        Ok((outputs, error_outputs)) => Manifest {
+            job_id: job.job_id.clone(),
+            outputs,
+            error_outputs,
+        },
         Err(e) => return Err((e, report)),
+    };
+    report.outputs = manifest.outputs.iter().map(|p| p.url.clone()).collect();
+    report.error_outputs = manifest
+        .error_outputs
+        .iter()
+        .map(|p| p.url.clone())
+        .collect();
+    let text = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
+    if let Err(e) = put(storage, &job.output.marker(MANIFEST), Bytes::from(text)).await {
+        return Err((e, report));
     }
     if job.spec.overwrite
         && let Err(e) = remove_stale(storage, job, &report).await
@@ -178,18 +194,30 @@ pub async fn commit(
     Ok(report)
 }
 
+/// A task's committed error part and how its line numbers must shift.
+#[derive(Clone)]
+pub(crate) struct ErrorPart {
+    pub index: u32,
+    pub part: ManifestPart,
+    pub line_offset: u64,
+}
+
 /// Single-file merges, error renumbering, and removal of the staging prefixes.
 async fn assemble(
     ctx: &WorkerContext,
     job: &JobConfig,
-    output_parts: &[String],
-    error_parts: &[(u32, String, u64)],
-) -> Result<(Vec<String>, Vec<String>)> {
+    output_parts: Vec<ManifestPart>,
+    error_parts: &[ErrorPart],
+) -> Result<(Vec<ManifestPart>, Vec<ManifestPart>)> {
     let outputs = if job.output.single_file {
-        merge_output(ctx, job, output_parts).await?;
-        vec![job.output.url.to_string()]
+        let urls: Vec<String> = output_parts.iter().map(|p| p.url.clone()).collect();
+        let merged = merge_output(ctx, job, &urls).await?;
+        vec![ManifestPart::new(
+            &merged,
+            output_parts.iter().map(|p| p.rows).sum(),
+        )]
     } else {
-        output_parts.to_vec()
+        output_parts
     };
     let error_outputs = finalize_errors(ctx, job, error_parts).await?;
     for target in [&job.output, &job.errors] {
@@ -205,7 +233,10 @@ async fn remove_stale(storage: &Storage, job: &JobConfig, report: &JobReport) ->
         .iter()
         .chain(&report.error_outputs)
         .cloned()
-        .chain([job.output.marker(REPORT).to_string()])
+        .chain([
+            job.output.marker(REPORT).to_string(),
+            job.output.marker(MANIFEST).to_string(),
+        ])
         .collect();
     for target in [&job.output, &job.errors] {
         if target.single_file {

@@ -2,12 +2,14 @@
 //! footer, CSV with one header, JSONL and Arrow concatenated), and staged error rows rewritten
 //! with their final line numbers into their final parts or file.
 
+use crate::commit::ErrorPart;
 use std::io::{BufRead, BufReader, Write};
 use zoopipe_common::errors_out::{ErrorRow, ErrorWriter};
 use zoopipe_common::format::Format;
 use zoopipe_common::format::parquet::concat;
+use zoopipe_common::report::ManifestPart;
 use zoopipe_common::spec::JobConfig;
-use zoopipe_common::storage::{ObjectReader, ObjectUrl, StagedWriter};
+use zoopipe_common::storage::{ObjectReader, ObjectUrl, StagedObject, StagedWriter};
 use zoopipe_common::{Error, Result};
 use zoopipe_worker::WorkerContext;
 
@@ -51,7 +53,11 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 }
 
 /// Merge the committed parts (in task order) into the single output object.
-pub async fn merge_output(ctx: &WorkerContext, job: &JobConfig, parts: &[String]) -> Result<()> {
+pub async fn merge_output(
+    ctx: &WorkerContext,
+    job: &JobConfig,
+    parts: &[String],
+) -> Result<StagedObject> {
     let (ctx, parts) = (ctx.clone(), parts.to_vec());
     let target = job.output.url.clone();
     let format = job.output.format;
@@ -103,6 +109,7 @@ pub async fn merge_output(ctx: &WorkerContext, job: &JobConfig, parts: &[String]
         sink.flush().map_err(|e| Error::io("merging", e))?;
         let staged = sink.finish()?;
         ctx.runtime.block_on(staged.publish(&ctx.storage))?;
+        let merged = staged;
         for part in &parts {
             let url = ObjectUrl::parse(part)?;
             let store = ctx.storage.store(&url)?;
@@ -111,7 +118,7 @@ pub async fn merge_output(ctx: &WorkerContext, job: &JobConfig, parts: &[String]
                 &url.path(),
             ));
         }
-        Ok(())
+        Ok(merged)
     })
     .await
 }
@@ -126,11 +133,11 @@ fn encode(e: &dyn std::fmt::Display) -> Error {
 /// Turn each task's committed error part into its final form. Parts that were written in
 /// place are kept; staged ones (JSONL) are renumbered by `line_offset` and written to their
 /// final part, or all appended into the single errors object. Returns the final URLs.
-pub async fn finalize_errors(
+pub(crate) async fn finalize_errors(
     ctx: &WorkerContext,
     job: &JobConfig,
-    parts: &[(u32, String, u64)],
-) -> Result<Vec<String>> {
+    parts: &[ErrorPart],
+) -> Result<Vec<ManifestPart>> {
     let staging = job.errors.staging(&job.job_id).to_string();
     let target = job.errors.clone();
     let (ctx2, parts) = (ctx.clone(), parts.to_vec());
@@ -140,9 +147,16 @@ pub async fn finalize_errors(
         let ctx = ctx2;
         let mut outputs = Vec::new();
         let mut merged: Option<ErrorWriter> = None;
-        for (index, url, offset) in &parts {
+        let mut merged_rows = 0;
+        for ErrorPart {
+            index,
+            part,
+            line_offset: offset,
+        } in &parts
+        {
+            let url = &part.url;
             if !url.starts_with(&staging) {
-                outputs.push(url.clone());
+                outputs.push(part.clone());
                 continue;
             }
             let open_writer = |dest: &ObjectUrl| -> Result<ErrorWriter> {
@@ -157,19 +171,22 @@ pub async fn finalize_errors(
                 merged.as_mut()
             } else {
                 let dest = target.part_url(&job_id, *index);
-                outputs.push(dest.to_string());
                 own = Some(open_writer(&dest)?);
                 own.as_mut()
             };
             let Some(writer) = writer else { continue };
             copy_error_rows(&ctx, url, *offset, writer)?;
+            merged_rows += part.rows;
             if let Some(w) = own {
-                ctx.runtime.block_on(w.finish()?.publish(&ctx.storage))?;
+                let staged = w.finish()?;
+                ctx.runtime.block_on(staged.publish(&ctx.storage))?;
+                outputs.push(ManifestPart::new(&staged, part.rows));
             }
         }
         if let Some(w) = merged {
-            ctx.runtime.block_on(w.finish()?.publish(&ctx.storage))?;
-            outputs.push(target.url.to_string());
+            let staged = w.finish()?;
+            ctx.runtime.block_on(staged.publish(&ctx.storage))?;
+            outputs.push(ManifestPart::new(&staged, merged_rows));
         }
         Ok(outputs)
     })

@@ -333,6 +333,7 @@ impl From<&StagedObject> for v1::StagedObject {
             url: s.url().to_string(),
             bytes: s.bytes(),
             kind: Some(kind),
+            crc32: s.crc32(),
         }
     }
 }
@@ -347,11 +348,13 @@ impl TryFrom<v1::StagedObject> for StagedObject {
                 upload_id: m.upload_id,
                 parts: m.parts,
                 bytes: p.bytes,
+                crc32: p.crc32,
             },
             v1::staged_object::Kind::Temp(t) => StagedObject::Temp {
                 url: p.url,
                 temp: t.temp,
                 bytes: p.bytes,
+                crc32: p.crc32,
             },
         })
     }

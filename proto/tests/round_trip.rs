@@ -115,11 +115,13 @@ fn result() -> TaskResult {
         upload_id: "upload-xyz".into(),
         parts: vec!["\"etag1\"".into(), "\"etag2\"".into()],
         bytes: 9_999,
+        crc32: 0xdead_beef,
     };
     let temp = StagedObject::Temp {
         url: "file:///out/_errors/part-00042.jsonl".into(),
         temp: "file:///out/_errors/_zoopipe_staging/tmp-1/part-00042.jsonl".into(),
         bytes: 12,
+        crc32: 7,
     };
     TaskResult {
         index: 42,

@@ -80,9 +80,40 @@ fn csv_to_parquet_validates_types_and_routes_every_invalid_row() {
         files.iter().all(|f| f.starts_with("part-")
             || f.starts_with("_errors/part-")
             || f == "_SUCCESS"
-            || f == "_report.json"),
+            || f == "_report.json"
+            || f == "_manifest.json"),
         "{files:?}"
     );
+    // `_manifest.json` lists every part with its rows, size and CRC-32, all true.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("_manifest.json")).unwrap()).unwrap();
+    let listed: Vec<&serde_json::Value> = manifest["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(manifest["error_outputs"].as_array().unwrap())
+        .collect();
+    assert_eq!(
+        listed.len(),
+        parts(&out).len() + parts(&out.join("_errors")).len()
+    );
+    let mut manifest_rows = 0;
+    for part in listed {
+        let path = part["url"]
+            .as_str()
+            .unwrap()
+            .strip_prefix("file://")
+            .unwrap();
+        let bytes = std::fs::read(path).unwrap();
+        assert_eq!(part["bytes"], bytes.len() as u64, "{part}");
+        assert_eq!(
+            part["crc32"],
+            format!("{:08x}", crc32fast::hash(&bytes)),
+            "{part}"
+        );
+        manifest_rows += part["rows"].as_u64().unwrap();
+    }
+    assert_eq!(manifest_rows, 700);
 
     let batches: Vec<_> = parts(&out).iter().flat_map(|p| read_parquet(p)).collect();
     let schema = batches[0].schema();

@@ -34,12 +34,17 @@ pub enum StagedObject {
         upload_id: String,
         parts: Vec<String>,
         bytes: u64,
+        /// CRC-32 (IEEE) of the object's bytes, for the manifest.
+        #[serde(default)]
+        crc32: u32,
     },
     /// A complete temp object (local files): renaming it publishes the object.
     Temp {
         url: String,
         temp: String,
         bytes: u64,
+        #[serde(default)]
+        crc32: u32,
     },
 }
 
@@ -54,6 +59,12 @@ impl StagedObject {
     pub fn bytes(&self) -> u64 {
         match self {
             StagedObject::Multipart { bytes, .. } | StagedObject::Temp { bytes, .. } => *bytes,
+        }
+    }
+
+    pub fn crc32(&self) -> u32 {
+        match self {
+            StagedObject::Multipart { crc32, .. } | StagedObject::Temp { crc32, .. } => *crc32,
         }
     }
 
@@ -160,6 +171,7 @@ pub struct StagedWriter {
     in_flight: VecDeque<JoinHandle<object_store::Result<Option<PartId>>>>,
     parts: Vec<String>,
     bytes: u64,
+    crc: crc32fast::Hasher,
 }
 
 /// Where a temp file for `url` goes: a hidden folder beside it, unique per writer.
@@ -202,6 +214,7 @@ impl StagedWriter {
             in_flight: VecDeque::new(),
             parts: Vec::new(),
             bytes: 0,
+            crc: crc32fast::Hasher::new(),
         })
     }
 
@@ -265,12 +278,14 @@ impl StagedWriter {
             self.wait_oldest()?;
         }
         let url = self.url.to_string();
+        let crc32 = self.crc.clone().finalize();
         match self.target.take() {
             Some(Target::Multipart { upload_id, .. }) => Ok(StagedObject::Multipart {
                 url,
                 upload_id,
                 parts: std::mem::take(&mut self.parts),
                 bytes: self.bytes,
+                crc32,
             }),
             Some(Target::Temp { mut upload, temp }) => {
                 self.runtime
@@ -280,6 +295,7 @@ impl StagedWriter {
                     url,
                     temp: temp.to_string(),
                     bytes: self.bytes,
+                    crc32,
                 })
             }
             None => Err(Error::config(format!("{url}: writer already finished"))),
@@ -291,6 +307,7 @@ impl Write for StagedWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.buffer.extend_from_slice(buf);
         self.bytes += buf.len() as u64;
+        self.crc.update(buf);
         if self.buffer.len() >= PART_SIZE {
             self.send_part().map_err(std::io::Error::other)?;
         }
