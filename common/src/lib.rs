@@ -8,6 +8,7 @@
 pub mod error;
 pub mod errors_out;
 pub mod format;
+pub mod logging;
 pub mod plan;
 pub mod report;
 pub mod schema;

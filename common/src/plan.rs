@@ -58,21 +58,6 @@ pub struct Task {
     pub splits: Vec<Split>,
 }
 
-impl Task {
-    pub fn input_bytes(&self) -> u64 {
-        self.splits.iter().map(Split::planned_bytes).sum()
-    }
-}
-
-impl Split {
-    fn planned_bytes(&self) -> u64 {
-        match self.kind {
-            SplitKind::Bytes { start, end } => end - start,
-            _ => self.size,
-        }
-    }
-}
-
 pub struct Plan {
     pub tasks: Vec<Task>,
     pub inputs: Vec<InputObject>,

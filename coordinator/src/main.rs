@@ -39,13 +39,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    zoopipe_common::logging::init("info");
     zoopipe_common::storage::install_tls_provider();
     match serve(Args::parse()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -335,30 +335,3 @@ impl<R: Read> CsvRecords<R> {
         });
     }
 }
-
-/// Read all rows of a whole CSV held in memory (tests and samples).
-pub fn read_all(
-    bytes: &[u8],
-    opts: &CsvOptions,
-    batch_size: usize,
-) -> Result<(Vec<String>, Vec<SourceBatch>)> {
-    let Some((columns, _)) = read_header(bytes, true, opts) else {
-        return Ok((Vec::new(), Vec::new()));
-    };
-    let mut records = CsvRecords::new(
-        bytes,
-        opts,
-        columns.clone().into(),
-        "memory".into(),
-        0,
-        1,
-        None,
-        opts.header,
-        batch_size,
-    );
-    let mut out = Vec::new();
-    while let Some(b) = records.next_batch()? {
-        out.push(b);
-    }
-    Ok((columns, out))
-}
