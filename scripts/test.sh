@@ -74,6 +74,8 @@ export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-eas
 export AWS_ENDPOINT_URL="$ZOOPIPE_TEST_S3_ENDPOINT"
 unset AWS_PROFILE AWS_SESSION_TOKEN || true
 
+# No incremental caches: they double the size of target/ and CI builds from clean anyway.
+export CARGO_INCREMENTAL=0
 cargo build --workspace --bins
 set -o pipefail
 cargo test --workspace "$@" 2>&1 | tee "$root/target/test-output.log"
