@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Offline checks of deploy/: renders every Kustomize overlay, validates the result against the
-# Kubernetes 1.31 schemas (strict), lints the YAML and runs checkov. Exits non-zero on any failure.
+# Kubernetes 1.31 schemas (strict), lints the YAML and runs checkov on the manifests and on
+# deploy/Dockerfile. Exits non-zero on any failure.
 #   scripts/check-deploy.sh
 # The first run installs the tools into target/deploy-venv (PyPI); later runs need no network.
 set -euo pipefail
@@ -38,6 +39,26 @@ if ! "$venv/bin/yamllint" --strict -c deploy/.yamllint deploy/k8s; then
   failed=1
 fi
 
+# Skips for one target (an overlay's name, or "dockerfile"): lines "CHECK_ID TARGETS reason",
+# TARGETS = * (every overlay) or a comma list.
+skips_for() {
+  awk -v t="$1" '
+    /^[[:space:]]*(#|$)/ { next }
+    { n = split($2, list, ","); for (i = 1; i <= n; i++) if ((list[i] == "*" && t != "dockerfile") || list[i] == t) { print $1; break } }
+  ' "$skips_file" | paste -sd, -
+}
+
+# The Dockerfile cannot be built here (no engine), but checkov reads it.
+echo "== checkov deploy/Dockerfile" >&2
+skips=$(skips_for dockerfile)
+skip_args=()
+[ -z "$skips" ] || skip_args=(--skip-check "$skips")
+if ! "$venv/bin/checkov" -f deploy/Dockerfile --framework dockerfile --quiet --compact --skip-download \
+  "${skip_args[@]}" >"$out/Dockerfile.checkov.txt" 2>&1; then
+  cat "$out/Dockerfile.checkov.txt" >&2
+  failed=1
+fi
+
 overlays=()
 for dir in deploy/k8s/overlays/*/; do
   overlays+=("$(basename "$dir")")
@@ -58,11 +79,7 @@ for o in "${overlays[@]}"; do
     failed=1
   fi
 
-  # Skips for this overlay: lines "CHECK_ID OVERLAYS reason", OVERLAYS = * or a comma list.
-  skips=$(awk -v o="$o" '
-    /^[[:space:]]*(#|$)/ { next }
-    { n = split($2, list, ","); for (i = 1; i <= n; i++) if (list[i] == "*" || list[i] == o) { print $1; break } }
-  ' "$skips_file" | paste -sd, -)
+  skips=$(skips_for "$o")
   skip_args=()
   if [ -n "$skips" ]; then
     skip_args=(--skip-check "$skips")
@@ -79,8 +96,8 @@ for o in "${overlays[@]}"; do
 done
 
 nfailed=0
-for o in "${overlays[@]}"; do
-  n=$(sed -n 's/.*Failed checks: \([0-9]*\).*/\1/p' "$out/$o.checkov.txt" 2>/dev/null | head -1)
+for f in "$out"/*.checkov.txt; do
+  n=$(sed -n 's/.*Failed checks: \([0-9]*\).*/\1/p' "$f" | head -1)
   nfailed=$((nfailed + ${n:-0}))
 done
 
@@ -89,4 +106,4 @@ if [ "$failed" -ne 0 ]; then
   exit 1
 fi
 echo "deploy: ${#overlays[@]} overlays rendered, validated (k8s $k8s_version), yamllint ok," \
-  "checkov $nfailed failed ($nskip checks skipped, see $skips_file)"
+  "checkov (manifests + Dockerfile) $nfailed failed ($nskip checks skipped, see $skips_file)"
