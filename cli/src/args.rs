@@ -2,6 +2,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
+use zoopipe_proto::client::CoordinatorArgs;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -40,13 +41,8 @@ pub enum Command {
 
 #[derive(Args, Debug)]
 pub struct FleetArgs {
-    /// The coordinator's gRPC URL.
-    #[arg(
-        long,
-        env = "ZOOPIPE_COORDINATOR",
-        default_value = "http://127.0.0.1:7070"
-    )]
-    pub coordinator: String,
+    #[command(flatten)]
+    pub coordinator: CoordinatorArgs,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -64,13 +60,8 @@ pub struct JobArgs {
 pub struct SubmitArgs {
     #[command(flatten)]
     pub run: RunArgs,
-    /// The coordinator's gRPC URL.
-    #[arg(
-        long,
-        env = "ZOOPIPE_COORDINATOR",
-        default_value = "http://127.0.0.1:7070"
-    )]
-    pub coordinator: String,
+    #[command(flatten)]
+    pub coordinator: CoordinatorArgs,
     /// Follow the job with a progress bar and end with its report.
     #[arg(long)]
     pub wait: bool,

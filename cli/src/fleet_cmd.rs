@@ -5,10 +5,10 @@ use crate::{exit, out, summary};
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
-use std::time::Duration;
-use tonic::transport::Channel;
+use std::time::{Duration, Instant};
 use zoopipe_common::report::{JobReport, JobState};
 use zoopipe_common::spec::SchemaSource;
+use zoopipe_proto::client::{CoordinatorArgs, Failover};
 use zoopipe_proto::v1;
 use zoopipe_proto::v1::job_service_client::JobServiceClient;
 
@@ -17,20 +17,13 @@ fn fail(message: impl std::fmt::Display, code: u8) -> u8 {
     code
 }
 
-async fn connect(url: &str) -> Result<JobServiceClient<Channel>, u8> {
-    let endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
-        .map_err(|e| fail(format!("--coordinator {url}: {e}"), exit::BAD_INPUT))?
-        .connect_timeout(Duration::from_secs(3));
-    endpoint
-        .connect()
-        .await
+type Client = JobServiceClient<Failover>;
+
+/// A client for the coordinator (dialled at the first call).
+async fn connect(args: &CoordinatorArgs) -> Result<Client, u8> {
+    args.connect()
         .map(JobServiceClient::new)
-        .map_err(|e| {
-            fail(
-                format!("cannot reach the coordinator at {url}: {e}"),
-                exit::JOB_FAILED,
-            )
-        })
+        .map_err(|e| fail(e, exit::BAD_INPUT))
 }
 
 fn status_error(s: tonic::Status) -> u8 {
@@ -38,9 +31,27 @@ fn status_error(s: tonic::Status) -> u8 {
         tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition | tonic::Code::NotFound => {
             exit::BAD_INPUT
         }
+        tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => exit::BAD_INPUT,
         _ => exit::JOB_FAILED,
     };
-    fail(s.message(), code)
+    match s.code() {
+        tonic::Code::Unavailable => fail(
+            format!("the coordinator is unavailable: {}", transport_message(&s)),
+            code,
+        ),
+        _ => fail(s.message(), code),
+    }
+}
+
+/// The innermost cause of a transport failure ("Connection refused"), not tonic's wrapper.
+fn transport_message(s: &tonic::Status) -> String {
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(s);
+    let mut message = s.message().to_string();
+    while let Some(e) = source {
+        message = e.to_string();
+        source = e.source();
+    }
+    message
 }
 
 fn exit_code(report: &JobReport) -> u8 {
@@ -97,19 +108,22 @@ pub async fn submit(args: SubmitArgs) -> u8 {
     watch(&fleet, &response.job_id, args.run.quiet).await
 }
 
+/// How long `watch` keeps reconnecting while no coordinator answers (a failover takes a
+/// lease TTL or two).
+const WATCH_PATIENCE: Duration = Duration::from_secs(120);
+
+/// Errors worth reconnecting for: the replica went away or is between leaders.
+fn reconnectable(s: &tonic::Status) -> bool {
+    matches!(
+        s.code(),
+        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
+    )
+}
+
 pub async fn watch(fleet: &FleetArgs, job: &str, quiet: bool) -> u8 {
     let mut client = match connect(&fleet.coordinator).await {
         Ok(c) => c,
         Err(code) => return code,
-    };
-    let mut stream = match client
-        .watch_job(v1::WatchJobRequest {
-            job_id: job.to_string(),
-        })
-        .await
-    {
-        Ok(s) => s.into_inner(),
-        Err(s) => return status_error(s),
     };
     let bar = if quiet || fleet.json || !std::io::stderr().is_terminal() {
         ProgressBar::hidden()
@@ -122,22 +136,53 @@ pub async fn watch(fleet: &FleetArgs, job: &str, quiet: bool) -> u8 {
         }
         bar
     };
+    let mut heard = Instant::now();
     let mut last = None;
-    loop {
-        match stream.message().await {
-            Ok(Some(p)) => {
-                bar.set_length(p.tasks_total.into());
-                bar.set_position(p.tasks_done.into());
-                bar.set_message(format!("{} rows · {} invalid", p.rows_read, p.rows_invalid));
-                if p.report.is_some() {
-                    last = p.report;
+    // Follow the job across coordinator failovers: reopen the stream until the job ends.
+    while last.is_none() {
+        let opened = client
+            .watch_job(v1::WatchJobRequest {
+                job_id: job.to_string(),
+            })
+            .await;
+        let failure = match opened {
+            Ok(stream) => {
+                let mut stream = stream.into_inner();
+                loop {
+                    match stream.message().await {
+                        Ok(Some(p)) => {
+                            heard = Instant::now();
+                            bar.set_length(p.tasks_total.into());
+                            bar.set_position(p.tasks_done.into());
+                            bar.set_message(format!(
+                                "{} rows · {} invalid",
+                                p.rows_read, p.rows_invalid
+                            ));
+                            if p.report.is_some() {
+                                last = p.report;
+                            }
+                        }
+                        Ok(None) => break None,
+                        Err(s) => break Some(s),
+                    }
                 }
             }
-            Ok(None) => break,
-            Err(s) => {
+            Err(s) => Some(s),
+        };
+        if last.is_some() {
+            break;
+        }
+        match failure {
+            Some(s) if !reconnectable(&s) => {
                 bar.finish_and_clear();
                 return status_error(s);
             }
+            Some(s) if heard.elapsed() > WATCH_PATIENCE => {
+                bar.finish_and_clear();
+                return status_error(s);
+            }
+            None if heard.elapsed() > WATCH_PATIENCE => break,
+            _ => tokio::time::sleep(Duration::from_millis(500)).await,
         }
     }
     bar.finish_and_clear();

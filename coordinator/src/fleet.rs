@@ -11,13 +11,16 @@ use crate::commit::{
     check_inputs_outside_output, check_output_free, commit, error_rate_exceeded, publish,
     write_report,
 };
-use crate::state::EtcdState;
+use crate::forward;
+use crate::leader::{self, Campaign, LeaderInfo};
+use crate::state::{EtcdState, StateError};
 use chrono::Utc;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, Notify, mpsc};
+use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use zoopipe_common::plan::{Task, misaligned_files, plan_job};
@@ -27,6 +30,8 @@ use zoopipe_common::spec::{JobConfig, JobSpec, SchemaSource};
 use zoopipe_common::storage::Storage;
 use zoopipe_proto::convert::{state_to, task_to};
 use zoopipe_proto::v1;
+use zoopipe_proto::v1::job_service_client::JobServiceClient;
+use zoopipe_proto::v1::worker_service_client::WorkerServiceClient;
 use zoopipe_worker::{Progress, WorkerContext, discard};
 
 /// How long `AcquireTask` waits for work before returning empty.
@@ -83,6 +88,17 @@ impl JobEntry {
     }
 }
 
+/// This replica's part in the election.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Not leading, and no leader known (starting up, or between two leaders).
+    Candidate,
+    /// Elected and its state reloaded: serves every call itself.
+    Leader,
+    /// Another replica leads: calls are forwarded there.
+    Follower(LeaderInfo),
+}
+
 pub struct Fleet {
     state: EtcdState,
     storage: Storage,
@@ -90,14 +106,25 @@ pub struct Fleet {
     workers: Mutex<HashMap<String, i64>>,
     work: Notify,
     lease_ttl_s: i64,
+    me: LeaderInfo,
+    role: std::sync::RwLock<Role>,
+    /// The lease holding the leader key while this replica leads (0 otherwise).
+    leader_lease: AtomicI64,
+    /// A channel to the current leader, for forwarding (address, channel).
+    to_leader: std::sync::Mutex<Option<(String, tonic::transport::Channel)>>,
 }
 
 fn internal(e: impl std::fmt::Display) -> Status {
     Status::internal(e.to_string())
 }
 
+/// A state error as a gRPC status: all of them are worth a retry by the caller.
+fn unavailable(e: StateError) -> Status {
+    Status::unavailable(e.to_string())
+}
+
 impl Fleet {
-    pub fn new(state: EtcdState, lease_ttl_s: i64) -> Arc<Self> {
+    pub fn new(state: EtcdState, lease_ttl_s: i64, me: LeaderInfo) -> Arc<Self> {
         Arc::new(Self {
             state,
             storage: Storage::new(),
@@ -105,7 +132,119 @@ impl Fleet {
             workers: Mutex::new(HashMap::new()),
             work: Notify::new(),
             lease_ttl_s,
+            me,
+            role: std::sync::RwLock::new(Role::Candidate),
+            leader_lease: AtomicI64::new(0),
+            to_leader: std::sync::Mutex::new(None),
         })
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+            .read()
+            .map(|r| r.clone())
+            .unwrap_or(Role::Candidate)
+    }
+
+    fn set_role(&self, role: Role) {
+        if let Ok(mut r) = self.role.write() {
+            *r = role;
+        }
+    }
+
+    /// Take part in the election for as long as the process runs: campaign, and once elected
+    /// reload every job from etcd and lead until the lease is lost; then start over.
+    pub async fn campaign(self: Arc<Self>) {
+        let mut last_error = String::new();
+        loop {
+            let round = leader::try_lead(&self.state, &self.me, self.lease_ttl_s).await;
+            match round {
+                Ok(Campaign::Won { lease, epoch }) => {
+                    last_error.clear();
+                    self.state.set_epoch(epoch);
+                    self.leader_lease.store(lease, Ordering::SeqCst);
+                    tracing::info!(epoch, id = self.me.id, "elected leader; reloading state");
+                    self.jobs.lock().await.clear();
+                    self.workers.lock().await.clear();
+                    match self.clone().recover().await {
+                        Ok(jobs) => {
+                            tracing::info!(jobs, epoch, "leading");
+                            self.set_role(Role::Leader);
+                            self.work.notify_waiters();
+                            leader::hold(&self.state, lease, self.lease_ttl_s).await;
+                        }
+                        Err(e) => tracing::warn!(error = %e, "could not reload state"),
+                    }
+                    self.set_role(Role::Candidate);
+                    self.state.set_epoch(0);
+                    self.leader_lease.store(0, Ordering::SeqCst);
+                    self.jobs.lock().await.clear();
+                    self.workers.lock().await.clear();
+                    let _ = self.state.client().lease_revoke(lease).await;
+                    tracing::warn!(epoch, "no longer leading");
+                }
+                Ok(Campaign::Lost(leader)) => {
+                    last_error.clear();
+                    let role = match leader {
+                        // Our own earlier incarnation (restarted in place) is no one to follow.
+                        Some(info) if info.id != self.me.id && info.address != self.me.address => {
+                            Role::Follower(info)
+                        }
+                        _ => Role::Candidate,
+                    };
+                    if role != self.role() {
+                        tracing::info!(?role, "following");
+                        self.set_role(role);
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    if message != last_error {
+                        tracing::warn!(error = message, "election round failed; retrying");
+                        last_error = message;
+                    }
+                    self.set_role(Role::Candidate);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    /// Shutdown: hand leadership over at once instead of after a lease TTL.
+    pub async fn resign(&self) {
+        let lease = self.leader_lease.swap(0, Ordering::SeqCst);
+        if lease != 0 {
+            self.set_role(Role::Candidate);
+            leader::resign(&self.state, lease).await;
+            tracing::info!("resigned leadership");
+        }
+    }
+
+    /// `None` when this replica leads and serves the call itself; otherwise a channel to the
+    /// leader to forward it to.
+    fn leader_channel(&self) -> Result<Option<tonic::transport::Channel>, Status> {
+        let info = match self.role() {
+            Role::Leader => return Ok(None),
+            Role::Follower(info) => info,
+            Role::Candidate => {
+                return Err(Status::unavailable(
+                    "no coordinator leads right now (election in progress); retry shortly",
+                ));
+            }
+        };
+        let mut cached = self
+            .to_leader
+            .lock()
+            .map_err(|_| Status::internal("leader channel lock poisoned"))?;
+        if let Some((address, channel)) = cached.as_ref()
+            && *address == info.address
+        {
+            return Ok(Some(channel.clone()));
+        }
+        let channel = crate::forward::channel(&info.address)?;
+        *cached = Some((info.address.clone(), channel.clone()));
+        Ok(Some(channel))
     }
 
     /// Requeue tasks whose owner vanished without a result (lease expired, or released).
@@ -139,7 +278,7 @@ impl Fleet {
     /// Reload every job from etcd (a restarted coordinator carries on where the last one
     /// stopped): results stay committed, owned tasks stay with their owners until their leases
     /// expire, the rest is pending; a job that was committing commits again (idempotently).
-    pub async fn recover(&self) -> crate::state::Result<usize> {
+    pub async fn recover(self: Arc<Self>) -> crate::state::Result<usize> {
         let stored = self.state.load_jobs().await?;
         let mut to_finish = Vec::new();
         let mut jobs = self.jobs.lock().await;
@@ -213,7 +352,8 @@ impl Fleet {
         let count = jobs.len();
         for id in to_finish {
             if let Some(job) = jobs.get_mut(&id) {
-                self.finish_job(job).await;
+                job.report.state = JobState::Committing;
+                tokio::spawn(self.clone().finish_job(id));
             }
         }
         drop(jobs);
@@ -301,7 +441,7 @@ impl Fleet {
         self.state
             .create_job(&job_id, &spec_json, &plan.tasks)
             .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
+            .map_err(unavailable)?;
         let mut report = JobReport::new(&job_id);
         report.state = JobState::Running;
         report.started_at = Utc::now().to_rfc3339();
@@ -362,7 +502,7 @@ impl Fleet {
                     .state
                     .claim(job_id, slot.task.index, worker, attempt, lease)
                     .await
-                    .map_err(|e| Status::unavailable(e.to_string()))?;
+                    .map_err(unavailable)?;
                 let Some(token) = claimed else { continue };
                 slot.attempts = attempt;
                 slot.status = TaskStatus::Running {
@@ -376,7 +516,12 @@ impl Fleet {
         Ok(out)
     }
 
-    async fn complete(&self, job_id: &str, token: u64, result: TaskResult) -> Result<bool, Status> {
+    async fn complete(
+        self: &Arc<Self>,
+        job_id: &str,
+        token: u64,
+        result: TaskResult,
+    ) -> Result<bool, Status> {
         let ended = self
             .jobs
             .lock()
@@ -392,7 +537,7 @@ impl Fleet {
             .state
             .complete(job_id, result.index, token, &result)
             .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
+            .map_err(unavailable)?;
         if !accepted {
             // A superseded attempt (its lease expired and the task ran again): drop its parts.
             tracing::warn!(
@@ -416,50 +561,73 @@ impl Fleet {
             .values()
             .all(|s| matches!(s.status, TaskStatus::Done(_)));
         if all_done && job.report.state == JobState::Running {
-            self.finish_job(job).await;
+            job.report.state = JobState::Committing;
+            tokio::spawn(self.clone().finish_job(job_id.to_string()));
         }
         Ok(true)
     }
 
-    /// Every task has a result: re-read misaligned files, or commit.
-    async fn finish_job(&self, job: &mut JobEntry) {
-        let ranges: Vec<_> = job
-            .slots
-            .values()
-            .filter_map(|s| match &s.status {
-                TaskStatus::Done(r) => Some(r.ranges.clone()),
-                _ => None,
-            })
-            .flatten()
-            .collect();
-        let bad = misaligned_files(&ranges);
-        if !bad.is_empty() {
-            self.reread(job, &bad).await;
-            return;
-        }
-        job.report.state = JobState::Committing;
-        let _ = self
-            .state
-            .set_job_state(&job.report.job_id, JobState::Committing)
-            .await;
-        let outcomes: BTreeMap<u32, TaskResult> = job
-            .slots
-            .iter()
-            .filter_map(|(i, s)| match &s.status {
-                TaskStatus::Done(r) => Some((*i, r.as_ref().clone())),
-                _ => None,
-            })
-            .collect();
-        if let Some(message) = error_rate_exceeded(&job.config, &outcomes) {
-            for result in outcomes.values() {
-                job.report.add(result);
+    /// Every task of the job has a result (its state was set to `Committing` under the lock):
+    /// re-read misaligned files, or commit. The commit itself runs without the job table's
+    /// lock, so heartbeats, other jobs and status calls go on while parts are published.
+    async fn finish_job(self: Arc<Self>, job_id: String) {
+        let (config, outcomes, report, started) = {
+            let mut jobs = self.jobs.lock().await;
+            let Some(job) = jobs.get_mut(&job_id) else {
+                return;
+            };
+            if job.report.state != JobState::Committing {
+                return;
             }
-            self.end_job(job, JobState::Failed, message).await;
+            let ranges: Vec<_> = job
+                .slots
+                .values()
+                .filter_map(|s| match &s.status {
+                    TaskStatus::Done(r) => Some(r.ranges.clone()),
+                    _ => None,
+                })
+                .flatten()
+                .collect();
+            let bad = misaligned_files(&ranges);
+            if !bad.is_empty() {
+                job.report.state = JobState::Running;
+                self.reread(job, &bad).await;
+                return;
+            }
+            let outcomes: BTreeMap<u32, TaskResult> = job
+                .slots
+                .iter()
+                .filter_map(|(i, s)| match &s.status {
+                    TaskStatus::Done(r) => Some((*i, r.as_ref().clone())),
+                    _ => None,
+                })
+                .collect();
+            if let Some(message) = error_rate_exceeded(&job.config, &outcomes) {
+                for result in outcomes.values() {
+                    job.report.add(result);
+                }
+                self.end_job(job, JobState::Failed, message).await;
+                return;
+            }
+            (
+                job.config.clone(),
+                outcomes,
+                job.report.clone(),
+                job.started,
+            )
+        };
+        if let Err(e) = self
+            .state
+            .set_job_state(&job_id, JobState::Committing)
+            .await
+        {
+            // Not leading any more (the new leader commits) or etcd is away (the next leader,
+            // or this one after a restart, commits from the stored results).
+            tracing::warn!(job = job_id, error = %e, "cannot start the commit");
             return;
         }
-        let report = std::mem::replace(&mut job.report, JobReport::new(""));
         let ctx = self.ctx();
-        let mut report = match commit(&ctx, &job.config, outcomes, report).await {
+        let mut report = match commit(&ctx, &config, outcomes, report).await {
             Ok(mut report) => {
                 report.state = JobState::Succeeded;
                 report
@@ -470,13 +638,13 @@ impl Fleet {
                 report
             }
         };
-        report.duration_s = job.started.elapsed().as_secs_f64();
+        report.duration_s = started.elapsed().as_secs_f64();
         report.items_per_second = report.total_processed as f64 / report.duration_s.max(1e-9);
         report.finished_at = Utc::now().to_rfc3339();
         let written = if report.state == JobState::Succeeded {
-            publish(&self.storage, &job.config, &report).await
+            publish(&self.storage, &config, &report).await
         } else {
-            write_report(&self.storage, &job.config, &report).await
+            write_report(&self.storage, &config, &report).await
         };
         if let Err(e) = written {
             report.state = JobState::Failed;
@@ -484,9 +652,14 @@ impl Fleet {
         }
         if let Err(e) = self.state.finish_job(&report).await {
             tracing::error!(job = report.job_id, error = %e, "could not record the job's end in etcd");
+            if matches!(e, StateError::NotLeader) {
+                return;
+            }
         }
         tracing::info!(job = report.job_id, state = ?report.state, "job ended");
-        job.report = report;
+        if let Some(job) = self.jobs.lock().await.get_mut(&job_id) {
+            job.report = report;
+        }
     }
 
     /// Quoted newlines crossed a range boundary: those files' ranges are thrown away and each
@@ -599,6 +772,11 @@ impl v1::job_service_server::JobService for JobApi {
         &self,
         request: Request<v1::SubmitJobRequest>,
     ) -> Result<Response<v1::SubmitJobResponse>, Status> {
+        if let Some(leader) = self.0.leader_channel()? {
+            return JobServiceClient::new(leader)
+                .submit_job(forward::request(request)?)
+                .await;
+        }
         let spec = request
             .into_inner()
             .spec
@@ -611,6 +789,11 @@ impl v1::job_service_server::JobService for JobApi {
         &self,
         request: Request<v1::GetJobRequest>,
     ) -> Result<Response<v1::GetJobResponse>, Status> {
+        if let Some(leader) = self.0.leader_channel()? {
+            return JobServiceClient::new(leader)
+                .get_job(forward::request(request)?)
+                .await;
+        }
         let id = request.into_inner().job_id;
         let jobs = self.0.jobs.lock().await;
         let job = jobs
@@ -629,12 +812,20 @@ impl v1::job_service_server::JobService for JobApi {
         }))
     }
 
-    type WatchJobStream = ReceiverStream<Result<v1::JobProgress, Status>>;
+    type WatchJobStream =
+        std::pin::Pin<Box<dyn Stream<Item = Result<v1::JobProgress, Status>> + Send + 'static>>;
 
     async fn watch_job(
         &self,
         request: Request<v1::WatchJobRequest>,
     ) -> Result<Response<Self::WatchJobStream>, Status> {
+        if let Some(leader) = self.0.leader_channel()? {
+            let stream = JobServiceClient::new(leader)
+                .watch_job(forward::request(request)?)
+                .await?
+                .into_inner();
+            return Ok(Response::new(Box::pin(stream)));
+        }
         let id = request.into_inner().job_id;
         if !self.0.jobs.lock().await.contains_key(&id) {
             return Err(Status::not_found(format!("no job {id}")));
@@ -656,13 +847,18 @@ impl v1::job_service_server::JobService for JobApi {
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
         });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
     async fn list_jobs(
         &self,
-        _: Request<v1::ListJobsRequest>,
+        request: Request<v1::ListJobsRequest>,
     ) -> Result<Response<v1::ListJobsResponse>, Status> {
+        if let Some(leader) = self.0.leader_channel()? {
+            return JobServiceClient::new(leader)
+                .list_jobs(forward::request(request)?)
+                .await;
+        }
         let jobs = self.0.jobs.lock().await;
         Ok(Response::new(v1::ListJobsResponse {
             jobs: jobs.values().map(|j| (&j.report).into()).collect(),
@@ -673,11 +869,21 @@ impl v1::job_service_server::JobService for JobApi {
         &self,
         request: Request<v1::CancelJobRequest>,
     ) -> Result<Response<v1::CancelJobResponse>, Status> {
+        if let Some(leader) = self.0.leader_channel()? {
+            return JobServiceClient::new(leader)
+                .cancel_job(forward::request(request)?)
+                .await;
+        }
         let id = request.into_inner().job_id;
         let mut jobs = self.0.jobs.lock().await;
         let job = jobs
             .get_mut(&id)
             .ok_or_else(|| Status::not_found(format!("no job {id}")))?;
+        if job.report.state == JobState::Committing {
+            return Err(Status::failed_precondition(format!(
+                "job {id} is committing its output and can no longer be cancelled"
+            )));
+        }
         self.0
             .end_job(job, JobState::Cancelled, "cancelled by a user".into())
             .await;
@@ -691,14 +897,27 @@ impl v1::job_service_server::JobService for JobApi {
 pub struct WorkerApi(pub Arc<Fleet>);
 
 impl WorkerApi {
+    /// The worker's lease: known here, or granted by an earlier leader and still alive in
+    /// etcd (adopted, so its running tasks carry on across a failover).
     async fn lease(&self, worker: &str) -> Result<i64, Status> {
+        if let Some(lease) = self.0.workers.lock().await.get(worker).copied() {
+            return Ok(lease);
+        }
+        let adopted = self
+            .0
+            .state
+            .worker_lease(worker)
+            .await
+            .map_err(unavailable)?;
+        let lease = adopted
+            .ok_or_else(|| Status::not_found(format!("worker {worker} is not registered")))?;
+        tracing::info!(worker, "worker adopted from an earlier leader");
         self.0
             .workers
             .lock()
             .await
-            .get(worker)
-            .copied()
-            .ok_or_else(|| Status::not_found(format!("worker {worker} is not registered")))
+            .insert(worker.to_string(), lease);
+        Ok(lease)
     }
 }
 
@@ -708,13 +927,18 @@ impl v1::worker_service_server::WorkerService for WorkerApi {
         &self,
         request: Request<v1::RegisterWorkerRequest>,
     ) -> Result<Response<v1::RegisterWorkerResponse>, Status> {
+        if let Some(leader) = self.0.leader_channel()? {
+            return WorkerServiceClient::new(leader)
+                .register_worker(forward::request(request)?)
+                .await;
+        }
         let r = request.into_inner();
         let lease = self
             .0
             .state
             .register_worker(&r.worker_id, self.0.lease_ttl_s)
             .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
+            .map_err(unavailable)?;
         self.0
             .workers
             .lock()
@@ -732,6 +956,11 @@ impl v1::worker_service_server::WorkerService for WorkerApi {
         &self,
         request: Request<v1::AcquireTaskRequest>,
     ) -> Result<Response<v1::AcquireTaskResponse>, Status> {
+        if let Some(leader) = self.0.leader_channel()? {
+            return WorkerServiceClient::new(leader)
+                .acquire_task(forward::request(request)?)
+                .await;
+        }
         let r = request.into_inner();
         let lease = self.lease(&r.worker_id).await?;
         let deadline = Instant::now() + LONG_POLL;
@@ -750,14 +979,14 @@ impl v1::worker_service_server::WorkerService for WorkerApi {
         &self,
         request: Request<v1::HeartbeatRequest>,
     ) -> Result<Response<v1::HeartbeatResponse>, Status> {
+        if let Some(leader) = self.0.leader_channel()? {
+            return WorkerServiceClient::new(leader)
+                .heartbeat(forward::request(request)?)
+                .await;
+        }
         let r = request.into_inner();
         let lease = self.lease(&r.worker_id).await?;
-        let alive = self
-            .0
-            .state
-            .keep_alive(lease)
-            .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let alive = self.0.state.keep_alive(lease).await.map_err(unavailable)?;
         if !alive {
             self.0.workers.lock().await.remove(&r.worker_id);
             return Err(Status::not_found(format!(
@@ -784,6 +1013,11 @@ impl v1::worker_service_server::WorkerService for WorkerApi {
         &self,
         request: Request<v1::CompleteTaskRequest>,
     ) -> Result<Response<v1::CompleteTaskResponse>, Status> {
+        if let Some(leader) = self.0.leader_channel()? {
+            return WorkerServiceClient::new(leader)
+                .complete_task(forward::request(request)?)
+                .await;
+        }
         let r = request.into_inner();
         let result = TaskResult::try_from(
             r.result
@@ -798,6 +1032,11 @@ impl v1::worker_service_server::WorkerService for WorkerApi {
         &self,
         request: Request<v1::FailTaskRequest>,
     ) -> Result<Response<v1::FailTaskResponse>, Status> {
+        if let Some(leader) = self.0.leader_channel()? {
+            return WorkerServiceClient::new(leader)
+                .fail_task(forward::request(request)?)
+                .await;
+        }
         let r = request.into_inner();
         self.0
             .fail(&r.job_id, r.index, r.fencing_token, r.retryable, r.message)

@@ -2,10 +2,13 @@
 //! that byte ranges met at record boundaries, and commit exactly one part per task.
 //!
 //! The embedded mode (`zoopipectl run`) uses this crate with in-process workers; the fleet
-//! coordinator will drive the same scheduler and commit with remote workers and etcd state.
+//! coordinator (`fleet`) plans, leases and commits with the same code over etcd state, with one
+//! elected leader among its replicas (`leader`).
 
 pub mod commit;
 pub mod fleet;
+mod forward;
+pub mod leader;
 mod merge;
 pub mod runner;
 pub mod scheduler;

@@ -4,6 +4,7 @@
 use anyhow::Context;
 use clap::Parser;
 use zoopipe_coordinator::fleet::{Fleet, JobApi, WorkerApi};
+use zoopipe_coordinator::leader::LeaderInfo;
 use zoopipe_coordinator::state::EtcdState;
 use zoopipe_proto::v1::job_service_server::JobServiceServer;
 use zoopipe_proto::v1::worker_service_server::WorkerServiceServer;
@@ -35,6 +36,39 @@ struct Args {
     /// Worker lease TTL in seconds: a worker silent this long loses its tasks.
     #[arg(long, default_value_t = 10, env = "ZOOPIPE_LEASE_TTL")]
     lease_ttl: i64,
+    /// This replica's name in the leader election (default: host name and process id).
+    #[arg(long, env = "ZOOPIPE_ID")]
+    id: Option<String>,
+    /// The URL other replicas reach this one's gRPC port at, to forward calls while it leads
+    /// (default: http://<listen address>, or http://<host name>:<port> when listening on all
+    /// interfaces; on Kubernetes set it from the pod IP).
+    #[arg(long, env = "ZOOPIPE_ADVERTISE")]
+    advertise: Option<String>,
+}
+
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// SIGINT or SIGTERM (Kubernetes stops pods with SIGTERM).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 #[tokio::main]
@@ -52,17 +86,40 @@ async fn main() -> std::process::ExitCode {
 
 async fn serve(args: Args) -> anyhow::Result<()> {
     let state = EtcdState::connect(&args.etcd, &args.etcd_prefix).await?;
-    let fleet = Fleet::new(state, args.lease_ttl);
+    let id = args
+        .id
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}", host_name(), std::process::id()));
+    let address = args.advertise.clone().unwrap_or_else(|| {
+        if args.listen.ip().is_unspecified() {
+            format!("http://{}:{}", host_name(), args.listen.port())
+        } else {
+            format!("http://{}", args.listen)
+        }
+    });
+    let me = LeaderInfo { id, address };
+    tracing::info!(
+        id = me.id,
+        address = me.address,
+        "joining the leader election"
+    );
+    let fleet = Fleet::new(state, args.lease_ttl, me);
     fleet.clone().watch_leases().await?;
     fleet.clone().reconcile();
-    let jobs = fleet.recover().await?;
-    tracing::info!(jobs, "state reloaded from etcd");
+    tokio::spawn(fleet.clone().campaign());
     tracing::info!(listen = %args.listen, "serving");
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    let resigning = fleet.clone();
     tonic::transport::Server::builder()
         .add_service(JobServiceServer::new(JobApi(fleet.clone())))
         .add_service(WorkerServiceServer::new(WorkerApi(fleet)))
-        .serve_with_shutdown(args.listen, async {
-            let _ = tokio::signal::ctrl_c().await;
+        .serve_with_incoming_shutdown(incoming, async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            resigning.resign().await;
         })
         .await
         .with_context(|| format!("serving on {}", args.listen))

@@ -1,6 +1,8 @@
 //! The fleet's state in etcd. The coordinator is the only client; workers never touch etcd.
 //!
 //! ```text
+//! <prefix>/leader                     the elected coordinator, under its lease; the key's
+//!                                      create_revision is the leader's epoch
 //! <prefix>/workers/<worker>            under the worker's lease (kept alive by its heartbeats)
 //! <prefix>/jobs/<job>/spec             the job spec (JSON, schema inline)
 //! <prefix>/jobs/<job>/state            JobState
@@ -14,14 +16,18 @@
 //! succeeds on a task that has neither an owner nor a result; a result is only accepted through
 //! a transaction that finds the owner key at the attempt's fencing token, so an attempt whose
 //! lease expired (dead, frozen or cut-off worker) can never commit over its retry.
+//! Every write also compares the leader key's create_revision with this coordinator's epoch,
+//! so a deposed leader (frozen, partitioned, replaced) cannot write anything.
 
 use etcd_client::{
     Client, Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use zoopipe_common::plan::Task;
 use zoopipe_common::report::{JobState, TaskResult};
 
@@ -35,6 +41,8 @@ pub enum StateError {
     Corrupt { key: String, message: String },
     #[error("job {0} already exists")]
     JobExists(String),
+    #[error("this coordinator is not the leader")]
+    NotLeader,
 }
 
 pub type Result<T> = std::result::Result<T, StateError>;
@@ -66,6 +74,10 @@ pub struct StoredJob {
 pub struct EtcdState {
     client: Client,
     prefix: String,
+    /// The create_revision of the leader key while this coordinator leads; 0 otherwise.
+    epoch: Arc<AtomicI64>,
+    /// Woken when a write finds that another coordinator leads now.
+    deposed: Arc<Notify>,
 }
 
 fn json<T: Serialize>(value: &T) -> Vec<u8> {
@@ -99,7 +111,72 @@ impl EtcdState {
         Ok(Self {
             client,
             prefix: prefix.trim_end_matches('/').to_string(),
+            epoch: Arc::default(),
+            deposed: Arc::default(),
         })
+    }
+
+    pub(crate) fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    pub fn leader_key(&self) -> String {
+        format!("{}/leader", self.prefix)
+    }
+
+    /// Lead from now on with this epoch (0: stop leading).
+    pub(crate) fn set_epoch(&self, epoch: i64) {
+        self.epoch.store(epoch, Ordering::SeqCst);
+    }
+
+    pub fn epoch(&self) -> i64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// Resolves when a write found another leader in place.
+    pub(crate) async fn deposed(&self) {
+        self.deposed.notified().await
+    }
+
+    /// A transaction that also requires this coordinator to still be the leader. `Ok` carries
+    /// whether the caller's own comparisons held; a lost leadership is `Err(NotLeader)`.
+    async fn fenced(
+        &self,
+        compares: Vec<Compare>,
+        ops: Vec<TxnOp>,
+    ) -> Result<etcd_client::TxnResponse> {
+        let epoch = self.epoch();
+        if epoch <= 0 {
+            return Err(StateError::NotLeader);
+        }
+        let leader_key = self.leader_key();
+        let mut all = vec![Compare::create_revision(
+            leader_key.clone(),
+            CompareOp::Equal,
+            epoch,
+        )];
+        all.extend(compares);
+        let txn = Txn::new()
+            .when(all)
+            .and_then(ops)
+            .or_else([TxnOp::get(leader_key, None)]);
+        let response = self.client.clone().txn(txn).await?;
+        if !response.succeeded() {
+            let still_leading = response.op_responses().iter().any(|r| match r {
+                etcd_client::TxnOpResponse::Get(get) => get
+                    .kvs()
+                    .first()
+                    .is_some_and(|kv| kv.create_revision() == epoch),
+                _ => false,
+            });
+            if !still_leading {
+                tracing::warn!(epoch, "another coordinator leads now: stepping down");
+                self.set_epoch(0);
+                self.deposed.notify_waiters();
+                return Err(StateError::NotLeader);
+            }
+        }
+        Ok(response)
     }
 
     fn job_key(&self, job: &str, rest: &str) -> String {
@@ -129,10 +206,8 @@ impl EtcdState {
                 None,
             ));
         }
-        let txn = Txn::new()
-            .when([Compare::version(spec_key, CompareOp::Equal, 0)])
-            .and_then(ops);
-        let response = self.client.clone().txn(txn).await?;
+        let compares = vec![Compare::version(spec_key, CompareOp::Equal, 0)];
+        let response = self.fenced(compares, ops).await?;
         if !response.succeeded() {
             return Err(StateError::JobExists(job_id.to_string()));
         }
@@ -140,39 +215,54 @@ impl EtcdState {
     }
 
     pub async fn set_job_state(&self, job_id: &str, state: JobState) -> Result<()> {
-        self.client
-            .clone()
-            .put(self.job_key(job_id, "state"), json(&state), None)
-            .await?;
+        let ops = vec![TxnOp::put(
+            self.job_key(job_id, "state"),
+            json(&state),
+            None,
+        )];
+        self.fenced(vec![], ops).await?;
         Ok(())
     }
 
     /// Store an ended job's report (and its final state) together.
     pub async fn finish_job(&self, report: &zoopipe_common::report::JobReport) -> Result<()> {
-        let txn = Txn::new().and_then([
+        let ops = vec![
             TxnOp::put(self.job_key(&report.job_id, "report"), json(report), None),
             TxnOp::put(
                 self.job_key(&report.job_id, "state"),
                 json(&report.state),
                 None,
             ),
-        ]);
-        self.client.clone().txn(txn).await?;
+        ];
+        self.fenced(vec![], ops).await?;
         Ok(())
     }
 
     /// Grant a worker its lease and record it under that lease.
     pub async fn register_worker(&self, worker: &str, ttl_s: i64) -> Result<i64> {
-        let mut client = self.client.clone();
-        let lease = client.lease_grant(ttl_s, None).await?.id();
-        client
-            .put(
-                format!("{}/workers/{worker}", self.prefix),
-                worker.as_bytes().to_vec(),
-                Some(PutOptions::new().with_lease(lease)),
-            )
-            .await?;
+        let lease = self.client.clone().lease_grant(ttl_s, None).await?.id();
+        let ops = vec![TxnOp::put(
+            format!("{}/workers/{worker}", self.prefix),
+            worker.as_bytes().to_vec(),
+            Some(PutOptions::new().with_lease(lease)),
+        )];
+        if let Err(e) = self.fenced(vec![], ops).await {
+            let _ = self.client.clone().lease_revoke(lease).await;
+            return Err(e);
+        }
         Ok(lease)
+    }
+
+    /// The lease of a worker registered with an earlier leader (a new leader adopts it, so
+    /// the worker's running tasks keep their owners across a failover).
+    pub async fn worker_lease(&self, worker: &str) -> Result<Option<i64>> {
+        let key = format!("{}/workers/{worker}", self.prefix);
+        let response = self.client.clone().get(key, None).await?;
+        Ok(response
+            .kvs()
+            .first()
+            .map(|kv| kv.lease())
+            .filter(|l| *l != 0))
     }
 
     /// One keep-alive round trip; `false` when the lease has already expired.
@@ -211,17 +301,16 @@ impl EtcdState {
             attempt,
             token: 0,
         };
-        let txn = Txn::new()
-            .when([
-                Compare::version(owner_key.clone(), CompareOp::Equal, 0),
-                Compare::version(result_key, CompareOp::Equal, 0),
-            ])
-            .and_then([TxnOp::put(
-                owner_key,
-                json(&owner),
-                Some(PutOptions::new().with_lease(lease)),
-            )]);
-        let response = self.client.clone().txn(txn).await?;
+        let compares = vec![
+            Compare::version(owner_key.clone(), CompareOp::Equal, 0),
+            Compare::version(result_key, CompareOp::Equal, 0),
+        ];
+        let ops = vec![TxnOp::put(
+            owner_key,
+            json(&owner),
+            Some(PutOptions::new().with_lease(lease)),
+        )];
+        let response = self.fenced(compares, ops).await?;
         if !response.succeeded() {
             return Ok(None);
         }
@@ -239,34 +328,32 @@ impl EtcdState {
         result: &TaskResult,
     ) -> Result<bool> {
         let owner_key = self.job_key(job, &format!("owners/{index}"));
-        let txn = Txn::new()
-            .when([Compare::mod_revision(
-                owner_key.clone(),
-                CompareOp::Equal,
-                token as i64,
-            )])
-            .and_then([
-                TxnOp::put(
-                    self.job_key(job, &format!("results/{index}")),
-                    json(result),
-                    None,
-                ),
-                TxnOp::delete(owner_key, None),
-            ]);
-        Ok(self.client.clone().txn(txn).await?.succeeded())
+        let compares = vec![Compare::mod_revision(
+            owner_key.clone(),
+            CompareOp::Equal,
+            token as i64,
+        )];
+        let ops = vec![
+            TxnOp::put(
+                self.job_key(job, &format!("results/{index}")),
+                json(result),
+                None,
+            ),
+            TxnOp::delete(owner_key, None),
+        ];
+        Ok(self.fenced(compares, ops).await?.succeeded())
     }
 
     /// Give a task back (failed or handed-back attempt) if the attempt still owns it.
     pub async fn release(&self, job: &str, index: u32, token: u64) -> Result<bool> {
         let owner_key = self.job_key(job, &format!("owners/{index}"));
-        let txn = Txn::new()
-            .when([Compare::mod_revision(
-                owner_key.clone(),
-                CompareOp::Equal,
-                token as i64,
-            )])
-            .and_then([TxnOp::delete(owner_key, None)]);
-        Ok(self.client.clone().txn(txn).await?.succeeded())
+        let compares = vec![Compare::mod_revision(
+            owner_key.clone(),
+            CompareOp::Equal,
+            token as i64,
+        )];
+        let ops = vec![TxnOp::delete(owner_key, None)];
+        Ok(self.fenced(compares, ops).await?.succeeded())
     }
 
     /// Whether a task's result is stored.

@@ -1,6 +1,7 @@
 //! The ZooPipe Fleet wire protocol: generated `zoopipe.v1` messages, clients and servers, and
 //! lossless conversions to and from the serde types the data plane uses (`convert`).
 
+pub mod client;
 pub mod convert;
 
 /// Generated code for package `zoopipe.v1`.

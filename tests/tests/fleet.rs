@@ -477,3 +477,110 @@ fn sigterm_drains_a_worker_and_hands_its_task_back() {
         "the drained worker's task ran again: {report:#}"
     );
 }
+
+/// Wait until a coordinator's log says it leads.
+fn wait_leading(port: u16) {
+    let path = std::env::temp_dir().join(format!("zoopipe-coordinator-{port}.log"));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let log = std::fs::read_to_string(&path).unwrap_or_default();
+        if log.lines().any(|l| l.contains("leading")) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "coordinator on {port} never led:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Two coordinator replicas on one etcd prefix (the first leads), and workers and clients
+/// that are given both URLs, as a Kubernetes Service would spread them.
+fn replicated_fleet(workers: usize, batch_delay_ms: u64) -> (Fleet, Proc) {
+    let (a, b) = (free_port(), free_port());
+    let prefix = format!("/zoopipe-fleet-test/{}-{a}-ha", std::process::id());
+    let leader = start_coordinator(a, &prefix);
+    wait_leading(a);
+    let standby = start_coordinator(b, &prefix);
+    let url = format!("http://127.0.0.1:{a},http://127.0.0.1:{b}");
+    let workers = (0..workers)
+        .map(|i| {
+            Proc(
+                Command::new(bin("zoopipe-worker"))
+                    .args(["--coordinator", &url, "--slots", "1"])
+                    .args(["--id", &format!("w{i}-{a}")])
+                    .env("ZOOPIPE_WORKER_BATCH_DELAY_MS", batch_delay_ms.to_string())
+                    .stdout(Stdio::null())
+                    .stderr(log(&format!("worker{i}"), a))
+                    .spawn()
+                    .expect("worker starts"),
+            )
+        })
+        .collect();
+    let fleet = Fleet {
+        url,
+        port: a,
+        prefix,
+        coordinator: Some(leader),
+        workers,
+    };
+    (fleet, standby)
+}
+
+fn signal(process: &Proc, name: &str) {
+    let pid = process.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args([&format!("-{name}"), &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+#[test]
+fn a_rolling_restart_hands_leadership_to_the_standby_and_the_job_completes() {
+    let (mut f, _standby) = replicated_fleet(2, 100);
+    let job = users_job(4, 2000);
+    let id = job.submit(&f);
+    std::thread::sleep(Duration::from_millis(700));
+    // SIGTERM, as Kubernetes stops a pod: the leader resigns and the standby takes over.
+    let mut leader = f.coordinator.take().unwrap();
+    signal(&leader, "TERM");
+    let started = Instant::now();
+    while leader.0.try_wait().unwrap().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the coordinator did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    job.assert_exact(&f, &id);
+}
+
+#[test]
+fn a_frozen_leader_is_deposed_and_cannot_write_when_it_wakes() {
+    let (f, standby) = replicated_fleet(2, 100);
+    let job = users_job(4, 2000);
+    let id = job.submit(&f);
+    std::thread::sleep(Duration::from_millis(600));
+    let leader = f.coordinator.as_ref().unwrap();
+    signal(leader, "STOP");
+    // Past the 2 s leader lease: the standby is elected and carries the job on.
+    let standby_port: u16 = f.url.rsplit(':').next().unwrap().parse().unwrap();
+    wait_leading(standby_port);
+    signal(leader, "CONT");
+    job.assert_exact(&f, &id);
+    // The woken leader found its epoch gone and stepped down instead of writing.
+    std::thread::sleep(Duration::from_secs(1));
+    let log = std::fs::read_to_string(
+        std::env::temp_dir().join(format!("zoopipe-coordinator-{}.log", f.port)),
+    )
+    .unwrap();
+    assert!(
+        log.contains("stepping down") || log.contains("no longer leading"),
+        "{log}"
+    );
+    drop(standby);
+}

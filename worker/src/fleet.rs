@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::{Mutex, Semaphore};
-use tonic::transport::Channel;
 use zoopipe_common::plan::Task;
 use zoopipe_common::spec::{JobConfig, JobSpec};
+use zoopipe_proto::client::Failover;
 use zoopipe_proto::v1;
 use zoopipe_proto::v1::worker_service_client::WorkerServiceClient;
 
-type Client = WorkerServiceClient<Channel>;
+type Client = WorkerServiceClient<Failover>;
 
 /// Seconds to keep reporting a result while the coordinator or etcd is unreachable.
 const REPORT_RETRIES: usize = 60;

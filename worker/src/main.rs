@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 use zoopipe_common::storage::Storage;
+use zoopipe_proto::client::CoordinatorArgs;
 use zoopipe_worker::fleet::{Drain, WorkerOptions, run};
 use zoopipe_worker::{Progress, WorkerContext};
 
@@ -15,13 +16,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser, Debug)]
 #[command(name = "zoopipe-worker", version, about = "ZooPipe Fleet worker")]
 struct Args {
-    /// The coordinator's gRPC URL.
-    #[arg(
-        long,
-        default_value = "http://127.0.0.1:7070",
-        env = "ZOOPIPE_COORDINATOR"
-    )]
-    coordinator: String,
+    #[command(flatten)]
+    coordinator: CoordinatorArgs,
     /// Tasks run at once (default: number of cores).
     #[arg(long, env = "ZOOPIPE_SLOTS")]
     slots: Option<usize>,
@@ -38,15 +34,14 @@ async fn main() -> std::process::ExitCode {
     zoopipe_common::logging::init("info");
     zoopipe_common::storage::install_tls_provider();
     let args = Args::parse();
-    let endpoint = match tonic::transport::Endpoint::from_shared(args.coordinator.clone()) {
-        Ok(e) => e.connect_timeout(Duration::from_secs(3)),
+    let channel = match args.coordinator.connect() {
+        Ok(channel) => channel,
         Err(e) => {
-            eprintln!("error: --coordinator {}: {e}", args.coordinator);
+            eprintln!("error: {e}");
             return std::process::ExitCode::from(2);
         }
     };
-    let client =
-        zoopipe_proto::v1::worker_service_client::WorkerServiceClient::new(endpoint.connect_lazy());
+    let client = zoopipe_proto::v1::worker_service_client::WorkerServiceClient::new(channel);
     let delay = std::env::var("ZOOPIPE_WORKER_BATCH_DELAY_MS")
         .ok()
         .and_then(|v| v.parse().ok())
