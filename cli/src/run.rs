@@ -29,6 +29,7 @@ pub async fn run(args: RunArgs) -> u8 {
         progress: Arc::new(Progress::default()),
         cancel: Arc::new(AtomicBool::new(false)),
         batch_delay: std::time::Duration::ZERO,
+        opened: Default::default(),
     };
     let cancel = ctx.cancel.clone();
     tokio::spawn(async move {

@@ -40,7 +40,12 @@ const LONG_POLL: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 enum TaskStatus {
     Pending,
-    Running { worker: String, token: u64 },
+    Running {
+        worker: String,
+        token: u64,
+        /// Multipart uploads the attempt reported open (url, upload id), to abort if it dies.
+        uploads: Vec<(String, String)>,
+    },
     Done(Box<TaskResult>),
 }
 
@@ -267,8 +272,7 @@ impl Fleet {
                         worker,
                         "owner lost its lease; requeueing"
                     );
-                    slot.status = TaskStatus::Pending;
-                    self.work.notify_waiters();
+                    self.requeue(slot);
                 }
             }
         });
@@ -317,6 +321,7 @@ impl Fleet {
                         let status = TaskStatus::Running {
                             worker: o.worker.clone(),
                             token: o.token,
+                            uploads: Vec::new(),
                         };
                         (status, o.attempt)
                     } else {
@@ -398,9 +403,36 @@ impl Fleet {
                             && matches!(slot.status, TaskStatus::Running { .. })
                         {
                             tracing::warn!(job = job_id, task = index, "owner gone; requeueing");
-                            slot.status = TaskStatus::Pending;
-                            self.work.notify_waiters();
+                            self.requeue(slot);
                         }
+                    }
+                }
+            }
+        });
+    }
+
+    /// The attempt's owner is gone (dead, frozen or cut-off worker): run the task again, and
+    /// abort the multipart uploads the lost attempt reported, so none lingers in the bucket.
+    fn requeue(&self, slot: &mut Slot) {
+        let lost = std::mem::replace(&mut slot.status, TaskStatus::Pending);
+        self.work.notify_waiters();
+        let TaskStatus::Running { uploads, .. } = lost else {
+            return;
+        };
+        let storage = self.storage.clone();
+        tokio::spawn(async move {
+            for (url, upload_id) in uploads {
+                let staged = zoopipe_common::storage::StagedObject::Multipart {
+                    url: url.clone(),
+                    upload_id,
+                    parts: Vec::new(),
+                    bytes: 0,
+                    crc32: 0,
+                };
+                match staged.discard(&storage).await {
+                    Ok(()) => tracing::info!(url, "aborted a lost attempt's upload"),
+                    Err(e) => {
+                        tracing::warn!(url, error = %e, "cannot abort a lost attempt's upload")
                     }
                 }
             }
@@ -414,6 +446,7 @@ impl Fleet {
             progress: Arc::new(Progress::default()),
             cancel: Arc::new(AtomicBool::new(false)),
             batch_delay: std::time::Duration::ZERO,
+            opened: Default::default(),
         }
     }
 
@@ -508,6 +541,7 @@ impl Fleet {
                 slot.status = TaskStatus::Running {
                     worker: worker.to_string(),
                     token,
+                    uploads: Vec::new(),
                 };
                 out.tasks.push(task_to(job_id, &slot.task, attempt, token));
                 out.jobs.insert(job_id.clone(), job.spec.clone());
@@ -994,18 +1028,30 @@ impl v1::worker_service_server::WorkerService for WorkerApi {
                 r.worker_id
             )));
         }
-        let jobs = self.0.jobs.lock().await;
-        let stop = r
-            .running
-            .into_iter()
-            .filter(|t| {
-                jobs.get(&t.job_id).is_none_or(|j| {
-                    j.ended()
-                        || !matches!(j.slots.get(&t.index).map(|s| &s.status),
-                            Some(TaskStatus::Running { token, .. }) if *token == t.fencing_token)
-                })
-            })
-            .collect();
+        let mut jobs = self.0.jobs.lock().await;
+        let mut stop = Vec::new();
+        for task in r.running {
+            let current = jobs.get_mut(&task.job_id).and_then(|j| {
+                let ended = j.ended();
+                j.slots
+                    .get_mut(&task.index)
+                    .filter(|_| !ended)
+                    .map(|s| &mut s.status)
+            });
+            match current {
+                Some(TaskStatus::Running { token, uploads, .. })
+                    if *token == task.fencing_token =>
+                {
+                    *uploads = task
+                        .uploads
+                        .iter()
+                        .map(|u| (u.url.clone(), u.upload_id.clone()))
+                        .collect();
+                }
+                // Cancelled or failed job, or an attempt that lost its task: stop it.
+                _ => stop.push(task),
+            }
+        }
         Ok(Response::new(v1::HeartbeatResponse { stop }))
     }
 

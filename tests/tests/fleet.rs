@@ -311,11 +311,12 @@ fn a_worker_killed_mid_task_loses_nothing_and_duplicates_nothing() {
         retried(&report),
         "the killed worker's task ran again: {report:#}"
     );
-    // The killed attempt's multipart uploads stay open but invisible (no reader lists them);
-    // the coordinator never heard of their ids — see the README (lifecycle rule).
-    assert!(
-        s3::open_uploads(&job.lake) <= 2,
-        "at most the killed attempt's output and error uploads"
+    // The killed attempt reported its open multipart uploads in its heartbeats: the
+    // coordinator aborted them when it requeued the task, so none lingers in the bucket.
+    assert_eq!(
+        wait_no_open_uploads(&job.lake),
+        0,
+        "the killed attempt's uploads were aborted"
     );
 }
 

@@ -30,8 +30,12 @@ fn transient(status: &tonic::Status) -> bool {
     )
 }
 
-/// Tasks running here: (job, index) → (fencing token, the task's own cancel flag).
-type Running = Arc<Mutex<HashMap<(String, u32), (u64, Arc<AtomicBool>)>>>;
+/// Uploads a task has opened, as (url, upload id).
+type Opened = Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+/// Tasks running here: (job, index) → (fencing token, the task's own cancel flag, the
+/// multipart uploads it opened).
+type Running = Arc<Mutex<HashMap<(String, u32), (u64, Arc<AtomicBool>, Opened)>>>;
 
 pub struct WorkerOptions {
     pub worker_id: String,
@@ -102,7 +106,7 @@ pub async fn run(client: Client, ctx: WorkerContext, options: WorkerOptions, dra
     {
         // Out of grace: stop the tasks; they report themselves handed back and are requeued.
         tracing::info!("grace period over: handing back the running tasks");
-        for (_, cancel) in running.lock().await.values() {
+        for (_, cancel, _) in running.lock().await.values() {
             cancel.store(true, Ordering::Relaxed);
         }
         let _ = tokio::time::timeout(Duration::from_secs(30), slots.acquire_many(all)).await;
@@ -125,10 +129,21 @@ async fn heartbeats(
             .lock()
             .await
             .iter()
-            .map(|((job_id, index), (token, _))| v1::RunningTask {
+            .map(|((job_id, index), (token, _, opened))| v1::RunningTask {
                 job_id: job_id.clone(),
                 index: *index,
                 fencing_token: *token,
+                uploads: opened
+                    .lock()
+                    .map(|o| {
+                        o.iter()
+                            .map(|(url, upload_id)| v1::OpenUpload {
+                                url: url.clone(),
+                                upload_id: upload_id.clone(),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
                 ..Default::default()
             })
             .collect();
@@ -143,7 +158,7 @@ async fn heartbeats(
                 // Cancelled jobs and attempts that lost their lease stop at their next batch.
                 let running = running.lock().await;
                 for stop in response.into_inner().stop {
-                    if let Some((_, cancel)) = running.get(&(stop.job_id.clone(), stop.index)) {
+                    if let Some((_, cancel, _)) = running.get(&(stop.job_id.clone(), stop.index)) {
                         tracing::info!(job = stop.job_id, task = stop.index, "stopping task");
                         cancel.store(true, Ordering::Relaxed);
                     }
@@ -214,12 +229,14 @@ async fn acquire_loop(
                 return;
             };
             let cancel = Arc::new(AtomicBool::new(false));
+            let opened = Opened::default();
             running.lock().await.insert(
                 (task.job_id.clone(), task.index),
-                (task.fencing_token, cancel.clone()),
+                (task.fencing_token, cancel.clone(), opened.clone()),
             );
             let ctx = WorkerContext {
                 cancel,
+                opened,
                 ..ctx.clone()
             };
             let (client, running, drain) = (client.clone(), running.clone(), drain.clone());

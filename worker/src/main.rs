@@ -53,6 +53,7 @@ async fn main() -> std::process::ExitCode {
         progress: Arc::new(Progress::default()),
         cancel: Arc::new(AtomicBool::new(false)),
         batch_delay: delay,
+        opened: Default::default(),
     };
     let slots = args
         .slots

@@ -27,6 +27,17 @@ pub struct WorkerContext {
     /// Pause after each batch (fault-injection and demo knob, `ZOOPIPE_WORKER_BATCH_DELAY_MS`;
     /// zero otherwise).
     pub batch_delay: std::time::Duration,
+    /// Multipart uploads the task opened, as (url, upload id): fleet workers report them in
+    /// heartbeats so the coordinator can abort them should this process die.
+    pub opened: Arc<std::sync::Mutex<Vec<(String, String)>>>,
+}
+
+impl WorkerContext {
+    fn opened(&self, sink: &StagedWriter) {
+        if let (Some(upload), Ok(mut opened)) = (sink.open_upload(), self.opened.lock()) {
+            opened.push(upload);
+        }
+    }
 }
 
 /// Discard an attempt's unpublished parts (a failed job, or a superseded attempt).
@@ -103,6 +114,7 @@ pub fn process_blocking(
         .ok_or_else(|| Error::config("the job has no schema: plan it first"))?;
     let out_url = job.output.part_url(&job.job_id, task.index);
     let sink = StagedWriter::start(&ctx.runtime, &ctx.storage, &out_url)?;
+    ctx.opened(&sink);
     let mut output = PartWriter::new(
         job.output.format,
         schema.arrow_schema(),
@@ -179,6 +191,7 @@ fn write_errors(
     if writer.is_none() {
         let (url, format) = error_part_url(job, task);
         let sink = StagedWriter::start(&ctx.runtime, &ctx.storage, &url)?;
+        ctx.opened(&sink);
         *writer = Some(ErrorWriter::new(format, sink, &job.spec.write)?);
     }
     match writer {

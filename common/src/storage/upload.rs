@@ -270,6 +270,17 @@ impl StagedWriter {
         }
     }
 
+    /// The multipart upload this writer has open, as (object URL, upload id): what to abort
+    /// if the process dies before it reports the attempt (local temp files have none).
+    pub fn open_upload(&self) -> Option<(String, String)> {
+        match &self.target {
+            Some(Target::Multipart { upload_id, .. }) => {
+                Some((self.url.to_string(), upload_id.clone()))
+            }
+            _ => None,
+        }
+    }
+
     /// Upload what is left and wait for every part; the object stays unpublished.
     pub fn finish(mut self) -> Result<StagedObject> {
         // Always send the last part, even empty: a multipart upload needs at least one.
