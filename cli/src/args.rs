@@ -37,6 +37,8 @@ pub enum Command {
     Cancel(JobArgs),
     /// A fleet job's report.
     Report(JobArgs),
+    /// A committed fleet job's invalid rows, read from the coordinator over Arrow Flight.
+    Errors(ErrorsArgs),
 }
 
 #[derive(Args, Debug)]
@@ -57,6 +59,19 @@ pub struct JobArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct ErrorsArgs {
+    /// The job id.
+    pub job: String,
+    #[command(flatten)]
+    pub coordinator: CoordinatorArgs,
+    /// Rows to print; 0 = all (default: 20 for a table, all for csv and jsonl).
+    #[arg(long)]
+    pub limit: Option<u64>,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: crate::errors_cmd::ErrorsFormat,
+}
+
+#[derive(Args, Debug)]
 pub struct SubmitArgs {
     #[command(flatten)]
     pub run: RunArgs,
@@ -65,6 +80,10 @@ pub struct SubmitArgs {
     /// Follow the job with a progress bar and end with its report.
     #[arg(long)]
     pub wait: bool,
+    /// Run a named job again although it already succeeded for these variables (its
+    /// output is replaced).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Args, Debug, Default)]
@@ -131,6 +150,12 @@ pub struct RunArgs {
     /// Attempts per task for retryable failures (default 4).
     #[arg(long)]
     pub max_attempts: Option<u32>,
+    /// Fill `${NAME}` in the spec and URLs (repeatable); `date` defaults to today (UTC).
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = zoopipe_common::spec_vars::parse_var)]
+    pub vars: Vec<(String, String)>,
+    /// The job's name: with its variables, the idempotency key of a fleet job.
+    #[arg(long)]
+    pub name: Option<String>,
     /// Also write the job report (JSON) to this local file.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,

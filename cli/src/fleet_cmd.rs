@@ -90,17 +90,40 @@ pub async fn submit(args: SubmitArgs) -> u8 {
         Err(code) => return code,
     };
     let response = match client
-        .submit_job(v1::SubmitJobRequest { spec: Some(proto) })
+        .submit_job(v1::SubmitJobRequest {
+            spec: Some(proto),
+            force: args.force,
+        })
         .await
     {
         Ok(r) => r.into_inner(),
         Err(s) => return status_error(s),
     };
+    let job = &response.job_id;
+    let key = describe_key(&spec);
+    match v1::SubmitOutcome::try_from(response.outcome).unwrap_or_default() {
+        v1::SubmitOutcome::AlreadySucceeded => {
+            eprintln!(
+                "{key} already succeeded as job {job}: nothing to do (--force runs it again)"
+            );
+            return show_report(&mut client, job, args.run.json).await;
+        }
+        v1::SubmitOutcome::AlreadyRunning => {
+            eprintln!("{key} is already running as job {job}: following it")
+        }
+        v1::SubmitOutcome::Resumed => eprintln!(
+            "{key} resumed as job {job}: {} of {} tasks left to run",
+            response.tasks_to_run, response.tasks
+        ),
+        v1::SubmitOutcome::Created if args.wait => {
+            eprintln!("submitted {job} ({} tasks)", response.tasks)
+        }
+        v1::SubmitOutcome::Created => {}
+    }
     if !args.wait {
-        out(&response.job_id);
+        out(job);
         return 0;
     }
-    eprintln!("submitted {} ({} tasks)", response.job_id, response.tasks);
     let fleet = FleetArgs {
         coordinator: args.coordinator,
         json: args.run.json,
@@ -118,6 +141,43 @@ fn reconnectable(s: &tonic::Status) -> bool {
         s.code(),
         tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
     )
+}
+
+/// "job daily-events (date=2024-01-01)" for messages about a named job.
+fn describe_key(spec: &zoopipe_common::spec::JobSpec) -> String {
+    let name = spec.name.as_deref().unwrap_or("the job");
+    let vars: Vec<String> = spec.vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    if vars.is_empty() {
+        format!("job {name}")
+    } else {
+        format!("job {name} ({})", vars.join(", "))
+    }
+}
+
+/// A job's report as the coordinator has it now; `Err` is the exit code, already explained.
+async fn fetch_report(client: &mut Client, job: &str) -> Result<JobReport, u8> {
+    let report = client
+        .get_job(v1::GetJobRequest {
+            job_id: job.to_string(),
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .report;
+    report
+        .and_then(|r| JobReport::try_from(r).ok())
+        .ok_or_else(|| fail("the coordinator sent no report", exit::JOB_FAILED))
+}
+
+/// Print a job's stored report (an earlier run's) and exit as it ended.
+async fn show_report(client: &mut Client, job: &str, json: bool) -> u8 {
+    match fetch_report(client, job).await {
+        Ok(report) => {
+            show(&report, json);
+            exit_code(&report)
+        }
+        Err(code) => code,
+    }
 }
 
 pub async fn watch(fleet: &FleetArgs, job: &str, quiet: bool) -> u8 {
@@ -211,17 +271,9 @@ pub async fn status(args: JobArgs, full: bool) -> u8 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let report = match client
-        .get_job(v1::GetJobRequest {
-            job_id: args.job.clone(),
-        })
-        .await
-    {
-        Ok(r) => r.into_inner().report,
-        Err(s) => return status_error(s),
-    };
-    let Some(report) = report.and_then(|r| JobReport::try_from(r).ok()) else {
-        return fail("the coordinator sent no report", exit::JOB_FAILED);
+    let report = match fetch_report(&mut client, &args.job).await {
+        Ok(r) => r,
+        Err(code) => return code,
     };
     if full || args.fleet.json {
         show(&report, args.fleet.json);

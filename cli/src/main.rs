@@ -1,6 +1,7 @@
 //! zoopipectl: run conversion jobs on this machine (`run`), and inspect schemas (`schema`).
 
 mod args;
+mod errors_cmd;
 mod fleet_cmd;
 mod progress;
 mod run;
@@ -49,6 +50,7 @@ fn main() -> ExitCode {
             args::Command::Watch(a) => fleet_cmd::watch(&a.fleet, &a.job, false).await,
             args::Command::List(a) => fleet_cmd::list(a).await,
             args::Command::Cancel(a) => fleet_cmd::cancel(a).await,
+            args::Command::Errors(a) => errors_cmd::errors(a).await,
         }
     });
     // Let background aborts of failed uploads finish; fetches of dropped readers just stop.

@@ -77,8 +77,11 @@ pub async fn run(args: RunArgs) -> u8 {
 
 /// The spec file (if any) with every given flag applied over it.
 pub fn build_spec(args: &RunArgs) -> Result<JobSpec> {
+    let vars = zoopipe_common::spec_vars::with_defaults(&args.vars);
+    let mut used = std::collections::BTreeMap::new();
+    let mut fill = |text: &String| zoopipe_common::spec_vars::substitute(text, &vars, &mut used);
     let mut spec = match &args.spec {
-        Some(path) => JobSpec::from_file(path)?,
+        Some(path) => JobSpec::from_file_with(path, &vars)?,
         None => {
             let output = args
                 .output
@@ -89,7 +92,7 @@ pub fn build_spec(args: &RunArgs) -> Result<JobSpec> {
         }
     };
     if !args.inputs.is_empty() {
-        spec.inputs = args.inputs.clone();
+        spec.inputs = args.inputs.iter().map(&mut fill).collect::<Result<_>>()?;
     }
     if spec.inputs.is_empty() {
         return Err(Error::config(
@@ -97,7 +100,7 @@ pub fn build_spec(args: &RunArgs) -> Result<JobSpec> {
         ));
     }
     if let Some(o) = &args.output {
-        spec.output = o.clone();
+        spec.output = fill(o)?;
     }
     if let Some(f) = &args.format {
         spec.format = Some(Format::parse(f)?);
@@ -109,7 +112,7 @@ pub fn build_spec(args: &RunArgs) -> Result<JobSpec> {
         spec.schema = Some(SchemaSource::Path(s.clone()));
     }
     if let Some(e) = &args.errors {
-        spec.errors = Some(e.clone());
+        spec.errors = Some(fill(e)?);
     }
     if let Some(f) = &args.error_format {
         spec.error_format = Some(Format::parse(f)?);
@@ -153,5 +156,9 @@ pub fn build_spec(args: &RunArgs) -> Result<JobSpec> {
     if let Some(m) = args.max_attempts {
         spec.max_attempts = m;
     }
+    if let Some(name) = &args.name {
+        spec.name = Some(name.clone());
+    }
+    spec.vars.extend(used);
     Ok(spec)
 }

@@ -69,7 +69,8 @@ pub fn error_schema() -> SchemaRef {
     ]))
 }
 
-fn to_batch(rows: &[ErrorRow]) -> Result<RecordBatch> {
+/// Error rows in the shape of [`error_schema`] (also what Flight clients receive).
+pub fn to_batch(rows: &[ErrorRow]) -> Result<RecordBatch> {
     let text = |f: &dyn Fn(&ErrorRow) -> Option<String>| -> ArrayRef {
         Arc::new(rows.iter().map(f).collect::<StringArray>())
     };

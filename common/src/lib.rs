@@ -13,6 +13,7 @@ pub mod plan;
 pub mod report;
 pub mod schema;
 pub mod spec;
+pub mod spec_vars;
 pub mod storage;
 pub mod validate;
 

@@ -7,6 +7,7 @@ use crate::schema::CompiledSchema;
 use crate::storage::ObjectUrl;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -17,6 +18,13 @@ pub const DEFAULT_BATCH_SIZE: usize = 64 * 1024;
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
+    /// A daily job's name: with `vars`, its idempotency key in the fleet (a job that already
+    /// succeeded is not run again; one that failed resumes with the tasks that did not commit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The `${name}` variables the spec was filled with (recorded for the idempotency key).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub vars: BTreeMap<String, String>,
     /// Input URLs: objects, prefixes ending in `/`, or globs.
     #[serde(alias = "input", deserialize_with = "one_or_many")]
     pub inputs: Vec<String>,
@@ -125,12 +133,22 @@ pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
 }
 
 impl JobSpec {
-    /// Read a YAML or JSON spec file; relative schema paths are resolved against its folder.
+    /// Read a YAML or JSON spec file (`${date}` is today, UTC); relative schema paths are
+    /// resolved against its folder.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
+        Self::from_file_with(path, &crate::spec_vars::with_defaults(&[]))
+    }
+
+    /// Read a spec file, filling its `${name}` variables from `vars` first.
+    pub fn from_file_with(path: &Path, vars: &BTreeMap<String, String>) -> Result<Self> {
+        let raw = std::fs::read_to_string(path)
+            .map_err(|e| Error::config(format!("{}: {e}", path.display())))?;
+        let mut used = BTreeMap::new();
+        let text = crate::spec_vars::substitute(&raw, vars, &mut used)
             .map_err(|e| Error::config(format!("{}: {e}", path.display())))?;
         let mut spec: JobSpec = serde_norway::from_str(&text)
             .map_err(|e| Error::config(format!("{}: {e}", path.display())))?;
+        spec.vars.extend(used);
         if let Some(SchemaSource::Path(p)) = &spec.schema {
             let p = Path::new(p);
             if p.is_relative()

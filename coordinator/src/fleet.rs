@@ -32,6 +32,7 @@ use zoopipe_proto::convert::{state_to, task_to};
 use zoopipe_proto::v1;
 use zoopipe_proto::v1::job_service_client::JobServiceClient;
 use zoopipe_proto::v1::worker_service_client::WorkerServiceClient;
+use zoopipe_worker::ops::METRICS;
 use zoopipe_worker::{Progress, WorkerContext, discard};
 
 /// How long `AcquireTask` waits for work before returning empty.
@@ -216,6 +217,64 @@ impl Fleet {
         }
     }
 
+    /// Jobs by state, tasks of unfinished jobs by state, and registered workers: for metrics.
+    pub async fn counts(&self) -> (BTreeMap<String, i64>, BTreeMap<String, i64>, i64) {
+        let mut jobs_by_state = BTreeMap::new();
+        let mut tasks_by_state = BTreeMap::new();
+        for state in [
+            "pending",
+            "running",
+            "committing",
+            "succeeded",
+            "failed",
+            "cancelled",
+        ] {
+            jobs_by_state.insert(state.to_string(), 0);
+        }
+        for state in ["pending", "running", "done"] {
+            tasks_by_state.insert(state.to_string(), 0);
+        }
+        let jobs = self.jobs.lock().await;
+        for job in jobs.values() {
+            let state = format!("{:?}", job.report.state).to_lowercase();
+            *jobs_by_state.entry(state).or_default() += 1;
+            if job.ended() {
+                continue;
+            }
+            for slot in job.slots.values() {
+                let state = match slot.status {
+                    TaskStatus::Pending => "pending",
+                    TaskStatus::Running { .. } => "running",
+                    TaskStatus::Done(_) => "done",
+                };
+                *tasks_by_state.entry(state.to_string()).or_default() += 1;
+            }
+        }
+        drop(jobs);
+        let workers = self.workers.lock().await.len() as i64;
+        (jobs_by_state, tasks_by_state, workers)
+    }
+
+    /// Whether etcd answers now (readiness), with this replica's role.
+    pub async fn readiness(&self) -> (bool, String) {
+        let mut client = self.state.client();
+        let probe = client.get("health-probe", None);
+        let reachable = matches!(
+            tokio::time::timeout(Duration::from_secs(1), probe).await,
+            Ok(Ok(_))
+        );
+        let role = match self.role() {
+            Role::Leader => format!("leader (epoch {})", self.state.epoch()),
+            Role::Follower(info) => format!("follower of {} at {}", info.id, info.address),
+            Role::Candidate => "candidate (no leader known)".to_string(),
+        };
+        if reachable {
+            (true, role)
+        } else {
+            (false, format!("etcd unreachable; {role}"))
+        }
+    }
+
     /// Shutdown: hand leadership over at once instead of after a lease TTL.
     pub async fn resign(&self) {
         let lease = self.leader_lease.swap(0, Ordering::SeqCst);
@@ -272,6 +331,7 @@ impl Fleet {
                         worker,
                         "owner lost its lease; requeueing"
                     );
+                    METRICS.lease_expiries.inc();
                     self.requeue(slot);
                 }
             }
@@ -403,6 +463,7 @@ impl Fleet {
                             && matches!(slot.status, TaskStatus::Running { .. })
                         {
                             tracing::warn!(job = job_id, task = index, "owner gone; requeueing");
+                            METRICS.lease_expiries.inc();
                             self.requeue(slot);
                         }
                     }
@@ -450,8 +511,28 @@ impl Fleet {
         }
     }
 
-    async fn submit(&self, spec: v1::JobSpec) -> Result<(String, u32), Status> {
-        let spec = JobSpec::try_from(spec).map_err(|e| Status::invalid_argument(e.to_string()))?;
+    async fn submit(
+        self: &Arc<Self>,
+        spec: v1::JobSpec,
+        force: bool,
+    ) -> Result<v1::SubmitJobResponse, Status> {
+        let mut spec =
+            JobSpec::try_from(spec).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        // A named job's name + variables is its idempotency key.
+        let mut name_key = None;
+        let mut previous = None;
+        if let Some(name) = &spec.name {
+            let key = self.state.name_key(name, &spec.vars);
+            if let Some(earlier) = self.state.job_for_name(&key).await.map_err(unavailable)? {
+                if let Some(answer) = self.rerun(&earlier, force).await? {
+                    return Ok(answer);
+                }
+                // --force: a fresh run replaces the earlier one's output.
+                spec.overwrite = true;
+                previous = Some(earlier);
+            }
+            name_key = Some(key);
+        }
         let job_id = crate::new_job_id();
         let mut config = JobConfig::new(job_id.clone(), spec)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
@@ -472,9 +553,19 @@ impl Fleet {
         let spec_proto = v1::JobSpec::try_from(&config.spec).map_err(internal)?;
         let spec_json = serde_json::to_value(&config.spec).map_err(internal)?;
         self.state
-            .create_job(&job_id, &spec_json, &plan.tasks)
+            .create_job(
+                &job_id,
+                &spec_json,
+                &plan.tasks,
+                name_key.as_deref().map(|k| (k, previous.as_deref())),
+            )
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| match e {
+                StateError::JobExists(_) => Status::aborted(
+                    "the same named job was submitted concurrently; submit again to attach to it",
+                ),
+                e => unavailable(e),
+            })?;
         let mut report = JobReport::new(&job_id);
         report.state = JobState::Running;
         report.started_at = Utc::now().to_rfc3339();
@@ -507,7 +598,81 @@ impl Fleet {
         );
         tracing::info!(job = job_id, tasks = count, "job submitted");
         self.work.notify_waiters();
-        Ok((job_id, count))
+        Ok(v1::SubmitJobResponse {
+            job_id,
+            tasks: count,
+            outcome: v1::SubmitOutcome::Created as i32,
+            tasks_to_run: count,
+        })
+    }
+
+    /// What an earlier run of a named job answers a resubmission: it already succeeded (a
+    /// no-op unless forced), it is still running (attach to it), or it failed or was cancelled
+    /// (resume it: only the tasks that did not commit run again). `None`: start a new run.
+    async fn rerun(
+        self: &Arc<Self>,
+        job_id: &str,
+        force: bool,
+    ) -> Result<Option<v1::SubmitJobResponse>, Status> {
+        let mut jobs = self.jobs.lock().await;
+        let Some(job) = jobs.get_mut(job_id) else {
+            return Ok(None);
+        };
+        let remaining = job
+            .slots
+            .values()
+            .filter(|s| !matches!(s.status, TaskStatus::Done(_)))
+            .count() as u32;
+        let answer = |outcome: v1::SubmitOutcome, tasks_to_run| v1::SubmitJobResponse {
+            job_id: job_id.to_string(),
+            tasks: job.slots.len() as u32,
+            outcome: outcome as i32,
+            tasks_to_run,
+        };
+        match job.report.state {
+            JobState::Succeeded if !force => {
+                Ok(Some(answer(v1::SubmitOutcome::AlreadySucceeded, 0)))
+            }
+            JobState::Pending | JobState::Running | JobState::Committing => {
+                Ok(Some(answer(v1::SubmitOutcome::AlreadyRunning, remaining)))
+            }
+            JobState::Failed | JobState::Cancelled if !force => {
+                let response = answer(v1::SubmitOutcome::Resumed, remaining);
+                self.state.resume_job(job_id).await.map_err(unavailable)?;
+                for slot in job.slots.values_mut() {
+                    if !matches!(slot.status, TaskStatus::Done(_)) {
+                        slot.status = TaskStatus::Pending;
+                        slot.attempts = 0;
+                    }
+                }
+                let mut report = JobReport::new(job_id);
+                report.state = JobState::Running;
+                report.started_at = Utc::now().to_rfc3339();
+                report.inputs = std::mem::take(&mut job.report.inputs);
+                report.partitions.total = job.slots.len() as u64;
+                job.report = report;
+                job.started = Instant::now();
+                tracing::info!(job = job_id, tasks = remaining, "resuming a named job");
+                if remaining == 0 {
+                    job.report.state = JobState::Committing;
+                    tokio::spawn(self.clone().finish_job(job_id.to_string()));
+                }
+                self.work.notify_waiters();
+                Ok(Some(response))
+            }
+            _ => {
+                // Forced: the earlier run's kept (unpublished) parts go; published ones stay
+                // until the new run replaces them.
+                if job.report.state != JobState::Succeeded {
+                    for slot in job.slots.values() {
+                        if let TaskStatus::Done(r) = &slot.status {
+                            discard(&self.storage, r).await;
+                        }
+                    }
+                }
+                Ok(None)
+            }
+        }
     }
 
     /// Claim up to `free` pending tasks for `worker`.
@@ -583,6 +748,12 @@ impl Fleet {
             discard(&self.storage, &result).await;
             return Ok(false);
         }
+        METRICS.attempt("committed");
+        METRICS.rows_read.inc_by(result.rows_read);
+        METRICS.rows_invalid.inc_by(result.rows_invalid);
+        METRICS.bytes_read.inc_by(result.bytes_read);
+        METRICS.bytes_written.inc_by(result.bytes_written);
+        METRICS.task_seconds.observe(result.duration_s);
         let mut jobs = self.jobs.lock().await;
         let Some(job) = jobs.get_mut(job_id) else {
             return Ok(true);
@@ -757,6 +928,7 @@ impl Fleet {
             return; // a stale attempt: the task is already elsewhere
         }
         if retryable && slot.attempts < max {
+            METRICS.retries.inc();
             tracing::warn!(
                 job = job_id,
                 task = index,
@@ -780,9 +952,13 @@ impl Fleet {
         if job.ended() {
             return;
         }
-        for slot in job.slots.values() {
-            if let TaskStatus::Done(r) = &slot.status {
-                discard(&self.storage, r).await;
+        // A named job keeps its committed tasks' parts (staged, invisible) so that submitting
+        // it again resumes with only the rest; an unnamed one cannot be resumed.
+        if job.config.spec.name.is_none() {
+            for slot in job.slots.values() {
+                if let TaskStatus::Done(r) = &slot.status {
+                    discard(&self.storage, r).await;
+                }
             }
         }
         job.report.state = state;
@@ -811,12 +987,11 @@ impl v1::job_service_server::JobService for JobApi {
                 .submit_job(forward::request(request)?)
                 .await;
         }
+        let request = request.into_inner();
         let spec = request
-            .into_inner()
             .spec
             .ok_or_else(|| Status::invalid_argument("spec is missing"))?;
-        let (job_id, tasks) = self.0.submit(spec).await?;
-        Ok(Response::new(v1::SubmitJobResponse { job_id, tasks }))
+        Ok(Response::new(self.0.submit(spec, request.force).await?))
     }
 
     async fn get_job(

@@ -7,9 +7,11 @@
 
 pub mod commit;
 pub mod fleet;
+pub mod flight;
 mod forward;
 pub mod leader;
 mod merge;
+pub mod ops;
 pub mod runner;
 pub mod scheduler;
 pub mod state;

@@ -2,8 +2,10 @@
 //! etcd, and commits each job exactly once.
 
 use anyhow::Context;
+use arrow_flight::flight_service_server::FlightServiceServer;
 use clap::Parser;
 use zoopipe_coordinator::fleet::{Fleet, JobApi, WorkerApi};
+use zoopipe_coordinator::flight::ErrorsFlight;
 use zoopipe_coordinator::leader::LeaderInfo;
 use zoopipe_coordinator::state::EtcdState;
 use zoopipe_proto::v1::job_service_server::JobServiceServer;
@@ -44,6 +46,13 @@ struct Args {
     /// interfaces; on Kubernetes set it from the pod IP).
     #[arg(long, env = "ZOOPIPE_ADVERTISE")]
     advertise: Option<String>,
+    /// Address of the operations port: /healthz, /readyz, /metrics and gRPC health.
+    #[arg(
+        long = "http",
+        default_value = "0.0.0.0:9090",
+        env = "ZOOPIPE_HTTP_LISTEN"
+    )]
+    http: std::net::SocketAddr,
 }
 
 fn host_name() -> String {
@@ -103,10 +112,21 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         address = me.address,
         "joining the leader election"
     );
+    let flight = ErrorsFlight::new(state.clone());
     let fleet = Fleet::new(state, args.lease_ttl, me);
     fleet.clone().watch_leases().await?;
     fleet.clone().reconcile();
     tokio::spawn(fleet.clone().campaign());
+    let (health, health_service) = tonic_health::server::health_reporter();
+    zoopipe_coordinator::ops::spawn_refresh(fleet.clone(), health);
+    let ready = zoopipe_coordinator::ops::ready_check(fleet.clone());
+    let ops_service = health_service.clone();
+    let http = args.http;
+    tokio::spawn(async move {
+        if let Err(e) = zoopipe_worker::ops::http::serve(http, ready, ops_service).await {
+            tracing::warn!(listen = %http, error = %e, "no /healthz, /readyz, /metrics: cannot serve the operations port");
+        }
+    });
     tracing::info!(listen = %args.listen, "serving");
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -114,8 +134,10 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let incoming = tonic::transport::server::TcpIncoming::from(listener);
     let resigning = fleet.clone();
     tonic::transport::Server::builder()
+        .add_service(health_service)
         .add_service(JobServiceServer::new(JobApi(fleet.clone())))
         .add_service(WorkerServiceServer::new(WorkerApi(fleet)))
+        .add_service(FlightServiceServer::new(flight))
         .serve_with_incoming_shutdown(incoming, async move {
             shutdown_signal().await;
             tracing::info!("shutting down");

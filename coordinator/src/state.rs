@@ -11,6 +11,7 @@
 //!                                      mod_revision is the attempt's fencing token
 //! <prefix>/jobs/<job>/results/<t>      the committed TaskResult (JSON)
 //! <prefix>/jobs/<job>/report           the final JobReport, once the job ended
+//! <prefix>/names/<name>/<k=v&..>       the job id of a named job's latest run for those vars
 //! ```
 //! Writes per task are bounded: one claim, one result (plus a release on failure). A claim only
 //! succeeds on a task that has neither an owner nor a result; a result is only accepted through
@@ -125,7 +126,7 @@ impl EtcdState {
     }
 
     /// Lead from now on with this epoch (0: stop leading).
-    pub(crate) fn set_epoch(&self, epoch: i64) {
+    pub fn set_epoch(&self, epoch: i64) {
         self.epoch.store(epoch, Ordering::SeqCst);
     }
 
@@ -183,22 +184,55 @@ impl EtcdState {
         format!("{}/jobs/{job}/{rest}", self.prefix)
     }
 
-    /// Store a new job: its spec, state and every task, in one transaction.
+    /// The key a named job's runs are found under: its name and variables.
+    pub fn name_key(&self, name: &str, vars: &BTreeMap<String, String>) -> String {
+        let enc = |s: &str| {
+            percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+        };
+        let vars: Vec<String> = vars
+            .iter()
+            .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+            .collect();
+        format!("{}/names/{}/{}", self.prefix, enc(name), vars.join("&"))
+    }
+
+    /// The job id a name key points at.
+    pub async fn job_for_name(&self, name_key: &str) -> Result<Option<String>> {
+        let response = self.client.clone().get(name_key, None).await?;
+        Ok(response
+            .kvs()
+            .first()
+            .map(|kv| String::from_utf8_lossy(kv.value()).into_owned()))
+    }
+
+    /// Store a new job: its spec, state and every task, in one transaction. A named job also
+    /// points its name key at it, if the key still points where the caller saw it (`None`:
+    /// nowhere), so two submissions of one daily job cannot both start.
     pub async fn create_job(
         &self,
         job_id: &str,
         spec: &serde_json::Value,
         tasks: &[Task],
+        name: Option<(&str, Option<&str>)>,
     ) -> Result<()> {
         let spec_key = self.job_key(job_id, "spec");
-        let mut ops = vec![
+        let mut compares = vec![Compare::version(spec_key.clone(), CompareOp::Equal, 0)];
+        let mut ops = vec![];
+        if let Some((key, seen)) = name {
+            compares.push(match seen {
+                None => Compare::version(key, CompareOp::Equal, 0),
+                Some(previous) => Compare::value(key, CompareOp::Equal, previous),
+            });
+            ops.push(TxnOp::put(key, job_id, None));
+        }
+        ops.extend([
             TxnOp::put(spec_key.clone(), json(spec), None),
             TxnOp::put(
                 self.job_key(job_id, "state"),
                 json(&JobState::Running),
                 None,
             ),
-        ];
+        ]);
         for task in tasks {
             ops.push(TxnOp::put(
                 self.job_key(job_id, &format!("tasks/{}", task.index)),
@@ -206,11 +240,25 @@ impl EtcdState {
                 None,
             ));
         }
-        let compares = vec![Compare::version(spec_key, CompareOp::Equal, 0)];
         let response = self.fenced(compares, ops).await?;
         if !response.succeeded() {
             return Err(StateError::JobExists(job_id.to_string()));
         }
+        Ok(())
+    }
+
+    /// Run an ended job again (a failed or cancelled named job resubmitted): its committed
+    /// task results stay, its final report goes.
+    pub async fn resume_job(&self, job_id: &str) -> Result<()> {
+        let ops = vec![
+            TxnOp::put(
+                self.job_key(job_id, "state"),
+                json(&JobState::Running),
+                None,
+            ),
+            TxnOp::delete(self.job_key(job_id, "report"), None),
+        ];
+        self.fenced(vec![], ops).await?;
         Ok(())
     }
 
@@ -488,5 +536,35 @@ impl EtcdState {
                 matches!(kind, "owners" | "results").then(|| index.parse().ok())?
             })
             .collect())
+    }
+
+    /// One job's spec, state and report, read in one snapshot; its tasks, owners and results
+    /// are left empty (they grow with the job and readers of its outcome do not need them).
+    /// Unfenced: any replica may read, e.g. to serve Flight.
+    pub async fn load_job(&self, job_id: &str) -> Result<Option<StoredJob>> {
+        let keys = ["spec", "state", "report"].map(|k| self.job_key(job_id, k));
+        let gets: Vec<TxnOp> = keys.iter().map(|k| TxnOp::get(k.clone(), None)).collect();
+        let response = self.client.clone().txn(Txn::new().and_then(gets)).await?;
+        let mut values = response.op_responses().into_iter().map(|r| match r {
+            etcd_client::TxnOpResponse::Get(get) => get.kvs().first().map(|kv| kv.value().to_vec()),
+            _ => None,
+        });
+        let (Some(Some(spec)), Some(state), Some(report)) =
+            (values.next(), values.next(), values.next())
+        else {
+            return Ok(None);
+        };
+        Ok(Some(StoredJob {
+            job_id: job_id.to_string(),
+            spec: parse(&keys[0], &spec)?,
+            state: state
+                .map(|s| parse(&keys[1], &s))
+                .transpose()?
+                .unwrap_or(JobState::Pending),
+            tasks: BTreeMap::new(),
+            owners: BTreeMap::new(),
+            results: BTreeMap::new(),
+            report: report.map(|r| parse(&keys[2], &r)).transpose()?,
+        }))
     }
 }

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use zoopipe_common::format::{Compression, Format};
 use zoopipe_common::plan::{Split, SplitKind, Task};
 use zoopipe_common::report::{JobState, TaskResult};
+use zoopipe_coordinator::leader::{Campaign, LeaderInfo, try_lead};
 use zoopipe_coordinator::state::{EtcdState, StateError};
 
 fn endpoint() -> String {
@@ -18,6 +19,22 @@ fn prefix(name: &str) -> String {
         std::process::id(),
         Instant::now().elapsed().as_nanos()
     )
+}
+
+/// A state handle that won the election on its prefix (every write needs the epoch).
+async fn leading(prefix: &str, id: &str) -> (EtcdState, i64) {
+    let state = EtcdState::connect(&[endpoint()], prefix).await.unwrap();
+    let me = LeaderInfo {
+        id: id.into(),
+        address: format!("http://{id}:7070"),
+    };
+    match try_lead(&state, &me, 30).await.unwrap() {
+        Campaign::Won { lease, epoch } => {
+            state.set_epoch(epoch);
+            (state, lease)
+        }
+        Campaign::Lost(other) => panic!("{id} lost the election to {other:?}"),
+    }
 }
 
 fn tasks(n: u32) -> Vec<Task> {
@@ -49,13 +66,14 @@ fn result(index: u32, attempt: u32) -> TaskResult {
 
 #[tokio::test]
 async fn only_the_current_owner_can_commit_a_task() {
-    let state = EtcdState::connect(&[endpoint()], &prefix("fencing"))
+    let (state, _) = leading(&prefix("fencing"), "c1").await;
+    let spec = serde_json::json!({"inputs": ["s3://raw/"], "output": "s3://lake/out/"});
+    state
+        .create_job("j1", &spec, &tasks(2), None)
         .await
         .unwrap();
-    let spec = serde_json::json!({"inputs": ["s3://raw/"], "output": "s3://lake/out/"});
-    state.create_job("j1", &spec, &tasks(2)).await.unwrap();
     assert!(matches!(
-        state.create_job("j1", &spec, &tasks(2)).await,
+        state.create_job("j1", &spec, &tasks(2), None).await,
         Err(StateError::JobExists(_))
     ));
 
@@ -116,11 +134,9 @@ async fn only_the_current_owner_can_commit_a_task() {
 
 #[tokio::test]
 async fn an_expired_lease_requeues_the_task_and_fences_the_late_attempt() {
-    let state = EtcdState::connect(&[endpoint()], &prefix("lease"))
-        .await
-        .unwrap();
+    let (state, _) = leading(&prefix("lease"), "c1").await;
     state
-        .create_job("j2", &serde_json::json!({}), &tasks(1))
+        .create_job("j2", &serde_json::json!({}), &tasks(1), None)
         .await
         .unwrap();
     let mut lost = state.watch_lost_owners().await.unwrap();
@@ -170,4 +186,26 @@ async fn an_unreachable_etcd_is_one_clear_error() {
         "{err}"
     );
     assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn a_deposed_leader_cannot_write() {
+    let prefix = prefix("epoch");
+    let (old, lease) = leading(&prefix, "old").await;
+    let spec = serde_json::json!({"inputs": ["s3://raw/"], "output": "s3://lake/out/"});
+    old.create_job("j1", &spec, &tasks(1), None).await.unwrap();
+    // The old leader's lease ends (as when it froze past its TTL); a new leader is elected.
+    let mut client = etcd_client::Client::connect([endpoint()], None)
+        .await
+        .unwrap();
+    client.lease_revoke(lease).await.unwrap();
+    let (new, _) = leading(&prefix, "new").await;
+    assert!(new.epoch() > old.epoch());
+    // The old one still believes it leads: every write it tries is refused by etcd.
+    assert!(matches!(
+        old.create_job("j2", &spec, &tasks(1), None).await,
+        Err(StateError::NotLeader)
+    ));
+    assert_eq!(old.epoch(), 0, "it knows it was deposed");
+    new.create_job("j2", &spec, &tasks(1), None).await.unwrap();
 }

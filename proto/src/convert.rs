@@ -174,6 +174,8 @@ impl TryFrom<&JobSpec> for v1::JobSpec {
             overwrite: s.overwrite,
             max_attempts: s.max_attempts,
             max_error_rate: s.max_error_rate,
+            name: s.name.clone(),
+            vars: s.vars.clone().into_iter().collect(),
         })
     }
 }
@@ -216,6 +218,8 @@ impl TryFrom<v1::JobSpec> for JobSpec {
             overwrite: p.overwrite,
             max_attempts: p.max_attempts,
             max_error_rate: p.max_error_rate,
+            name: p.name,
+            vars: p.vars.into_iter().collect(),
         })
     }
 }

@@ -22,6 +22,8 @@ fn wire<M: Message + Default>(m: &M) -> M {
 #[test]
 fn job_spec_round_trips() {
     let spec = JobSpec {
+        name: Some("daily-events".into()),
+        vars: [("date".to_string(), "2024-01-01".to_string())].into(),
         inputs: vec!["s3://raw/2024-01-01/*.csv".into(), "/data/x.jsonl".into()],
         input_format: Some(Format::Csv),
         csv: CsvOptions {

@@ -67,6 +67,12 @@ pub fn put(bucket: &str, key: &str, data: Vec<u8>) {
         .expect("put");
 }
 
+pub fn delete(bucket: &str, key: &str) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(client(bucket).delete(&key.into()))
+        .expect("delete");
+}
+
 pub fn get(bucket: &str, key: &str) -> Vec<u8> {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {

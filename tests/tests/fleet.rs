@@ -585,3 +585,220 @@ fn a_frozen_leader_is_deposed_and_cannot_write_when_it_wakes() {
     );
     drop(standby);
 }
+
+#[test]
+fn a_daily_job_runs_once_per_date_and_resumes_only_what_did_not_commit() {
+    let f = fleet(1, 60);
+    let (raw, lake) = (unique("raw"), unique("lake"));
+    s3::create_bucket(&raw);
+    s3::create_bucket(&lake);
+    let (rows, _) = users(5 * 1500);
+    let files: Vec<(String, Vec<u8>)> = rows
+        .chunks(1500)
+        .enumerate()
+        .map(|(i, chunk)| (format!("in/2024-01-01/users-{i}.csv"), csv_bytes(chunk)))
+        .collect();
+    for (key, bytes) in &files {
+        s3::put(&raw, key, bytes.clone());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("daily.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: daily-users\ninputs: [\"s3://{raw}/in/${{date}}/*.csv\"]\n\
+             output: s3://{lake}/users/date=${{date}}/\nschema: {}\nbatch_size: 250\n\
+             partition_size: 100KiB\n",
+            repo_file("examples/users.schema.json")
+        ),
+    )
+    .unwrap();
+    let submit = |extra: &[&str]| {
+        let mut args = vec!["submit", spec.to_str().unwrap(), "--coordinator", &f.url];
+        args.extend_from_slice(&["--var", "date=2024-01-01", "--wait", "--json"]);
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    // The last file vanishes after planning: its task fails and with it the first run.
+    let submitted = std::thread::spawn({
+        let submit_args = (spec.clone(), f.url.clone());
+        move || {
+            run(&[
+                "submit",
+                submit_args.0.to_str().unwrap(),
+                "--coordinator",
+                &submit_args.1,
+                "--var",
+                "date=2024-01-01",
+                "--wait",
+                "--json",
+            ])
+        }
+    });
+    std::thread::sleep(Duration::from_millis(400));
+    let (last_key, last_bytes) = files.last().unwrap().clone();
+    s3::delete(&raw, &last_key);
+    let first = submitted.join().unwrap();
+    assert_eq!(first.status.code(), Some(1), "{}", text(&first.stderr));
+    let failed: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert_eq!(failed["state"], "failed", "{failed:#}");
+    assert!(
+        !s3::list(&lake, "users").iter().any(|n| n.contains("part-")),
+        "a failed run publishes nothing"
+    );
+    // The file is back: the same submission resumes and runs only the uncommitted tasks.
+    s3::put(&raw, &last_key, last_bytes);
+    let second = submit(&[]);
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    let message = text(&second.stderr);
+    let (left, total) = message
+        .split("resumed as job ")
+        .nth(1)
+        .and_then(|rest| rest.split(": ").nth(1))
+        .and_then(|rest| rest.split(" tasks left").next())
+        .and_then(|counts| counts.split_once(" of "))
+        .map(|(l, t)| (l.parse::<u64>().unwrap(), t.parse::<u64>().unwrap()))
+        .unwrap_or_else(|| panic!("not resumed: {message}"));
+    assert!(left >= 1 && left < total, "{message}");
+    let report: serde_json::Value = serde_json::from_slice(&second.stdout).unwrap();
+    assert_eq!(report["state"], "succeeded", "{report:#}");
+    assert_eq!(report["job_id"], failed["job_id"], "the same job, resumed");
+    assert_eq!(report["total_processed"], rows.len() as u64, "{report:#}");
+    let names = s3::list(&lake, "users/date=2024-01-01");
+    assert!(names.iter().any(|n| n.ends_with("_SUCCESS")), "{names:?}");
+    // Once succeeded, the same date is a no-op that prints the earlier report.
+    let third = submit(&[]);
+    assert!(third.status.success(), "{}", text(&third.stderr));
+    assert!(
+        text(&third.stderr).contains("already succeeded"),
+        "{}",
+        text(&third.stderr)
+    );
+    let again: serde_json::Value = serde_json::from_slice(&third.stdout).unwrap();
+    assert_eq!(again["job_id"], report["job_id"]);
+    assert_eq!(s3::list(&lake, "users/date=2024-01-01"), names);
+}
+
+/// GET over plain HTTP/1.1 (an independent client: no project code involved).
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let code = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, response)
+}
+
+fn wait_http(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn health_readiness_and_metrics_are_served_by_both_binaries() {
+    let (grpc, coordinator_http, worker_http) = (free_port(), free_port(), free_port());
+    let prefix = format!("/zoopipe-fleet-test/{}-{grpc}-ops", std::process::id());
+    let _coordinator = Proc(
+        Command::new(bin("zoopipe-coordinator"))
+            .args(["--listen", &format!("127.0.0.1:{grpc}"), "--etcd", &etcd()])
+            .args(["--etcd-prefix", &prefix, "--lease-ttl", "2"])
+            .args(["--http", &format!("127.0.0.1:{coordinator_http}")])
+            .stdout(Stdio::null())
+            .stderr(log("coordinator", grpc))
+            .spawn()
+            .unwrap(),
+    );
+    wait_leading(grpc);
+    let url = format!("http://127.0.0.1:{grpc}");
+    let _worker = Proc(
+        Command::new(bin("zoopipe-worker"))
+            .args(["--coordinator", &url, "--slots", "1"])
+            .args(["--http", &format!("127.0.0.1:{worker_http}")])
+            .stdout(Stdio::null())
+            .stderr(log("worker-ops", grpc))
+            .spawn()
+            .unwrap(),
+    );
+    wait_http(coordinator_http);
+    wait_http(worker_http);
+    let (code, body) = http_get(coordinator_http, "/healthz");
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = http_get(coordinator_http, "/readyz");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("leader"), "{body}");
+    // The worker is ready once registered.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while http_get(worker_http, "/readyz").0 != 200 {
+        assert!(Instant::now() < deadline, "the worker never became ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // One job through, then the counters show it on both sides.
+    let f = Fleet {
+        url: url.clone(),
+        port: grpc,
+        prefix,
+        coordinator: None,
+        workers: vec![],
+    };
+    let job = users_job(1, 700);
+    let id = job.submit(&f);
+    let report = job.assert_exact(&f, &id);
+    let rows = report["total_processed"].as_u64().unwrap();
+    let (_, metrics) = http_get(coordinator_http, "/metrics");
+    assert!(
+        metrics.contains(&format!("zoopipe_rows_read_total {rows}")),
+        "{metrics}"
+    );
+    assert!(metrics.contains("zoopipe_leader 1"), "{metrics}");
+    assert!(
+        metrics.contains("zoopipe_task_duration_seconds_bucket"),
+        "{metrics}"
+    );
+    let (_, metrics) = http_get(worker_http, "/metrics");
+    assert!(
+        metrics.contains(&format!("zoopipe_rows_read_total {rows}")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("zoopipe_task_attempts_total{kind=\"committed\"}"),
+        "{metrics}"
+    );
+    // gRPC health (grpc.health.v1) on the coordinator's API port and the worker's ops port.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for port in [grpc, worker_http] {
+        let status = rt.block_on(async {
+            let channel =
+                tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+                    .unwrap()
+                    .connect()
+                    .await
+                    .unwrap();
+            let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                let status = client
+                    .check(tonic_health::pb::HealthCheckRequest::default())
+                    .await
+                    .map(|r| r.into_inner().status)
+                    .map_err(|s| s.message().to_string());
+                if status == Ok(1) || Instant::now() > deadline {
+                    return status;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        assert_eq!(status, Ok(1), "SERVING on port {port}");
+    }
+}

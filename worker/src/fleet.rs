@@ -3,6 +3,7 @@
 //! its lease or its coordinator registers again; a refused result's parts are the
 //! coordinator's to discard.
 
+use crate::ops::METRICS;
 use crate::process::{WorkerContext, process};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -38,6 +39,8 @@ type Opened = Arc<std::sync::Mutex<Vec<(String, String)>>>;
 type Running = Arc<Mutex<HashMap<(String, u32), (u64, Arc<AtomicBool>, Opened)>>>;
 
 pub struct WorkerOptions {
+    /// Set while registered with a coordinator (readiness).
+    pub registered: Arc<AtomicBool>,
     pub worker_id: String,
     pub slots: usize,
     /// On drain, how long running tasks may take to finish before they are handed back.
@@ -85,6 +88,7 @@ pub async fn run(client: Client, ctx: WorkerContext, options: WorkerOptions, dra
             }
         };
         tracing::info!(worker = options.worker_id, "registered");
+        options.registered.store(true, Ordering::Relaxed);
         let lost = Arc::new(AtomicBool::new(false));
         if let Some(old) = beats.take() {
             tokio::task::JoinHandle::abort(&old);
@@ -98,6 +102,7 @@ pub async fn run(client: Client, ctx: WorkerContext, options: WorkerOptions, dra
             heartbeat_every,
         )));
         acquire_loop(&client, &ctx, &options, &slots, &running, &lost, &drain).await;
+        options.registered.store(false, Ordering::Relaxed);
     }
     let all = options.slots as u32;
     if tokio::time::timeout(options.grace, slots.acquire_many(all))
@@ -277,9 +282,18 @@ async fn run_task(
         attempt = proto.attempt,
         "running"
     );
-    match process(ctx, config, task, proto.attempt).await {
+    let started = std::time::Instant::now();
+    let outcome = process(ctx, config, task, proto.attempt).await;
+    METRICS
+        .task_seconds
+        .observe(started.elapsed().as_secs_f64());
+    match outcome {
         Ok(mut result) => {
             result.worker = worker_id.to_string();
+            METRICS.rows_read.inc_by(result.rows_read);
+            METRICS.rows_invalid.inc_by(result.rows_invalid);
+            METRICS.bytes_read.inc_by(result.bytes_read);
+            METRICS.bytes_written.inc_by(result.bytes_written);
             let request = v1::CompleteTaskRequest {
                 worker_id: worker_id.to_string(),
                 job_id: proto.job_id.clone(),
@@ -298,22 +312,44 @@ async fn run_task(
                 }
             }
             match answer {
-                Ok(r) if r.get_ref().accepted => {}
-                Ok(_) => tracing::warn!(
-                    job = proto.job_id,
-                    task = proto.index,
-                    "result refused: the task ran elsewhere"
-                ),
+                Ok(r) if r.get_ref().accepted => METRICS.attempt("committed"),
+                Ok(_) => {
+                    METRICS.attempt("refused");
+                    tracing::warn!(
+                        job = proto.job_id,
+                        task = proto.index,
+                        "result refused: the task ran elsewhere"
+                    )
+                }
                 Err(status) => {
                     tracing::warn!(message = status.message(), "could not report a result")
                 }
             }
         }
         Err(zoopipe_common::Error::Cancelled) if drain.requested() => {
+            METRICS.attempt("handed_back");
             let message = "handed back: the worker is shutting down".to_string();
             report_failure(client, &proto, true, message).await
         }
-        Err(e) => report_failure(client, &proto, e.is_retryable(), e.to_string()).await,
+        Err(e) => {
+            METRICS.attempt("failed");
+            if let Some(kind) = storage_error_kind(&e) {
+                METRICS.storage_error(kind);
+            }
+            report_failure(client, &proto, e.is_retryable(), e.to_string()).await
+        }
+    }
+}
+
+/// Storage failures by kind, for the `storage_errors` metric.
+fn storage_error_kind(e: &zoopipe_common::Error) -> Option<&'static str> {
+    use zoopipe_common::Error;
+    match e {
+        Error::NotFound { .. } => Some("not_found"),
+        Error::AccessDenied { .. } => Some("denied"),
+        Error::Transient { .. } => Some("transient"),
+        Error::Io { .. } => Some("io"),
+        _ => None,
     }
 }
 

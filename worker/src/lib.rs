@@ -4,6 +4,7 @@
 
 mod batch;
 pub mod fleet;
+pub mod ops;
 mod process;
 mod progress;
 mod source;

@@ -3,11 +3,12 @@
 
 use clap::Parser;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use zoopipe_common::storage::Storage;
 use zoopipe_proto::client::CoordinatorArgs;
 use zoopipe_worker::fleet::{Drain, WorkerOptions, run};
+use zoopipe_worker::ops::http::ReadyCheck;
 use zoopipe_worker::{Progress, WorkerContext};
 
 #[global_allocator]
@@ -27,6 +28,13 @@ struct Args {
     /// On SIGTERM, seconds the running tasks may take to finish before they are handed back.
     #[arg(long, default_value_t = 30, env = "ZOOPIPE_DRAIN_GRACE")]
     grace: u64,
+    /// Address of the operations port: /healthz, /readyz, /metrics and gRPC health.
+    #[arg(
+        long = "http",
+        default_value = "0.0.0.0:9091",
+        env = "ZOOPIPE_HTTP_LISTEN"
+    )]
+    http: std::net::SocketAddr,
 }
 
 #[tokio::main]
@@ -74,7 +82,46 @@ async fn main() -> std::process::ExitCode {
             signal.request();
         }
     });
+    let registered = Arc::new(AtomicBool::new(false));
+    let (health, health_service) = tonic_health::server::health_reporter();
+    // gRPC health follows registration, as /readyz does.
+    tokio::spawn({
+        let registered = registered.clone();
+        async move {
+            loop {
+                let status = if registered.load(Ordering::Relaxed) {
+                    tonic_health::ServingStatus::Serving
+                } else {
+                    tonic_health::ServingStatus::NotServing
+                };
+                health.set_service_status("", status).await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    });
+    let ready: ReadyCheck = {
+        let registered = registered.clone();
+        Arc::new(move || {
+            let ok = registered.load(Ordering::Relaxed);
+            Box::pin(async move {
+                let detail = if ok {
+                    "registered"
+                } else {
+                    "not registered with a coordinator"
+                };
+                (ok, detail.to_string())
+            })
+        })
+    };
+    // Several workers on one host share the default port: the first gets it, the others
+    // run without health and metrics (and say so) rather than not at all.
+    tokio::spawn(async move {
+        if let Err(e) = zoopipe_worker::ops::http::serve(args.http, ready, health_service).await {
+            tracing::warn!(listen = %args.http, error = %e, "no /healthz, /readyz, /metrics: cannot serve the operations port");
+        }
+    });
     let options = WorkerOptions {
+        registered,
         worker_id,
         slots,
         grace: Duration::from_secs(args.grace),
