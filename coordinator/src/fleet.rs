@@ -118,6 +118,8 @@ pub struct Fleet {
     leader_lease: AtomicI64,
     /// A channel to the current leader, for forwarding (address, channel).
     to_leader: std::sync::Mutex<Option<(String, tonic::transport::Channel)>>,
+    /// TLS for forwarding to the leader (when the replicas serve TLS).
+    forward_tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 fn internal(e: impl std::fmt::Display) -> Status {
@@ -130,8 +132,14 @@ fn unavailable(e: StateError) -> Status {
 }
 
 impl Fleet {
-    pub fn new(state: EtcdState, lease_ttl_s: i64, me: LeaderInfo) -> Arc<Self> {
+    pub fn new(
+        state: EtcdState,
+        lease_ttl_s: i64,
+        me: LeaderInfo,
+        forward_tls: Option<tonic::transport::ClientTlsConfig>,
+    ) -> Arc<Self> {
         Arc::new(Self {
+            forward_tls,
             state,
             storage: Storage::new(),
             jobs: Mutex::new(BTreeMap::new()),
@@ -306,7 +314,7 @@ impl Fleet {
         {
             return Ok(Some(channel.clone()));
         }
-        let channel = crate::forward::channel(&info.address)?;
+        let channel = crate::forward::channel(&info.address, self.forward_tls.as_ref())?;
         *cached = Some((info.address.clone(), channel.clone()));
         Ok(Some(channel))
     }

@@ -1,14 +1,19 @@
 //! Followers forward every call to the leader, so clients and workers may talk to any replica
 //! (a Kubernetes Service spreads them over all of them).
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Request, Status};
 
 /// A lazily connected channel to the leader's advertised address.
-pub fn channel(address: &str) -> Result<Channel, Status> {
-    let endpoint = Endpoint::from_shared(address.to_string())
-        .map_err(|e| Status::internal(format!("leader address {address}: {e}")))?
+pub fn channel(address: &str, tls: Option<&ClientTlsConfig>) -> Result<Channel, Status> {
+    let bad =
+        |e: &dyn std::fmt::Display| Status::internal(format!("leader address {address}: {e}"));
+    let mut endpoint = Endpoint::from_shared(address.to_string())
+        .map_err(|e| bad(&e))?
         .connect_timeout(std::time::Duration::from_secs(3));
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls.clone()).map_err(|e| bad(&e))?;
+    }
     Ok(endpoint.connect_lazy())
 }
 

@@ -5,6 +5,7 @@
 //! coordinator (`fleet`) plans, leases and commits with the same code over etcd state, with one
 //! elected leader among its replicas (`leader`).
 
+pub mod auth;
 pub mod commit;
 pub mod fleet;
 pub mod flight;
@@ -15,5 +16,6 @@ pub mod ops;
 pub mod runner;
 pub mod scheduler;
 pub mod state;
+pub mod tls;
 
 pub use runner::{RunOptions, new_job_id, run_job};

@@ -4,7 +4,13 @@
 use anyhow::Context;
 use arrow_flight::flight_service_server::FlightServiceServer;
 use clap::Parser;
+use tonic::service::interceptor::InterceptedService;
+use zoopipe_coordinator::auth::{Auth, Role};
 use zoopipe_coordinator::fleet::{Fleet, JobApi, WorkerApi};
+use zoopipe_coordinator::tls::TlsFiles;
+
+/// Largest request accepted on the job and worker APIs (a spec with its inline schema).
+const MAX_REQUEST_BYTES: usize = 4 << 20;
 use zoopipe_coordinator::flight::ErrorsFlight;
 use zoopipe_coordinator::leader::LeaderInfo;
 use zoopipe_coordinator::state::EtcdState;
@@ -46,6 +52,40 @@ struct Args {
     /// interfaces; on Kubernetes set it from the pod IP).
     #[arg(long, env = "ZOOPIPE_ADVERTISE")]
     advertise: Option<String>,
+    /// TLS certificate (PEM) of the gRPC port; with --tls-key, the port serves only TLS.
+    #[arg(
+        long,
+        env = "ZOOPIPE_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    tls_cert: Option<std::path::PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(
+        long,
+        env = "ZOOPIPE_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    tls_key: Option<std::path::PathBuf>,
+    /// CA (PEM) whose client certificates identify workers (mutual TLS).
+    #[arg(
+        long,
+        env = "ZOOPIPE_TLS_CLIENT_CA",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    tls_client_ca: Option<std::path::PathBuf>,
+    /// CA (PEM) to verify the other replicas with when forwarding to the leader.
+    #[arg(long, env = "ZOOPIPE_TLS_CA", value_name = "FILE")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// Name the other replicas' certificates carry (they are dialled at their advertised
+    /// address, e.g. a pod IP), e.g. the Service name.
+    #[arg(long, env = "ZOOPIPE_TLS_SERVER_NAME")]
+    tls_server_name: Option<String>,
+    /// Bearer tokens, one per line: `<token> client|worker`. Without it the API is open.
+    #[arg(long, env = "ZOOPIPE_TOKENS_FILE", value_name = "FILE")]
+    tokens_file: Option<std::path::PathBuf>,
     /// Address of the operations port: /healthz, /readyz, /metrics and gRPC health.
     #[arg(
         long = "http",
@@ -94,16 +134,33 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
+    let tls = TlsFiles {
+        cert: args.tls_cert.clone(),
+        key: args.tls_key.clone(),
+        client_ca: args.tls_client_ca.clone(),
+        ca: args.tls_ca.clone(),
+        server_name: args.tls_server_name.clone(),
+    };
+    let server_tls = tls.server()?;
+    let forward_tls = tls.client()?;
+    let auth = match &args.tokens_file {
+        Some(path) => Auth::from_file(path, args.tls_client_ca.is_some())?,
+        None => {
+            tracing::warn!("no --tokens-file: the job and worker APIs accept every caller");
+            Auth::open()
+        }
+    };
     let state = EtcdState::connect(&args.etcd, &args.etcd_prefix).await?;
     let id = args
         .id
         .clone()
         .unwrap_or_else(|| format!("{}-{}", host_name(), std::process::id()));
     let address = args.advertise.clone().unwrap_or_else(|| {
+        let scheme = if tls.enabled() { "https" } else { "http" };
         if args.listen.ip().is_unspecified() {
-            format!("http://{}:{}", host_name(), args.listen.port())
+            format!("{scheme}://{}:{}", host_name(), args.listen.port())
         } else {
-            format!("http://{}", args.listen)
+            format!("{scheme}://{}", args.listen)
         }
     });
     let me = LeaderInfo { id, address };
@@ -113,7 +170,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         "joining the leader election"
     );
     let flight = ErrorsFlight::new(state.clone());
-    let fleet = Fleet::new(state, args.lease_ttl, me);
+    let fleet = Fleet::new(state, args.lease_ttl, me, forward_tls);
     fleet.clone().watch_leases().await?;
     fleet.clone().reconcile();
     tokio::spawn(fleet.clone().campaign());
@@ -133,11 +190,26 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let incoming = tonic::transport::server::TcpIncoming::from(listener);
     let resigning = fleet.clone();
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(config) = server_tls {
+        server = server
+            .tls_config(config)
+            .context("TLS settings of the gRPC port")?;
+    }
+    // One submission is bounded (spec with its inline schema), so a bad client cannot make
+    // the coordinator buffer without limit.
+    let jobs =
+        JobServiceServer::new(JobApi(fleet.clone())).max_decoding_message_size(MAX_REQUEST_BYTES);
+    let workers =
+        WorkerServiceServer::new(WorkerApi(fleet)).max_decoding_message_size(MAX_REQUEST_BYTES);
+    server
         .add_service(health_service)
-        .add_service(JobServiceServer::new(JobApi(fleet.clone())))
-        .add_service(WorkerServiceServer::new(WorkerApi(fleet)))
-        .add_service(FlightServiceServer::new(flight))
+        .add_service(InterceptedService::new(jobs, auth.require(Role::Client)))
+        .add_service(InterceptedService::new(workers, auth.require(Role::Worker)))
+        .add_service(InterceptedService::new(
+            FlightServiceServer::new(flight),
+            auth.require(Role::Client),
+        ))
         .serve_with_incoming_shutdown(incoming, async move {
             shutdown_signal().await;
             tracing::info!("shutting down");

@@ -802,3 +802,170 @@ fn health_readiness_and_metrics_are_served_by_both_binaries() {
         assert_eq!(status, Ok(1), "SERVING on port {port}");
     }
 }
+
+/// A CA, a server certificate for 127.0.0.1 and a worker client certificate, as PEM files.
+fn certificates(dir: &std::path::Path) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    for (name, sans) in [
+        (
+            "server",
+            vec!["localhost".to_string(), "127.0.0.1".to_string()],
+        ),
+        ("worker", vec!["zoopipe-worker".to_string()]),
+    ] {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(sans)
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+    }
+}
+
+#[test]
+fn tls_tokens_and_roles_guard_the_api_and_secrets_stay_out_of_logs() {
+    const CLIENT_TOKEN: &str = "client-token-5f1c9e";
+    const WORKER_TOKEN: &str = "worker-token-8a7d2b";
+    const AWS_SECRET: &str = "aws-secret-3c6e0f91";
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    certificates(dir.path());
+    std::fs::write(
+        dir.path().join("tokens"),
+        format!("# role per token\n{CLIENT_TOKEN} client\n{WORKER_TOKEN} worker\n"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("client-token"), format!("{CLIENT_TOKEN}\n")).unwrap();
+    std::fs::write(dir.path().join("worker-token"), WORKER_TOKEN).unwrap();
+    let port = free_port();
+    let prefix = format!("/zoopipe-fleet-test/{}-{port}-tls", std::process::id());
+    let secret_env = [("AWS_SECRET_ACCESS_KEY", AWS_SECRET), ("RUST_LOG", "debug")];
+    let _coordinator = Proc(
+        Command::new(bin("zoopipe-coordinator"))
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--etcd", &etcd()])
+            .args([
+                "--etcd-prefix",
+                &prefix,
+                "--lease-ttl",
+                "2",
+                "--http",
+                "127.0.0.1:0",
+            ])
+            .args([
+                "--tls-cert",
+                &path("server.pem"),
+                "--tls-key",
+                &path("server.key"),
+            ])
+            .args([
+                "--tls-client-ca",
+                &path("ca.pem"),
+                "--tokens-file",
+                &path("tokens"),
+            ])
+            .envs(secret_env)
+            .stdout(Stdio::null())
+            .stderr(log("coordinator", port))
+            .spawn()
+            .unwrap(),
+    );
+    wait_leading(port);
+    let url = format!("https://127.0.0.1:{port}");
+    // Mutual TLS: the worker proves itself with its client certificate, no token.
+    let _worker = Proc(
+        Command::new(bin("zoopipe-worker"))
+            .args([
+                "--coordinator",
+                &url,
+                "--slots",
+                "1",
+                "--http",
+                "127.0.0.1:0",
+            ])
+            .args([
+                "--tls-ca",
+                &path("ca.pem"),
+                "--tls-cert",
+                &path("worker.pem"),
+            ])
+            .args(["--tls-key", &path("worker.key")])
+            .envs(secret_env)
+            .stdout(Stdio::null())
+            .stderr(log("worker-tls", port))
+            .spawn()
+            .unwrap(),
+    );
+    let job = users_job(1, 500);
+    let submit = |token: Option<&str>, ca: bool, url: &str| {
+        let mut args = vec![
+            "submit".to_string(),
+            "--input".into(),
+            format!("s3://{}/in/", job.raw),
+            "--output".into(),
+            format!("s3://{}/users/", job.lake),
+            "--schema".into(),
+            repo_file("examples/users.schema.json"),
+            "--coordinator".into(),
+            url.to_string(),
+            "--wait".into(),
+            "--json".into(),
+        ];
+        if ca {
+            args.extend(["--tls-ca".into(), path("ca.pem")]);
+        }
+        if let Some(t) = token {
+            args.extend(["--token-file".into(), path(t)]);
+        }
+        let out = Command::new(zoopipectl())
+            .args(&args)
+            .env("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
+            .output()
+            .unwrap();
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    // No token, a worker's token, no TLS: refused with one clear line each.
+    let (code, _, err) = submit(None, true, &url);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("bearer token is required"), "{err}");
+    let (code, _, err) = submit(Some("worker-token"), true, &url);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("cannot use the job API"), "{err}");
+    let (code, _, err) = submit(
+        Some("client-token"),
+        false,
+        &format!("http://127.0.0.1:{port}"),
+    );
+    assert_ne!(code, Some(0), "plain text to a TLS port");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    // The client's token over TLS: the job runs on the mTLS worker.
+    let (code, out, err) = submit(Some("client-token"), true, &url);
+    assert_eq!(code, Some(0), "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["state"], "succeeded", "{report:#}");
+    assert_eq!(report["total_processed"], 500);
+    // Secrets never reach logs, reports or outputs.
+    let mut seen = vec![out, err];
+    for name in [format!("coordinator-{port}"), format!("worker-tls-{port}")] {
+        let log = std::env::temp_dir().join(format!("zoopipe-{name}.log"));
+        seen.push(std::fs::read_to_string(log).unwrap());
+    }
+    for key in s3::list(&job.lake, "users") {
+        if key.ends_with(".json") || key.ends_with(".jsonl") {
+            seen.push(String::from_utf8_lossy(&s3::get(&job.lake, &key)).into_owned());
+        }
+    }
+    assert!(
+        seen[2].contains("DEBUG"),
+        "the coordinator logged at debug level"
+    );
+    for text in &seen {
+        for secret in [CLIENT_TOKEN, WORKER_TOKEN, AWS_SECRET] {
+            assert!(!text.contains(secret), "a secret leaked: {secret}");
+        }
+    }
+}

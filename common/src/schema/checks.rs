@@ -3,6 +3,11 @@
 //! Everything expensive (regexes, enum sets, messages) is built here once, at schema compile time,
 //! so validating a batch only runs the prepared checks.
 
+/// Longest `pattern` accepted, in characters.
+pub const MAX_PATTERN_LEN: usize = 4096;
+/// Largest compiled `pattern` program, in bytes (the regex crate's own limit is 10 MiB).
+pub const MAX_PATTERN_PROGRAM: usize = 1 << 20;
+
 use std::collections::HashSet;
 
 use arrow::datatypes::DataType;
@@ -256,12 +261,22 @@ pub(crate) fn compile(
                 .ok_or_else(|| invalid(path, "pattern must be a string"))?;
             // pydantic-core also uses the Rust regex engine, so search semantics and syntax match;
             // look-around/backreferences (Python `re` only) are refused here.
-            let re = Regex::new(text).map_err(|e| {
-                unsupported(
+            // Bounded: one hostile pattern must not take a coordinator's or worker's memory.
+            if text.len() > MAX_PATTERN_LEN {
+                return Err(unsupported(
                     path,
-                    format!("pattern does not compile with the Rust regex engine: {e}"),
-                )
-            })?;
+                    format!("pattern is longer than {MAX_PATTERN_LEN} characters"),
+                ));
+            }
+            let re = regex::RegexBuilder::new(text)
+                .size_limit(MAX_PATTERN_PROGRAM)
+                .build()
+                .map_err(|e| {
+                    unsupported(
+                        path,
+                        format!("pattern does not compile with the Rust regex engine: {e}"),
+                    )
+                })?;
             (
                 "pattern",
                 Rule::Pattern(re),
