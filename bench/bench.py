@@ -28,13 +28,33 @@ def rel(p):
     return os.path.relpath(p, ROOT)
 
 
-def command(engine, threads, a, out_dir):
+# Scenarios: name -> (input kind, validate with the schema?)
+SCENARIOS = {
+    "csv": ("csv", True),
+    "jsonl": ("jsonl", True),
+    "parquet": ("parquet", True),
+    "noschema": ("csv", False),
+}
+LABELS = {
+    "csv": "CSV→Parquet",
+    "jsonl": "JSONL→Parquet",
+    "parquet": "Parquet→Parquet",
+    "noschema": "CSV→Parquet, no schema",
+}
+
+
+def command(engine, threads, a, scenario, out_dir):
+    kind, validate = SCENARIOS[scenario]
+    inp = a.inputs[kind]
     if engine == "zoopipe":
-        return [a.zoopipe_bin, "run", "--input", rel(a.input), "--output", rel(out_dir) + "/",
-                "--format", "parquet", "--compression", "zstd", "--schema", rel(a.schema), "--workers", str(threads),
-                "--quiet", "--report", rel(a.report)]
-    return [a.python, rel(os.path.join(HERE, "peers.py")), "--engine", engine,
-            "--threads", str(threads), "--input", rel(a.input), "--out-dir", rel(out_dir)]
+        cmd = [a.zoopipe_bin, "run", "--input", rel(inp), "--output", rel(out_dir) + "/",
+               "--format", "parquet", "--compression", "zstd"]
+        if validate:
+            cmd += ["--schema", rel(a.schema)]
+        return cmd + ["--workers", str(threads), "--quiet", "--report", rel(a.report)]
+    cmd = [a.python, rel(os.path.join(HERE, "peers.py")), "--engine", engine,
+           "--threads", str(threads), "--input", rel(inp), "--out-dir", rel(out_dir)]
+    return cmd + ([] if validate else ["--no-schema"])
 
 
 def timed(cmd):
@@ -83,10 +103,96 @@ def peer_counts(out):
     return None
 
 
+def binary_note(path):
+    """Where a benchmarked binary came from: a COMMIT file next to it (snapshot builds), mtime."""
+    note = []
+    try:
+        with open(os.path.join(os.path.dirname(path), "COMMIT")) as f:
+            note.append(f"built from commit {f.read().strip()}")
+    except OSError:
+        pass
+    try:
+        note.append("modified " + datetime.datetime.fromtimestamp(
+            os.path.getmtime(path), datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+    except OSError:
+        return " (missing)"
+    return " (" + ", ".join(note) + ")"
+
+
+def counts_of(e, t, a, out, err):
+    """(read, valid, invalid) reported by one run, or (None, why)."""
+    if e == "zoopipe":
+        try:
+            with open(a.report) as f:
+                r = json.load(f)
+            return (int(r["total_processed"]), int(r["total_valid"]), int(r["total_errors"])), None
+        except (OSError, ValueError, KeyError, TypeError) as ex:
+            return None, f"cannot read counts from {rel(a.report)}: {ex}"
+    d = peer_counts(out)
+    if d is None:
+        return None, "no JSON line on stdout"
+    return (d["rows_read"], d["rows_valid"], d["rows_invalid"]), None
+
+
+def run_cell(e, t, a, scenario, data_dir, warnings):
+    """Run one engine `repeat` times; return (result dict, counts or None)."""
+    out_dir = os.path.join(data_dir, f"out_{e}")
+    walls, rsss, failed, c = [], [], None, None
+    cmd = command(e, t, a, scenario, out_dir)
+    print(f"== {scenario} {e} threads={t}: {shlex.join(cmd)}", flush=True)
+    for i in range(a.repeat):
+        shutil.rmtree(out_dir, ignore_errors=True)
+        if e == "zoopipe":
+            try:
+                os.remove(a.report)
+            except FileNotFoundError:
+                pass
+        else:
+            os.makedirs(out_dir, exist_ok=True)
+        rc, wall, rss, out, err = timed(cmd)
+        if rc != 0:
+            failed = f"exit {rc}"
+            print(f"   run {i + 1}: FAILED (exit {rc}) after {wall:.2f}s; stderr:")
+            print("   | " + "\n   | ".join((err.strip() or "(empty)").splitlines()[-40:]))
+            break
+        got, why = counts_of(e, t, a, out, err)
+        if got is None:
+            msg = f"WARNING: {scenario} {e} threads={t}: {why}"
+            print("   " + msg + ("; stderr:\n   | " + err.strip() if err.strip() else ""))
+            warnings.append(msg)
+            if e != "zoopipe":
+                failed = why
+                break
+        else:
+            if c is not None and got != c:
+                msg = f"WARNING: {scenario} {e} threads={t}: counts changed between runs: {c} then {got}"
+                print("   " + msg)
+                warnings.append(msg)
+            c = got
+            if c[1] + c[2] != c[0]:
+                msg = f"WARNING: {scenario} {e} threads={t}: valid {c[1]} + invalid {c[2]} != read {c[0]}"
+                print("   " + msg)
+                warnings.append(msg)
+        walls.append(wall)
+        rsss.append(rss)
+        print(f"   run {i + 1}: {wall:.2f}s, peak RSS {rss / 1024:.0f} MiB"
+              + (f", read/valid/invalid {c[0]}/{c[1]}/{c[2]}" if c else ""), flush=True)
+    if not a.keep:
+        shutil.rmtree(out_dir, ignore_errors=True)
+    if failed and not walls:
+        return {"failed": failed}, c
+    return {"wall": statistics.median(walls), "rss": max(rsss), "runs": len(walls),
+            "failed": failed}, c
+
+
 def main():
     global a_tmp
     ap = argparse.ArgumentParser()
-    ap.add_argument("--input", required=True)
+    ap.add_argument("--csv", required=True)
+    ap.add_argument("--jsonl", help="the same rows as JSONL (scenario jsonl)")
+    ap.add_argument("--parquet", help="the same rows as Parquet (scenario parquet)")
+    ap.add_argument("--scenarios", default="csv jsonl parquet noschema",
+                    help="any of: " + " ".join(SCENARIOS))
     ap.add_argument("--rows", type=int, required=True)
     ap.add_argument("--threads", default="1 2")
     ap.add_argument("--repeat", type=int, default=3)
@@ -98,117 +204,85 @@ def main():
     ap.add_argument("--results", default=os.path.join(HERE, "RESULTS.md"))
     ap.add_argument("--command-line", default="", help="the command to quote in RESULTS.md")
     a = ap.parse_args()
-    data_dir = os.path.dirname(os.path.abspath(a.input))
+    a.inputs = {"csv": a.csv, "jsonl": a.jsonl, "parquet": a.parquet}
+    scenarios = a.scenarios.split()
+    for sc in scenarios:
+        if sc not in SCENARIOS:
+            ap.error(f"unknown scenario {sc!r}; known: {' '.join(SCENARIOS)}")
+        if not a.inputs[SCENARIOS[sc][0]]:
+            ap.error(f"scenario {sc} needs --{SCENARIOS[sc][0]}")
+    data_dir = os.path.dirname(os.path.abspath(a.csv))
     a.report = os.path.join(data_dir, "zoopipe_report.json")
     a_tmp = os.path.join(data_dir, ".runlogs")
     os.makedirs(a_tmp, exist_ok=True)
     threads = [int(t) for t in a.threads.split()]
     engines = a.engines.split()
-    in_bytes = os.path.getsize(a.input)
     have_ours = "zoopipe" in engines and os.access(a.zoopipe_bin, os.X_OK)
     if "zoopipe" in engines and not have_ours:
         print(f"NOTE: {rel(a.zoopipe_bin)} not found or not executable; zoopipe rows will say 'n/a'")
 
-    results = {}   # (engine, threads) -> dict
-    counts = {}    # (engine, threads) -> (read, valid, invalid)
+    results = {}   # (scenario, threads, engine) -> dict
+    counts = {}    # (scenario, threads, engine) -> (read, valid, invalid)
     warnings = []
-    warm(a.input)
-    load = os.getloadavg()[0]
-    if load > 0.5:
-        msg = (f"WARNING: 1-min load average was {load:.2f} before the runs: "
-               "something else is using the CPU, timings are not clean")
-        print(msg, flush=True)
-        warnings.append(msg)
-    for t in threads:
-        for e in engines:
-            out_dir = os.path.join(data_dir, f"out_{e}")
-            walls, rsss, failed = [], [], None
-            if e == "zoopipe" and not have_ours:
-                results[(e, t)] = {"failed": "binary missing"}
-                continue
-            cmd = command(e, t, a, out_dir)
-            print(f"== {e} threads={t}: {shlex.join(cmd)}", flush=True)
-            for i in range(a.repeat):
-                shutil.rmtree(out_dir, ignore_errors=True)
-                if e == "zoopipe":
-                    try:
-                        os.remove(a.report)
-                    except FileNotFoundError:
-                        pass
-                else:
-                    os.makedirs(out_dir, exist_ok=True)
-                rc, wall, rss, out, err = timed(cmd)
-                if rc != 0:
-                    failed = f"exit {rc}"
-                    print(f"   run {i + 1}: FAILED (exit {rc}) after {wall:.2f}s; stderr:")
-                    print("   | " + "\n   | ".join((err.strip() or "(empty)").splitlines()[-40:]))
-                    break
-                walls.append(wall)
-                rsss.append(rss)
-                c = None
-                if e == "zoopipe":
-                    try:
-                        with open(a.report) as f:
-                            r = json.load(f)
-                        c = (int(r["total_processed"]), int(r["total_valid"]), int(r["total_errors"]))
-                    except (OSError, ValueError, KeyError, TypeError) as ex:
-                        msg = f"WARNING: zoopipe threads={t}: cannot read counts from {rel(a.report)}: {ex}"
-                        print("   " + msg)
-                        warnings.append(msg)
-                else:
-                    d = peer_counts(out)
-                    if d is None:
-                        failed = "no JSON line"
-                        print(f"   run {i + 1}: no JSON line on stdout; stderr:\n   | " + err.strip())
-                        break
-                    c = (d["rows_read"], d["rows_valid"], d["rows_invalid"])
+    loads = []
+    for sc in scenarios:
+        inp = a.inputs[SCENARIOS[sc][0]]
+        warm(inp)
+        load = os.getloadavg()[0]
+        loads.append(load)
+        if load > 0.5:
+            msg = (f"WARNING: 1-min load average was {load:.2f} before scenario {sc}: "
+                   "something else is using the CPU, timings are not clean")
+            print(msg, flush=True)
+            warnings.append(msg)
+        for t in threads:
+            for e in engines:
+                if e == "zoopipe" and not have_ours:
+                    results[(sc, t, e)] = {"failed": "binary missing"}
+                    continue
+                results[(sc, t, e)], c = run_cell(e, t, a, sc, data_dir, warnings)
                 if c is not None:
-                    counts[(e, t)] = c
-                    if c[1] + c[2] != c[0]:
-                        msg = f"WARNING: {e} threads={t}: valid {c[1]} + invalid {c[2]} != read {c[0]}"
-                        print("   " + msg)
-                        warnings.append(msg)
-                print(f"   run {i + 1}: {wall:.2f}s, peak RSS {rss / 1024:.0f} MiB"
-                      + (f", read/valid/invalid {c[0]}/{c[1]}/{c[2]}" if c else ""), flush=True)
-            if not a.keep:
-                shutil.rmtree(out_dir, ignore_errors=True)
-            if failed and not walls:
-                results[(e, t)] = {"failed": failed}
-                continue
-            med = statistics.median(walls)
-            results[(e, t)] = {"wall": med, "rss": max(rsss), "runs": len(walls),
-                               "failed": failed}
+                    counts[(sc, t, e)] = c
 
-    # Counts check: every engine must agree with every other on this input.
-    ref = {}
-    for (e, t), c in counts.items():
-        ref.setdefault(c, []).append(f"{e}@{t}")
-    if len(ref) > 1:
-        msg = "WARNING: engines disagree on counts (read/valid/invalid): " + "; ".join(
-            f"{'/'.join(map(str, c))} <- {', '.join(who)}" for c, who in ref.items())
-        warnings.append(msg)
-    if counts and a.rows not in {c[0] for c in counts.values()}:
-        warnings.append(f"WARNING: rows generated {a.rows} != rows read by any engine "
-                        f"({sorted({c[0] for c in counts.values()})})")
+    # Counts check: within a validation scenario every engine and thread count must agree,
+    # and read must be the number of rows generated; without a schema, read = valid = rows.
+    for sc in scenarios:
+        ref = {}
+        for (s2, t, e), c in counts.items():
+            if s2 == sc:
+                ref.setdefault(c, []).append(f"{e}@{t}")
+        if len(ref) > 1:
+            warnings.append(f"WARNING: {sc}: engines disagree on counts (read/valid/invalid): " + "; ".join(
+                f"{'/'.join(map(str, c))} <- {', '.join(who)}" for c, who in ref.items()))
+        for c, who in ref.items():
+            if c[0] != a.rows:
+                warnings.append(f"WARNING: {sc}: {', '.join(who)} read {c[0]} rows, {a.rows} generated")
+            if not SCENARIOS[sc][1] and c[2] != 0:
+                warnings.append(f"WARNING: {sc}: {', '.join(who)} rejected {c[2]} rows without a schema")
+    if len({counts[k] for k in counts if SCENARIOS[k[0]][1]}) > 1:
+        warnings.append("WARNING: the validation scenarios do not all give the same counts "
+                        "(the JSONL and Parquet files hold the CSV's rows)")
 
-    mb = in_bytes / 1e6
-    lines = ["| engine | threads | median wall s | rows/s | MB/s | peak RSS MiB | vs best peer | read / valid / invalid |",
-             "|---|---:|---:|---:|---:|---:|---:|---|"]
-    for t in threads:
-        best_peer = max((a.rows / results[(p, t)]["wall"] for p in PEERS
-                         if "wall" in results.get((p, t), {})), default=None)
-        for e in engines:
-            r = results[(e, t)]
-            c = counts.get((e, t))
-            cs = f"{c[0]} / {c[1]} / {c[2]}" if c else "-"
-            if "wall" not in r:
-                lines.append(f"| {e} | {t} | n/a ({r['failed']}) | | | | | {cs} |")
-                continue
-            rps = a.rows / r["wall"]
-            ratio = f"{rps / best_peer:.2f}x" if best_peer else "-"
-            note = f" ({r['runs']} of {a.repeat} runs; then {r['failed']})" if r["failed"] else ""
-            lines.append(f"| {e} | {t} | {r['wall']:.2f}{note} | {rps / 1e6:.3f} M | {mb / r['wall']:.1f} "
-                         f"| {r['rss'] / 1024:.0f} | {ratio} | {cs} |")
+    lines = ["| scenario | engine | threads | median wall s | MB/s | rows/s | peak RSS MiB "
+             "| vs best peer | read / valid / invalid |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    for sc in scenarios:
+        mb = os.path.getsize(a.inputs[SCENARIOS[sc][0]]) / 1e6
+        for t in threads:
+            best_peer = max((a.rows / results[(sc, t, p)]["wall"] for p in PEERS
+                             if "wall" in results.get((sc, t, p), {})), default=None)
+            for e in engines:
+                r = results[(sc, t, e)]
+                c = counts.get((sc, t, e))
+                cs = f"{c[0]} / {c[1]} / {c[2]}" if c else "-"
+                if "wall" not in r:
+                    lines.append(f"| {LABELS[sc]} | {e} | {t} | n/a ({r['failed']}) | | | | | {cs} |")
+                    continue
+                rps = a.rows / r["wall"]
+                ratio = f"{rps / best_peer:.2f}x" if best_peer else "-"
+                note = f" ({r['runs']} of {a.repeat} runs; then {r['failed']})" if r["failed"] else ""
+                lines.append(f"| {LABELS[sc]} | {e} | {t} | {r['wall']:.2f}{note} | {mb / r['wall']:.1f} "
+                             f"| {rps / 1e6:.3f} M | {r['rss'] / 1024:.0f} | {ratio} | {cs} |")
     table = "\n".join(lines)
     print()
     print(table)
@@ -232,18 +306,28 @@ def main():
                            "polars {polars.__version__}')"], capture_output=True, text=True).stdout.strip()
     git = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
                          capture_output=True, text=True).stdout.strip() or "no commit"
-    with open(a.results, "w") as f:
-        f.write("# ZooPipe benchmark results\n\n")
-        f.write(f"- command: `{a.command_line or 'bench/run.sh'}`\n")
-        f.write(f"- date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M:%S UTC')}\n")
-        f.write(f"- machine: nproc {ncpu}, {cpu_model()}{mem}, {platform.system()} {platform.release()}\n")
-        f.write(f"- software: {vers}; repo at {git}\n")
-        f.write(f"- input: `{rel(a.input)}`, {a.rows} rows, {in_bytes / 1e6:.1f} MB; warm page cache\n")
-        f.write(f"- {a.repeat} runs per cell: median wall time, max peak RSS (whole process tree)\n\n")
-        f.write(table + "\n")
-        if warnings:
-            f.write("\n" + "\n".join(f"- {w}" for w in warnings) + "\n")
-        f.write("\nSee bench/README.md for what each column means.\n")
+    inputs = "; ".join(f"`{rel(a.inputs[k])}` {os.path.getsize(a.inputs[k]) / 1e6:.1f} MB"
+                       for k in ("csv", "jsonl", "parquet")
+                       if a.inputs[k] and any(SCENARIOS[sc][0] == k for sc in scenarios))
+    body = [
+        "## Engines side by side (`bench/run.sh`)", "",
+        f"- command: `{a.command_line or 'bench/run.sh'}`",
+        f"- date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M:%S UTC')}",
+        f"- machine: nproc {ncpu}, {cpu_model()}{mem}, {platform.system()} {platform.release()}",
+        f"- software: {vers}; repo at {git}",
+        f"- zoopipectl: `{rel(a.zoopipe_bin)}`{binary_note(a.zoopipe_bin)}",
+        f"- inputs ({a.rows} rows each, warm page cache): {inputs}",
+        f"- {a.repeat} runs per cell: median wall time, max peak RSS (whole process tree); "
+        f"1-min load average before each scenario: {', '.join(f'{x:.2f}' for x in loads)}",
+        "",
+        table,
+    ]
+    if warnings:
+        body += [""] + [f"- {w}" for w in warnings]
+    body += ["", "See bench/README.md for what each column means."]
+    sys.path.insert(0, HERE)
+    from results_section import replace_section
+    replace_section(a.results, "table", "\n".join(body), at_top=True)
     print(f"\nwrote {rel(a.results)}")
     return 0
 

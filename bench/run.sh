@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# ZooPipe benchmark: zoopipectl vs DuckDB vs Polars on the same CSV -> validated Parquet job.
+# ZooPipe benchmark: zoopipectl vs DuckDB vs Polars on the same files, same run.
 #
 #   bench/run.sh [--rows N] [--threads "1 2"] [--repeat 3] [--keep] [--seed S]
-#                [--engines "zoopipe duckdb polars"] [--no-build]
+#                [--scenarios "csv jsonl parquet noschema"]
+#                [--engines "zoopipe duckdb polars"] [--no-build] [--bin PATH]
 #
 # From a fresh clone: creates bench/.venv (duckdb, polars, pydantic[email], pyarrow,
-# numpy), builds target/release/zoopipectl, generates bench/data/users_N.csv once
-# (reused while N, seed and the generator are unchanged), runs every engine
-# `repeat` times per thread count, prints a markdown table and writes it to
-# bench/RESULTS.md. --keep leaves the last run's outputs in bench/data/out_*/.
+# numpy), builds target/release/zoopipectl, generates bench/data/users_N.csv and
+# the same rows as users_N.jsonl and users_N.parquet once (reused while N, seed and
+# the generators are unchanged), runs every engine `repeat` times per scenario and
+# thread count, prints one markdown table and writes it to bench/RESULTS.md.
+# Scenarios: csv, jsonl, parquet (-> Parquet, validated with users.schema.json),
+# noschema (CSV -> Parquet, inferred types). --keep leaves the last outputs in
+# bench/data/out_*/. --bin benchmarks another zoopipectl binary (e.g. a snapshot).
 set -euo pipefail
 
 BENCH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -22,9 +26,11 @@ KEEP=""
 SEED=42
 INVALID_RATE=0.02
 ENGINES="zoopipe duckdb polars"
+SCENARIOS="csv jsonl parquet noschema"
 BUILD=1
+BIN="$ROOT/target/release/zoopipectl"
 
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --rows) ROWS="$2"; shift 2 ;;
@@ -33,6 +39,8 @@ while [[ $# -gt 0 ]]; do
     --keep) KEEP=--keep; shift ;;
     --seed) SEED="$2"; shift 2 ;;
     --engines) ENGINES="$2"; shift 2 ;;
+    --scenarios) SCENARIOS="$2"; shift 2 ;;
+    --bin) BIN="$(realpath "$2")"; BUILD=0; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
@@ -40,21 +48,12 @@ while [[ $# -gt 0 ]]; do
 done
 [[ "$ROWS" =~ ^[0-9]+$ && "$REPEAT" =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --rows/--repeat must be positive integers" >&2; exit 2; }
 
-log() { printf '[bench] %s\n' "$*" >&2; }
+. "$BENCH/lib.sh"
 
-# 1. Python venv with the peers and the generator's needs.
-VENV="$BENCH/.venv"
-PY="$VENV/bin/python"
-PKGS=(duckdb polars "pydantic[email]" pyarrow numpy)
-if ! [[ -x "$PY" ]] || ! "$PY" -c 'import duckdb, polars, pydantic, email_validator, pyarrow, numpy' 2>/dev/null; then
-  log "setting up $VENV"
-  python3 -m venv "$VENV"
-  "$PY" -m pip install --quiet --upgrade pip
-  "$PY" -m pip install --quiet "${PKGS[@]}"
-fi
+# 1. Python venv with the peers and the generators' needs.
+ensure_venv
 
 # 2. Build ours. A failed build is reported and the peers still run.
-BIN="$ROOT/target/release/zoopipectl"
 if [[ " $ENGINES " == *" zoopipe "* && $BUILD == 1 ]]; then
   log "cargo build --release -p zoopipectl"
   if ! (cd "$ROOT" && cargo build --release -p zoopipectl); then
@@ -62,23 +61,17 @@ if [[ " $ENGINES " == *" zoopipe "* && $BUILD == 1 ]]; then
   fi
 fi
 
-# 3. Data, generated once per (N, seed, invalid rate, generator version).
-DATA="$BENCH/data"
-CSV="$DATA/users_${ROWS}.csv"
-META="$CSV.meta"
-mkdir -p "$DATA"
-WANT_META="rows=$ROWS seed=$SEED invalid_rate=$INVALID_RATE gen=$(sha256sum "$BENCH/gen_users.py" | cut -c1-16)"
-if [[ -f "$CSV" && -f "$META" && "$(cat "$META")" == "$WANT_META" ]]; then
-  log "reusing $CSV ($(du -h "$CSV" | cut -f1))"
-else
-  log "generating $CSV ($ROWS rows, seed $SEED)"
-  rm -f "$META"
-  "$PY" "$BENCH/gen_users.py" "$ROWS" "$CSV" --seed "$SEED" --invalid-rate "$INVALID_RATE"
-  printf '%s\n' "$WANT_META" > "$META"
-fi
+# 3. Data, generated once per (N, seed, invalid rate, generator version); the same rows as
+# JSONL and Parquet (make_formats.py) for the scenarios that need them.
+ensure_csv "$ROWS" "$SEED" "$INVALID_RATE"
+JSONL="${CSV%.csv}.jsonl"
+PARQUET="${CSV%.csv}.parquet"
+[[ " $SCENARIOS " != *" jsonl "* ]] || JSONL="$(ensure_format jsonl)"
+[[ " $SCENARIOS " != *" parquet "* ]] || PARQUET="$(ensure_format parquet)"
 
 # 4. Time every engine; bench.py prints the table and writes RESULTS.md.
 cd "$ROOT"
-exec "$PY" "$BENCH/bench.py" --input "$CSV" --rows "$ROWS" --threads "$THREADS" \
+exec "$PY" "$BENCH/bench.py" --csv "$CSV" --jsonl "$JSONL" --parquet "$PARQUET" \
+  --scenarios "$SCENARIOS" --rows "$ROWS" --threads "$THREADS" \
   --repeat "$REPEAT" --engines "$ENGINES" $KEEP --zoopipe-bin "$BIN" --python "$PY" \
   --command-line "bench/run.sh${ORIG_ARGS[*]:+$(printf ' %q' "${ORIG_ARGS[@]}")}"
