@@ -28,7 +28,6 @@ pub mod exit {
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
-    init_logging(cli.verbose);
     zoopipe_common::storage::install_tls_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -41,30 +40,39 @@ fn main() -> ExitCode {
         }
     };
     let code = runtime.block_on(async {
-        match cli.command {
+        // Inside the runtime: the trace exporter's channel runs on it.
+        let telemetry = init_logging(cli.verbose);
+        zoopipe_proto::client::set_trace_injector(zoopipe_common::logging::inject_headers);
+        let code = match cli.command {
             args::Command::Run(run) => run::run(*run).await,
             args::Command::Schema(cmd) => schema_cmd::schema(cmd).await,
-            args::Command::Submit(a) => fleet_cmd::submit(*a).await,
+            args::Command::Submit(a) => {
+                use tracing::Instrument;
+                let span = tracing::info_span!("zoopipectl submit");
+                fleet_cmd::submit(*a).instrument(span).await
+            }
             args::Command::Status(a) => fleet_cmd::status(a, false).await,
             args::Command::Report(a) => fleet_cmd::status(a, true).await,
             args::Command::Watch(a) => fleet_cmd::watch(&a.fleet, &a.job, false).await,
             args::Command::List(a) => fleet_cmd::list(a).await,
             args::Command::Cancel(a) => fleet_cmd::cancel(a).await,
             args::Command::Errors(a) => errors_cmd::errors(a).await,
-        }
+        };
+        telemetry.shutdown().await;
+        code
     });
     // Let background aborts of failed uploads finish; fetches of dropped readers just stop.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     ExitCode::from(code)
 }
 
-fn init_logging(verbose: u8) {
+fn init_logging(verbose: u8) -> zoopipe_common::logging::Telemetry {
     let default = match verbose {
         0 => "warn",
         1 => "info",
         _ => "debug",
     };
-    zoopipe_common::logging::init(default);
+    zoopipe_common::logging::init(default, "zoopipectl")
 }
 
 /// Print to stdout; a closed pipe (`| head`) is not an error worth a panic.

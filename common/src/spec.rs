@@ -25,6 +25,10 @@ pub struct JobSpec {
     /// The `${name}` variables the spec was filled with (recorded for the idempotency key).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub vars: BTreeMap<String, String>,
+    /// W3C `traceparent` of the job's span (set by the coordinator): every task attempt's
+    /// span is its child, so one job is one trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_parent: Option<String>,
     /// Input URLs: objects, prefixes ending in `/`, or globs.
     #[serde(alias = "input", deserialize_with = "one_or_many")]
     pub inputs: Vec<String>,

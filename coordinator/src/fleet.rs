@@ -23,6 +23,7 @@ use tokio::sync::{Mutex, Notify, mpsc};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 use zoopipe_common::plan::{Task, misaligned_files, plan_job};
 use zoopipe_common::report::{JobReport, JobState, TaskResult};
 use zoopipe_common::schema::CompiledSchema;
@@ -542,6 +543,8 @@ impl Fleet {
             name_key = Some(key);
         }
         let job_id = crate::new_job_id();
+        tracing::Span::current().record("job", job_id.as_str());
+        spec.trace_parent = zoopipe_common::logging::current_traceparent();
         let mut config = JobConfig::new(job_id.clone(), spec)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         check_output_free(&self.storage, &config)
@@ -840,7 +843,14 @@ impl Fleet {
             return;
         }
         let ctx = self.ctx();
-        let mut report = match commit(&ctx, &config, outcomes, report).await {
+        let span = tracing::info_span!("commit", job = job_id.as_str());
+        if let Some(parent) = &config.spec.trace_parent {
+            zoopipe_common::logging::set_parent(&span, parent);
+        }
+        let mut report = match commit(&ctx, &config, outcomes, report)
+            .instrument(span)
+            .await
+        {
             Ok(mut report) => {
                 report.state = JobState::Succeeded;
                 report
@@ -995,11 +1005,21 @@ impl v1::job_service_server::JobService for JobApi {
                 .submit_job(forward::request(request)?)
                 .await;
         }
+        // The job's span continues the client's trace; task attempts will be its children.
+        let span = tracing::info_span!("submit_job", job = tracing::field::Empty);
+        if let Some(parent) = request
+            .metadata()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+        {
+            zoopipe_common::logging::set_parent(&span, parent);
+        }
         let request = request.into_inner();
         let spec = request
             .spec
             .ok_or_else(|| Status::invalid_argument("spec is missing"))?;
-        Ok(Response::new(self.0.submit(spec, request.force).await?))
+        let submitted = self.0.submit(spec, request.force).instrument(span).await?;
+        Ok(Response::new(submitted))
     }
 
     async fn get_job(

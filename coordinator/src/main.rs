@@ -122,15 +122,17 @@ async fn shutdown_signal() {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    zoopipe_common::logging::init("info");
+    let telemetry = zoopipe_common::logging::init("info", "zoopipe-coordinator");
     zoopipe_common::storage::install_tls_provider();
-    match serve(Args::parse()).await {
+    let code = match serve(Args::parse()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::from(1)
         }
-    }
+    };
+    telemetry.shutdown().await;
+    code
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {

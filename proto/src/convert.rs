@@ -176,6 +176,7 @@ impl TryFrom<&JobSpec> for v1::JobSpec {
             max_error_rate: s.max_error_rate,
             name: s.name.clone(),
             vars: s.vars.clone().into_iter().collect(),
+            trace_parent: s.trace_parent.clone(),
         })
     }
 }
@@ -220,6 +221,7 @@ impl TryFrom<v1::JobSpec> for JobSpec {
             max_error_rate: p.max_error_rate,
             name: p.name,
             vars: p.vars.into_iter().collect(),
+            trace_parent: p.trace_parent,
         })
     }
 }

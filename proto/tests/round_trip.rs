@@ -24,6 +24,7 @@ fn job_spec_round_trips() {
     let spec = JobSpec {
         name: Some("daily-events".into()),
         vars: [("date".to_string(), "2024-01-01".to_string())].into(),
+        trace_parent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
         inputs: vec!["s3://raw/2024-01-01/*.csv".into(), "/data/x.jsonl".into()],
         input_format: Some(Format::Csv),
         csv: CsvOptions {

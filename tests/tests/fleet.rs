@@ -969,3 +969,173 @@ fn tls_tokens_and_roles_guard_the_api_and_secrets_stay_out_of_logs() {
         }
     }
 }
+
+mod otlp {
+    //! An in-process OTLP/gRPC trace receiver: what the binaries export lands here.
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+        TraceService, TraceServiceServer,
+    };
+    use opentelemetry_proto::tonic::collector::trace::v1::{
+        ExportTraceServiceRequest, ExportTraceServiceResponse,
+    };
+    use std::sync::{Arc, Mutex};
+
+    /// (service name, span name, trace id, span id, parent span id)
+    pub type Received = Arc<Mutex<Vec<(String, String, Vec<u8>, Vec<u8>, Vec<u8>)>>>;
+
+    struct Receiver(Received);
+
+    #[tonic::async_trait]
+    impl TraceService for Receiver {
+        async fn export(
+            &self,
+            request: tonic::Request<ExportTraceServiceRequest>,
+        ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+            let mut received = self.0.lock().unwrap();
+            for resource in request.into_inner().resource_spans {
+                let service = resource
+                    .resource
+                    .iter()
+                    .flat_map(|r| r.attributes.iter())
+                    .find(|kv| kv.key == "service.name")
+                    .and_then(|kv| kv.value.as_ref())
+                    .map(|v| format!("{:?}", v.value))
+                    .unwrap_or_default();
+                for scope in resource.scope_spans {
+                    for span in scope.spans {
+                        received.push((
+                            service.clone(),
+                            span.name,
+                            span.trace_id,
+                            span.span_id,
+                            span.parent_span_id,
+                        ));
+                    }
+                }
+            }
+            Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+        }
+    }
+
+    /// Serve on a free port from a background runtime; returns the endpoint URL.
+    pub fn start(received: Received) -> (String, tokio::runtime::Runtime) {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        rt.spawn(
+            tonic::transport::Server::builder()
+                .add_service(TraceServiceServer::new(Receiver(received)))
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+        );
+        (url, rt)
+    }
+}
+
+#[test]
+fn one_job_is_one_trace_from_zoopipectl_through_the_coordinator_to_each_task() {
+    let received = otlp::Received::default();
+    let (endpoint, _receiver) = otlp::start(received.clone());
+    let otel = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ];
+    let port = free_port();
+    let prefix = format!("/zoopipe-fleet-test/{}-{port}-otel", std::process::id());
+    let _coordinator = Proc(
+        Command::new(bin("zoopipe-coordinator"))
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--etcd", &etcd()])
+            .args([
+                "--etcd-prefix",
+                &prefix,
+                "--lease-ttl",
+                "2",
+                "--http",
+                "127.0.0.1:0",
+            ])
+            .envs(otel)
+            .stdout(Stdio::null())
+            .stderr(log("coordinator", port))
+            .spawn()
+            .unwrap(),
+    );
+    wait_leading(port);
+    let url = format!("http://127.0.0.1:{port}");
+    let _worker = Proc(
+        Command::new(bin("zoopipe-worker"))
+            .args([
+                "--coordinator",
+                &url,
+                "--slots",
+                "1",
+                "--http",
+                "127.0.0.1:0",
+            ])
+            .envs(otel)
+            .stdout(Stdio::null())
+            .stderr(log("worker-otel", port))
+            .spawn()
+            .unwrap(),
+    );
+    let job = users_job(2, 600);
+    let out = Command::new(zoopipectl())
+        .args(["submit", "--input", &format!("s3://{}/in/", job.raw)])
+        .args(["--output", &format!("s3://{}/users/", job.lake)])
+        .args(["--schema", &repo_file("examples/users.schema.json")])
+        .args([
+            "--partition-size",
+            "60KiB",
+            "--coordinator",
+            &url,
+            "--wait",
+            "--json",
+        ])
+        .envs(otel)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tasks = report["partitions"]["total"].as_u64().unwrap() as usize;
+    assert!(tasks >= 2, "{report:#}");
+    // Wait for every task span, then walk each one's ancestry up to the submit span.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let spans = loop {
+        let spans = received.lock().unwrap().clone();
+        let task_spans = spans.iter().filter(|s| s.1 == "task").count();
+        if task_spans >= tasks || Instant::now() > deadline {
+            break spans;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let root = spans
+        .iter()
+        .find(|s| s.1 == "zoopipectl submit")
+        .unwrap_or_else(|| panic!("no submit span among {spans:?}"));
+    let task_spans: Vec<_> = spans.iter().filter(|s| s.1 == "task").collect();
+    assert!(task_spans.len() >= tasks, "{spans:?}");
+    for task in task_spans {
+        assert!(task.0.contains("zoopipe-worker"), "{task:?}");
+        assert_eq!(task.2, root.2, "same trace as the submit");
+        let mut current = task;
+        let mut hops = 0;
+        while current.3 != root.3 {
+            current = spans
+                .iter()
+                .find(|s| s.3 == current.4)
+                .unwrap_or_else(|| panic!("broken ancestry at {current:?} in {spans:?}"));
+            hops += 1;
+            assert!(hops < 10);
+        }
+        assert!(
+            hops >= 2,
+            "task → coordinator's submit_job → zoopipectl submit"
+        );
+    }
+    assert!(
+        spans
+            .iter()
+            .any(|s| s.1 == "submit_job" && s.0.contains("zoopipe-coordinator") && s.4 == root.3),
+        "{spans:?}"
+    );
+}

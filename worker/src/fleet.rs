@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::{Mutex, Semaphore};
+use tracing::Instrument;
 use zoopipe_common::plan::Task;
 use zoopipe_common::spec::{JobConfig, JobSpec};
 use zoopipe_proto::client::Failover;
@@ -283,7 +284,19 @@ async fn run_task(
         "running"
     );
     let started = std::time::Instant::now();
-    let outcome = process(ctx, config, task, proto.attempt).await;
+    // One span per task attempt, a child of the job's span (one job, one trace).
+    let span = tracing::info_span!(
+        "task",
+        job = proto.job_id.as_str(),
+        index = proto.index,
+        attempt = proto.attempt
+    );
+    if let Some(parent) = &config.spec.trace_parent {
+        zoopipe_common::logging::set_parent(&span, parent);
+    }
+    let outcome = process(ctx, config, task, proto.attempt)
+        .instrument(span)
+        .await;
     METRICS
         .task_seconds
         .observe(started.elapsed().as_secs_f64());

@@ -39,7 +39,8 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    zoopipe_common::logging::init("info");
+    let telemetry = zoopipe_common::logging::init("info", "zoopipe-worker");
+    zoopipe_proto::client::set_trace_injector(zoopipe_common::logging::inject_headers);
     zoopipe_common::storage::install_tls_provider();
     let args = Args::parse();
     let channel = match args.coordinator.connect() {
@@ -127,5 +128,6 @@ async fn main() -> std::process::ExitCode {
         grace: Duration::from_secs(args.grace),
     };
     run(client, ctx, options, drain).await;
+    telemetry.shutdown().await;
     std::process::ExitCode::SUCCESS
 }
