@@ -182,7 +182,9 @@ def main():
         if not seen:
             time.sleep(3)  # no registration line to wait for: give them a moment
         walls, counts, per_worker = [], set(), []
-        print(f"== fleet, {n} worker(s) x 1 slot: {' '.join(map(rel, submit))}", flush=True)
+        print(f"== fleet, {n} worker(s) x 1 slot"
+              + ("" if seen else " (no registration seen in the coordinator log; waited 3 s)")
+              + f": {' '.join([rel(ctl), 'submit', rel(job)] + submit[3:])}", flush=True)
         for r in range(a.repeat):
             shutil.rmtree(out_dir, ignore_errors=True)
             t0 = time.perf_counter()

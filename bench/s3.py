@@ -233,9 +233,9 @@ def main():
     for k, v in by.items():
         if v["n"]:
             size = v["out"] if k.startswith("GET") else v["in"]
-            t1.append(f"| {k} | {v['n']} | {v['in']:,} | {v['out']:,} | "
-                      f"{(size / v['n'] / 2**20):.2f} MiB |" if size else
-                      f"| {k} | {v['n']} | {v['in']:,} | {v['out']:,} | - |")
+            avg = size / v["n"]
+            avg_s = f"{avg / 2**20:.2f} MiB" if avg >= 2**20 else f"{avg:,.0f} B"
+            t1.append(f"| {k} | {v['n']} | {v['in']:,} | {v['out']:,} | {avg_s} |")
     t1.append(f"| **all** | {sum(v['n'] for v in by.values())} | {sum(v['in'] for v in by.values()):,} "
               f"| {sum(v['out'] for v in by.values()):,} | |")
     gb_r, gb_w = read_bytes / 1e9, written / 1e9
