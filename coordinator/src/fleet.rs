@@ -42,6 +42,8 @@ const LONG_POLL: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 enum TaskStatus {
     Pending,
+    /// Being claimed in etcd for a worker (between the pick and the claim's answer).
+    Claiming,
     Running {
         worker: String,
         token: u64,
@@ -63,6 +65,9 @@ struct JobEntry {
     slots: BTreeMap<u32, Slot>,
     report: JobReport,
     started: Instant,
+    /// Every slot before this index is claimed or done (scans for pending tasks start here,
+    /// so a job of 100,000 tasks is not rescanned per acquire); reset to 0 on any requeue.
+    scan_from: u32,
 }
 
 impl JobEntry {
@@ -253,7 +258,7 @@ impl Fleet {
             for slot in job.slots.values() {
                 let state = match slot.status {
                     TaskStatus::Pending => "pending",
-                    TaskStatus::Running { .. } => "running",
+                    TaskStatus::Claiming | TaskStatus::Running { .. } => "running",
                     TaskStatus::Done(_) => "done",
                 };
                 *tasks_by_state.entry(state.to_string()).or_default() += 1;
@@ -330,7 +335,11 @@ impl Fleet {
                     continue;
                 }
                 let mut jobs = self.jobs.lock().await;
-                let Some(slot) = jobs.get_mut(&job).and_then(|j| j.slots.get_mut(&index)) else {
+                let Some(entry) = jobs.get_mut(&job) else {
+                    continue;
+                };
+                entry.scan_from = 0;
+                let Some(slot) = entry.slots.get_mut(&index) else {
                     continue;
                 };
                 if let TaskStatus::Running { worker, .. } = &slot.status {
@@ -412,6 +421,7 @@ impl Fleet {
                 slots,
                 report,
                 started: Instant::now(),
+                scan_from: 0,
             };
             let all_done = entry
                 .slots
@@ -467,6 +477,7 @@ impl Fleet {
                     let Some(job) = jobs.get_mut(&job_id) else {
                         continue;
                     };
+                    job.scan_from = 0;
                     for index in indexes.into_iter().filter(|i| !claimed.contains(i)) {
                         if let Some(slot) = job.slots.get_mut(&index)
                             && matches!(slot.status, TaskStatus::Running { .. })
@@ -605,6 +616,7 @@ impl Fleet {
                 slots,
                 report,
                 started: Instant::now(),
+                scan_from: 0,
             },
         );
         tracing::info!(job = job_id, tasks = count, "job submitted");
@@ -656,6 +668,7 @@ impl Fleet {
                         slot.attempts = 0;
                     }
                 }
+                job.scan_from = 0;
                 let mut report = JobReport::new(job_id);
                 report.state = JobState::Running;
                 report.started_at = Utc::now().to_rfc3339();
@@ -693,37 +706,74 @@ impl Fleet {
         lease: i64,
         free: u32,
     ) -> Result<v1::AcquireTaskResponse, Status> {
-        let mut out = v1::AcquireTaskResponse::default();
-        let mut jobs = self.jobs.lock().await;
-        for (job_id, job) in jobs.iter_mut() {
-            if job.ended() {
-                continue;
-            }
-            for slot in job.slots.values_mut() {
-                if out.tasks.len() as u32 >= free {
-                    return Ok(out);
-                }
-                if !matches!(slot.status, TaskStatus::Pending) {
+        // Pick under the lock, claim in etcd without it: concurrent acquires then reach etcd
+        // together (it commits them in one batch) instead of one after another.
+        let picks: Vec<(String, u32, u32)> = {
+            let mut jobs = self.jobs.lock().await;
+            let mut picks = Vec::new();
+            'jobs: for (job_id, job) in jobs.iter_mut() {
+                if job.ended() {
                     continue;
                 }
-                let attempt = slot.attempts + 1;
-                let claimed = self
-                    .state
-                    .claim(job_id, slot.task.index, worker, attempt, lease)
-                    .await
-                    .map_err(unavailable)?;
-                let Some(token) = claimed else { continue };
-                slot.attempts = attempt;
-                slot.status = TaskStatus::Running {
-                    worker: worker.to_string(),
-                    token,
-                    uploads: Vec::new(),
-                };
-                out.tasks.push(task_to(job_id, &slot.task, attempt, token));
-                out.jobs.insert(job_id.clone(), job.spec.clone());
+                for (index, slot) in job.slots.range_mut(job.scan_from..) {
+                    if picks.len() as u32 >= free {
+                        break 'jobs;
+                    }
+                    // Everything before here is claimed or done: the next scan starts after.
+                    job.scan_from = index + 1;
+                    if matches!(slot.status, TaskStatus::Pending) {
+                        slot.attempts += 1;
+                        slot.status = TaskStatus::Claiming;
+                        picks.push((job_id.clone(), *index, slot.attempts));
+                    }
+                }
+            }
+            picks
+        };
+        let claims = futures::future::join_all(picks.iter().map(|(job_id, index, attempt)| {
+            self.state.claim(job_id, *index, worker, *attempt, lease)
+        }))
+        .await;
+        let mut out = v1::AcquireTaskResponse::default();
+        let mut failure = None;
+        let mut jobs = self.jobs.lock().await;
+        for ((job_id, index, attempt), claimed) in picks.into_iter().zip(claims) {
+            let Some(job) = jobs.get_mut(&job_id) else {
+                continue;
+            };
+            let Some(slot) = job.slots.get_mut(&index) else {
+                continue;
+            };
+            if !matches!(slot.status, TaskStatus::Claiming) {
+                continue;
+            }
+            match claimed {
+                Ok(Some(token)) => {
+                    slot.status = TaskStatus::Running {
+                        worker: worker.to_string(),
+                        token,
+                        uploads: Vec::new(),
+                    };
+                    out.tasks.push(task_to(&job_id, &slot.task, attempt, token));
+                    out.jobs.insert(job_id.clone(), job.spec.clone());
+                }
+                // An earlier owner is still there (its lease has not ended yet), or etcd
+                // failed: the task stays pending for a later acquire.
+                other => {
+                    slot.status = TaskStatus::Pending;
+                    slot.attempts -= 1;
+                    job.scan_from = 0;
+                    if let Err(e) = other {
+                        failure = Some(e);
+                    }
+                }
             }
         }
-        Ok(out)
+        drop(jobs);
+        match failure {
+            Some(e) if out.tasks.is_empty() => Err(unavailable(e)),
+            _ => Ok(out),
+        }
     }
 
     async fn complete(
@@ -925,6 +975,7 @@ impl Fleet {
             }
         }
         job.report.partitions.total = job.slots.len() as u64;
+        job.scan_from = 0;
         self.work.notify_waiters();
     }
 
@@ -955,6 +1006,7 @@ impl Fleet {
                 "task failed, retrying"
             );
             slot.status = TaskStatus::Pending;
+            job.scan_from = 0;
             self.work.notify_waiters();
             return;
         }

@@ -81,6 +81,23 @@ pub struct EtcdState {
     deposed: Arc<Notify>,
 }
 
+/// Task keys written per transaction (etcd's default limit is 128 operations).
+const TASKS_PER_TXN: usize = 100;
+/// Keys read per page when scanning.
+const SCAN_PAGE: i64 = 2000;
+
+/// The first key after every key that starts with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
 fn json<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
@@ -233,15 +250,33 @@ impl EtcdState {
                 None,
             ),
         ]);
-        for task in tasks {
-            ops.push(TxnOp::put(
-                self.job_key(job_id, &format!("tasks/{}", task.index)),
-                json(task),
-                None,
-            ));
+        // etcd caps a transaction at 128 operations (--max-txn-ops): tasks go first, in
+        // chunks, and the spec last — a job exists (and is loaded) only once its spec does.
+        for chunk in tasks.chunks(TASKS_PER_TXN) {
+            let puts = chunk
+                .iter()
+                .map(|task| {
+                    let key = self.job_key(job_id, &format!("tasks/{}", task.index));
+                    TxnOp::put(key, json(task), None)
+                })
+                .collect();
+            let absent = vec![Compare::version(spec_key.clone(), CompareOp::Equal, 0)];
+            if !self.fenced(absent, puts).await?.succeeded() {
+                return Err(StateError::JobExists(job_id.to_string()));
+            }
         }
         let response = self.fenced(compares, ops).await?;
         if !response.succeeded() {
+            // Lost a race on the name key: the task keys written above go again.
+            let tasks_prefix = self.job_key(job_id, "tasks/");
+            let _ = self
+                .client
+                .clone()
+                .delete(
+                    tasks_prefix,
+                    Some(etcd_client::DeleteOptions::new().with_prefix()),
+                )
+                .await;
             return Err(StateError::JobExists(job_id.to_string()));
         }
         Ok(())
@@ -415,16 +450,46 @@ impl EtcdState {
         Ok(response.count() > 0)
     }
 
+    /// Every key under `prefix`, a page at a time (one response stays far below gRPC's
+    /// message limit however many tasks there are).
+    async fn scan(&self, prefix: &str) -> Result<Vec<etcd_client::KeyValue>> {
+        self.scan_with(prefix, false).await
+    }
+
+    async fn scan_with(&self, prefix: &str, keys_only: bool) -> Result<Vec<etcd_client::KeyValue>> {
+        let end = prefix_end(prefix.as_bytes());
+        let mut start = prefix.as_bytes().to_vec();
+        let mut all = Vec::new();
+        loop {
+            let mut options = GetOptions::new()
+                .with_range(end.clone())
+                .with_limit(SCAN_PAGE);
+            if keys_only {
+                options = options.with_keys_only();
+            }
+            let response = self
+                .client
+                .clone()
+                .get(start.clone(), Some(options))
+                .await?;
+            let kvs = response.kvs();
+            all.extend_from_slice(kvs);
+            match kvs.last() {
+                Some(last) if response.more() => {
+                    start = last.key().to_vec();
+                    start.push(0);
+                }
+                _ => return Ok(all),
+            }
+        }
+    }
+
     /// Everything stored about every job (a coordinator that starts reloads from here).
     pub async fn load_jobs(&self) -> Result<Vec<StoredJob>> {
         let base = format!("{}/jobs/", self.prefix);
-        let response = self
-            .client
-            .clone()
-            .get(base.clone(), Some(GetOptions::new().with_prefix()))
-            .await?;
+        let kvs = self.scan(&base).await?;
         let mut jobs: BTreeMap<String, StoredJob> = BTreeMap::new();
-        for kv in response.kvs() {
+        for kv in &kvs {
             let key = kv.key_str().unwrap_or_default().to_string();
             let Some(rest) = key.strip_prefix(&base) else {
                 continue;
@@ -518,24 +583,21 @@ impl EtcdState {
     /// Tasks with an owner key or a result, per job: to find orphans missed while a watch
     /// was down.
     pub async fn claimed_tasks(&self, job: &str) -> Result<std::collections::BTreeSet<u32>> {
-        let base = self.job_key(job, "");
-        let response = self
-            .client
-            .clone()
-            .get(
-                base.clone(),
-                Some(GetOptions::new().with_prefix().with_keys_only()),
-            )
-            .await?;
-        Ok(response
-            .kvs()
-            .iter()
-            .filter_map(|kv| {
-                let rest = kv.key_str().ok()?.strip_prefix(&base)?;
-                let (kind, index) = rest.split_once('/')?;
-                matches!(kind, "owners" | "results").then(|| index.parse().ok())?
-            })
-            .collect())
+        let mut claimed = std::collections::BTreeSet::new();
+        for kind in ["owners/", "results/"] {
+            let base = self.job_key(job, kind);
+            for kv in self.scan_with(&base, true).await? {
+                if let Some(index) = kv
+                    .key_str()
+                    .ok()
+                    .and_then(|k| k.strip_prefix(&base))
+                    .and_then(|i| i.parse().ok())
+                {
+                    claimed.insert(index);
+                }
+            }
+        }
+        Ok(claimed)
     }
 
     /// One job's spec, state and report, read in one snapshot; its tasks, owners and results
