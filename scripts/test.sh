@@ -2,7 +2,7 @@
 # The whole test suite, as CI runs it: installs what the tests need, starts a real
 # S3-compatible server (moto) and etcd on loopback, runs every test, and stops what it started.
 #   scripts/test.sh            # everything
-#   scripts/test.sh -- NAME    # extra arguments go to `cargo test`
+#   scripts/test.sh -- NAME    # extra arguments go to `cargo test` (and skip the deploy check)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -73,6 +73,12 @@ export ZOOPIPE_TEST_S3_ENDPOINT="http://127.0.0.1:$port"
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
 export AWS_ENDPOINT_URL="$ZOOPIPE_TEST_S3_ENDPOINT"
 unset AWS_PROFILE AWS_SESSION_TOKEN || true
+
+# The Kubernetes manifests, offline: kustomize renders every overlay, kubernetes-validate,
+# yamllint and checkov check them (skipped when only some tests are asked for).
+if [ "$#" -eq 0 ]; then
+  scripts/check-deploy.sh
+fi
 
 # No incremental caches: they double the size of target/ and CI builds from clean anyway.
 export CARGO_INCREMENTAL=0
