@@ -32,6 +32,22 @@ from results_section import replace_section  # noqa: E402
 PROCS = []  # (name, Popen), stopped in reverse order at exit
 
 
+def binary_note(path):
+    """Where a benchmarked binary came from: a COMMIT file next to it (snapshot builds), mtime."""
+    note = []
+    try:
+        with open(os.path.join(os.path.dirname(path), "COMMIT")) as f:
+            note.append(f"built from commit {f.read().strip()}")
+    except OSError:
+        pass
+    try:
+        note.append("modified " + datetime.datetime.fromtimestamp(
+            os.path.getmtime(path), datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+    except OSError:
+        return " (missing)"
+    return " (" + ", ".join(note) + ")"
+
+
 def rel(p):
     return os.path.relpath(p, ROOT)
 
@@ -268,10 +284,17 @@ def main():
             "validated with users.schema.json; output and errors on the local disk (shared by all processes)",
             "- one etcd, one `zoopipe-coordinator`, N `zoopipe-worker --slots 1` processes on this machine; "
             f"timed: `zoopipectl submit job.yaml --coordinator URL --wait --json` ({a.repeat} runs, median)",
+            f"- binaries: `{rel(a.bin_dir)}/`{binary_note(ctl)}",
             "- worker peak RSS: VmHWM of each worker process over all its runs",
             "", table]
+    body += [""]
+    for r in rows:
+        if r["per_worker"]:
+            body.append(f"- per-worker totals from the job report, {r['n']} worker(s), last run: " + "; ".join(
+                f"{w}: {t.get('tasks')} tasks, {t.get('rows_read'):,} rows, {t.get('duration_s', 0):.1f} s in tasks"
+                for w, t in sorted(r["per_worker"].items())))
     if warnings:
-        body += [""] + [f"- WARNING: {w}" for w in warnings]
+        body += [f"- WARNING: {w}" for w in warnings]
     replace_section(a.results, "fleet", "\n".join(body))
     print(f"\nwrote {rel(a.results)}")
     return 0 if rows else 1

@@ -35,6 +35,22 @@ ORDER = ["GET ranged", "GET whole", "HEAD", "LIST", "PUT object", "CreateMultipa
          "PUT part", "CompleteMultipartUpload", "AbortMultipartUpload", "COPY", "DELETE", "other"]
 
 
+def binary_note(path):
+    """Where a benchmarked binary came from: a COMMIT file next to it (snapshot builds), mtime."""
+    note = []
+    try:
+        with open(os.path.join(os.path.dirname(path), "COMMIT")) as f:
+            note.append(f"built from commit {f.read().strip()}")
+    except OSError:
+        pass
+    try:
+        note.append("modified " + datetime.datetime.fromtimestamp(
+            os.path.getmtime(path), datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+    except OSError:
+        return " (missing)"
+    return " (" + ", ".join(note) + ")"
+
+
 def rel(p):
     return os.path.relpath(p, ROOT)
 
@@ -225,6 +241,21 @@ def main():
     part_sizes = [r["in"] for r in med["reqs"] if classify(r) == "PUT part"]
     range_sizes = [r["out"] for r in med["reqs"] if classify(r) == "GET ranged"]
     rep = med["report"]
+    # Keep the median run's request log, and say what each write request was for.
+    kept = os.path.join(data, f"s3_requests_{a.rows}.jsonl")
+    with open(kept, "w") as f:
+        for r in med["reqs"]:
+            f.write(json.dumps(dict(r, op=classify(r))) + "\n")
+    objects = collections.OrderedDict()
+    for r in med["reqs"]:
+        op = classify(r)
+        if op in ("GET ranged", "GET whole", "HEAD", "LIST"):
+            continue
+        o = objects.setdefault(r["path"], collections.Counter())
+        o[op] += 1
+        o["bytes"] += r.get("in") or 0
+    writes = [f"`{path}`: " + ", ".join(f"{k} {v:,}" for k, v in o.items()) for path, o in objects.items()]
+    print("\nwrites by object (median run):\n  " + "\n  ".join(writes))
     s3_wall = statistics.median(r["wall"] for r in runs)
     local_wall = statistics.median(local) if local else None
 
@@ -282,9 +313,12 @@ def main():
             f"AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 zoopipectl run --input s3://{BUCKET}/users.csv "
             f"--output s3://{BUCKET}/out/ --format parquet --compression zstd --schema bench/users.schema.json "
             f"--workers {a.workers}`; local: the same with `--input {rel(a.csv)} --output <dir>/`",
+            f"- zoopipectl: `{rel(a.bin)}`{binary_note(a.bin)}",
             f"- requests: every request moto answered during the run with the median wall time "
             f"(of {len(runs)}), classified by method, query and headers",
-            "", "\n".join(t1), "", "\n".join(t2)]
+            "", "\n".join(t1), "", "\n".join(t2), "",
+            f"Write requests by object (median run; full log: `{rel(kept)}`, gitignored):", ""]
+    body += [f"- {w}" for w in writes]
     if warn:
         body += [""] + [f"- WARNING: {w}" for w in warn]
     replace_section(a.results, "s3", "\n".join(body))
