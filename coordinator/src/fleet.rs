@@ -330,8 +330,16 @@ impl Fleet {
         let mut lost = self.state.watch_lost_owners().await?;
         tokio::spawn(async move {
             while let Some((job, index)) = lost.recv().await {
+                // Most deletions are completions (already marked done here): skip those
+                // without a read.
+                let running = self.jobs.lock().await.get(&job).is_some_and(|j| {
+                    matches!(
+                        j.slots.get(&index).map(|s| &s.status),
+                        Some(TaskStatus::Running { .. })
+                    )
+                });
                 // A completion deletes the owner key too: only a task without a result requeues.
-                if self.state.has_result(&job, index).await.unwrap_or(false) {
+                if !running || self.state.has_result(&job, index).await.unwrap_or(false) {
                     continue;
                 }
                 let mut jobs = self.jobs.lock().await;

@@ -79,8 +79,23 @@ pub struct EtcdState {
     epoch: Arc<AtomicI64>,
     /// Woken when a write finds that another coordinator leads now.
     deposed: Arc<Notify>,
+    /// Claims and completions from concurrent calls, committed together (see `Batch`).
+    batch: mpsc::Sender<Batched>,
 }
 
+/// One claim or completion waiting to be committed with others: its comparisons and writes,
+/// and where to send (whether its comparisons held, the transaction's revision).
+struct Batched {
+    compares: Vec<Compare>,
+    ops: Vec<TxnOp>,
+    reply: tokio::sync::oneshot::Sender<Result<(bool, i64)>>,
+}
+
+/// Claims or completions committed in one transaction (each adds up to 2 comparisons and
+/// 2 operations; etcd's default limit is 128 of each).
+const BATCH_MAX: usize = 50;
+/// Batches in flight at once.
+const BATCHES_IN_FLIGHT: usize = 8;
 /// Task keys written per transaction (etcd's default limit is 128 operations).
 const TASKS_PER_TXN: usize = 100;
 /// Keys read per page when scanning.
@@ -126,12 +141,84 @@ impl EtcdState {
             .await
             .map_err(|_| unreachable("no answer within 5 s".into()))?
             .map_err(|e| unreachable(e.to_string()))?;
-        Ok(Self {
+        let (batch, queue) = mpsc::channel(4096);
+        let state = Self {
             client,
             prefix: prefix.trim_end_matches('/').to_string(),
             epoch: Arc::default(),
             deposed: Arc::default(),
-        })
+            batch,
+        };
+        let queue = Arc::new(tokio::sync::Mutex::new(queue));
+        for _ in 0..BATCHES_IN_FLIGHT {
+            tokio::spawn(state.clone().commit_batches(queue.clone()));
+        }
+        Ok(state)
+    }
+
+    /// Group commit: every claim and completion waiting when a transaction is sent goes into
+    /// it (up to `BATCH_MAX`), so etcd sees one transaction (one fsync) per batch instead of
+    /// one per task. If any comparison fails, the batch is retried item by item, so each still
+    /// gets its own answer.
+    async fn commit_batches(self, queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Batched>>>) {
+        loop {
+            let mut items = Vec::new();
+            {
+                let mut queue = queue.lock().await;
+                match queue.recv().await {
+                    Some(first) => items.push(first),
+                    None => return,
+                }
+                while items.len() < BATCH_MAX {
+                    match queue.try_recv() {
+                        Ok(item) => items.push(item),
+                        Err(_) => break,
+                    }
+                }
+            }
+            if items.len() > 1 {
+                let compares = items.iter().flat_map(|i| i.compares.clone()).collect();
+                let ops = items.iter().flat_map(|i| i.ops.clone()).collect();
+                match self.fenced(compares, ops).await {
+                    Ok(response) if response.succeeded() => {
+                        let revision = response.header().map(|h| h.revision()).unwrap_or(0);
+                        for item in items {
+                            let _ = item.reply.send(Ok((true, revision)));
+                        }
+                        continue;
+                    }
+                    Ok(_) => {} // some comparison failed: one by one below
+                    Err(StateError::NotLeader) => {
+                        for item in items {
+                            let _ = item.reply.send(Err(StateError::NotLeader));
+                        }
+                        continue;
+                    }
+                    Err(_) => {} // etcd trouble: each item gets its own error below
+                }
+            }
+            for item in items {
+                let outcome = self.fenced(item.compares, item.ops).await.map(|r| {
+                    let revision = r.header().map(|h| h.revision()).unwrap_or(0);
+                    (r.succeeded(), revision)
+                });
+                let _ = item.reply.send(outcome);
+            }
+        }
+    }
+
+    /// A fenced transaction committed together with concurrent ones.
+    async fn batched(&self, compares: Vec<Compare>, ops: Vec<TxnOp>) -> Result<(bool, i64)> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let item = Batched {
+            compares,
+            ops,
+            reply,
+        };
+        if self.batch.send(item).await.is_err() {
+            return Err(StateError::NotLeader);
+        }
+        answer.await.unwrap_or(Err(StateError::NotLeader))
     }
 
     pub(crate) fn client(&self) -> Client {
@@ -393,13 +480,9 @@ impl EtcdState {
             json(&owner),
             Some(PutOptions::new().with_lease(lease)),
         )];
-        let response = self.fenced(compares, ops).await?;
-        if !response.succeeded() {
-            return Ok(None);
-        }
-        // The put is the transaction's only write: its revision is the key's mod_revision.
-        let revision = response.header().map(|h| h.revision()).unwrap_or_default();
-        Ok(Some(revision.max(0) as u64))
+        // The transaction's revision is the owner key's mod_revision: the fencing token.
+        let (claimed, revision) = self.batched(compares, ops).await?;
+        Ok(claimed.then_some(revision.max(0) as u64))
     }
 
     /// Record an attempt's result if, and only if, it still owns the task.
@@ -424,7 +507,7 @@ impl EtcdState {
             ),
             TxnOp::delete(owner_key, None),
         ];
-        Ok(self.fenced(compares, ops).await?.succeeded())
+        Ok(self.batched(compares, ops).await?.0)
     }
 
     /// Give a task back (failed or handed-back attempt) if the attempt still owns it.

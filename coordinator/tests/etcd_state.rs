@@ -209,3 +209,43 @@ async fn a_deposed_leader_cannot_write() {
     assert_eq!(old.epoch(), 0, "it knows it was deposed");
     new.create_job("j2", &spec, &tasks(1), None).await.unwrap();
 }
+
+#[tokio::test]
+async fn concurrent_claims_and_completions_commit_together_and_stay_fenced() {
+    let (state, _) = leading(&prefix("batch"), "c1").await;
+    state
+        .create_job("j", &serde_json::json!({}), &tasks(40), None)
+        .await
+        .unwrap();
+    let lease = state.register_worker("w", 30).await.unwrap();
+    // 40 claims at once (they share transactions): every one wins, each task once.
+    let claims =
+        futures::future::join_all((0..40).map(|i| state.claim("j", i, "w", 1, lease))).await;
+    let tokens: Vec<u64> = claims.into_iter().map(|c| c.unwrap().unwrap()).collect();
+    let again =
+        futures::future::join_all((0..40).map(|i| state.claim("j", i, "w", 2, lease))).await;
+    assert!(
+        again.iter().all(|c| matches!(c, Ok(None))),
+        "no task is claimed twice"
+    );
+    // Completions at once, one of them with a wrong token: only that one is refused.
+    let results: Vec<TaskResult> = (0..40).map(|i| result(i, 1)).collect();
+    let done = futures::future::join_all((0..40u32).map(|i| {
+        let token = if i == 7 {
+            tokens[7] + 1_000_000
+        } else {
+            tokens[i as usize]
+        };
+        state.complete("j", i, token, &results[i as usize])
+    }))
+    .await;
+    for (i, accepted) in done.into_iter().enumerate() {
+        assert_eq!(accepted.unwrap(), i != 7, "task {i}");
+    }
+    assert!(
+        state
+            .complete("j", 7, tokens[7], &results[7])
+            .await
+            .unwrap()
+    );
+}
