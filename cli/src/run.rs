@@ -30,6 +30,7 @@ pub async fn run(args: RunArgs) -> u8 {
         cancel: Arc::new(AtomicBool::new(false)),
         batch_delay: std::time::Duration::ZERO,
         opened: Default::default(),
+        upload_opened: Default::default(),
     };
     let cancel = ctx.cancel.clone();
     tokio::spawn(async move {

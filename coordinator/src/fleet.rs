@@ -536,6 +536,7 @@ impl Fleet {
             cancel: Arc::new(AtomicBool::new(false)),
             batch_delay: std::time::Duration::ZERO,
             opened: Default::default(),
+            upload_opened: Default::default(),
         }
     }
 

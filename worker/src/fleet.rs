@@ -96,6 +96,7 @@ pub async fn run(client: Client, ctx: WorkerContext, options: WorkerOptions, dra
         }
         // Heartbeats go on during a drain: the running tasks keep their leases.
         beats = Some(tokio::spawn(heartbeats(
+            ctx.upload_opened.clone(),
             client.clone(),
             options.worker_id.clone(),
             running.clone(),
@@ -123,6 +124,7 @@ pub async fn run(client: Client, ctx: WorkerContext, options: WorkerOptions, dra
 }
 
 async fn heartbeats(
+    upload_opened: Arc<tokio::sync::Notify>,
     mut client: Client,
     worker_id: String,
     running: Running,
@@ -130,7 +132,10 @@ async fn heartbeats(
     every: Duration,
 ) {
     loop {
-        tokio::time::sleep(every).await;
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = upload_opened.notified() => {}
+        }
         let tasks = running
             .lock()
             .await

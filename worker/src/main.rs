@@ -63,6 +63,7 @@ async fn main() -> std::process::ExitCode {
         cancel: Arc::new(AtomicBool::new(false)),
         batch_delay: delay,
         opened: Default::default(),
+        upload_opened: Default::default(),
     };
     let slots = args
         .slots

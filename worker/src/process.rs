@@ -30,12 +30,16 @@ pub struct WorkerContext {
     /// Multipart uploads the task opened, as (url, upload id): fleet workers report them in
     /// heartbeats so the coordinator can abort them should this process die.
     pub opened: Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    /// Woken when an upload opens, so the fleet worker reports it at once rather than at the
+    /// next regular heartbeat (a worker killed in between would leave it unknown).
+    pub upload_opened: Arc<tokio::sync::Notify>,
 }
 
 impl WorkerContext {
     fn opened(&self, sink: &StagedWriter) {
         if let (Some(upload), Ok(mut opened)) = (sink.open_upload(), self.opened.lock()) {
             opened.push(upload);
+            self.upload_opened.notify_one();
         }
     }
 }
