@@ -19,6 +19,9 @@ use zoopipe_proto::v1::worker_service_client::WorkerServiceClient;
 
 type Client = WorkerServiceClient<Failover>;
 
+/// How often a persisting connection problem is logged again.
+const QUIET: Duration = Duration::from_secs(30);
+
 /// Seconds to keep reporting a result while the coordinator or etcd is unreachable.
 const REPORT_RETRIES: usize = 60;
 
@@ -72,6 +75,7 @@ pub async fn run(client: Client, ctx: WorkerContext, options: WorkerOptions, dra
     let slots = Arc::new(Semaphore::new(options.slots));
     let running: Running = Arc::default();
     let mut beats = None;
+    let mut unreachable_since: Option<std::time::Instant> = None;
     while !drain.requested() {
         let registered = client
             .clone()
@@ -83,12 +87,19 @@ pub async fn run(client: Client, ctx: WorkerContext, options: WorkerOptions, dra
         let heartbeat_every = match registered {
             Ok(r) => Duration::from_millis(r.into_inner().heartbeat_interval_ms.max(100)),
             Err(e) => {
-                tracing::warn!(error = %e.message(), "cannot register with the coordinator; retrying");
+                // One line when the coordinator goes away, then a reminder every 30 s, not a
+                // line per retry.
+                let now = std::time::Instant::now();
+                if unreachable_since.is_none_or(|t| now.duration_since(t) >= QUIET) {
+                    tracing::warn!(error = %e.message(), "cannot register with the coordinator; retrying every second");
+                    unreachable_since = Some(now);
+                }
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
         };
         tracing::info!(worker = options.worker_id, "registered");
+        unreachable_since = None;
         options.registered.store(true, Ordering::Relaxed);
         let lost = Arc::new(AtomicBool::new(false));
         if let Some(old) = beats.take() {

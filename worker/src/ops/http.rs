@@ -58,6 +58,7 @@ pub async fn serve(
         )
         .merge(grpc);
     let listener = tokio::net::TcpListener::bind(listen).await?;
-    tracing::info!(%listen, "serving /healthz /readyz /metrics");
+    let bound = listener.local_addr()?;
+    tracing::info!(listen = %bound, "serving /healthz /readyz /metrics");
     axum::serve(listener, app).await
 }
