@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
 
+pub mod fleet;
 pub mod s3;
 
 /// The `zoopipectl` built next to this test executable.

@@ -7,88 +7,18 @@
 use arrow_flight::{FlightClient, Ticket};
 use futures::TryStreamExt;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use zoopipe_tests::fleet::{Proc, bin, free_port, log, start_coordinator, wait_leading};
 use zoopipe_tests::*;
 
-/// A child process killed (SIGKILL) when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn bin(name: &str) -> PathBuf {
-    zoopipectl().with_file_name(name)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn log_path(name: &str, port: u16) -> PathBuf {
-    std::env::temp_dir().join(format!("zoopipe-flight-{name}-{port}.log"))
-}
-
-fn log(name: &str, port: u16) -> std::fs::File {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log_path(name, port))
-        .unwrap()
-}
-
-fn start_coordinator(port: u16, prefix: &str) -> Proc {
-    let etcd = std::env::var("ZOOPIPE_TEST_ETCD").expect(
-        "ZOOPIPE_TEST_ETCD is not set: run the tests with scripts/test.sh (it starts etcd)",
-    );
-    let child = Command::new(bin("zoopipe-coordinator"))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--etcd", &etcd])
-        .args(["--etcd-prefix", prefix, "--lease-ttl", "2"])
-        .stdout(Stdio::null())
-        .stderr(log("coordinator", port))
-        .spawn()
-        .expect("coordinator starts");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "coordinator did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Proc(child)
-}
-
-/// Wait until a coordinator's log says it leads.
-fn wait_leading(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let log = std::fs::read_to_string(log_path("coordinator", port)).unwrap_or_default();
-        if log.lines().any(|l| l.contains("leading")) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "coordinator on {port} never led:\n{log}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// A leader, a follower and two workers given both URLs.
-struct Fleet {
+struct Replicas {
     both: String,
     follower: String,
     _procs: Vec<Proc>,
 }
 
-fn replicated_fleet() -> Fleet {
+fn replicated_fleet() -> Replicas {
     let (a, b) = (free_port(), free_port());
     let prefix = format!("/zoopipe-flight-test/{}-{a}", std::process::id());
     let mut procs = vec![start_coordinator(a, &prefix)];
@@ -107,7 +37,7 @@ fn replicated_fleet() -> Fleet {
             .expect("worker starts");
         procs.push(Proc(worker));
     }
-    Fleet {
+    Replicas {
         both,
         follower: format!("http://127.0.0.1:{b}"),
         _procs: procs,
