@@ -197,6 +197,7 @@ pub async fn watch(fleet: &FleetArgs, job: &str, quiet: bool) -> u8 {
         bar
     };
     let mut heard = Instant::now();
+    let watching = Instant::now();
     let mut last = None;
     // Follow the job across coordinator failovers: reopen the stream until the job ends.
     while last.is_none() {
@@ -214,9 +215,11 @@ pub async fn watch(fleet: &FleetArgs, job: &str, quiet: bool) -> u8 {
                             heard = Instant::now();
                             bar.set_length(p.tasks_total.into());
                             bar.set_position(p.tasks_done.into());
+                            let per_second =
+                                p.rows_read as f64 / watching.elapsed().as_secs_f64().max(0.001);
                             bar.set_message(format!(
-                                "{} rows · {} invalid",
-                                p.rows_read, p.rows_invalid
+                                "{} rows · {:.0} rows/s · {} invalid",
+                                p.rows_read, per_second, p.rows_invalid
                             ));
                             if p.report.is_some() {
                                 last = p.report;

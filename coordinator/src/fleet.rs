@@ -1040,9 +1040,25 @@ impl Fleet {
                 }
             }
         }
+        // Say what did not commit: nothing was published; count what had finished.
+        let finished = job
+            .slots
+            .values()
+            .filter(|s| matches!(s.status, TaskStatus::Done(_)))
+            .count();
+        let total = job.slots.len();
+        let kept = if job.config.spec.name.is_some() {
+            "kept unpublished for a resubmission to resume"
+        } else {
+            "discarded"
+        };
         job.report.state = state;
-        job.report.partitions.failed = 1;
-        job.report.message = Some(message);
+        job.report.partitions.total = total as u64;
+        job.report.partitions.succeeded = finished as u64;
+        job.report.partitions.failed = (total - finished) as u64;
+        job.report.message = Some(format!(
+            "{message}; nothing was committed ({finished} of {total} tasks had finished, their parts {kept})"
+        ));
         job.report.duration_s = job.started.elapsed().as_secs_f64();
         job.report.finished_at = Utc::now().to_rfc3339();
         let _ = write_report(&self.storage, &job.config, &job.report).await;

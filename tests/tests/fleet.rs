@@ -129,6 +129,13 @@ fn cancel_stops_the_running_tasks_and_commits_nothing() {
     let report: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(report["state"], "cancelled", "{report:#}");
     assert!(report["message"].as_str().unwrap().contains("cancel"));
+    assert!(
+        report["message"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was committed"),
+        "the report says what did not commit: {report:#}"
+    );
     // Running tasks stop at their next batch and abort their uploads; nothing is published.
     assert_eq!(wait_no_open_uploads(&job.lake), 0);
     let names = s3::list(&job.lake, "users");
