@@ -1,6 +1,5 @@
 //! Daily jobs: `${date}` variables and the name + variables idempotency key.
 
-use std::time::Duration;
 use zoopipe_tests::fleet::*;
 use zoopipe_tests::*;
 
@@ -37,26 +36,21 @@ fn a_daily_job_runs_once_per_date_and_resumes_only_what_did_not_commit() {
         args.extend_from_slice(extra);
         run(&args)
     };
-    // The last file vanishes after planning: its task fails and with it the first run.
-    let submitted = std::thread::spawn({
-        let submit_args = (spec.clone(), f.url.clone());
-        move || {
-            run(&[
-                "submit",
-                submit_args.0.to_str().unwrap(),
-                "--coordinator",
-                &submit_args.1,
-                "--var",
-                "date=2024-01-01",
-                "--wait",
-                "--json",
-            ])
-        }
-    });
-    std::thread::sleep(Duration::from_millis(400));
+    // The last file vanishes once the job is planned (submit without --wait returns then):
+    // its task, the last of five on one slow worker, fails, and with it the first run.
+    let planned = run(&[
+        "submit",
+        spec.to_str().unwrap(),
+        "--coordinator",
+        &f.url,
+        "--var",
+        "date=2024-01-01",
+    ]);
+    assert!(planned.status.success(), "{}", text(&planned.stderr));
+    let job_id = text(&planned.stdout).trim().to_string();
     let (last_key, last_bytes) = files.last().unwrap().clone();
     s3::delete(&raw, &last_key);
-    let first = submitted.join().unwrap();
+    let first = run(&["watch", &job_id, "--coordinator", &f.url, "--json"]);
     assert_eq!(first.status.code(), Some(1), "{}", text(&first.stderr));
     let failed: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
     assert_eq!(failed["state"], "failed", "{failed:#}");
