@@ -68,6 +68,8 @@ struct JobEntry {
     /// Every slot before this index is claimed or done (scans for pending tasks start here,
     /// so a job of 100,000 tasks is not rescanned per acquire); reset to 0 on any requeue.
     scan_from: u32,
+    /// How many slots are done (a completion checks "all done" without a scan).
+    done: usize,
 }
 
 impl JobEntry {
@@ -423,18 +425,21 @@ impl Fleet {
                     )
                 })
                 .collect::<BTreeMap<_, _>>();
-            let entry = JobEntry {
+            let mut entry = JobEntry {
                 config: Arc::new(config),
                 spec: spec_proto,
                 slots,
                 report,
                 started: Instant::now(),
                 scan_from: 0,
+                done: 0,
             };
-            let all_done = entry
+            entry.done = entry
                 .slots
                 .values()
-                .all(|s| matches!(s.status, TaskStatus::Done(_)));
+                .filter(|s| matches!(s.status, TaskStatus::Done(_)))
+                .count();
+            let all_done = entry.done == entry.slots.len();
             if !entry.ended() && (all_done || s.state == JobState::Committing) {
                 to_finish.push(s.job_id.clone());
             }
@@ -626,6 +631,7 @@ impl Fleet {
                 report,
                 started: Instant::now(),
                 scan_from: 0,
+                done: 0,
             },
         );
         tracing::info!(job = job_id, tasks = count, "job submitted");
@@ -829,12 +835,12 @@ impl Fleet {
             return Ok(true);
         };
         if let Some(slot) = job.slots.get_mut(&result.index) {
+            if !matches!(slot.status, TaskStatus::Done(_)) {
+                job.done += 1;
+            }
             slot.status = TaskStatus::Done(Box::new(result));
         }
-        let all_done = job
-            .slots
-            .values()
-            .all(|s| matches!(s.status, TaskStatus::Done(_)));
+        let all_done = job.done == job.slots.len();
         if all_done && job.report.state == JobState::Running {
             job.report.state = JobState::Committing;
             tokio::spawn(self.clone().finish_job(job_id.to_string()));
@@ -985,6 +991,11 @@ impl Fleet {
         }
         job.report.partitions.total = job.slots.len() as u64;
         job.scan_from = 0;
+        job.done = job
+            .slots
+            .values()
+            .filter(|s| matches!(s.status, TaskStatus::Done(_)))
+            .count();
         self.work.notify_waiters();
     }
 

@@ -173,7 +173,14 @@ fn sigterm_drains_a_worker_and_hands_its_task_back() {
     let mut f = fleet_with(2, 200, &etcd(), &[("ZOOPIPE_DRAIN_GRACE", "0")]);
     let job = users_job(4, 2000);
     let id = job.submit(&f);
-    std::thread::sleep(Duration::from_millis(700));
+    // SIGTERM while worker 0 is inside a task (each takes most of a second).
+    let log = std::env::temp_dir().join(format!("zoopipe-worker0-{}.log", f.port));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&log).is_ok_and(|l| l.contains("running")) {
+        assert!(Instant::now() < deadline, "worker 0 never started a task");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
     let mut leaving = f.workers.remove(0);
     let started = Instant::now();
     assert!(
