@@ -1,4 +1,5 @@
-//! The fleet coordinator: the gRPC job and worker services over the state in etcd.
+//! The fleet coordinator's job table over the state in etcd (the gRPC services that call it
+//! are in `api`).
 //!
 //! Workers pull: `AcquireTask` long-polls until a task is pending, claims it in etcd under the
 //! worker's lease (the claim's revision is the attempt's fencing token) and hands it out with its
@@ -11,7 +12,6 @@ use crate::commit::{
     check_inputs_outside_output, check_output_free, commit, error_rate_exceeded, publish,
     write_report,
 };
-use crate::forward;
 use crate::leader::{self, Campaign, LeaderInfo};
 use crate::state::{EtcdState, StateError};
 use chrono::Utc;
@@ -19,10 +19,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
-use tokio::sync::{Mutex, Notify, mpsc};
-use tokio_stream::Stream;
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status};
+use tokio::sync::{Mutex, Notify};
+use tonic::Status;
 use tracing::Instrument;
 use zoopipe_common::plan::{Task, misaligned_files, plan_job};
 use zoopipe_common::report::{JobReport, JobState, TaskResult};
@@ -31,16 +29,14 @@ use zoopipe_common::spec::{JobConfig, JobSpec, SchemaSource};
 use zoopipe_common::storage::Storage;
 use zoopipe_proto::convert::{state_to, task_to};
 use zoopipe_proto::v1;
-use zoopipe_proto::v1::job_service_client::JobServiceClient;
-use zoopipe_proto::v1::worker_service_client::WorkerServiceClient;
 use zoopipe_worker::ops::METRICS;
 use zoopipe_worker::{Progress, WorkerContext, discard};
 
 /// How long `AcquireTask` waits for work before returning empty.
-const LONG_POLL: Duration = Duration::from_secs(10);
+pub(crate) const LONG_POLL: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
-enum TaskStatus {
+pub(crate) enum TaskStatus {
     Pending,
     /// Being claimed in etcd for a worker (between the pick and the claim's answer).
     Claiming,
@@ -53,34 +49,34 @@ enum TaskStatus {
     Done(Box<TaskResult>),
 }
 
-struct Slot {
-    task: Task,
-    attempts: u32,
-    status: TaskStatus,
+pub(crate) struct Slot {
+    pub(crate) task: Task,
+    pub(crate) attempts: u32,
+    pub(crate) status: TaskStatus,
 }
 
-struct JobEntry {
-    config: Arc<JobConfig>,
-    spec: v1::JobSpec,
-    slots: BTreeMap<u32, Slot>,
-    report: JobReport,
-    started: Instant,
+pub(crate) struct JobEntry {
+    pub(crate) config: Arc<JobConfig>,
+    pub(crate) spec: v1::JobSpec,
+    pub(crate) slots: BTreeMap<u32, Slot>,
+    pub(crate) report: JobReport,
+    pub(crate) started: Instant,
     /// Every slot before this index is claimed or done (scans for pending tasks start here,
     /// so a job of 100,000 tasks is not rescanned per acquire); reset to 0 on any requeue.
-    scan_from: u32,
+    pub(crate) scan_from: u32,
     /// How many slots are done (a completion checks "all done" without a scan).
-    done: usize,
+    pub(crate) done: usize,
 }
 
 impl JobEntry {
-    fn ended(&self) -> bool {
+    pub(crate) fn ended(&self) -> bool {
         matches!(
             self.report.state,
             JobState::Succeeded | JobState::Failed | JobState::Cancelled
         )
     }
 
-    fn progress(&self) -> v1::JobProgress {
+    pub(crate) fn progress(&self) -> v1::JobProgress {
         let done: Vec<&TaskResult> = self
             .slots
             .values()
@@ -114,28 +110,28 @@ pub enum Role {
 }
 
 pub struct Fleet {
-    state: EtcdState,
-    storage: Storage,
-    jobs: Mutex<BTreeMap<String, JobEntry>>,
-    workers: Mutex<HashMap<String, i64>>,
-    work: Notify,
-    lease_ttl_s: i64,
-    me: LeaderInfo,
-    role: std::sync::RwLock<Role>,
+    pub(crate) state: EtcdState,
+    pub(crate) storage: Storage,
+    pub(crate) jobs: Mutex<BTreeMap<String, JobEntry>>,
+    pub(crate) workers: Mutex<HashMap<String, i64>>,
+    pub(crate) work: Notify,
+    pub(crate) lease_ttl_s: i64,
+    pub(crate) me: LeaderInfo,
+    pub(crate) role: std::sync::RwLock<Role>,
     /// The lease holding the leader key while this replica leads (0 otherwise).
-    leader_lease: AtomicI64,
+    pub(crate) leader_lease: AtomicI64,
     /// A channel to the current leader, for forwarding (address, channel).
-    to_leader: std::sync::Mutex<Option<(String, tonic::transport::Channel)>>,
+    pub(crate) to_leader: std::sync::Mutex<Option<(String, tonic::transport::Channel)>>,
     /// TLS for forwarding to the leader (when the replicas serve TLS).
-    forward_tls: Option<tonic::transport::ClientTlsConfig>,
+    pub(crate) forward_tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
-fn internal(e: impl std::fmt::Display) -> Status {
+pub(crate) fn internal(e: impl std::fmt::Display) -> Status {
     Status::internal(e.to_string())
 }
 
 /// A state error as a gRPC status: all of them are worth a retry by the caller.
-fn unavailable(e: StateError) -> Status {
+pub(crate) fn unavailable(e: StateError) -> Status {
     Status::unavailable(e.to_string())
 }
 
@@ -168,7 +164,7 @@ impl Fleet {
             .unwrap_or(Role::Candidate)
     }
 
-    fn set_role(&self, role: Role) {
+    pub(crate) fn set_role(&self, role: Role) {
         if let Ok(mut r) = self.role.write() {
             *r = role;
         }
@@ -303,7 +299,7 @@ impl Fleet {
 
     /// `None` when this replica leads and serves the call itself; otherwise a channel to the
     /// leader to forward it to.
-    fn leader_channel(&self) -> Result<Option<tonic::transport::Channel>, Status> {
+    pub(crate) fn leader_channel(&self) -> Result<Option<tonic::transport::Channel>, Status> {
         let info = match self.role() {
             Role::Leader => return Ok(None),
             Role::Follower(info) => info,
@@ -507,7 +503,7 @@ impl Fleet {
 
     /// The attempt's owner is gone (dead, frozen or cut-off worker): run the task again, and
     /// abort the multipart uploads the lost attempt reported, so none lingers in the bucket.
-    fn requeue(&self, slot: &mut Slot) {
+    pub(crate) fn requeue(&self, slot: &mut Slot) {
         let lost = std::mem::replace(&mut slot.status, TaskStatus::Pending);
         self.work.notify_waiters();
         let TaskStatus::Running { uploads, .. } = lost else {
@@ -533,7 +529,7 @@ impl Fleet {
         });
     }
 
-    fn ctx(&self) -> WorkerContext {
+    pub(crate) fn ctx(&self) -> WorkerContext {
         WorkerContext {
             storage: self.storage.clone(),
             runtime: tokio::runtime::Handle::current(),
@@ -545,7 +541,7 @@ impl Fleet {
         }
     }
 
-    async fn submit(
+    pub(crate) async fn submit(
         self: &Arc<Self>,
         spec: v1::JobSpec,
         force: bool,
@@ -647,7 +643,7 @@ impl Fleet {
     /// What an earlier run of a named job answers a resubmission: it already succeeded (a
     /// no-op unless forced), it is still running (attach to it), or it failed or was cancelled
     /// (resume it: only the tasks that did not commit run again). `None`: start a new run.
-    async fn rerun(
+    pub(crate) async fn rerun(
         self: &Arc<Self>,
         job_id: &str,
         force: bool,
@@ -715,7 +711,7 @@ impl Fleet {
     }
 
     /// Claim up to `free` pending tasks for `worker`.
-    async fn take_tasks(
+    pub(crate) async fn take_tasks(
         &self,
         worker: &str,
         lease: i64,
@@ -791,7 +787,7 @@ impl Fleet {
         }
     }
 
-    async fn complete(
+    pub(crate) async fn complete(
         self: &Arc<Self>,
         job_id: &str,
         token: u64,
@@ -851,7 +847,7 @@ impl Fleet {
     /// Every task of the job has a result (its state was set to `Committing` under the lock):
     /// re-read misaligned files, or commit. The commit itself runs without the job table's
     /// lock, so heartbeats, other jobs and status calls go on while parts are published.
-    async fn finish_job(self: Arc<Self>, job_id: String) {
+    pub(crate) async fn finish_job(self: Arc<Self>, job_id: String) {
         let (config, outcomes, report, started) = {
             let mut jobs = self.jobs.lock().await;
             let Some(job) = jobs.get_mut(&job_id) else {
@@ -952,7 +948,11 @@ impl Fleet {
 
     /// Quoted newlines crossed a range boundary: those files' ranges are thrown away and each
     /// file runs again whole, under the index of its first range.
-    async fn reread(&self, job: &mut JobEntry, bad: &std::collections::BTreeSet<String>) {
+    pub(crate) async fn reread(
+        &self,
+        job: &mut JobEntry,
+        bad: &std::collections::BTreeSet<String>,
+    ) {
         for url in bad {
             tracing::warn!(%url, "quoted newlines cross a partition boundary; reading the file whole");
             let owners: Vec<u32> = job
@@ -999,7 +999,14 @@ impl Fleet {
         self.work.notify_waiters();
     }
 
-    async fn fail(&self, job_id: &str, index: u32, token: u64, retryable: bool, message: String) {
+    pub(crate) async fn fail(
+        &self,
+        job_id: &str,
+        index: u32,
+        token: u64,
+        retryable: bool,
+        message: String,
+    ) {
         let released = self
             .state
             .release(job_id, index, token)
@@ -1038,7 +1045,7 @@ impl Fleet {
         .await;
     }
 
-    async fn end_job(&self, job: &mut JobEntry, state: JobState, message: String) {
+    pub(crate) async fn end_job(&self, job: &mut JobEntry, state: JobState, message: String) {
         if job.ended() {
             return;
         }
@@ -1076,308 +1083,5 @@ impl Fleet {
         if let Err(e) = self.state.finish_job(&job.report).await {
             tracing::error!(job = job.report.job_id, error = %e, "could not record the job's end in etcd");
         }
-    }
-}
-
-/// The client-facing service.
-pub struct JobApi(pub Arc<Fleet>);
-
-#[tonic::async_trait]
-impl v1::job_service_server::JobService for JobApi {
-    async fn submit_job(
-        &self,
-        request: Request<v1::SubmitJobRequest>,
-    ) -> Result<Response<v1::SubmitJobResponse>, Status> {
-        if let Some(leader) = self.0.leader_channel()? {
-            return JobServiceClient::new(leader)
-                .submit_job(forward::request(request)?)
-                .await;
-        }
-        // The job's span continues the client's trace; task attempts will be its children.
-        let span = tracing::info_span!("submit_job", job = tracing::field::Empty);
-        if let Some(parent) = request
-            .metadata()
-            .get("traceparent")
-            .and_then(|v| v.to_str().ok())
-        {
-            zoopipe_common::logging::set_parent(&span, parent);
-        }
-        let request = request.into_inner();
-        let spec = request
-            .spec
-            .ok_or_else(|| Status::invalid_argument("spec is missing"))?;
-        let submitted = self.0.submit(spec, request.force).instrument(span).await?;
-        Ok(Response::new(submitted))
-    }
-
-    async fn get_job(
-        &self,
-        request: Request<v1::GetJobRequest>,
-    ) -> Result<Response<v1::GetJobResponse>, Status> {
-        if let Some(leader) = self.0.leader_channel()? {
-            return JobServiceClient::new(leader)
-                .get_job(forward::request(request)?)
-                .await;
-        }
-        let id = request.into_inner().job_id;
-        let jobs = self.0.jobs.lock().await;
-        let job = jobs
-            .get(&id)
-            .ok_or_else(|| Status::not_found(format!("no job {id}")))?;
-        let mut report = job.report.clone();
-        if !job.ended() {
-            for slot in job.slots.values() {
-                if let TaskStatus::Done(r) = &slot.status {
-                    report.add(r);
-                }
-            }
-        }
-        Ok(Response::new(v1::GetJobResponse {
-            report: Some((&report).into()),
-        }))
-    }
-
-    type WatchJobStream =
-        std::pin::Pin<Box<dyn Stream<Item = Result<v1::JobProgress, Status>> + Send + 'static>>;
-
-    async fn watch_job(
-        &self,
-        request: Request<v1::WatchJobRequest>,
-    ) -> Result<Response<Self::WatchJobStream>, Status> {
-        if let Some(leader) = self.0.leader_channel()? {
-            let stream = JobServiceClient::new(leader)
-                .watch_job(forward::request(request)?)
-                .await?
-                .into_inner();
-            return Ok(Response::new(Box::pin(stream)));
-        }
-        let id = request.into_inner().job_id;
-        if !self.0.jobs.lock().await.contains_key(&id) {
-            return Err(Status::not_found(format!("no job {id}")));
-        }
-        let (tx, rx) = mpsc::channel(4);
-        let fleet = self.0.clone();
-        tokio::spawn(async move {
-            loop {
-                let (progress, ended) = {
-                    let jobs = fleet.jobs.lock().await;
-                    match jobs.get(&id) {
-                        Some(job) => (job.progress(), job.ended()),
-                        None => return,
-                    }
-                };
-                if tx.send(Ok(progress)).await.is_err() || ended {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
-    }
-
-    async fn list_jobs(
-        &self,
-        request: Request<v1::ListJobsRequest>,
-    ) -> Result<Response<v1::ListJobsResponse>, Status> {
-        if let Some(leader) = self.0.leader_channel()? {
-            return JobServiceClient::new(leader)
-                .list_jobs(forward::request(request)?)
-                .await;
-        }
-        let jobs = self.0.jobs.lock().await;
-        Ok(Response::new(v1::ListJobsResponse {
-            jobs: jobs.values().map(|j| (&j.report).into()).collect(),
-        }))
-    }
-
-    async fn cancel_job(
-        &self,
-        request: Request<v1::CancelJobRequest>,
-    ) -> Result<Response<v1::CancelJobResponse>, Status> {
-        if let Some(leader) = self.0.leader_channel()? {
-            return JobServiceClient::new(leader)
-                .cancel_job(forward::request(request)?)
-                .await;
-        }
-        let id = request.into_inner().job_id;
-        let mut jobs = self.0.jobs.lock().await;
-        let job = jobs
-            .get_mut(&id)
-            .ok_or_else(|| Status::not_found(format!("no job {id}")))?;
-        if job.report.state == JobState::Committing {
-            return Err(Status::failed_precondition(format!(
-                "job {id} is committing its output and can no longer be cancelled"
-            )));
-        }
-        self.0
-            .end_job(job, JobState::Cancelled, "cancelled by a user".into())
-            .await;
-        Ok(Response::new(v1::CancelJobResponse {
-            state: state_to(job.report.state),
-        }))
-    }
-}
-
-/// The worker-facing service.
-pub struct WorkerApi(pub Arc<Fleet>);
-
-impl WorkerApi {
-    /// The worker's lease: known here, or granted by an earlier leader and still alive in
-    /// etcd (adopted, so its running tasks carry on across a failover).
-    async fn lease(&self, worker: &str) -> Result<i64, Status> {
-        if let Some(lease) = self.0.workers.lock().await.get(worker).copied() {
-            return Ok(lease);
-        }
-        let adopted = self
-            .0
-            .state
-            .worker_lease(worker)
-            .await
-            .map_err(unavailable)?;
-        let lease = adopted
-            .ok_or_else(|| Status::not_found(format!("worker {worker} is not registered")))?;
-        tracing::info!(worker, "worker adopted from an earlier leader");
-        self.0
-            .workers
-            .lock()
-            .await
-            .insert(worker.to_string(), lease);
-        Ok(lease)
-    }
-}
-
-#[tonic::async_trait]
-impl v1::worker_service_server::WorkerService for WorkerApi {
-    async fn register_worker(
-        &self,
-        request: Request<v1::RegisterWorkerRequest>,
-    ) -> Result<Response<v1::RegisterWorkerResponse>, Status> {
-        if let Some(leader) = self.0.leader_channel()? {
-            return WorkerServiceClient::new(leader)
-                .register_worker(forward::request(request)?)
-                .await;
-        }
-        let r = request.into_inner();
-        let lease = self
-            .0
-            .state
-            .register_worker(&r.worker_id, self.0.lease_ttl_s)
-            .await
-            .map_err(unavailable)?;
-        self.0
-            .workers
-            .lock()
-            .await
-            .insert(r.worker_id.clone(), lease);
-        tracing::info!(worker = r.worker_id, slots = r.slots, "worker registered");
-        let ttl_ms = self.0.lease_ttl_s as u64 * 1000;
-        Ok(Response::new(v1::RegisterWorkerResponse {
-            lease_ttl_ms: ttl_ms,
-            heartbeat_interval_ms: ttl_ms / 4,
-        }))
-    }
-
-    async fn acquire_task(
-        &self,
-        request: Request<v1::AcquireTaskRequest>,
-    ) -> Result<Response<v1::AcquireTaskResponse>, Status> {
-        if let Some(leader) = self.0.leader_channel()? {
-            return WorkerServiceClient::new(leader)
-                .acquire_task(forward::request(request)?)
-                .await;
-        }
-        let r = request.into_inner();
-        let lease = self.lease(&r.worker_id).await?;
-        let deadline = Instant::now() + LONG_POLL;
-        loop {
-            let waiting = self.0.work.notified();
-            let out = self.0.take_tasks(&r.worker_id, lease, r.free_slots).await?;
-            let left = deadline.saturating_duration_since(Instant::now());
-            if !out.tasks.is_empty() || left.is_zero() {
-                return Ok(Response::new(out));
-            }
-            let _ = tokio::time::timeout(left, waiting).await;
-        }
-    }
-
-    async fn heartbeat(
-        &self,
-        request: Request<v1::HeartbeatRequest>,
-    ) -> Result<Response<v1::HeartbeatResponse>, Status> {
-        if let Some(leader) = self.0.leader_channel()? {
-            return WorkerServiceClient::new(leader)
-                .heartbeat(forward::request(request)?)
-                .await;
-        }
-        let r = request.into_inner();
-        let lease = self.lease(&r.worker_id).await?;
-        let alive = self.0.state.keep_alive(lease).await.map_err(unavailable)?;
-        if !alive {
-            self.0.workers.lock().await.remove(&r.worker_id);
-            return Err(Status::not_found(format!(
-                "worker {} lost its lease; register again",
-                r.worker_id
-            )));
-        }
-        let mut jobs = self.0.jobs.lock().await;
-        let mut stop = Vec::new();
-        for task in r.running {
-            let current = jobs.get_mut(&task.job_id).and_then(|j| {
-                let ended = j.ended();
-                j.slots
-                    .get_mut(&task.index)
-                    .filter(|_| !ended)
-                    .map(|s| &mut s.status)
-            });
-            match current {
-                Some(TaskStatus::Running { token, uploads, .. })
-                    if *token == task.fencing_token =>
-                {
-                    *uploads = task
-                        .uploads
-                        .iter()
-                        .map(|u| (u.url.clone(), u.upload_id.clone()))
-                        .collect();
-                }
-                // Cancelled or failed job, or an attempt that lost its task: stop it.
-                _ => stop.push(task),
-            }
-        }
-        Ok(Response::new(v1::HeartbeatResponse { stop }))
-    }
-
-    async fn complete_task(
-        &self,
-        request: Request<v1::CompleteTaskRequest>,
-    ) -> Result<Response<v1::CompleteTaskResponse>, Status> {
-        if let Some(leader) = self.0.leader_channel()? {
-            return WorkerServiceClient::new(leader)
-                .complete_task(forward::request(request)?)
-                .await;
-        }
-        let r = request.into_inner();
-        let result = TaskResult::try_from(
-            r.result
-                .ok_or_else(|| Status::invalid_argument("result is missing"))?,
-        )
-        .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let accepted = self.0.complete(&r.job_id, r.fencing_token, result).await?;
-        Ok(Response::new(v1::CompleteTaskResponse { accepted }))
-    }
-
-    async fn fail_task(
-        &self,
-        request: Request<v1::FailTaskRequest>,
-    ) -> Result<Response<v1::FailTaskResponse>, Status> {
-        if let Some(leader) = self.0.leader_channel()? {
-            return WorkerServiceClient::new(leader)
-                .fail_task(forward::request(request)?)
-                .await;
-        }
-        let r = request.into_inner();
-        self.0
-            .fail(&r.job_id, r.index, r.fencing_token, r.retryable, r.message)
-            .await;
-        Ok(Response::new(v1::FailTaskResponse {}))
     }
 }

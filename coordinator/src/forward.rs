@@ -32,3 +32,16 @@ pub fn request<T>(incoming: Request<T>) -> Result<Request<T>, Status> {
     metadata.insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
     Ok(Request::from_parts(metadata, Default::default(), message))
 }
+
+/// In a service method: when this replica does not lead, send the call to the leader and
+/// return its answer (`forward_to_leader!(fleet, ClientType, method, request)`).
+#[macro_export]
+macro_rules! forward_to_leader {
+    ($fleet:expr, $client:ident, $method:ident, $request:ident) => {
+        if let Some(leader) = $fleet.leader_channel()? {
+            return $client::new(leader)
+                .$method($crate::forward::request($request)?)
+                .await;
+        }
+    };
+}

@@ -5,11 +5,12 @@
 //! coordinator (`fleet`) plans, leases and commits with the same code over etcd state, with one
 //! elected leader among its replicas (`leader`).
 
+pub mod api;
 pub mod auth;
 pub mod commit;
 pub mod fleet;
 pub mod flight;
-mod forward;
+pub(crate) mod forward;
 pub mod leader;
 mod merge;
 pub mod ops;

@@ -5,8 +5,9 @@ use anyhow::Context;
 use arrow_flight::flight_service_server::FlightServiceServer;
 use clap::Parser;
 use tonic::service::interceptor::InterceptedService;
+use zoopipe_coordinator::api::{JobApi, WorkerApi};
 use zoopipe_coordinator::auth::{Auth, Role};
-use zoopipe_coordinator::fleet::{Fleet, JobApi, WorkerApi};
+use zoopipe_coordinator::fleet::Fleet;
 use zoopipe_coordinator::tls::TlsFiles;
 
 /// Largest request accepted on the job and worker APIs (a spec with its inline schema).
