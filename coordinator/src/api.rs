@@ -73,7 +73,7 @@ impl v1::job_service_server::JobService for JobApi {
         &self,
         request: Request<v1::WatchJobRequest>,
     ) -> Result<Response<Self::WatchJobStream>, Status> {
-        if let Some(leader) = self.0.leader_channel()? {
+        if let Some(leader) = self.0.leader_channel().await? {
             let stream = JobServiceClient::new(leader)
                 .watch_job(crate::forward::request(request)?)
                 .await?

@@ -33,6 +33,9 @@ use zoopipe_worker::ops::METRICS;
 use zoopipe_worker::{Progress, WorkerContext, discard};
 
 /// How long `AcquireTask` waits for work before returning empty.
+/// How long a call waits for an election under way before it is refused.
+const ELECTION_WAIT: Duration = Duration::from_secs(10);
+
 pub(crate) const LONG_POLL: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
@@ -299,14 +302,22 @@ impl Fleet {
 
     /// `None` when this replica leads and serves the call itself; otherwise a channel to the
     /// leader to forward it to.
-    pub(crate) fn leader_channel(&self) -> Result<Option<tonic::transport::Channel>, Status> {
-        let info = match self.role() {
-            Role::Leader => return Ok(None),
-            Role::Follower(info) => info,
-            Role::Candidate => {
-                return Err(Status::unavailable(
-                    "no coordinator leads right now (election in progress); retry shortly",
-                ));
+    /// While an election is under way (start-up, failover) the call waits for its outcome,
+    /// up to `ELECTION_WAIT`, rather than failing a client that arrived a moment early.
+    pub(crate) async fn leader_channel(&self) -> Result<Option<tonic::transport::Channel>, Status> {
+        let deadline = Instant::now() + ELECTION_WAIT;
+        let info = loop {
+            match self.role() {
+                Role::Leader => return Ok(None),
+                Role::Follower(info) => break info,
+                Role::Candidate if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Role::Candidate => {
+                    return Err(Status::unavailable(
+                        "no coordinator leads right now (election in progress); retry shortly",
+                    ));
+                }
             }
         };
         let mut cached = self

@@ -38,7 +38,7 @@ pub fn request<T>(incoming: Request<T>) -> Result<Request<T>, Status> {
 #[macro_export]
 macro_rules! forward_to_leader {
     ($fleet:expr, $client:ident, $method:ident, $request:ident) => {
-        if let Some(leader) = $fleet.leader_channel()? {
+        if let Some(leader) = $fleet.leader_channel().await? {
             return $client::new(leader)
                 .$method($crate::forward::request($request)?)
                 .await;
