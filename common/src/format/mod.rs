@@ -7,6 +7,7 @@ mod csv_scan;
 pub mod ipc;
 pub mod json;
 pub mod parquet;
+pub mod parquet_tail;
 mod text;
 pub mod write;
 

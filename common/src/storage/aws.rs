@@ -3,6 +3,7 @@
 //! A custom `AWS_ENDPOINT_URL` (MinIO and friends) gets path-style requests, and plain http
 //! is allowed when the endpoint says `http://`.
 
+use super::PartCopier;
 use crate::{Error, Result};
 use ini::Ini;
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
@@ -10,7 +11,7 @@ use object_store::{ClientOptions, RetryConfig};
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub(super) fn build_s3(bucket: &str) -> Result<AmazonS3> {
+pub(super) fn build_s3(bucket: &str) -> Result<(AmazonS3, PartCopier)> {
     build_s3_from(bucket, &env_pairs(), &Profile::load())
 }
 
@@ -20,7 +21,11 @@ fn env_pairs() -> Vec<(String, String)> {
         .collect()
 }
 
-fn build_s3_from(bucket: &str, env: &[(String, String)], profile: &Profile) -> Result<AmazonS3> {
+fn build_s3_from(
+    bucket: &str,
+    env: &[(String, String)],
+    profile: &Profile,
+) -> Result<(AmazonS3, PartCopier)> {
     let get = |name: &str| {
         env.iter()
             .find(|(k, _)| k == name)
@@ -49,7 +54,7 @@ fn build_s3_from(bucket: &str, env: &[(String, String)], profile: &Profile) -> R
         .or_else(|| get("AWS_DEFAULT_REGION"))
         .or_else(|| profile.region.clone())
         .unwrap_or_else(|| "us-east-1".to_string());
-    builder = builder.with_region(region);
+    builder = builder.with_region(&region);
     let endpoint = get("AWS_ENDPOINT_URL_S3")
         .or_else(|| get("AWS_ENDPOINT_URL"))
         .or_else(|| get("AWS_ENDPOINT"))
@@ -57,12 +62,14 @@ fn build_s3_from(bucket: &str, env: &[(String, String)], profile: &Profile) -> R
     let mut client = ClientOptions::new()
         .with_connect_timeout(Duration::from_secs(5))
         .with_timeout(Duration::from_secs(300));
-    if let Some(endpoint) = endpoint {
-        if endpoint.starts_with("http://") {
+    let allow_http = endpoint.as_ref().is_some_and(|e| e.starts_with("http://"));
+    if let Some(endpoint) = &endpoint {
+        if allow_http {
             client = client.with_allow_http(true);
         }
         builder = builder.with_endpoint(endpoint);
     }
+    let bucket_endpoint = bucket_endpoint(&builder, bucket, endpoint.as_deref(), &region);
     // Client options replace each other wholesale: set them once, after every other setting.
     builder = builder.with_client_options(client);
     // A handful of quick retries: wrong endpoints and dead servers must fail in seconds with one
@@ -75,9 +82,36 @@ fn build_s3_from(bucket: &str, env: &[(String, String)], profile: &Profile) -> R
         retry_timeout: Duration::from_secs(60),
         ..RetryConfig::default()
     });
-    builder
+    let s3 = builder
         .build()
-        .map_err(|e| Error::config(format!("s3://{bucket}: invalid S3 configuration: {e}")))
+        .map_err(|e| Error::config(format!("s3://{bucket}: invalid S3 configuration: {e}")))?;
+    let copier = PartCopier::new(
+        bucket_endpoint,
+        bucket.to_string(),
+        region,
+        s3.credentials().clone(),
+        allow_http,
+    )?;
+    Ok((s3, copier))
+}
+
+/// The URL of the bucket, as object_store forms it: path style unless virtual-hosted style was
+/// asked for (then a custom endpoint already names the bucket).
+fn bucket_endpoint(
+    builder: &AmazonS3Builder,
+    bucket: &str,
+    endpoint: Option<&str>,
+    region: &str,
+) -> String {
+    let virtual_hosted = builder
+        .get_config_value(&AmazonS3ConfigKey::VirtualHostedStyleRequest)
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    match (endpoint, virtual_hosted) {
+        (Some(endpoint), true) => endpoint.to_string(),
+        (Some(endpoint), false) => format!("{}/{bucket}", endpoint.trim_end_matches('/')),
+        (None, true) => format!("https://{bucket}.s3.{region}.amazonaws.com"),
+        (None, false) => format!("https://s3.{region}.amazonaws.com/{bucket}"),
+    }
 }
 
 /// The parts of `~/.aws/credentials` and `~/.aws/config` we use, for one profile.
@@ -172,5 +206,8 @@ mod tests {
         ];
         let s3 = build_s3_from("bucket", &env, &Profile::default());
         assert!(s3.is_ok(), "{s3:?}");
+        // UploadPartCopy goes to the same bucket URL object_store uses.
+        let copier = format!("{:?}", s3.unwrap().1);
+        assert!(copier.contains("\"http://127.0.0.1:9/bucket\""), "{copier}");
     }
 }

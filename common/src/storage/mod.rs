@@ -2,12 +2,16 @@
 //! `memory://name/key` (tests). Stores are cached per bucket so one process shares its HTTP
 //! connection pools (and one `memory://` store is visible to every task of the process).
 
+pub mod assemble;
 mod aws;
+pub mod checksum;
 mod list;
+mod part_copy;
 mod read;
 mod upload;
 
 pub use list::InputObject;
+pub use part_copy::PartCopier;
 pub use read::{ObjectReader, ReadCounter};
 pub use upload::{StagedObject, StagedWriter};
 
@@ -206,11 +210,13 @@ pub struct Storage {
     stores: Arc<Mutex<HashMap<String, Opened>>>,
 }
 
-/// One store, and its explicit multipart API where it has one (S3, memory).
+/// One store, its explicit multipart API where it has one (S3, memory), and its server-side
+/// part copies (S3).
 #[derive(Clone)]
 struct Opened {
     store: Arc<dyn ObjectStore>,
     multipart: Option<Arc<dyn MultipartStore>>,
+    copier: Option<Arc<PartCopier>>,
 }
 
 impl Storage {
@@ -232,6 +238,11 @@ impl Storage {
             .ok_or_else(|| Error::config(format!("{url}: this store has no multipart uploads")))
     }
 
+    /// UploadPartCopy for the bucket of `url`, if it is on S3.
+    pub fn part_copier(&self, url: &ObjectUrl) -> Option<Arc<PartCopier>> {
+        self.open(url).ok()?.copier
+    }
+
     fn open(&self, url: &ObjectUrl) -> Result<Opened> {
         let key = url.store_key();
         let mut stores = self
@@ -243,21 +254,25 @@ impl Storage {
         }
         let opened = match &url.scheme {
             Scheme::S3 { bucket } => {
-                let s3 = Arc::new(aws::build_s3(bucket)?);
+                let (s3, copier) = aws::build_s3(bucket)?;
+                let s3 = Arc::new(s3);
                 Opened {
                     store: s3.clone(),
                     multipart: Some(s3),
+                    copier: Some(Arc::new(copier)),
                 }
             }
             Scheme::File => Opened {
                 store: Arc::new(object_store::local::LocalFileSystem::new()),
                 multipart: None,
+                copier: None,
             },
             Scheme::Memory { .. } => {
                 let memory = Arc::new(object_store::memory::InMemory::new());
                 Opened {
                     store: memory.clone(),
                     multipart: Some(memory),
+                    copier: None,
                 }
             }
         };
