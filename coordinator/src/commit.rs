@@ -210,8 +210,7 @@ async fn assemble(
     error_parts: &[ErrorPart],
 ) -> Result<(Vec<ManifestPart>, Vec<ManifestPart>)> {
     let outputs = if job.output.single_file {
-        let urls: Vec<String> = output_parts.iter().map(|p| p.url.clone()).collect();
-        let merged = merge_output(ctx, job, &urls).await?;
+        let merged = merge_output(ctx, job, &output_parts).await?;
         vec![ManifestPart::new(
             &merged,
             output_parts.iter().map(|p| p.rows).sum(),

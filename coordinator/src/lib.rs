@@ -13,6 +13,7 @@ pub mod flight;
 pub(crate) mod forward;
 pub mod leader;
 mod merge;
+mod merge_copy;
 pub mod ops;
 pub mod runner;
 pub mod scheduler;

@@ -3,13 +3,18 @@
 //! with their final line numbers into their final parts or file.
 
 use crate::commit::ErrorPart;
+use crate::merge_copy::merge_by_copy;
+use object_store::ObjectStoreExt;
 use std::io::{BufRead, BufReader, Write};
 use zoopipe_common::errors_out::{ErrorRow, ErrorWriter};
 use zoopipe_common::format::Format;
 use zoopipe_common::format::parquet::concat;
 use zoopipe_common::report::ManifestPart;
 use zoopipe_common::spec::JobConfig;
-use zoopipe_common::storage::{ObjectReader, ObjectUrl, StagedObject, StagedWriter};
+use zoopipe_common::storage::assemble::can_assemble;
+use zoopipe_common::storage::{
+    ObjectReader, ObjectUrl, StagedObject, StagedWriter, is_unsupported,
+};
 use zoopipe_common::{Error, Result};
 use zoopipe_worker::WorkerContext;
 
@@ -21,10 +26,7 @@ fn reader(ctx: &WorkerContext, url: &str) -> Result<ObjectReader> {
     let store = ctx.storage.store(&parsed)?;
     let size = ctx
         .runtime
-        .block_on(object_store::ObjectStoreExt::head(
-            store.as_ref(),
-            &parsed.path(),
-        ))
+        .block_on(store.head(&parsed.path()))
         .map_err(|e| Error::from_store(url, e))?
         .size;
     Ok(ObjectReader::spawn(
@@ -52,8 +54,51 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         .map_err(|e| Error::config(format!("commit step failed: {e}")))?
 }
 
-/// Merge the committed parts (in task order) into the single output object.
+/// Merge the committed parts (in task order) into the single output object, publish it and
+/// delete the parts. On S3 the object is assembled inside the store (`merge_copy`); elsewhere,
+/// or where S3 cannot, the parts stream through this process.
 pub async fn merge_output(
+    ctx: &WorkerContext,
+    job: &JobConfig,
+    parts: &[ManifestPart],
+) -> Result<StagedObject> {
+    let storage = &ctx.storage;
+    let target = &job.output.url;
+    let mut merged = None;
+    if can_assemble(storage, target) {
+        match merge_by_copy(storage, job, parts).await {
+            Ok(Some(assembled)) => {
+                tracing::info!(
+                    url = %target,
+                    parts = parts.len(),
+                    copied_bytes = assembled.copied_bytes,
+                    uploaded_bytes = assembled.uploaded_bytes,
+                    "single-file output assembled inside the store"
+                );
+                merged = Some(assembled.staged);
+            }
+            Ok(None) => {}
+            Err(e) if is_unsupported(&e) => {
+                tracing::warn!(url = %target, error = %e, "merging by streaming instead");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let urls: Vec<String> = parts.iter().map(|p| p.url.clone()).collect();
+    let merged = match merged {
+        Some(merged) => merged,
+        None => stream_parts(ctx, job, &urls).await?,
+    };
+    merged.publish(storage).await?;
+    for part in &urls {
+        let url = ObjectUrl::parse(part)?;
+        let _ = storage.store(&url)?.delete(&url.path()).await;
+    }
+    Ok(merged)
+}
+
+/// Merge by reading every part and writing the object (Arrow IPC, local files, fallbacks).
+async fn stream_parts(
     ctx: &WorkerContext,
     job: &JobConfig,
     parts: &[String],
@@ -107,18 +152,7 @@ pub async fn merge_output(
             }
         }
         sink.flush().map_err(|e| Error::io("merging", e))?;
-        let staged = sink.finish()?;
-        ctx.runtime.block_on(staged.publish(&ctx.storage))?;
-        let merged = staged;
-        for part in &parts {
-            let url = ObjectUrl::parse(part)?;
-            let store = ctx.storage.store(&url)?;
-            let _ = ctx.runtime.block_on(object_store::ObjectStoreExt::delete(
-                store.as_ref(),
-                &url.path(),
-            ));
-        }
-        Ok(merged)
+        sink.finish()
     })
     .await
 }

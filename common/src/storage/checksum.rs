@@ -5,6 +5,11 @@
 //! lengths (`concat`, zlib's crc32_combine through crc32fast), and the checksum of a piece
 //! follows from the whole and its neighbours (`strip_prefix`, `strip_suffix`).
 
+/// The CRC-32 (IEEE) of some bytes.
+pub fn of(bytes: &[u8]) -> u32 {
+    crc32fast::hash(bytes)
+}
+
 /// crc(a ‖ b) from crc(a), crc(b) and len(b).
 pub fn concat(crc_a: u32, crc_b: u32, len_b: u64) -> u32 {
     let mut a = crc32fast::Hasher::new_with_initial_len(crc_a, 0);

@@ -11,7 +11,7 @@ mod read;
 mod upload;
 
 pub use list::InputObject;
-pub use part_copy::PartCopier;
+pub use part_copy::{PartCopier, is_unsupported};
 pub use read::{ObjectReader, ReadCounter};
 pub use upload::{StagedObject, StagedWriter};
 
