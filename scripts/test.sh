@@ -23,12 +23,14 @@ if ! command -v etcd >/dev/null 2>&1; then
   $sudo_ apt-get update -qq && $sudo_ apt-get install -y -qq etcd-server >/dev/null
 fi
 
-# The Python S3 server, installed only when missing.
-if [ ! -x "$venv/bin/moto_server" ]; then
-  echo "installing moto (S3 server for tests) into $venv" >&2
+# The Python S3 server, and pyarrow (an independent reader of our Parquet), installed only
+# when missing.
+if [ ! -x "$venv/bin/moto_server" ] || ! "$venv/bin/python" -c 'import pyarrow' 2>/dev/null; then
+  echo "installing moto (S3 server for tests) and pyarrow into $venv" >&2
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q 'moto[server]'
+  "$venv/bin/pip" install -q 'moto[server]' pyarrow
 fi
+export ZOOPIPE_TEST_PYTHON="$venv/bin/python"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port=$(free_port)

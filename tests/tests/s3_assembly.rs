@@ -1,0 +1,201 @@
+//! Single-file outputs on S3 are assembled inside the store (UploadPartCopy of the committed
+//! parts' byte ranges), against the real S3 server scripts/test.sh starts (moto): the object is
+//! byte for byte what streaming the parts gives, its manifest CRC-32 is the object's, an
+//! independent reader (pyarrow) reads it, and the data did not pass through zoopipectl.
+
+use std::io::Write;
+use std::process::Command;
+use zoopipe_common::storage::assemble::{MIN_PART, Piece, assemble};
+use zoopipe_common::storage::{ObjectUrl, Storage};
+use zoopipe_tests::*;
+
+/// `rows` lines of `id,name,blob` where blob is 64 pseudo-random hex digits: hardly
+/// compressible, so Parquet parts stay above S3's 5 MiB minimum part size.
+fn wide_csv(rows: u64) -> Vec<u8> {
+    let mut out = b"id,name,blob\n".to_vec();
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 0..rows {
+        let mut blob = String::with_capacity(64);
+        for _ in 0..4 {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            blob.push_str(&format!("{state:016x}"));
+        }
+        writeln!(out, "{i},user{i},{blob}").unwrap();
+    }
+    out
+}
+
+/// Run with `-v` and return (report, stderr).
+fn run_logged(args: &[&str]) -> (serde_json::Value, String) {
+    let mut all = args.to_vec();
+    all.extend(["--json", "-v"]);
+    let out = run(&all);
+    let stderr = text(&out.stderr);
+    assert!(
+        out.status.success(),
+        "zoopipectl {args:?} failed:\n{stderr}"
+    );
+    (serde_json::from_slice(&out.stdout).unwrap(), stderr)
+}
+
+/// The numbers in the coordinator's "assembled inside the store" line.
+fn assembly_counts(stderr: &str) -> Option<(u64, u64)> {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("assembled inside the store"))?;
+    let field = |name: &str| -> Option<u64> {
+        let rest = &line[line.find(&format!("{name}="))? + name.len() + 1..];
+        rest.split_whitespace().next()?.parse().ok()
+    };
+    Some((field("copied_bytes")?, field("uploaded_bytes")?))
+}
+
+/// Rows of a Parquet file as pyarrow counts them (an independent reader).
+fn pyarrow_rows(path: &std::path::Path) -> u64 {
+    let python = std::env::var("ZOOPIPE_TEST_PYTHON").expect(
+        "ZOOPIPE_TEST_PYTHON is not set: run the tests with scripts/test.sh (it installs pyarrow)",
+    );
+    let out = Command::new(python)
+        .args([
+            "-c",
+            "import sys, pyarrow.parquet as pq; f = pq.ParquetFile(sys.argv[1]); \
+             t = f.read(); print(t.num_rows, f.metadata.num_row_groups)",
+        ])
+        .arg(path)
+        .output()
+        .expect("python runs");
+    assert!(out.status.success(), "pyarrow: {}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    printed.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn single_file_outputs_are_assembled_inside_s3_byte_for_byte() {
+    let lake = unique("lake");
+    s3::create_bucket(&lake);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("wide.csv");
+    let rows = 200_000;
+    std::fs::write(&input, wide_csv(rows)).unwrap();
+    let input = input.to_str().unwrap();
+    for format in ["csv", "jsonl", "parquet"] {
+        let key = format!("out/wide.{format}");
+        let common = ["--partition-size", "7MiB", "--compression", "none"];
+        let mut args = vec!["run", "--input", input, "--output"];
+        let target = format!("s3://{lake}/{key}");
+        args.push(&target);
+        args.extend(common);
+        let (report, stderr) = run_logged(&args);
+        assert_eq!(report["total_processed"], rows, "{format}: {report:#}");
+        assert!(
+            report["partitions"]["total"].as_u64().unwrap() >= 3,
+            "{report:#}"
+        );
+
+        // The same job to a local file merges by streaming the parts: the bytes must agree.
+        let local = dir.path().join(format!("local.{format}"));
+        let mut args = vec!["run", "--input", input, "--output", local.to_str().unwrap()];
+        args.extend(common);
+        run_ok(&args);
+        let assembled = s3::get(&lake, &key);
+        assert!(
+            assembled == std::fs::read(&local).unwrap(),
+            "{format}: the assembled object differs from the streamed merge"
+        );
+
+        // The data went from object to object inside S3, not through zoopipectl.
+        let (copied, uploaded) = assembly_counts(&stderr)
+            .unwrap_or_else(|| panic!("{format}: no assembly line in\n{stderr}"));
+        assert_eq!(copied + uploaded, assembled.len() as u64, "{format}");
+        assert!(
+            uploaded < 64 * 1024 && copied > assembled.len() as u64 * 9 / 10,
+            "{format}: {copied} bytes copied, {uploaded} uploaded"
+        );
+
+        let manifest: serde_json::Value = serde_json::from_slice(&s3::get(
+            &lake,
+            &format!("out/_wide.{format}.manifest.json"),
+        ))
+        .unwrap();
+        assert_eq!(
+            manifest["outputs"][0]["crc32"],
+            format!("{:08x}", crc32fast::hash(&assembled)),
+            "{format}"
+        );
+        assert_eq!(manifest["outputs"][0]["bytes"], assembled.len() as u64);
+        if format == "parquet" {
+            let copy = dir.path().join("from-s3.parquet");
+            std::fs::write(&copy, &assembled).unwrap();
+            assert_eq!(pyarrow_rows(&copy), rows);
+        }
+    }
+    let names = s3::list(&lake, "");
+    assert!(
+        names.iter().all(|n| !n.contains("_zoopipe_staging")),
+        "{names:?}"
+    );
+    assert_eq!(s3::open_uploads(&lake), 0);
+}
+
+/// The assembler's part-size rules on their own: inline bytes, ranges under 5 MiB, a range
+/// that must top up the buffer first, a range copied whole, empty ranges.
+#[test]
+fn pieces_of_any_size_assemble_into_valid_parts() {
+    let lake = unique("lake");
+    s3::create_bucket(&lake);
+    let mib = 1024 * 1024;
+    let source: Vec<u8> = (0..12 * mib).map(|i| (i * 7 + i / 4099) as u8).collect();
+    s3::put(&lake, "src/a.bin", source.clone());
+    let url = |key: &str| ObjectUrl::parse(&format!("s3://{lake}/{key}")).unwrap();
+    let range = |start: usize, end: usize| Piece::Range {
+        url: url("src/a.bin"),
+        range: start as u64..end as u64,
+        crc32: crc32fast::hash(&source[start..end]),
+    };
+    let pieces = vec![
+        Piece::Inline(bytes::Bytes::from_static(b"HEAD")),
+        range(0, mib),                     // small: buffered
+        range(mib, 11 * mib),              // tops the buffer up to 5 MiB, copies the rest
+        range(3, 3),                       // empty
+        range(2 * mib, 2 * mib + 5 * mib), // exactly 5 MiB, buffer empty: copied
+        range(100, 200),                   // small, last
+        Piece::Inline(bytes::Bytes::from_static(b"TAIL")),
+    ];
+    let mut expected = b"HEAD".to_vec();
+    expected.extend_from_slice(&source[..mib]);
+    expected.extend_from_slice(&source[mib..11 * mib]);
+    expected.extend_from_slice(&source[2 * mib..7 * mib]);
+    expected.extend_from_slice(&source[100..200]);
+    expected.extend_from_slice(b"TAIL");
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let storage = Storage::new();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let target = url("out/joined.bin");
+    let assembled = runtime
+        .block_on(assemble(&storage, &target, pieces))
+        .expect("assembled");
+    // Nothing is visible before the upload is completed.
+    assert!(s3::list(&lake, "out/").is_empty());
+    runtime
+        .block_on(assembled.staged.publish(&storage))
+        .expect("published");
+    let got = s3::get(&lake, "out/joined.bin");
+    assert!(got == expected, "assembled bytes differ");
+    assert_eq!(assembled.staged.bytes(), expected.len() as u64);
+    assert_eq!(assembled.staged.crc32(), crc32fast::hash(&expected));
+    // Copied: the 10 MiB range less the top-up (5 MiB − "HEAD" − 1 MiB buffered), then the
+    // 5 MiB range. The rest went through us.
+    let top_up = MIN_PART - 4 - mib as u64;
+    assert_eq!(
+        assembled.copied_bytes,
+        10 * mib as u64 - top_up + 5 * mib as u64
+    );
+    assert_eq!(
+        assembled.uploaded_bytes,
+        expected.len() as u64 - assembled.copied_bytes
+    );
+    assert_eq!(s3::open_uploads(&lake), 0);
+}
