@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod errors_out;
+pub mod fault;
 pub mod format;
 pub mod logging;
 pub mod plan;

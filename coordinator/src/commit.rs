@@ -129,6 +129,52 @@ pub async fn commit(
         }
     }
     report.partitions.succeeded = outcomes.len() as u64;
+    // The manifest is this commit's journal: a coordinator that died after writing it left
+    // every output in place, and its successor only finishes the cleanup. Before it, every
+    // step is repeatable: parts publish idempotently and the staging prefixes (with the parts
+    // of single-file targets and the staged error parts) stay until the manifest is written.
+    let manifest = match earlier_manifest(storage, job).await {
+        Ok(Some(manifest)) => {
+            tracing::info!(
+                job = job.job_id,
+                "resuming a commit that wrote its manifest"
+            );
+            manifest
+        }
+        Ok(None) => match place_outputs(ctx, job, &outcomes).await {
+            Ok(manifest) => manifest,
+            Err(e) => return Err((e, report)),
+        },
+        Err(e) => return Err((e, report)),
+    };
+    zoopipe_common::fault::crash_point("commit-manifest");
+    report.outputs = manifest.outputs.iter().map(|p| p.url.clone()).collect();
+    report.error_outputs = manifest
+        .error_outputs
+        .iter()
+        .map(|p| p.url.clone())
+        .collect();
+    for target in [&job.output, &job.errors] {
+        if let Err(e) = delete_prefix(storage, &target.staging(&job.job_id)).await {
+            return Err((e, report));
+        }
+    }
+    if job.spec.overwrite
+        && let Err(e) = remove_stale(storage, job, &report).await
+    {
+        return Err((e, report));
+    }
+    Ok(report)
+}
+
+/// Publish every winner's parts, assemble single-file targets, finalize error parts, and
+/// write `_manifest.json` listing the results.
+async fn place_outputs(
+    ctx: &WorkerContext,
+    job: &JobConfig,
+    outcomes: &Outcomes,
+) -> Result<Manifest> {
+    let storage = &ctx.storage;
     let ranges: Vec<_> = outcomes.values().flat_map(|r| r.ranges.clone()).collect();
     let bases = line_bases(&ranges);
     let mut error_parts = Vec::new();
@@ -156,42 +202,50 @@ pub async fn commit(
         .flat_map(|r| r.staged())
         .cloned()
         .collect();
-    let published: Result<Vec<()>> = futures::stream::iter(staged)
+    futures::stream::iter(staged)
         .map(|s| {
             let storage = storage.clone();
             async move { s.publish(&storage).await }
         })
         .buffer_unordered(8)
-        .try_collect()
-        .await;
-    if let Err(e) = published {
-        return Err((e, report));
-    }
-    let assembled = assemble(ctx, job, output_parts, &error_parts).await;
-    let manifest = match assembled {
-        Ok((outputs, error_outputs)) => Manifest {
-            job_id: job.job_id.clone(),
-            outputs,
-            error_outputs,
-        },
-        Err(e) => return Err((e, report)),
+        .try_collect::<Vec<()>>()
+        .await?;
+    let outputs = if job.output.single_file {
+        let merged = merge_output(ctx, job, &output_parts).await?;
+        zoopipe_common::fault::crash_point("commit-assembled");
+        vec![ManifestPart::new(
+            &merged,
+            output_parts.iter().map(|p| p.rows).sum(),
+        )]
+    } else {
+        output_parts
     };
-    report.outputs = manifest.outputs.iter().map(|p| p.url.clone()).collect();
-    report.error_outputs = manifest
-        .error_outputs
-        .iter()
-        .map(|p| p.url.clone())
-        .collect();
-    let text = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
-    if let Err(e) = put(storage, &job.output.marker(MANIFEST), Bytes::from(text)).await {
-        return Err((e, report));
-    }
-    if job.spec.overwrite
-        && let Err(e) = remove_stale(storage, job, &report).await
-    {
-        return Err((e, report));
-    }
-    Ok(report)
+    let manifest = Manifest {
+        job_id: job.job_id.clone(),
+        outputs,
+        error_outputs: finalize_errors(ctx, job, &error_parts).await?,
+    };
+    let text = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::config(e.to_string()))?;
+    put(storage, &job.output.marker(MANIFEST), Bytes::from(text)).await?;
+    Ok(manifest)
+}
+
+/// The manifest an earlier, interrupted commit of this same job wrote, if any.
+async fn earlier_manifest(storage: &Storage, job: &JobConfig) -> Result<Option<Manifest>> {
+    let url = job.output.marker(MANIFEST);
+    let store = storage.store(&url)?;
+    let bytes = match store.get(&url.path()).await {
+        Ok(found) => found
+            .bytes()
+            .await
+            .map_err(|e| Error::from_store(&url.to_string(), e))?,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(Error::from_store(&url.to_string(), e)),
+    };
+    // Another job's manifest (an output being overwritten) or an unreadable one: not ours.
+    Ok(serde_json::from_slice::<Manifest>(&bytes)
+        .ok()
+        .filter(|m| m.job_id == job.job_id))
 }
 
 /// A task's committed error part and how its line numbers must shift.
@@ -200,29 +254,6 @@ pub(crate) struct ErrorPart {
     pub index: u32,
     pub part: ManifestPart,
     pub line_offset: u64,
-}
-
-/// Single-file merges, error renumbering, and removal of the staging prefixes.
-async fn assemble(
-    ctx: &WorkerContext,
-    job: &JobConfig,
-    output_parts: Vec<ManifestPart>,
-    error_parts: &[ErrorPart],
-) -> Result<(Vec<ManifestPart>, Vec<ManifestPart>)> {
-    let outputs = if job.output.single_file {
-        let merged = merge_output(ctx, job, &output_parts).await?;
-        vec![ManifestPart::new(
-            &merged,
-            output_parts.iter().map(|p| p.rows).sum(),
-        )]
-    } else {
-        output_parts
-    };
-    let error_outputs = finalize_errors(ctx, job, error_parts).await?;
-    for target in [&job.output, &job.errors] {
-        delete_prefix(&ctx.storage, &target.staging(&job.job_id)).await?;
-    }
-    Ok((outputs, error_outputs))
 }
 
 /// With `overwrite`: everything under the output prefixes that this job did not write goes.

@@ -54,8 +54,9 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         .map_err(|e| Error::config(format!("commit step failed: {e}")))?
 }
 
-/// Merge the committed parts (in task order) into the single output object, publish it and
-/// delete the parts. On S3 the object is assembled inside the store (`merge_copy`); elsewhere,
+/// Merge the committed parts (in task order) into the single output object and publish it.
+/// The parts stay (in the staging prefix, removed once the manifest is written) so that a
+/// commit interrupted after this can run again. On S3 the object is assembled inside the store (`merge_copy`); elsewhere,
 /// or where S3 cannot, the parts stream through this process.
 pub async fn merge_output(
     ctx: &WorkerContext,
@@ -84,16 +85,14 @@ pub async fn merge_output(
             Err(e) => return Err(e),
         }
     }
-    let urls: Vec<String> = parts.iter().map(|p| p.url.clone()).collect();
     let merged = match merged {
         Some(merged) => merged,
-        None => stream_parts(ctx, job, &urls).await?,
+        None => {
+            let urls: Vec<String> = parts.iter().map(|p| p.url.clone()).collect();
+            stream_parts(ctx, job, &urls).await?
+        }
     };
     merged.publish(storage).await?;
-    for part in &urls {
-        let url = ObjectUrl::parse(part)?;
-        let _ = storage.store(&url)?.delete(&url.path()).await;
-    }
     Ok(merged)
 }
 
