@@ -3,10 +3,12 @@
 //! minimum part size forces it to, never the data itself.
 //!
 //! CSV parts after the first lose their header line; JSONL parts are copied whole; Parquet parts
-//! give their column chunks byte for byte, under a footer rebuilt with the new offsets. Arrow IPC
-//! files (and parts whose layout does not allow it) are merged by streaming instead.
+//! give their column chunks and Arrow IPC parts their record batches byte for byte, under a
+//! footer rebuilt with the new offsets. Parts whose layout does not allow it (Arrow dictionary
+//! batches, Parquet chunks with gaps) are merged by streaming instead.
 
 use zoopipe_common::format::Format;
+use zoopipe_common::format::ipc_tail;
 use zoopipe_common::format::parquet::ObjectFile;
 use zoopipe_common::format::parquet_tail::{concatenated_tail, part_layout};
 use zoopipe_common::report::ManifestPart;
@@ -42,7 +44,10 @@ pub async fn merge_by_copy(
             Some(pieces) => pieces,
             None => return Ok(None),
         },
-        Format::Arrow => return Ok(None),
+        Format::Arrow => match arrow_pieces(storage, &parts).await? {
+            Some(pieces) => pieces,
+            None => return Ok(None),
+        },
     };
     assemble(storage, &job.output.url, pieces).await.map(Some)
 }
@@ -160,5 +165,69 @@ async fn parquet_pieces(storage: &Storage, parts: &[Part]) -> Result<Option<Vec<
         layouts.push(layout);
     }
     pieces.push(Piece::Inline(concatenated_tail(&layouts)?));
+    Ok(Some(pieces))
+}
+
+/// The first part up to the end of its record batches, every other part's batches, then the
+/// new footer; `None` if a part has dictionary batches or gaps between its batches.
+async fn arrow_pieces(storage: &Storage, parts: &[Part]) -> Result<Option<Vec<Piece>>> {
+    let mut kept = Vec::with_capacity(parts.len());
+    for part in parts {
+        let name = part.url.to_string();
+        let store = storage.store(&part.url)?;
+        let get = |range: std::ops::Range<u64>| {
+            let (store, path, name) = (store.clone(), part.url.path(), name.clone());
+            async move {
+                store
+                    .get_range(&path, range)
+                    .await
+                    .map_err(|e| Error::from_store(&name, e))
+            }
+        };
+        let trailer = get(part.bytes.saturating_sub(10)..part.bytes).await?;
+        let footer = ipc_tail::footer_range(&name, part.bytes, &trailer)?;
+        let footer_bytes = get(footer.clone()).await?;
+        let Some(layout) = ipc_tail::part_layout(&name, footer.start, footer_bytes)? else {
+            tracing::info!(part = %name, "dictionary batches or gaps: merging by streaming");
+            return Ok(None);
+        };
+        if layout.is_empty() {
+            continue;
+        }
+        // CRC-32 of everything before the batches' end: take the tail after them off the part's.
+        let tail = get(layout.batches.end..part.bytes).await?;
+        let head_crc = checksum::strip_suffix(
+            part.crc32,
+            checksum::of(&tail),
+            part.bytes - layout.batches.end,
+        );
+        kept.push((part, layout, head_crc, tail));
+    }
+    let Some((first, first_layout, first_crc, first_tail)) = kept.first() else {
+        return Ok(None);
+    };
+    let mut pieces = vec![Piece::Range {
+        url: first.url.clone(),
+        range: 0..first_layout.batches.end,
+        crc32: *first_crc,
+    }];
+    for (part, layout, head_crc, _) in &kept[1..] {
+        // Without the part's own magic and schema message.
+        let name = part.url.to_string();
+        let prefix = storage
+            .store(&part.url)?
+            .get_range(&part.url.path(), 0..layout.batches.start)
+            .await
+            .map_err(|e| Error::from_store(&name, e))?;
+        let len = layout.batches.end - layout.batches.start;
+        pieces.push(Piece::Range {
+            url: part.url.clone(),
+            range: layout.batches.clone(),
+            crc32: checksum::strip_prefix(*head_crc, checksum::of(&prefix), len),
+        });
+    }
+    let eos = &first_tail[..(first_layout.footer_start - first_layout.batches.end) as usize];
+    let layouts: Vec<_> = kept.iter().map(|(_, layout, ..)| layout).collect();
+    pieces.push(Piece::Inline(ipc_tail::concatenated_tail(&layouts, eos)?));
     Ok(Some(pieces))
 }

@@ -31,7 +31,10 @@ fn assert_single_file(f: &Fleet, job: &UsersJob, id: &str) {
     assert!(watched.status.success(), "{}", text(&watched.stderr));
     let report: serde_json::Value = serde_json::from_slice(&watched.stdout).unwrap();
     assert_eq!(report["state"], "succeeded", "{report:#}");
-    assert!(report["partitions"]["total"].as_u64().unwrap() >= 3, "{report:#}");
+    assert!(
+        report["partitions"]["total"].as_u64().unwrap() >= 3,
+        "{report:#}"
+    );
     let lake = &job.lake;
     let bytes = s3::get(lake, "out/users.parquet");
     let batches: Vec<_> = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
@@ -92,7 +95,10 @@ fn a_coordinator_dying_mid_commit_is_replaced_and_the_commit_completes() {
             if let Some(status) = doomed.0.try_wait().unwrap() {
                 break status;
             }
-            assert!(Instant::now() < deadline, "{point}: the coordinator never got there");
+            assert!(
+                Instant::now() < deadline,
+                "{point}: the coordinator never got there"
+            );
             std::thread::sleep(Duration::from_millis(100));
         };
         assert_eq!(status.code(), Some(137), "{point}");

@@ -52,7 +52,7 @@ fn assembly_counts(stderr: &str) -> Option<(u64, u64)> {
     Some((field("copied_bytes")?, field("uploaded_bytes")?))
 }
 
-/// Rows of a Parquet file as pyarrow counts them (an independent reader).
+/// Rows of a Parquet or Arrow IPC file as pyarrow counts them (an independent reader).
 fn pyarrow_rows(path: &std::path::Path) -> u64 {
     let python = std::env::var("ZOOPIPE_TEST_PYTHON").expect(
         "ZOOPIPE_TEST_PYTHON is not set: run the tests with scripts/test.sh (it installs pyarrow)",
@@ -60,8 +60,10 @@ fn pyarrow_rows(path: &std::path::Path) -> u64 {
     let out = Command::new(python)
         .args([
             "-c",
-            "import sys, pyarrow.parquet as pq; f = pq.ParquetFile(sys.argv[1]); \
-             t = f.read(); print(t.num_rows, f.metadata.num_row_groups)",
+            "import sys, pyarrow.parquet as pq, pyarrow.ipc as ipc\n\
+             p = sys.argv[1]\n\
+             t = pq.read_table(p) if p.endswith('.parquet') else ipc.open_file(p).read_all()\n\
+             print(t.num_rows)",
         ])
         .arg(path)
         .output()
@@ -80,7 +82,7 @@ fn single_file_outputs_are_assembled_inside_s3_byte_for_byte() {
     let rows = 200_000;
     std::fs::write(&input, wide_csv(rows)).unwrap();
     let input = input.to_str().unwrap();
-    for format in ["csv", "jsonl", "parquet"] {
+    for format in ["csv", "jsonl", "parquet", "arrow"] {
         let key = format!("out/wide.{format}");
         let common = ["--partition-size", "7MiB", "--compression", "none"];
         let mut args = vec!["run", "--input", input, "--output"];
@@ -125,8 +127,8 @@ fn single_file_outputs_are_assembled_inside_s3_byte_for_byte() {
             "{format}"
         );
         assert_eq!(manifest["outputs"][0]["bytes"], assembled.len() as u64);
-        if format == "parquet" {
-            let copy = dir.path().join("from-s3.parquet");
+        if format == "parquet" || format == "arrow" {
+            let copy = dir.path().join(format!("from-s3.{format}"));
             std::fs::write(&copy, &assembled).unwrap();
             assert_eq!(pyarrow_rows(&copy), rows);
         }

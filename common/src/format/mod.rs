@@ -5,6 +5,7 @@
 pub mod csv;
 mod csv_scan;
 pub mod ipc;
+pub mod ipc_tail;
 pub mod json;
 pub mod parquet;
 pub mod parquet_tail;
