@@ -11,7 +11,7 @@ use object_store::{ClientOptions, RetryConfig};
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub(super) fn build_s3(bucket: &str) -> Result<(AmazonS3, PartCopier)> {
+pub(super) fn build_s3(bucket: &str) -> Result<(AmazonS3, Option<PartCopier>)> {
     build_s3_from(bucket, &env_pairs(), &Profile::load())
 }
 
@@ -25,7 +25,7 @@ fn build_s3_from(
     bucket: &str,
     env: &[(String, String)],
     profile: &Profile,
-) -> Result<(AmazonS3, PartCopier)> {
+) -> Result<(AmazonS3, Option<PartCopier>)> {
     let get = |name: &str| {
         env.iter()
             .find(|(k, _)| k == name)
@@ -70,6 +70,12 @@ fn build_s3_from(
         builder = builder.with_endpoint(endpoint);
     }
     let bucket_endpoint = bucket_endpoint(&builder, bucket, endpoint.as_deref(), &region);
+    let copies = copies_allowed(&builder);
+    let invalid_certs = "aws_allow_invalid_certificates"
+        .parse::<AmazonS3ConfigKey>()
+        .ok()
+        .and_then(|key| builder.get_config_value(&key))
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
     // Client options replace each other wholesale: set them once, after every other setting.
     builder = builder.with_client_options(client);
     // A handful of quick retries: wrong endpoints and dead servers must fail in seconds with one
@@ -85,14 +91,30 @@ fn build_s3_from(
     let s3 = builder
         .build()
         .map_err(|e| Error::config(format!("s3://{bucket}: invalid S3 configuration: {e}")))?;
-    let copier = PartCopier::new(
-        bucket_endpoint,
-        bucket.to_string(),
-        region,
-        s3.credentials().clone(),
-        allow_http,
-    )?;
+    let copier = if copies {
+        Some(PartCopier::new(
+            bucket_endpoint,
+            bucket.to_string(),
+            region,
+            s3.credentials().clone(),
+            allow_http,
+            invalid_certs,
+        )?)
+    } else {
+        None
+    };
     Ok((s3, copier))
+}
+
+/// Our UploadPartCopy sends no SSE-C keys and no part checksums: with either configured,
+/// single-file outputs are merged by streaming instead.
+fn copies_allowed(builder: &AmazonS3Builder) -> bool {
+    let sse = "aws_server_side_encryption"
+        .parse::<AmazonS3ConfigKey>()
+        .ok()
+        .and_then(|key| builder.get_config_value(&key));
+    let checksum = builder.get_config_value(&AmazonS3ConfigKey::Checksum);
+    !sse.is_some_and(|v| v.eq_ignore_ascii_case("sse-c")) && checksum.is_none()
 }
 
 /// The URL of the bucket, as object_store forms it: path style unless virtual-hosted style was
@@ -209,5 +231,21 @@ mod tests {
         // UploadPartCopy goes to the same bucket URL object_store uses.
         let copier = format!("{:?}", s3.unwrap().1);
         assert!(copier.contains("\"http://127.0.0.1:9/bucket\""), "{copier}");
+        // With part checksums or SSE-C keys, no server-side copies (merges stream instead).
+        for (key, value) in [
+            ("AWS_CHECKSUM_ALGORITHM", "sha256"),
+            ("AWS_SERVER_SIDE_ENCRYPTION", "sse-c"),
+        ] {
+            let mut env = env.clone();
+            env.push((key.to_string(), value.to_string()));
+            if key == "AWS_SERVER_SIDE_ENCRYPTION" {
+                env.push((
+                    "AWS_SSE_CUSTOMER_KEY_BASE64".to_string(),
+                    "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".to_string(),
+                ));
+            }
+            let (_, copier) = build_s3_from("bucket", &env, &Profile::default()).unwrap();
+            assert!(copier.is_none(), "{key}");
+        }
     }
 }

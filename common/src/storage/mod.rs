@@ -259,7 +259,7 @@ impl Storage {
                 Opened {
                     store: s3.clone(),
                     multipart: Some(s3),
-                    copier: Some(Arc::new(copier)),
+                    copier: copier.map(Arc::new),
                 }
             }
             Scheme::File => Opened {

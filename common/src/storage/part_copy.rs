@@ -64,11 +64,14 @@ impl PartCopier {
         region: String,
         credentials: AwsCredentialProvider,
         allow_http: bool,
+        allow_invalid_certificates: bool,
     ) -> Result<Self> {
+        // The same connection rules as the store's own client (see `aws.rs`).
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(600))
             .https_only(!allow_http)
+            .danger_accept_invalid_certs(allow_invalid_certificates)
             .build()
             .map_err(|e| Error::config(format!("s3://{bucket}: HTTP client: {e}")))?;
         Ok(Self {
