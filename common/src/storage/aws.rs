@@ -15,9 +15,10 @@ pub(super) fn build_s3(bucket: &str) -> Result<(AmazonS3, Option<PartCopier>)> {
     build_s3_from(bucket, &env_pairs(), &Profile::load())
 }
 
+/// The AWS_* settings, and ours for S3 (ZOOPIPE_S3_*).
 fn env_pairs() -> Vec<(String, String)> {
     std::env::vars()
-        .filter(|(k, _)| k.starts_with("AWS_"))
+        .filter(|(k, _)| k.starts_with("AWS_") || k.starts_with("ZOOPIPE_S3_"))
         .collect()
 }
 
@@ -70,7 +71,14 @@ fn build_s3_from(
         builder = builder.with_endpoint(endpoint);
     }
     let bucket_endpoint = bucket_endpoint(&builder, bucket, endpoint.as_deref(), &region);
-    let copies = copies_allowed(&builder);
+    // UploadPartCopy can be turned off for S3-compatible servers that get it wrong.
+    let copies = copies_allowed(&builder)
+        && !get("ZOOPIPE_S3_SERVER_SIDE_COPY").is_some_and(|v| {
+            matches!(
+                v.to_ascii_lowercase().as_str(),
+                "false" | "0" | "off" | "no"
+            )
+        });
     let invalid_certs = "aws_allow_invalid_certificates"
         .parse::<AmazonS3ConfigKey>()
         .ok()
@@ -233,6 +241,7 @@ mod tests {
         assert!(copier.contains("\"http://127.0.0.1:9/bucket\""), "{copier}");
         // With part checksums or SSE-C keys, no server-side copies (merges stream instead).
         for (key, value) in [
+            ("ZOOPIPE_S3_SERVER_SIDE_COPY", "false"),
             ("AWS_CHECKSUM_ALGORITHM", "sha256"),
             ("AWS_SERVER_SIDE_ENCRYPTION", "sse-c"),
         ] {
