@@ -18,8 +18,6 @@ import datetime
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,16 +28,22 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 from results_section import replace_section  # noqa: E402
-from s3 import binary_note, classify, free_port, read_log, rel, timed  # noqa: E402
+from s3 import (binary_note, classify, empty_prefix, read_log, rel, start_logged_moto,  # noqa: E402
+                timed)
 
 BUCKET = "bench"
 
 
 def merge_traffic(reqs, target):
-    """What the merge moved, from the requests of one run."""
+    """What the merge moved, from the requests of one run: writes to the single object and
+    reads of the staged output parts (`part-*`; the staged error parts, `errors-*.jsonl`, are
+    rewritten at commit either way and are not the merge's)."""
     final = f"/{BUCKET}/{target}"
+    ext = os.path.splitext(target)[1]
     merge = [r for r in reqs
-             if r["path"] == final or ("_zoopipe_staging" in r["path"] and r["method"] == "GET")]
+             if (r["path"] == final and r["method"] != "HEAD")
+             or ("_zoopipe_staging" in r["path"] and os.path.basename(r["path"]).startswith("part-")
+                 and r["path"].endswith(ext) and r["method"] == "GET")]
     down = sum(r.get("out") or 0 for r in merge if r["method"] == "GET")
     up = sum(r.get("in") or 0 for r in merge if r["path"] == final and classify(r) == "PUT part")
     copies = sum(1 for r in merge if r["path"] == final and classify(r) == "COPY")
@@ -67,34 +71,9 @@ def main():
 
     data = os.path.dirname(os.path.abspath(a.csv))
     work = tempfile.mkdtemp(prefix="assembly-", dir=data)
-    reqlog = os.path.join(work, "requests.jsonl")
-    port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    srv = subprocess.Popen([a.python, os.path.join(HERE, "s3_server.py"), "--port", str(port), "--log", reqlog],
-                           stdout=open(os.path.join(work, "moto.log"), "wb"), stderr=subprocess.STDOUT,
-                           stdin=subprocess.DEVNULL, start_new_session=True)
-
-    def stop_server(*_):
-        if srv.poll() is None:
-            srv.terminate()
-            try:
-                srv.wait(10)
-            except subprocess.TimeoutExpired:
-                srv.kill()
-                srv.wait()
-
-    signal.signal(signal.SIGTERM, lambda *_: (stop_server(), sys.exit(143)))
+    endpoint, reqlog, stop_server = start_logged_moto(a.python, work)
     rows_out = []
     try:
-        deadline = time.time() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if srv.poll() is not None or time.time() > deadline:
-                    raise SystemExit("assembly: moto did not start; see " + os.path.join(work, "moto.log"))
-                time.sleep(0.2)
         base_env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="testing",
                         AWS_SECRET_ACCESS_KEY="testing", AWS_REGION="us-east-1")
         s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
@@ -104,11 +83,7 @@ def main():
         in_bytes = os.path.getsize(a.csv)
 
         def empty_out():
-            keys = []
-            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="out/"):
-                keys += [{"Key": o["Key"]} for o in page.get("Contents", [])]
-            for i in range(0, len(keys), 1000):
-                s3.delete_objects(Bucket=BUCKET, Delete={"Objects": keys[i:i + 1000]})
+            empty_prefix(s3, BUCKET, "out/")
 
         for fmt in a.formats.split():
             target = f"out/users.{fmt}"
@@ -168,8 +143,9 @@ def main():
             f"--schema bench/users.schema.json --workers {a.workers} --partition-size {a.partition_size}`, "
             f"{a.repeat} runs per row; the streamed rows set `ZOOPIPE_S3_SERVER_SIDE_COPY=false`",
             f"- zoopipectl: `{rel(a.bin)}`{binary_note(a.bin)}",
-            "- merge traffic: requests on the single object plus GETs of the staged parts, from the "
-            "server's request log; span = first to last of them. moto copies in its own memory, so "
+            "- merge traffic: writes to the single object plus GETs of the staged output parts, from "
+            "the server's request log (the job's error rows, rewritten at commit either way, are not "
+            "counted); span = first to last of those requests. moto copies in its own memory, so "
             "the span understates the gain against a real S3, where the streamed merge's bytes cross "
             "the network twice",
             "", "\n".join(table)]

@@ -106,6 +106,49 @@ def timed(cmd, env):
     return p.returncode, wall, out.decode(errors="replace"), err.decode(errors="replace")
 
 
+def start_logged_moto(python, work):
+    """moto on a free loopback port with the request log of s3_server.py, under `work`.
+    Returns (endpoint, request log path, stop function); stops it on SIGTERM too."""
+    reqlog = os.path.join(work, "requests.jsonl")
+    port = free_port()
+    srv = subprocess.Popen([python, os.path.join(HERE, "s3_server.py"), "--port", str(port), "--log", reqlog],
+                           stdout=open(os.path.join(work, "moto.log"), "wb"), stderr=subprocess.STDOUT,
+                           stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def stop_server(*_):
+        if srv.poll() is None:
+            srv.terminate()
+            try:
+                srv.wait(10)
+            except subprocess.TimeoutExpired:
+                srv.kill()
+                srv.wait()
+
+    signal.signal(signal.SIGTERM, lambda *_: (stop_server(), sys.exit(143)))
+    deadline = time.time() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            if srv.poll() is not None or time.time() > deadline:
+                stop_server()
+                raise SystemExit("moto server did not start; see " + os.path.join(work, "moto.log"))
+            time.sleep(0.2)
+    return f"http://127.0.0.1:{port}", reqlog, stop_server
+
+
+def empty_prefix(s3, bucket, prefix):
+    """Delete every object and abort every multipart upload under `prefix`."""
+    keys = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys += [{"Key": o["Key"]} for o in page.get("Contents", [])]
+    for i in range(0, len(keys), 1000):
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": keys[i:i + 1000]})
+    for u in s3.list_multipart_uploads(Bucket=bucket, Prefix=prefix).get("Uploads", []):
+        s3.abort_multipart_upload(Bucket=bucket, Key=u["Key"], UploadId=u["UploadId"])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--csv", required=True)
@@ -124,33 +167,8 @@ def main():
 
     data = os.path.dirname(os.path.abspath(a.csv))
     work = tempfile.mkdtemp(prefix="s3-", dir=data)
-    reqlog = os.path.join(work, "requests.jsonl")
-    port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    srv = subprocess.Popen([a.python, os.path.join(HERE, "s3_server.py"), "--port", str(port), "--log", reqlog],
-                           stdout=open(os.path.join(work, "moto.log"), "wb"), stderr=subprocess.STDOUT,
-                           stdin=subprocess.DEVNULL, start_new_session=True)
-
-    def stop_server(*_):
-        if srv.poll() is None:
-            srv.terminate()
-            try:
-                srv.wait(10)
-            except subprocess.TimeoutExpired:
-                srv.kill()
-                srv.wait()
-
-    signal.signal(signal.SIGTERM, lambda *_: (stop_server(), sys.exit(143)))
+    endpoint, reqlog, stop_server = start_logged_moto(a.python, work)
     try:
-        deadline = time.time() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if srv.poll() is not None or time.time() > deadline:
-                    raise SystemExit("s3: moto server did not start; see " + os.path.join(work, "moto.log"))
-                time.sleep(0.2)
         env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="testing",
                    AWS_SECRET_ACCESS_KEY="testing", AWS_REGION="us-east-1")
         s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
@@ -163,13 +181,7 @@ def main():
               flush=True)
 
         def empty_out():
-            keys = []
-            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="out/"):
-                keys += [{"Key": o["Key"]} for o in page.get("Contents", [])]
-            for i in range(0, len(keys), 1000):
-                s3.delete_objects(Bucket=BUCKET, Delete={"Objects": keys[i:i + 1000]})
-            for u in s3.list_multipart_uploads(Bucket=BUCKET, Prefix="out/").get("Uploads", []):
-                s3.abort_multipart_upload(Bucket=BUCKET, Key=u["Key"], UploadId=u["UploadId"])
+            empty_prefix(s3, BUCKET, "out/")
 
         report = os.path.join(work, "report.json")
         s3_cmd = [a.bin, "run", "--input", f"s3://{BUCKET}/users.csv", "--output", f"s3://{BUCKET}/out/",

@@ -104,9 +104,12 @@ async fn csv_pieces(storage: &Storage, parts: &[Part]) -> Result<Vec<Piece>> {
 
 /// The first line of a part, with its `\n` (the whole part if it has none).
 async fn first_line(storage: &Storage, part: &Part) -> Result<Bytes> {
+    if part.bytes == 0 {
+        return Ok(Bytes::new());
+    }
     let name = part.url.to_string();
     let store = storage.store(&part.url)?;
-    let mut want = 64 * 1024;
+    let mut want = 8 * 1024;
     loop {
         let end = want.min(part.bytes);
         let head = store

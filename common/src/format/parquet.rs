@@ -228,26 +228,37 @@ pub fn concat<R: ChunkReader, W: Write + Send>(
     };
     let mut writer = SerializedFileWriter::new(out, schema, Arc::new(props)).map_err(encode)?;
     for (input, metadata) in inputs.iter().zip(&parsed) {
-        let page_index = metadata.page_index();
-        for (rg_idx, rg) in metadata.row_groups().iter().enumerate() {
-            let mut rg_out = writer.next_row_group().map_err(encode)?;
-            for (col_idx, column) in rg.columns().iter().enumerate() {
-                let result = ColumnCloseResult {
-                    bytes_written: column.compressed_size() as _,
-                    rows_written: rg.num_rows() as _,
-                    metadata: column.clone(),
-                    bloom_filter: None,
-                    column_index: page_index
-                        .and_then(|pi| pi.column_index(rg_idx, col_idx))
-                        .cloned(),
-                    offset_index: page_index
-                        .and_then(|pi| pi.offset_index(rg_idx, col_idx))
-                        .cloned(),
-                };
-                rg_out.append_column(input, result).map_err(encode)?;
-            }
-            rg_out.close().map_err(encode)?;
-        }
+        append_row_groups(&mut writer, input, metadata).map_err(encode)?;
     }
     writer.into_inner().map_err(encode)
+}
+
+/// Append every row group of a file (its column chunks read from `input`, byte for byte, and
+/// its page indexes) to `writer`, which rewrites their offsets to their new places.
+pub(crate) fn append_row_groups<R: ChunkReader, W: Write + Send>(
+    writer: &mut SerializedFileWriter<W>,
+    input: &R,
+    metadata: &ParquetMetaData,
+) -> parquet::errors::Result<()> {
+    let page_index = metadata.page_index();
+    for (rg_idx, rg) in metadata.row_groups().iter().enumerate() {
+        let mut rg_out = writer.next_row_group()?;
+        for (col_idx, column) in rg.columns().iter().enumerate() {
+            let result = ColumnCloseResult {
+                bytes_written: column.compressed_size() as _,
+                rows_written: rg.num_rows() as _,
+                metadata: column.clone(),
+                bloom_filter: None,
+                column_index: page_index
+                    .and_then(|pi| pi.column_index(rg_idx, col_idx))
+                    .cloned(),
+                offset_index: page_index
+                    .and_then(|pi| pi.offset_index(rg_idx, col_idx))
+                    .cloned(),
+            };
+            rg_out.append_column(input, result)?;
+        }
+        rg_out.close()?;
+    }
+    Ok(())
 }

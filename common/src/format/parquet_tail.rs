@@ -7,10 +7,9 @@
 //! zeros of the right length (it only counts them) and rewrites offsets, page locations and
 //! row-group metadata itself. A sink keeps the bytes it writes after the chunks.
 
-use super::parquet::{ObjectFile, parquet_error};
+use super::parquet::{ObjectFile, append_row_groups, parquet_error};
 use crate::{Error, Result};
 use bytes::Bytes;
-use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::properties::WriterProperties;
@@ -96,26 +95,7 @@ pub fn concatenated_tail(parts: &[PartLayout]) -> Result<Bytes> {
     let schema = file_metadata.schema_descr().root_schema_ptr();
     let mut writer = SerializedFileWriter::new(sink, schema, Arc::new(props)).map_err(encode)?;
     for part in parts {
-        let page_index = part.metadata.page_index();
-        for (rg_idx, rg) in part.metadata.row_groups().iter().enumerate() {
-            let mut rg_out = writer.next_row_group().map_err(encode)?;
-            for (col_idx, column) in rg.columns().iter().enumerate() {
-                let result = ColumnCloseResult {
-                    bytes_written: column.compressed_size() as _,
-                    rows_written: rg.num_rows() as _,
-                    metadata: column.clone(),
-                    bloom_filter: None,
-                    column_index: page_index
-                        .and_then(|pi| pi.column_index(rg_idx, col_idx))
-                        .cloned(),
-                    offset_index: page_index
-                        .and_then(|pi| pi.offset_index(rg_idx, col_idx))
-                        .cloned(),
-                };
-                rg_out.append_column(&Zeros, result).map_err(encode)?;
-            }
-            rg_out.close().map_err(encode)?;
-        }
+        append_row_groups(&mut writer, &Zeros, &part.metadata).map_err(encode)?;
     }
     // The writer must have laid the chunks out exactly as the copies will.
     if writer.bytes_written() as u64 != chunks_end {
