@@ -47,7 +47,15 @@ async fn existing_objects(storage: &Storage, target: &OutputTarget) -> Result<Ve
         let store = storage.store(&target.url)?;
         return match store.head(&target.url.path()).await {
             Ok(_) => Ok(vec![target.url.to_string()]),
-            Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
+            Err(object_store::Error::NotFound { .. }) => {
+                // A HEAD cannot tell a missing object from a missing bucket; a listing can, in
+                // one request (the first page of an empty prefix).
+                let mut listing = store.list(Some(&target.url.path()));
+                match listing.next().await {
+                    Some(Err(e)) => Err(Error::from_store(&target.url.to_string(), e)),
+                    _ => Ok(Vec::new()),
+                }
+            }
             Err(e) => Err(Error::from_store(&target.url.to_string(), e)),
         };
     }

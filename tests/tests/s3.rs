@@ -174,6 +174,29 @@ fn missing_bucket_and_dead_endpoint_fail_fast_in_one_line() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("s3://no-such-bucket-zoopipe/x.csv"), "{err}");
 
+    // A missing output bucket is named before anything runs, for part files and single files.
+    let input = dir.path().join("in.csv");
+    write_csv(&input, &users(10).0);
+    for output in [
+        "s3://no-such-bucket-zoopipe/users/",
+        "s3://no-such-bucket-zoopipe/users.parquet",
+    ] {
+        let o = run(&[
+            "run",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output,
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+        let err = text(&o.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(
+            err.contains(output) && err.contains("bucket does not exist"),
+            "{err}"
+        );
+    }
+
     let started = Instant::now();
     let o = Command::new(zoopipectl())
         .args(["run", "--input", "s3://bucket/x.csv", "--output", &out])
