@@ -1,6 +1,7 @@
-//! Assembly at commit: parts merged into one object (Parquet row groups copied under one
-//! footer, CSV with one header, JSONL and Arrow concatenated), and staged error rows rewritten
-//! with their final line numbers into their final parts or file.
+//! Assembly at commit: parts merged into one object — inside S3 where it can (`merge_copy`),
+//! otherwise streamed through here (Parquet row groups copied under one footer, CSV with one
+//! header, JSONL and Arrow concatenated) — and staged error rows rewritten with their final
+//! line numbers into their final parts or file.
 
 use crate::commit::ErrorPart;
 use crate::merge_copy::merge_by_copy;
@@ -55,9 +56,9 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 }
 
 /// Merge the committed parts (in task order) into the single output object and publish it.
-/// The parts stay (in the staging prefix, removed once the manifest is written) so that a
-/// commit interrupted after this can run again. On S3 the object is assembled inside the store (`merge_copy`); elsewhere,
-/// or where S3 cannot, the parts stream through this process.
+/// On S3 the object is assembled inside the store (`merge_copy`); elsewhere, or where S3
+/// cannot, the parts stream through this process. The parts stay (in the staging prefix,
+/// removed once the manifest is written) so that a commit interrupted after this can run again.
 pub async fn merge_output(
     ctx: &WorkerContext,
     job: &JobConfig,
