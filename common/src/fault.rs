@@ -1,10 +1,22 @@
-//! Crash points for fault-injection tests: with `ZOOPIPE_FAULT_EXIT_AT=<name>` the process exits
-//! at once, as if killed, when it reaches the point of that name. Nothing happens when unset.
+//! Fault points for fault-injection tests. With `ZOOPIPE_FAULT_EXIT_AT=<name>` the process exits
+//! at once, as if killed, when it reaches the point of that name; with
+//! `ZOOPIPE_FAULT_STOP_AT=<name>` it stops itself there (SIGSTOP, as a frozen process) until it
+//! gets SIGCONT. Nothing happens when they are unset.
 
-/// Exit with status 137 (as after SIGKILL) if `ZOOPIPE_FAULT_EXIT_AT` names this point.
+/// Exit (status 137, as after SIGKILL) or freeze if a fault variable names this point.
 pub fn crash_point(name: &str) {
     if std::env::var("ZOOPIPE_FAULT_EXIT_AT").is_ok_and(|v| v == name) {
         tracing::error!(point = name, "ZOOPIPE_FAULT_EXIT_AT: exiting here");
         std::process::exit(137);
+    }
+    if std::env::var("ZOOPIPE_FAULT_STOP_AT").is_ok_and(|v| v == name) {
+        tracing::error!(point = name, "ZOOPIPE_FAULT_STOP_AT: stopping here");
+        let pid = std::process::id().to_string();
+        if let Err(e) = std::process::Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+        {
+            tracing::error!(error = %e, "could not stop this process");
+        }
     }
 }

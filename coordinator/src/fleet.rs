@@ -936,6 +936,15 @@ impl Fleet {
         report.duration_s = started.elapsed().as_secs_f64();
         report.items_per_second = report.total_processed as f64 / report.duration_s.max(1e-9);
         report.finished_at = Utc::now().to_rfc3339();
+        // A coordinator deposed while it committed (frozen past its lease) must not write the
+        // job's report and markers over those of the leader that finished the commit since.
+        if let Err(StateError::NotLeader) = self.state.confirm_leading().await {
+            tracing::warn!(
+                job = report.job_id,
+                "no longer leading: the commit is the new leader's, nothing written"
+            );
+            return;
+        }
         let written = if report.state == JobState::Succeeded {
             publish(&self.storage, &config, &report).await
         } else {

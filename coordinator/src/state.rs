@@ -394,6 +394,13 @@ impl EtcdState {
         Ok(())
     }
 
+    /// `Ok` if this coordinator still leads (an empty fenced transaction), `Err(NotLeader)` if
+    /// another one was elected meanwhile.
+    pub async fn confirm_leading(&self) -> Result<()> {
+        self.fenced(vec![], vec![]).await?;
+        Ok(())
+    }
+
     /// Store an ended job's report (and its final state) together.
     pub async fn finish_job(&self, report: &zoopipe_common::report::JobReport) -> Result<()> {
         let ops = vec![

@@ -66,7 +66,13 @@ impl ClientOptions {
         let mut endpoint = Endpoint::from_shared(url.to_string())
             .map_err(|e| bad(e.to_string()))?
             .connect_timeout(Duration::from_secs(3))
-            .tcp_keepalive(Some(Duration::from_secs(30)));
+            .tcp_keepalive(Some(Duration::from_secs(30)))
+            // A replica that accepts connections but never answers (frozen, or its host gone)
+            // is given up within seconds by HTTP/2 pings, so calls fail over to the next URL
+            // instead of waiting forever.
+            .http2_keep_alive_interval(Duration::from_secs(3))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .keep_alive_while_idle(true);
         if url.starts_with("https://") {
             let mut tls = ClientTlsConfig::new();
             tls = match &self.ca {

@@ -49,3 +49,102 @@ fn a_frozen_leader_is_deposed_and_cannot_write_when_it_wakes() {
     );
     drop(standby);
 }
+
+#[test]
+fn a_leader_frozen_mid_commit_wakes_to_find_the_commit_done_and_writes_nothing() {
+    let (a, b) = (free_port(), free_port());
+    let prefix = format!(
+        "/zoopipe-fleet-test/{}-{a}-frozen-commit",
+        std::process::id()
+    );
+    // The leader freezes itself once it has assembled the single-file output.
+    let leader = start_coordinator_with(
+        a,
+        &prefix,
+        &etcd(),
+        &[],
+        &[("ZOOPIPE_FAULT_STOP_AT", "commit-assembled")],
+    );
+    wait_leading(a);
+    let _standby = start_coordinator(b, &prefix);
+    let url = format!("http://127.0.0.1:{a},http://127.0.0.1:{b}");
+    let _workers: Vec<_> = (0..2)
+        .map(|i| start_worker(&url, &format!("worker{i}"), a, &[], &[]))
+        .collect();
+    let job = users_job(3, 1500);
+    let out = zoopipe_tests::run(&[
+        "submit",
+        "--input",
+        &format!("s3://{}/in/", job.raw),
+        "--output",
+        &format!("s3://{}/out/users.parquet", job.lake),
+        "--schema",
+        &zoopipe_tests::repo_file("examples/users.schema.json"),
+        "--partition-size",
+        "100KiB",
+        "--coordinator",
+        &url,
+    ]);
+    assert!(out.status.success(), "{}", zoopipe_tests::text(&out.stderr));
+    let id = zoopipe_tests::text(&out.stdout).trim().to_string();
+
+    // The leader stops itself in the middle of the commit; the standby takes over, commits
+    // again from etcd and finishes.
+    let stat = format!("/proc/{}/stat", leader.0.id());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&stat).is_ok_and(|s| s.contains(") T ")) {
+        assert!(
+            Instant::now() < deadline,
+            "the leader never reached its commit"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let watched = zoopipe_tests::run(&["watch", &id, "--coordinator", &url, "--json"]);
+    assert!(
+        watched.status.success(),
+        "{}",
+        zoopipe_tests::text(&watched.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&watched.stdout).unwrap();
+    assert_eq!(report["state"], "succeeded", "{report:#}");
+
+    // Woken, the old leader finds the staging gone and its commit failing, and must not write
+    // that failure over the finished job's report.
+    signal(&leader, "CONT");
+    let log_path = std::env::temp_dir().join(format!("zoopipe-coordinator-{a}.log"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let log = loop {
+        // Either it gives up, or (were it not to check) it ends its commit and fails to
+        // record that in etcd: wait for whichever comes.
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if log.contains("nothing written") || log.contains("could not record the job's end") {
+            break log;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the woken leader never ended its commit:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stored: serde_json::Value = serde_json::from_slice(&zoopipe_tests::s3::get(
+        &job.lake,
+        "out/_users.parquet.report.json",
+    ))
+    .unwrap();
+    assert_eq!(stored["state"], "succeeded", "{stored:#}");
+    let names = zoopipe_tests::s3::list(&job.lake, "out/");
+    assert!(
+        names.contains(&"out/_users.parquet.SUCCESS".to_string()),
+        "{names:?}"
+    );
+    let rows = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        bytes::Bytes::from(zoopipe_tests::s3::get(&job.lake, "out/users.parquet")),
+    )
+    .unwrap()
+    .build()
+    .unwrap()
+    .map(|b| b.unwrap().num_rows())
+    .sum::<usize>();
+    assert_eq!(rows, job.valid.len());
+    assert!(log.contains("nothing written"), "{log}");
+}
