@@ -70,7 +70,7 @@ impl ClientOptions {
             // A replica that accepts connections but never answers (frozen, or its host gone)
             // is given up within seconds by HTTP/2 pings, so calls fail over to the next URL
             // instead of waiting forever.
-            .http2_keep_alive_interval(Duration::from_secs(3))
+            .http2_keep_alive_interval(Duration::from_secs(5))
             .keep_alive_timeout(Duration::from_secs(5))
             .keep_alive_while_idle(true);
         if url.starts_with("https://") {
