@@ -8,7 +8,7 @@ use tonic::service::interceptor::InterceptedService;
 use zoopipe_coordinator::api::{JobApi, WorkerApi};
 use zoopipe_coordinator::auth::{Auth, Role};
 use zoopipe_coordinator::fleet::Fleet;
-use zoopipe_coordinator::tls::TlsFiles;
+use zoopipe_coordinator::tls::{EtcdTlsFiles, TlsFiles};
 
 /// Largest request accepted on the job and worker APIs (a spec with its inline schema).
 const MAX_REQUEST_BYTES: usize = 4 << 20;
@@ -39,6 +39,25 @@ struct Args {
         value_delimiter = ','
     )]
     etcd: Vec<String>,
+    /// CA (PEM) that signed etcd's certificate (https:// endpoints; default: the system roots).
+    #[arg(long, env = "ZOOPIPE_ETCD_CA", value_name = "FILE")]
+    etcd_ca: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) for etcd's --client-cert-auth.
+    #[arg(
+        long,
+        env = "ZOOPIPE_ETCD_CERT",
+        value_name = "FILE",
+        requires = "etcd_key"
+    )]
+    etcd_cert: Option<std::path::PathBuf>,
+    /// Private key (PEM) of --etcd-cert.
+    #[arg(
+        long,
+        env = "ZOOPIPE_ETCD_KEY",
+        value_name = "FILE",
+        requires = "etcd_cert"
+    )]
+    etcd_key: Option<std::path::PathBuf>,
     /// Key prefix in etcd.
     #[arg(long, default_value = "/zoopipe", env = "ZOOPIPE_ETCD_PREFIX")]
     etcd_prefix: String,
@@ -153,7 +172,13 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             Auth::open()
         }
     };
-    let state = EtcdState::connect(&args.etcd, &args.etcd_prefix).await?;
+    let etcd_tls = EtcdTlsFiles {
+        ca: args.etcd_ca.clone(),
+        cert: args.etcd_cert.clone(),
+        key: args.etcd_key.clone(),
+    }
+    .client(&args.etcd)?;
+    let state = EtcdState::connect_with_tls(&args.etcd, &args.etcd_prefix, etcd_tls).await?;
     let id = args
         .id
         .clone()

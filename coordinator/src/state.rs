@@ -127,13 +127,25 @@ fn parse<T: for<'de> Deserialize<'de>>(key: &str, bytes: &[u8]) -> Result<T> {
 impl EtcdState {
     /// Connect and prove etcd answers (etcd-client's connect alone succeeds on a dead port).
     pub async fn connect(endpoints: &[String], prefix: &str) -> Result<Self> {
+        Self::connect_with_tls(endpoints, prefix, None).await
+    }
+
+    /// As `connect`, over TLS when `tls` is given (https:// endpoints).
+    pub async fn connect_with_tls(
+        endpoints: &[String],
+        prefix: &str,
+        tls: Option<etcd_client::TlsOptions>,
+    ) -> Result<Self> {
         let unreachable = |message: String| StateError::Unreachable {
             endpoints: endpoints.join(","),
             message,
         };
-        let options = etcd_client::ConnectOptions::new()
+        let mut options = etcd_client::ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(3))
             .with_timeout(Duration::from_secs(5));
+        if let Some(tls) = tls {
+            options = options.with_tls(tls);
+        }
         let mut client = Client::connect(endpoints, Some(options))
             .await
             .map_err(|e| unreachable(e.to_string()))?;

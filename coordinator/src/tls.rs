@@ -1,5 +1,5 @@
-//! TLS of the coordinator's gRPC port (rustls, certificates from PEM files), and of the
-//! channel a follower forwards calls to the leader on.
+//! TLS of the coordinator's gRPC port (rustls, certificates from PEM files), of the channel a
+//! follower forwards calls to the leader on, and of the connection to etcd.
 
 use std::path::{Path, PathBuf};
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
@@ -72,6 +72,38 @@ impl TlsFiles {
         };
         if let Some(name) = &self.server_name {
             config = config.domain_name(name.clone());
+        }
+        Ok(Some(config))
+    }
+}
+
+/// TLS to etcd: a CA to verify it with, and a client certificate where etcd requires one
+/// (`--client-cert-auth`). All PEM.
+#[derive(Clone, Debug, Default)]
+pub struct EtcdTlsFiles {
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+impl EtcdTlsFiles {
+    /// `None` when nothing is set and no endpoint is `https://` (plain http).
+    pub fn client(&self, endpoints: &[String]) -> Result<Option<ClientTlsConfig>, TlsError> {
+        let https = endpoints.iter().any(|e| e.starts_with("https://"));
+        if !https && self.ca.is_none() && self.cert.is_none() {
+            return Ok(None);
+        }
+        let mut config = match &self.ca {
+            Some(ca) => {
+                ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read("etcd CA", ca)?))
+            }
+            None => ClientTlsConfig::new().with_native_roots(),
+        };
+        if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
+            config = config.identity(Identity::from_pem(
+                read("etcd client certificate", cert)?,
+                read("etcd client key", key)?,
+            ));
         }
         Ok(Some(config))
     }

@@ -259,6 +259,17 @@ pub fn output_ids(lake: &str) -> Vec<String> {
 
 /// A private etcd (this test stops and restarts it) on fixed ports and a kept data dir.
 pub fn start_etcd(dir: &std::path::Path, client: u16, peer: u16) -> Proc {
+    start_etcd_with(dir, client, peer, "http", &[])
+}
+
+/// A private etcd whose client URL has `scheme` (https with the TLS flags in `extra`).
+pub fn start_etcd_with(
+    dir: &std::path::Path,
+    client: u16,
+    peer: u16,
+    scheme: &str,
+    extra: &[&str],
+) -> Proc {
     let child = Command::new("etcd")
         .args([
             "--name",
@@ -266,9 +277,9 @@ pub fn start_etcd(dir: &std::path::Path, client: u16, peer: u16) -> Proc {
             "--data-dir",
             dir.to_str().unwrap(),
             "--listen-client-urls",
-            &format!("http://127.0.0.1:{client}"),
+            &format!("{scheme}://127.0.0.1:{client}"),
             "--advertise-client-urls",
-            &format!("http://127.0.0.1:{client}"),
+            &format!("{scheme}://127.0.0.1:{client}"),
             "--listen-peer-urls",
             &format!("http://127.0.0.1:{peer}"),
             "--initial-advertise-peer-urls",
@@ -284,6 +295,7 @@ pub fn start_etcd(dir: &std::path::Path, client: u16, peer: u16) -> Proc {
             "--log-level",
             "error",
         ])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

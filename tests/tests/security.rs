@@ -125,3 +125,102 @@ fn tls_tokens_and_roles_guard_the_api_and_secrets_stay_out_of_logs() {
         }
     }
 }
+
+#[test]
+fn the_coordinator_reaches_etcd_over_tls_with_a_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path());
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let (client, peer) = (free_port(), free_port());
+    let (ca, server_cert, server_key) = (path("ca.pem"), path("server.pem"), path("server.key"));
+    let _etcd = start_etcd_with(
+        &dir.path().join("etcd"),
+        client,
+        peer,
+        "https",
+        &[
+            "--cert-file",
+            &server_cert,
+            "--key-file",
+            &server_key,
+            "--trusted-ca-file",
+            &ca,
+            "--client-cert-auth",
+        ],
+    );
+    let endpoint = format!("https://127.0.0.1:{client}");
+    let port = free_port();
+    let prefix = format!("/zoopipe-fleet-test/{}-{port}-etcd-tls", std::process::id());
+
+    // Without a client certificate etcd refuses us: one line, and the coordinator exits.
+    let refused = Command::new(bin("zoopipe-coordinator"))
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--http",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--etcd",
+            &endpoint,
+            "--etcd-ca",
+            &ca,
+            "--etcd-prefix",
+            &prefix,
+        ])
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let err = text(&refused.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains(&endpoint), "{err}");
+
+    // With one, the fleet runs a job with its state in that etcd.
+    let (cert, key) = (path("worker.pem"), path("worker.key"));
+    let _coordinator = start_coordinator_with(
+        port,
+        &prefix,
+        &endpoint,
+        &[
+            "--http",
+            "127.0.0.1:0",
+            "--etcd-ca",
+            &ca,
+            "--etcd-cert",
+            &cert,
+            "--etcd-key",
+            &key,
+        ],
+        &[],
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    let _worker = start_worker(
+        &url,
+        "worker-etcd-tls",
+        port,
+        &["--http", "127.0.0.1:0"],
+        &[],
+    );
+    let out_dir = dir.path().join("out");
+    let report = run_ok(&[
+        "submit",
+        "--input",
+        &repo_file("examples/users.csv"),
+        "--output",
+        &format!("{}/", out_dir.display()),
+        "--schema",
+        &repo_file("examples/users.schema.json"),
+        "--coordinator",
+        &url,
+        "--wait",
+    ]);
+    assert_eq!(report["state"], "succeeded", "{report:#}");
+    let total = report["total_processed"].as_u64().unwrap();
+    assert!(total > 0);
+    assert_eq!(
+        total,
+        report["total_valid"].as_u64().unwrap() + report["total_errors"].as_u64().unwrap()
+    );
+    assert!(out_dir.join("_SUCCESS").exists());
+}
