@@ -201,3 +201,77 @@ fn pieces_of_any_size_assemble_into_valid_parts() {
     );
     assert_eq!(s3::open_uploads(&lake), 0);
 }
+
+/// Our UploadPartCopy is signed exactly as botocore (the AWS CLI's signer, an independent
+/// SigV4 implementation) signs the same request at the same instant. moto does not check
+/// signatures, so this is what stands for S3's check here.
+#[test]
+fn upload_part_copy_is_signed_as_botocore_signs_it() {
+    let storage = Storage::new();
+    let target = ObjectUrl::parse("s3://zoopipe-signing/out/users.parquet").unwrap();
+    let copier = storage.part_copier(&target).expect("S3 stores copy parts");
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_767_225_600);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let request = runtime
+        .block_on(copier.signed_request(
+            &object_store::path::Path::from("out/a b+c=d.parquet"),
+            "upload/id+with=chars",
+            2,
+            &object_store::path::Path::from("out/_zoopipe_staging/job 1/part-00001.parquet"),
+            &(5..6_000_000),
+            time,
+        ))
+        .unwrap();
+    let ours = request.headers()["authorization"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    // Give botocore the headers ours signed, less those it adds itself.
+    let signed: Vec<&str> = ours
+        .split("SignedHeaders=")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .split(';')
+        .collect();
+    let headers: serde_json::Map<String, serde_json::Value> = request
+        .headers()
+        .iter()
+        .filter(|(name, _)| {
+            signed.contains(&name.as_str())
+                && ![
+                    "host",
+                    "x-amz-date",
+                    "x-amz-content-sha256",
+                    "x-amz-security-token",
+                ]
+                .contains(&name.as_str())
+        })
+        .map(|(name, value)| (name.to_string(), value.to_str().unwrap().into()))
+        .collect();
+    let python = std::env::var("ZOOPIPE_TEST_PYTHON").expect("run through scripts/test.sh");
+    let script = r#"
+import datetime, json, os, sys
+import botocore.auth
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+botocore.auth.get_current_datetime = lambda *a, **k: datetime.datetime(2026, 1, 1)
+url, headers = sys.argv[1], json.loads(sys.argv[2])
+request = AWSRequest(method="PUT", url=url, headers=headers, data=b"")
+credentials = Credentials(os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"])
+S3SigV4Auth(credentials, "s3", os.environ.get("AWS_REGION", "us-east-1")).add_auth(request)
+print(request.headers["Authorization"])
+"#;
+    let out = Command::new(python)
+        .args(["-c", script, &request.uri().to_string()])
+        .arg(serde_json::Value::Object(headers).to_string())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "botocore: {}", text(&out.stderr));
+    let theirs = text(&out.stdout).trim().to_string();
+    assert_eq!(ours, theirs, "request: {request:?}");
+    assert!(signed.contains(&"x-amz-copy-source") && signed.contains(&"x-amz-copy-source-range"));
+}

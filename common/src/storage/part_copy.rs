@@ -126,6 +126,51 @@ impl PartCopier {
         range: &Range<u64>,
         url: &str,
     ) -> Result<PartId> {
+        let request = self
+            .signed_request(
+                dest,
+                upload_id,
+                part_index,
+                source,
+                range,
+                SystemTime::now(),
+            )
+            .await?;
+        let (parts, ()) = request.into_parts();
+        let response = self
+            .http
+            .put(parts.uri.to_string())
+            .headers(parts.headers)
+            .send()
+            .await
+            .map_err(|e| transient(url, &e))?;
+        let status = response.status();
+        let body = response.text().await.map_err(|e| transient(url, &e))?;
+        // S3 may answer 200 and still report an error in the body (documented for copies).
+        if !status.is_success() || body.contains("<Error>") {
+            return Err(copy_error(url, status, &body));
+        }
+        let result: CopyPartResult =
+            quick_xml::de::from_str(&body).map_err(|e| Error::Transient {
+                url: url.to_string(),
+                message: format!("unreadable UploadPartCopy reply: {e}"),
+            })?;
+        Ok(PartId {
+            content_id: result.e_tag,
+        })
+    }
+
+    /// The UploadPartCopy request, signed (SigV4) as of `time`: what `copy_part` sends.
+    pub async fn signed_request(
+        &self,
+        dest: &Path,
+        upload_id: &str,
+        part_index: usize,
+        source: &Path,
+        range: &Range<u64>,
+        time: SystemTime,
+    ) -> Result<http::Request<()>> {
+        let url = format!("s3://{}/{}", self.bucket, source.as_ref());
         let target = format!(
             "{}/{}?partNumber={}&uploadId={}",
             self.bucket_endpoint,
@@ -147,32 +192,16 @@ impl PartCopier {
             .header("content-length", "0")
             .body(())
             .map_err(|e| Error::config(format!("{url}: building the copy request: {e}")))?;
-        self.sign(&mut request, url).await?;
-        let (parts, ()) = request.into_parts();
-        let response = self
-            .http
-            .put(&target)
-            .headers(parts.headers)
-            .send()
-            .await
-            .map_err(|e| transient(url, &e))?;
-        let status = response.status();
-        let body = response.text().await.map_err(|e| transient(url, &e))?;
-        // S3 may answer 200 and still report an error in the body (documented for copies).
-        if !status.is_success() || body.contains("<Error>") {
-            return Err(copy_error(url, status, &body));
-        }
-        let result: CopyPartResult =
-            quick_xml::de::from_str(&body).map_err(|e| Error::Transient {
-                url: url.to_string(),
-                message: format!("unreadable UploadPartCopy reply: {e}"),
-            })?;
-        Ok(PartId {
-            content_id: result.e_tag,
-        })
+        self.sign(&mut request, &url, time).await?;
+        Ok(request)
     }
 
-    async fn sign(&self, request: &mut http::Request<()>, url: &str) -> Result<()> {
+    async fn sign(
+        &self,
+        request: &mut http::Request<()>,
+        url: &str,
+        time: SystemTime,
+    ) -> Result<()> {
         let credential = self
             .credentials
             .get_credential()
@@ -195,7 +224,7 @@ impl PartCopier {
             .identity(&identity)
             .region(&self.region)
             .name("s3")
-            .time(SystemTime::now())
+            .time(time)
             .settings(settings)
             .build()
             .map_err(|e| Error::config(format!("{url}: signing: {e}")))?
