@@ -32,6 +32,14 @@ if [ ! -x "$venv/bin/moto_server" ] || ! "$venv/bin/python" -c 'import pyarrow' 
 fi
 export ZOOPIPE_TEST_PYTHON="$venv/bin/python"
 
+# s3s-fs, an S3 server that verifies SigV4 signatures (moto does not): the single-file
+# assembly's signed UploadPartCopy requests are checked against it. Built once into target/.
+s3s="$root/target/s3s/bin/s3s-fs"
+if [ ! -x "$s3s" ]; then
+  echo "building s3s-fs (S3 server that checks signatures) into target/s3s" >&2
+  cargo install --quiet --locked s3s-fs@0.14.1 --features binary --root "$root/target/s3s"
+fi
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port=$(free_port)
 log="$root/target/moto.log"
@@ -47,7 +55,14 @@ etcd --name n1 --data-dir "$etcd_dir" \
   --initial-cluster "n1=http://127.0.0.1:$etcd_peer" --heartbeat-interval 10 --election-timeout 100 \
   --logger zap --log-level warn >"$root/target/etcd.log" 2>&1 &
 etcd_pid=$!
-trap 'kill $moto_pid $etcd_pid 2>/dev/null || true; wait $moto_pid $etcd_pid 2>/dev/null || true; rm -rf "$etcd_dir"' EXIT
+s3s_port=$(free_port)
+s3s_root=$(mktemp -d "$root/target/s3s-root-XXXXXX")
+"$s3s" --host 127.0.0.1 --port "$s3s_port" --access-key zoopipe-test --secret-key zoopipe-test-secret \
+  "$s3s_root" >"$root/target/s3s.log" 2>&1 &
+s3s_pid=$!
+trap 'kill $moto_pid $etcd_pid $s3s_pid 2>/dev/null || true; wait $moto_pid $etcd_pid $s3s_pid 2>/dev/null || true; rm -rf "$etcd_dir" "$s3s_root"' EXIT
+export ZOOPIPE_TEST_S3S_ENDPOINT="http://127.0.0.1:$s3s_port" ZOOPIPE_TEST_S3S_ROOT="$s3s_root"
+export ZOOPIPE_TEST_S3S_KEY=zoopipe-test ZOOPIPE_TEST_S3S_SECRET=zoopipe-test-secret
 export ZOOPIPE_TEST_ETCD="http://127.0.0.1:$etcd_port"
 python3 - "$port" <<'PY'
 import sys, time, urllib.request
@@ -58,6 +73,15 @@ for _ in range(100):
     except Exception:
         time.sleep(0.1)
 sys.exit("moto did not start")
+PY
+python3 - "$s3s_port" <<'PY'
+import socket, sys, time
+for _ in range(100):
+    try:
+        socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1).close(); sys.exit(0)
+    except OSError:
+        time.sleep(0.1)
+sys.exit("s3s-fs did not start")
 PY
 python3 - "$etcd_port" <<'PY'
 import sys, time, urllib.request

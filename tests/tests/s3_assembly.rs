@@ -275,3 +275,74 @@ print(request.headers["Authorization"])
     assert_eq!(ours, theirs, "request: {request:?}");
     assert!(signed.contains(&"x-amz-copy-source") && signed.contains(&"x-amz-copy-source-range"));
 }
+
+/// Against s3s-fs, which verifies every request's SigV4 signature (scripts/test.sh starts it):
+/// the assembly's own signed UploadPartCopy requests are accepted and give the streamed
+/// merge's bytes, and a wrong secret is refused in one line.
+#[test]
+fn assembly_passes_a_server_that_checks_signatures() {
+    let var =
+        |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name}: run scripts/test.sh"));
+    let root = std::path::PathBuf::from(var("ZOOPIPE_TEST_S3S_ROOT"));
+    let bucket = unique("signed");
+    std::fs::create_dir(root.join(&bucket)).unwrap(); // s3s-fs keeps a bucket as a folder
+    let env = [
+        ("AWS_ENDPOINT_URL", var("ZOOPIPE_TEST_S3S_ENDPOINT")),
+        ("AWS_ACCESS_KEY_ID", var("ZOOPIPE_TEST_S3S_KEY")),
+        ("AWS_SECRET_ACCESS_KEY", var("ZOOPIPE_TEST_S3S_SECRET")),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("wide.csv");
+    std::fs::write(&input, wide_csv(150_000)).unwrap();
+    let input = input.to_str().unwrap();
+    let zoopipectl_with = |args: &[&str], env: &[(&str, String)]| {
+        Command::new(zoopipectl())
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap()
+    };
+    for format in ["csv", "parquet"] {
+        let target = format!("s3://{bucket}/out/wide.{format}");
+        let args = [
+            "run",
+            "--input",
+            input,
+            "--output",
+            &target,
+            "--partition-size",
+            "6MiB",
+            "--json",
+            "-v",
+        ];
+        let out = zoopipectl_with(&args, &env);
+        let stderr = text(&out.stderr);
+        assert!(out.status.success(), "{format}: {stderr}");
+        let (copied, _) = assembly_counts(&stderr).unwrap_or_else(|| panic!("{stderr}"));
+        assert!(copied > 0, "{format}: nothing copied\n{stderr}");
+        let local = dir.path().join(format!("local.{format}"));
+        run_ok(&[
+            "run",
+            "--input",
+            input,
+            "--output",
+            local.to_str().unwrap(),
+            "--partition-size",
+            "6MiB",
+        ]);
+        let stored = std::fs::read(root.join(&bucket).join(format!("out/wide.{format}"))).unwrap();
+        assert!(
+            stored == std::fs::read(&local).unwrap(),
+            "{format}: bytes differ"
+        );
+    }
+    let mut wrong = env.clone();
+    wrong[2].1 = "not-the-secret".into();
+    let target = format!("s3://{bucket}/again/wide.csv");
+    let out = zoopipectl_with(&["run", "--input", input, "--output", &target], &wrong);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("access denied"), "{err}");
+}
