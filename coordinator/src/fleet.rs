@@ -831,6 +831,9 @@ impl Fleet {
             discard(&self.storage, &result).await;
             return Ok(false);
         }
+        // A coordinator that dies here has recorded the result but not answered: the worker
+        // sends it again to the next one, which must acknowledge it (see `state::complete`).
+        zoopipe_common::fault::crash_point("complete-recorded");
         METRICS.attempt("committed");
         METRICS.rows_read.inc_by(result.rows_read);
         METRICS.rows_invalid.inc_by(result.rows_invalid);

@@ -504,7 +504,10 @@ impl EtcdState {
         Ok(claimed.then_some(revision.max(0) as u64))
     }
 
-    /// Record an attempt's result if, and only if, it still owns the task.
+    /// Record an attempt's result if, and only if, it still owns the task. A result that is
+    /// already recorded, the same attempt with the same parts, is accepted again: the worker
+    /// re-sends it when the answer to its first send was lost (a coordinator killed between
+    /// its etcd write and its reply), and refusing would discard committed parts.
     pub async fn complete(
         &self,
         job: &str,
@@ -513,20 +516,27 @@ impl EtcdState {
         result: &TaskResult,
     ) -> Result<bool> {
         let owner_key = self.job_key(job, &format!("owners/{index}"));
+        let result_key = self.job_key(job, &format!("results/{index}"));
         let compares = vec![Compare::mod_revision(
             owner_key.clone(),
             CompareOp::Equal,
             token as i64,
         )];
         let ops = vec![
-            TxnOp::put(
-                self.job_key(job, &format!("results/{index}")),
-                json(result),
-                None,
-            ),
+            TxnOp::put(result_key.clone(), json(result), None),
             TxnOp::delete(owner_key, None),
         ];
-        Ok(self.batched(compares, ops).await?.0)
+        if self.batched(compares, ops).await?.0 {
+            return Ok(true);
+        }
+        let stored = self.client.clone().get(result_key, None).await?;
+        let recorded = stored
+            .kvs()
+            .first()
+            .and_then(|kv| serde_json::from_slice::<TaskResult>(kv.value()).ok());
+        Ok(recorded.is_some_and(|recorded| {
+            recorded.attempt == result.attempt && recorded.staged().eq(result.staged())
+        }))
     }
 
     /// Give a task back (failed or handed-back attempt) if the attempt still owns it.

@@ -102,8 +102,29 @@ async fn only_the_current_owner_can_commit_a_task() {
         "a committed task is never claimed again"
     );
     assert!(
-        !state.complete("j1", 0, token, &result(0, 1)).await.unwrap(),
-        "a result is accepted once"
+        state.complete("j1", 0, token, &result(0, 1)).await.unwrap(),
+        "the recorded result sent again (its answer was lost) is acknowledged"
+    );
+    assert!(
+        !state.complete("j1", 0, token, &result(0, 2)).await.unwrap(),
+        "another result for a recorded task is refused"
+    );
+    let mut other_parts = result(0, 1);
+    other_parts.rows_read = 6;
+    other_parts.error_part = Some(zoopipe_common::report::PartInfo {
+        url: "file:///tmp/x".into(),
+        bytes: 1,
+        staged: zoopipe_common::storage::StagedObject::Temp {
+            url: "file:///tmp/x".into(),
+            temp: "file:///tmp/.x".into(),
+            bytes: 1,
+            crc32: 0,
+        },
+        rows: 1,
+    });
+    assert!(
+        !state.complete("j1", 0, token, &other_parts).await.unwrap(),
+        "the same attempt with other parts is refused"
     );
 
     // A released attempt can be claimed again, with a newer token.

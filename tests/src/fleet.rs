@@ -191,6 +191,26 @@ impl UsersJob {
         text(&out.stdout).trim().to_string()
     }
 
+    /// `zoopipectl submit` of the same job to one object, `out/users.parquet`, at `url`
+    /// (one or several comma-separated replicas).
+    pub fn submit_single_file(&self, url: &str) -> String {
+        let out = run(&[
+            "submit",
+            "--input",
+            &format!("s3://{}/in/", self.raw),
+            "--output",
+            &format!("s3://{}/out/users.parquet", self.lake),
+            "--schema",
+            &repo_file("examples/users.schema.json"),
+            "--partition-size",
+            "100KiB",
+            "--coordinator",
+            url,
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout).trim().to_string()
+    }
+
     /// Follow the job to its end and check it produced exactly the clean run's output.
     pub fn assert_exact(&self, f: &Fleet, job: &str) -> serde_json::Value {
         let watched = run(&["watch", job, "--coordinator", &f.url, "--json"]);

@@ -86,6 +86,31 @@ fn a_coordinator_killed_mid_job_is_replaced_and_the_job_completes() {
 }
 
 #[test]
+fn a_coordinator_killed_between_recording_a_result_and_answering_loses_nothing() {
+    let mut f = fleet(2, 0);
+    drop(f.coordinator.take());
+    let mut doomed = start_coordinator_with(
+        f.port,
+        &f.prefix,
+        &etcd(),
+        &[],
+        &[("ZOOPIPE_FAULT_EXIT_AT", "complete-recorded")],
+    );
+    let job = users_job(3, 1500);
+    let id = job.submit(&f);
+    // The first completion is recorded in etcd, then the coordinator dies before answering.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while doomed.0.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "no task completed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Its successor gets the same result again from the worker: acknowledged, not discarded.
+    f.coordinator = Some(start_coordinator(f.port, &f.prefix));
+    job.assert_exact(&f, &id);
+    assert_eq!(wait_no_open_uploads(&job.lake), 0);
+}
+
+#[test]
 fn a_frozen_worker_past_its_lease_cannot_commit_and_its_parts_are_cleaned() {
     let f = fleet(2, 150);
     let job = users_job(4, 2000);

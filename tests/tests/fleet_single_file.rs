@@ -6,24 +6,6 @@ use std::time::{Duration, Instant};
 use zoopipe_tests::fleet::*;
 use zoopipe_tests::*;
 
-fn submit_single_file(f: &Fleet, job: &UsersJob) -> String {
-    let out = run(&[
-        "submit",
-        "--input",
-        &format!("s3://{}/in/", job.raw),
-        "--output",
-        &format!("s3://{}/out/users.parquet", job.lake),
-        "--schema",
-        &repo_file("examples/users.schema.json"),
-        "--partition-size",
-        "100KiB",
-        "--coordinator",
-        &f.url,
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    text(&out.stdout).trim().to_string()
-}
-
 /// The committed single file holds exactly the clean run's rows, in input order, and its
 /// manifest entry describes it.
 fn assert_single_file(f: &Fleet, job: &UsersJob, id: &str) {
@@ -70,7 +52,7 @@ fn assert_single_file(f: &Fleet, job: &UsersJob, id: &str) {
 fn a_single_file_output_is_assembled_by_the_coordinator() {
     let f = fleet(3, 0);
     let job = users_job(3, 1500);
-    let id = submit_single_file(&f, &job);
+    let id = job.submit_single_file(&f.url);
     assert_single_file(&f, &job, &id);
 }
 
@@ -89,7 +71,7 @@ fn a_coordinator_dying_mid_commit_is_replaced_and_the_commit_completes() {
             &[("ZOOPIPE_FAULT_EXIT_AT", point)],
         );
         let job = users_job(3, 1500);
-        let id = submit_single_file(&f, &job);
+        let id = job.submit_single_file(&f.url);
         let deadline = Instant::now() + Duration::from_secs(60);
         let status = loop {
             if let Some(status) = doomed.0.try_wait().unwrap() {

@@ -72,21 +72,7 @@ fn a_leader_frozen_mid_commit_wakes_to_find_the_commit_done_and_writes_nothing()
         .map(|i| start_worker(&url, &format!("worker{i}"), a, &[], &[]))
         .collect();
     let job = users_job(3, 1500);
-    let out = zoopipe_tests::run(&[
-        "submit",
-        "--input",
-        &format!("s3://{}/in/", job.raw),
-        "--output",
-        &format!("s3://{}/out/users.parquet", job.lake),
-        "--schema",
-        &zoopipe_tests::repo_file("examples/users.schema.json"),
-        "--partition-size",
-        "100KiB",
-        "--coordinator",
-        &url,
-    ]);
-    assert!(out.status.success(), "{}", zoopipe_tests::text(&out.stderr));
-    let id = zoopipe_tests::text(&out.stdout).trim().to_string();
+    let id = job.submit_single_file(&url);
 
     // The leader stops itself in the middle of the commit; the standby takes over, commits
     // again from etcd and finishes.
