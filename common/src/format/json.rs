@@ -12,6 +12,7 @@ use std::io::{BufRead, Read};
 use std::sync::Arc;
 
 use super::csv::RangeOutcome;
+use super::json_row::{RowScratch, Slot};
 
 /// Longest JSON line accepted.
 const MAX_LINE_BYTES: usize = 64 * 1024 * 1024;
@@ -22,6 +23,7 @@ struct ObjectRows {
     text: TextColumns,
     extra_keys: Vec<(usize, Vec<String>)>,
     scratch: Vec<bool>,
+    row: RowScratch,
 }
 
 impl ObjectRows {
@@ -38,7 +40,29 @@ impl ObjectRows {
             text,
             extra_keys: Vec::new(),
             scratch,
+            row: RowScratch::new(columns.len()),
         }
+    }
+
+    /// Push one JSON line that is an object, parsed without building a `Value`; `false`
+    /// (nothing pushed) for anything else, which `push` after a full parse then handles.
+    fn push_line(&mut self, text: &[u8]) -> bool {
+        if !self.row.parse(text, &self.index) {
+            return false;
+        }
+        for (col, slot) in self.row.slots.iter().enumerate() {
+            match slot {
+                Slot::Absent | Slot::Null => self.text.push_null(col),
+                Slot::Empty => self.text.push_empty(col),
+                Slot::Text(range) => self.text.push(col, &self.row.bytes[range.clone()]),
+            }
+        }
+        if !self.row.extras.is_empty() {
+            self.extra_keys
+                .push((self.text.rows(), std::mem::take(&mut self.row.extras)));
+        }
+        self.text.end_row();
+        true
     }
 
     /// Push one object as a row. Scalars become their text; nested values their JSON text.
@@ -196,6 +220,10 @@ impl<R: BufRead> JsonLines<R> {
         }
         let text = self.buf.trim_ascii();
         if text.is_empty() {
+            return Ok(());
+        }
+        if self.rows.push_line(text) {
+            self.lines.push(line);
             return Ok(());
         }
         match serde_json::from_slice::<Value>(text) {

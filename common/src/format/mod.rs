@@ -7,6 +7,7 @@ mod csv_scan;
 pub mod ipc;
 pub mod ipc_tail;
 pub mod json;
+mod json_row;
 pub mod parquet;
 pub mod parquet_tail;
 mod text;

@@ -1,0 +1,289 @@
+//! One JSON object read straight into a row of text fields, without building a
+//! `serde_json::Value` (a map of owned keys and values per line): keys are looked up as
+//! borrowed text, values are written into one reused byte buffer, and only a fully parsed
+//! object is handed over. The text of each value is what `Value` would give: strings as they
+//! are, numbers and booleans as `serde_json` prints them, nested values as compact JSON.
+//!
+//! Any failure (not an object, bad JSON, trailing bytes) returns `None` without touching the
+//! caller's columns, so the caller can take the slow path and its exact error messages.
+
+use serde::Deserialize;
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::fmt;
+use std::io::Write;
+use std::ops::Range;
+
+/// What one column received from the current object.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Slot {
+    Absent,
+    Null,
+    Empty,
+    Text(Range<usize>),
+}
+
+/// Reused across rows: the parsed fields of one object.
+pub(crate) struct RowScratch {
+    pub slots: Vec<Slot>,
+    pub bytes: Vec<u8>,
+    pub extras: Vec<String>,
+}
+
+impl RowScratch {
+    pub fn new(width: usize) -> Self {
+        Self {
+            slots: vec![Slot::Absent; width],
+            bytes: Vec::new(),
+            extras: Vec::new(),
+        }
+    }
+
+    /// Parse `text` as one JSON object into the slots; `false` if it is anything else.
+    pub fn parse(&mut self, text: &[u8], index: &HashMap<String, usize>) -> bool {
+        self.slots.iter_mut().for_each(|s| *s = Slot::Absent);
+        self.bytes.clear();
+        self.extras.clear();
+        let mut de = serde_json::Deserializer::from_slice(text);
+        let seed = ObjectSeed {
+            index,
+            scratch: self,
+        };
+        seed.deserialize(&mut de).is_ok() && de.end().is_ok()
+    }
+}
+
+struct ObjectSeed<'a> {
+    index: &'a HashMap<String, usize>,
+    scratch: &'a mut RowScratch,
+}
+
+impl<'de> DeserializeSeed<'de> for ObjectSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ObjectSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key_seed(KeySeed(self.index))? {
+            match key {
+                // A repeated key: the last value counts, as in a parsed `Value` map.
+                Key::Column(col) => {
+                    let slot = map.next_value_seed(ValueSeed(&mut self.scratch.bytes))?;
+                    self.scratch.slots[col] = slot;
+                }
+                Key::Extra(name) => {
+                    if !self.scratch.extras.contains(&name) {
+                        self.scratch.extras.push(name);
+                    }
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+enum Key {
+    Column(usize),
+    Extra(String),
+}
+
+struct KeySeed<'a>(&'a HashMap<String, usize>);
+
+impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
+    type Value = Key;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Key, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed<'_> {
+    type Value = Key;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a key")
+    }
+
+    fn visit_str<E>(self, key: &str) -> Result<Key, E> {
+        Ok(match self.0.get(key) {
+            Some(&col) => Key::Column(col),
+            None => Key::Extra(key.to_string()),
+        })
+    }
+}
+
+/// A value's text, appended to the row's buffer.
+struct ValueSeed<'a>(&'a mut Vec<u8>);
+
+impl ValueSeed<'_> {
+    fn text(self, write: impl FnOnce(&mut Vec<u8>)) -> Slot {
+        let start = self.0.len();
+        write(self.0);
+        Slot::Text(start..self.0.len())
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
+    type Value = Slot;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Slot, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ValueSeed<'_> {
+    type Value = Slot;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Slot, E> {
+        if v.is_empty() {
+            return Ok(Slot::Empty);
+        }
+        Ok(self.text(|b| b.extend_from_slice(v.as_bytes())))
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Slot, E> {
+        Ok(self.text(|b| b.extend_from_slice(if v { b"true" } else { b"false" })))
+    }
+
+    // Numbers print exactly as `serde_json::Number` prints them (the slow path's text).
+    fn visit_i64<E>(self, v: i64) -> Result<Slot, E> {
+        Ok(self.text(|b| {
+            let _ = write!(b, "{}", serde_json::Number::from(v));
+        }))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Slot, E> {
+        Ok(self.text(|b| {
+            let _ = write!(b, "{}", serde_json::Number::from(v));
+        }))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Slot, E> {
+        let number =
+            serde_json::Number::from_f64(v).ok_or_else(|| E::custom("not a finite number"))?;
+        Ok(self.text(|b| {
+            let _ = write!(b, "{number}");
+        }))
+    }
+
+    fn visit_unit<E>(self) -> Result<Slot, E> {
+        Ok(Slot::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Slot, E> {
+        Ok(Slot::Null)
+    }
+
+    // Nested values (rare) keep the slow path's compact JSON text.
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Slot, A::Error> {
+        let value = Value::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
+        Ok(self.text(|b| {
+            let _ = write!(b, "{value}");
+        }))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Slot, A::Error> {
+        let value = Value::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+        Ok(self.text(|b| {
+            let _ = write!(b, "{value}");
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The slow path's text of one field, from a parsed `Value`.
+    fn slow(value: &Value) -> Slot {
+        match value {
+            Value::Null => Slot::Null,
+            Value::String(s) if s.is_empty() => Slot::Empty,
+            _ => Slot::Text(0..0),
+        }
+    }
+
+    fn slow_text(value: &Value) -> String {
+        match value {
+            Value::String(s) => s.clone(),
+            Value::Bool(b) => b.to_string(),
+            Value::Number(n) => n.to_string(),
+            nested => nested.to_string(),
+        }
+    }
+
+    #[test]
+    fn fields_read_as_the_value_path_reads_them() {
+        let columns = ["a", "b", "c", "d", "e", "f", "g"];
+        let index: HashMap<String, usize> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.to_string(), i))
+            .collect();
+        let mut scratch = RowScratch::new(columns.len());
+        let lines = [
+            r#"{"a": "x\"y\u00e9", "b": 12, "c": -3.50, "d": true, "e": null, "f": ""}"#,
+            r#"{"a": 1e3, "b": 18446744073709551615, "c": -9223372036854775808, "g": [1, {"k": "v"}]}"#,
+            r#"{"b": 0.1, "a": {"z": 1, "y": [true, null]}, "zz": 5, "a": "the last a counts"}"#,
+            r#"{"a": 12345678901234567890123, "c": 1.5e-7, "d": false}"#,
+        ];
+        for line in lines {
+            assert!(scratch.parse(line.as_bytes(), &index), "{line}");
+            let Value::Object(object) = serde_json::from_str::<Value>(line).unwrap() else {
+                unreachable!()
+            };
+            for (col, name) in columns.iter().enumerate() {
+                let got = &scratch.slots[col];
+                match object.get(*name) {
+                    None => assert_eq!(got, &Slot::Absent, "{line} {name}"),
+                    Some(value) => match (slow(value), got) {
+                        (Slot::Text(_), Slot::Text(r)) => assert_eq!(
+                            std::str::from_utf8(&scratch.bytes[r.clone()]).unwrap(),
+                            slow_text(value),
+                            "{line} {name}"
+                        ),
+                        (want, got) => assert_eq!(&want, got, "{line} {name}"),
+                    },
+                }
+            }
+        }
+        assert!(scratch.parse(br#"{"a": 1, "zz": 2, "zz": 3}"#, &index));
+        assert_eq!(scratch.extras, vec!["zz".to_string()]);
+    }
+
+    #[test]
+    fn anything_but_one_object_is_left_to_the_slow_path() {
+        let index: HashMap<String, usize> = [("a".to_string(), 0)].into();
+        let mut scratch = RowScratch::new(1);
+        for bad in [
+            &b"[1, 2]"[..],
+            b"\"text\"",
+            b"{\"a\": 1",
+            b"{\"a\": 1} trailing",
+            b"{\"a\": \"\xff\"}",
+            b"{\"a\": 01}",
+        ] {
+            assert!(
+                !scratch.parse(bad, &index),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+}
