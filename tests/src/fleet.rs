@@ -41,11 +41,26 @@ pub struct Fleet {
     pub workers: Vec<Proc>,
 }
 
+/// The log file of process `name` on `port`. Emptied the first time this test process opens
+/// it (a file left by an earlier run on the same port must not answer `wait_leading`), appended
+/// to after that (a coordinator restarted on its port continues its log).
 pub fn log(name: &str, port: u16) -> std::fs::File {
+    static OPENED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let file = format!("zoopipe-{name}-{port}.log");
+    let first = {
+        let mut opened = OPENED.lock().unwrap();
+        let first = !opened.contains(&file);
+        if first {
+            opened.push(file.clone());
+        }
+        first
+    };
     std::fs::OpenOptions::new()
         .create(true)
-        .append(true)
-        .open(std::env::temp_dir().join(format!("zoopipe-{name}-{port}.log")))
+        .append(!first)
+        .write(true)
+        .truncate(first)
+        .open(std::env::temp_dir().join(file))
         .unwrap()
 }
 

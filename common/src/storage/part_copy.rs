@@ -102,10 +102,18 @@ impl PartCopier {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
             }
-            match self
-                .try_copy(dest, upload_id, part_index, source, &range, &url)
-                .await
-            {
+            // Signed anew for each attempt: a signature is valid for minutes only.
+            let request = self
+                .signed_request(
+                    dest,
+                    upload_id,
+                    part_index,
+                    source,
+                    &range,
+                    SystemTime::now(),
+                )
+                .await?;
+            match self.send(request, &url).await {
                 Ok(part) => return Ok(part),
                 Err(e) if e.is_retryable() => {
                     tracing::debug!(error = %e, attempt, "part copy failed, retrying");
@@ -117,25 +125,7 @@ impl PartCopier {
         Err(last.unwrap_or_else(|| Error::config(format!("{url}: copy failed"))))
     }
 
-    async fn try_copy(
-        &self,
-        dest: &Path,
-        upload_id: &str,
-        part_index: usize,
-        source: &Path,
-        range: &Range<u64>,
-        url: &str,
-    ) -> Result<PartId> {
-        let request = self
-            .signed_request(
-                dest,
-                upload_id,
-                part_index,
-                source,
-                range,
-                SystemTime::now(),
-            )
-            .await?;
+    async fn send(&self, request: http::Request<()>, url: &str) -> Result<PartId> {
         let (parts, ()) = request.into_parts();
         let response = self
             .http
