@@ -1,7 +1,8 @@
 //! Fault points for fault-injection tests. With `ZOOPIPE_FAULT_EXIT_AT=<name>` the process exits
 //! at once, as if killed, when it reaches the point of that name; with
 //! `ZOOPIPE_FAULT_STOP_AT=<name>` it stops itself there (SIGSTOP, as a frozen process) until it
-//! gets SIGCONT. Nothing happens when they are unset.
+//! gets SIGCONT; with `ZOOPIPE_FAULT_FAIL_ONCE_AT=<name>` the first call there reports a
+//! failure (an answer lost on the way). Nothing happens when they are unset.
 
 /// Exit (status 137, as after SIGKILL) or freeze if a fault variable names this point.
 pub fn crash_point(name: &str) {
@@ -19,4 +20,15 @@ pub fn crash_point(name: &str) {
             tracing::error!(error = %e, "could not stop this process");
         }
     }
+}
+
+/// `true` the first time this process reaches the point `ZOOPIPE_FAULT_FAIL_ONCE_AT` names.
+pub fn fail_once(name: &str) -> bool {
+    static FIRED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    std::env::var("ZOOPIPE_FAULT_FAIL_ONCE_AT").is_ok_and(|v| v == name)
+        && !FIRED.swap(true, std::sync::atomic::Ordering::SeqCst)
+        && {
+            tracing::error!(point = name, "ZOOPIPE_FAULT_FAIL_ONCE_AT: failing here");
+            true
+        }
 }

@@ -228,6 +228,9 @@ impl v1::worker_service_server::WorkerService for WorkerApi {
                 r.worker_id
             )));
         }
+        if let Ok(mut heartbeats) = self.0.heartbeats.lock() {
+            heartbeats.insert(r.worker_id.clone(), std::time::Instant::now());
+        }
         let mut jobs = self.0.jobs.lock().await;
         let mut stop = Vec::new();
         for task in r.running {
@@ -239,9 +242,13 @@ impl v1::worker_service_server::WorkerService for WorkerApi {
                     .map(|s| &mut s.status)
             });
             match current {
-                Some(TaskStatus::Running { token, uploads, .. })
-                    if *token == task.fencing_token =>
-                {
+                Some(TaskStatus::Running {
+                    token,
+                    uploads,
+                    started,
+                    ..
+                }) if *token == task.fencing_token => {
+                    *started = true;
                     *uploads = task
                         .uploads
                         .iter()

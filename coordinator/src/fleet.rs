@@ -48,6 +48,10 @@ pub(crate) enum TaskStatus {
         token: u64,
         /// Multipart uploads the attempt reported open (url, upload id), to abort if it dies.
         uploads: Vec<(String, String)>,
+        /// When this replica assigned it (or adopted it from etcd).
+        since: Instant,
+        /// Whether the worker has listed it in a heartbeat since (it really runs).
+        started: bool,
     },
     Done(Box<TaskResult>),
 }
@@ -117,6 +121,8 @@ pub struct Fleet {
     pub(crate) storage: Storage,
     pub(crate) jobs: Mutex<BTreeMap<String, JobEntry>>,
     pub(crate) workers: Mutex<HashMap<String, i64>>,
+    /// When each worker's last heartbeat came.
+    pub(crate) heartbeats: std::sync::Mutex<HashMap<String, Instant>>,
     pub(crate) work: Notify,
     pub(crate) lease_ttl_s: i64,
     pub(crate) me: LeaderInfo,
@@ -151,6 +157,7 @@ impl Fleet {
             storage: Storage::new(),
             jobs: Mutex::new(BTreeMap::new()),
             workers: Mutex::new(HashMap::new()),
+            heartbeats: std::sync::Mutex::new(HashMap::new()),
             work: Notify::new(),
             lease_ttl_s,
             me,
@@ -417,6 +424,8 @@ impl Fleet {
                             worker: o.worker.clone(),
                             token: o.token,
                             uploads: Vec::new(),
+                            since: Instant::now(),
+                            started: false,
                         };
                         (status, o.attempt)
                     } else {
@@ -486,6 +495,7 @@ impl Fleet {
                         })
                         .collect()
                 };
+                self.hand_back_unstarted().await;
                 for (job_id, indexes) in running {
                     if indexes.is_empty() {
                         continue;
@@ -510,6 +520,59 @@ impl Fleet {
                 }
             }
         });
+    }
+
+    /// Tasks assigned to a live worker that never started them: the answer to its
+    /// AcquireTask was lost (a coordinator that died between the claim and the reply, a dropped
+    /// connection), so the worker's heartbeats keep the owner key alive while nothing runs.
+    /// An attempt that no heartbeat listed for a lease TTL after it was assigned (while the
+    /// worker kept beating) is released and the task runs again.
+    async fn hand_back_unstarted(&self) {
+        let grace = Duration::from_secs(self.lease_ttl_s.max(1) as u64);
+        let orphans: Vec<(String, u32, u64)> = {
+            let heartbeats = match self.heartbeats.lock() {
+                Ok(h) => h.clone(),
+                Err(_) => return,
+            };
+            let jobs = self.jobs.lock().await;
+            jobs.iter()
+                .filter(|(_, j)| !j.ended())
+                .flat_map(|(job_id, j)| {
+                    j.slots
+                        .iter()
+                        .filter_map(|(index, slot)| match &slot.status {
+                            TaskStatus::Running {
+                                worker,
+                                token,
+                                since,
+                                started: false,
+                                ..
+                            } if heartbeats.get(worker).is_some_and(|seen| {
+                                seen.saturating_duration_since(*since) > grace
+                            }) =>
+                            {
+                                Some((job_id.clone(), *index, *token))
+                            }
+                            _ => None,
+                        })
+                })
+                .collect()
+        };
+        for (job_id, index, token) in orphans {
+            tracing::warn!(
+                job = job_id,
+                task = index,
+                "assigned but never started by its worker (the assignment was lost); running it again"
+            );
+            self.fail(
+                &job_id,
+                index,
+                token,
+                true,
+                "the assignment never reached its worker".into(),
+            )
+            .await;
+        }
     }
 
     /// The attempt's owner is gone (dead, frozen or cut-off worker): run the task again, and
@@ -775,6 +838,8 @@ impl Fleet {
                         worker: worker.to_string(),
                         token,
                         uploads: Vec::new(),
+                        since: Instant::now(),
+                        started: false,
                     };
                     out.tasks.push(task_to(&job_id, &slot.task, attempt, token));
                     out.jobs.insert(job_id.clone(), job.spec.clone());
@@ -792,6 +857,12 @@ impl Fleet {
             }
         }
         drop(jobs);
+        if !out.tasks.is_empty() && zoopipe_common::fault::fail_once("assign-answer") {
+            // The claims stand, the worker never hears of them (a reply lost on the way).
+            return Err(Status::unavailable(
+                "fault injected: the assignment is lost",
+            ));
+        }
         match failure {
             Some(e) if out.tasks.is_empty() => Err(unavailable(e)),
             _ => Ok(out),

@@ -257,6 +257,27 @@ impl UsersJob {
     }
 }
 
+/// Poll `zoopipectl status` until the job has ended (bounded, unlike `watch`).
+pub fn wait_ended(f: &Fleet, job: &str, within: Duration) -> serde_json::Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let out = run(&["status", job, "--coordinator", &f.url, "--json"]);
+        if let Ok(status) = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            && ["succeeded", "failed", "cancelled"]
+                .contains(&status["state"].as_str().unwrap_or(""))
+        {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {job} did not end within {within:?}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 pub fn retried(report: &serde_json::Value) -> bool {
     report["tasks"]
         .as_array()

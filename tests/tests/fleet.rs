@@ -111,6 +111,27 @@ fn a_coordinator_killed_between_recording_a_result_and_answering_loses_nothing()
 }
 
 #[test]
+fn a_task_whose_assignment_never_reached_its_worker_runs_again() {
+    let mut f = fleet(2, 0);
+    drop(f.coordinator.take());
+    // The first answer to AcquireTask is lost after the claim: the worker, alive and beating,
+    // keeps the claim's lease alive while it never runs the task.
+    f.coordinator = Some(start_coordinator_with(
+        f.port,
+        &f.prefix,
+        &etcd(),
+        &[],
+        &[("ZOOPIPE_FAULT_FAIL_ONCE_AT", "assign-answer")],
+    ));
+    let job = users_job(3, 1500);
+    let id = job.submit(&f);
+    let status = wait_ended(&f, &id, Duration::from_secs(60));
+    assert_eq!(status["state"], "succeeded", "{status:#}");
+    let report = job.assert_exact(&f, &id);
+    assert!(retried(&report), "the lost task ran again: {report:#}");
+}
+
+#[test]
 fn a_frozen_worker_past_its_lease_cannot_commit_and_its_parts_are_cleaned() {
     let f = fleet(2, 150);
     let job = users_job(4, 2000);
