@@ -99,6 +99,35 @@ pub fn start_coordinator_with(
 }
 
 impl Fleet {
+    /// Replace the coordinator by one with extra environment (a fault point), on the same
+    /// address and etcd prefix.
+    pub fn coordinator_with_env(&mut self, env: &[(&str, &str)]) {
+        drop(self.coordinator.take());
+        self.coordinator = Some(start_coordinator_with(
+            self.port,
+            &self.prefix,
+            &etcd(),
+            &[],
+            env,
+        ));
+    }
+
+    /// Wait until the coordinator exits by itself (at a fault point); its exit status.
+    pub fn wait_coordinator_exit(&mut self, what: &str) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let coordinator = self.coordinator.as_mut().expect("a coordinator runs");
+        loop {
+            if let Some(status) = coordinator.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the coordinator never got to {what}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// SIGKILL the coordinator, then start a new one on the same address and etcd prefix.
     pub fn restart_coordinator(&mut self, down_for: Duration) {
         drop(self.coordinator.take());

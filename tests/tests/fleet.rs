@@ -88,22 +88,11 @@ fn a_coordinator_killed_mid_job_is_replaced_and_the_job_completes() {
 #[test]
 fn a_coordinator_killed_between_recording_a_result_and_answering_loses_nothing() {
     let mut f = fleet(2, 0);
-    drop(f.coordinator.take());
-    let mut doomed = start_coordinator_with(
-        f.port,
-        &f.prefix,
-        &etcd(),
-        &[],
-        &[("ZOOPIPE_FAULT_EXIT_AT", "complete-recorded")],
-    );
+    f.coordinator_with_env(&[("ZOOPIPE_FAULT_EXIT_AT", "complete-recorded")]);
     let job = users_job(3, 1500);
     let id = job.submit(&f);
     // The first completion is recorded in etcd, then the coordinator dies before answering.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while doomed.0.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "no task completed");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    f.wait_coordinator_exit("a completion");
     // Its successor gets the same result again from the worker: acknowledged, not discarded.
     f.coordinator = Some(start_coordinator(f.port, &f.prefix));
     job.assert_exact(&f, &id);
@@ -113,16 +102,9 @@ fn a_coordinator_killed_between_recording_a_result_and_answering_loses_nothing()
 #[test]
 fn a_task_whose_assignment_never_reached_its_worker_runs_again() {
     let mut f = fleet(2, 0);
-    drop(f.coordinator.take());
     // The first answer to AcquireTask is lost after the claim: the worker, alive and beating,
     // keeps the claim's lease alive while it never runs the task.
-    f.coordinator = Some(start_coordinator_with(
-        f.port,
-        &f.prefix,
-        &etcd(),
-        &[],
-        &[("ZOOPIPE_FAULT_FAIL_ONCE_AT", "assign-answer")],
-    ));
+    f.coordinator_with_env(&[("ZOOPIPE_FAULT_FAIL_ONCE_AT", "assign-answer")]);
     let job = users_job(3, 1500);
     let id = job.submit(&f);
     let status = wait_ended(&f, &id, Duration::from_secs(60));

@@ -2,7 +2,6 @@
 //! S3 at commit, and a coordinator that dies in the middle of that commit is replaced by one
 //! that finishes it with exactly the right object.
 
-use std::time::{Duration, Instant};
 use zoopipe_tests::fleet::*;
 use zoopipe_tests::*;
 
@@ -62,27 +61,10 @@ fn a_coordinator_dying_mid_commit_is_replaced_and_the_commit_completes() {
     // (staging not yet removed): the two places where a commit holds half-finished state.
     for point in ["commit-assembled", "commit-manifest"] {
         let mut f = fleet(2, 0);
-        drop(f.coordinator.take());
-        let mut doomed = start_coordinator_with(
-            f.port,
-            &f.prefix,
-            &etcd(),
-            &[],
-            &[("ZOOPIPE_FAULT_EXIT_AT", point)],
-        );
+        f.coordinator_with_env(&[("ZOOPIPE_FAULT_EXIT_AT", point)]);
         let job = users_job(3, 1500);
         let id = job.submit_single_file(&f.url);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let status = loop {
-            if let Some(status) = doomed.0.try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{point}: the coordinator never got there"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        };
+        let status = f.wait_coordinator_exit(point);
         assert_eq!(status.code(), Some(137), "{point}");
         let names = s3::list(&job.lake, "out/");
         assert!(
