@@ -13,8 +13,8 @@ use comfy_table::{ContentArrangement, Table, presets::UTF8_BORDERS_ONLY};
 use futures::StreamExt;
 use serde::Serialize;
 use std::io::Write;
-use zoopipe_coordinator::flight::ErrorsTicket;
 use zoopipe_proto::client::Failover;
+use zoopipe_proto::flight::ErrorsTicket;
 
 /// Rows a table shows unless `--limit` says otherwise.
 const TABLE_ROWS: u64 = 20;

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
-use zoopipe_worker::Progress;
+use zoopipe_engine::task::Progress;
 
 pub struct Bar {
     stop: Option<oneshot::Sender<()>>,

@@ -10,8 +10,8 @@ use zoopipe_common::report::JobState;
 use zoopipe_common::spec::{JobSpec, SchemaSource, parse_size};
 use zoopipe_common::storage::Storage;
 use zoopipe_common::{Error, Result};
-use zoopipe_coordinator::{RunOptions, run_job};
-use zoopipe_worker::{Progress, WorkerContext};
+use zoopipe_engine::task::TaskContext;
+use zoopipe_engine::{RunOptions, run_job};
 
 pub async fn run(args: RunArgs) -> u8 {
     let spec = match build_spec(&args) {
@@ -23,24 +23,17 @@ pub async fn run(args: RunArgs) -> u8 {
         .map(|w| w as usize)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
         .max(1);
-    let ctx = WorkerContext {
-        storage: Storage::new(),
-        runtime: tokio::runtime::Handle::current(),
-        progress: Arc::new(Progress::default()),
-        cancel: Arc::new(AtomicBool::new(false)),
-        batch_delay: std::time::Duration::ZERO,
-        opened: Default::default(),
-        upload_opened: Default::default(),
-    };
-    let cancel = ctx.cancel.clone();
+    let ctx = TaskContext::new(Storage::new());
+    let interrupt = Arc::new(AtomicBool::new(false));
+    let interrupted = interrupt.clone();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
             eprintln!("interrupted: stopping tasks, nothing will be committed");
-            cancel.store(true, Ordering::Relaxed);
+            interrupted.store(true, Ordering::Relaxed);
         }
     });
     let bar = progress::start(ctx.progress.clone(), args.quiet || args.json);
-    let result = run_job(ctx, spec, RunOptions { workers }).await;
+    let result = run_job(ctx, spec, RunOptions { workers, interrupt }).await;
     bar.finish().await;
     let report = match result {
         Ok(report) => report,

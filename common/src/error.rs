@@ -141,3 +141,29 @@ fn chain(err: &dyn std::error::Error) -> String {
 fn first_line(text: &str) -> String {
     text.lines().next().unwrap_or_default().trim().to_string()
 }
+
+/// Why an attempt ended without a result. Crosses the wire as
+/// `zoopipe.v1.FailureKind`; `zoopipe_engine::lifecycle::retry` decides what follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Storage or I/O trouble, throttling: worth another attempt.
+    Transient,
+    /// Bad input, schema or configuration: no attempt can succeed.
+    Fatal,
+    /// The worker is shutting down and gave the task back unfinished: not the task's fault,
+    /// so it does not use up an attempt.
+    HandedBack,
+    /// The attempt's worker vanished (lease expired) or never received the task.
+    Lost,
+}
+
+impl FailureKind {
+    /// The kind of a task's error, from its type (never from its text).
+    pub fn of(error: &Error) -> Self {
+        if error.is_retryable() {
+            Self::Transient
+        } else {
+            Self::Fatal
+        }
+    }
+}

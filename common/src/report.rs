@@ -112,6 +112,13 @@ pub enum JobState {
     Cancelled,
 }
 
+impl JobState {
+    /// Succeeded, failed or cancelled: nothing more happens to the job.
+    pub fn ended(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Partitions {
     pub total: u64,

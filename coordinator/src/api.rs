@@ -1,8 +1,9 @@
 //! The gRPC services over the fleet: `JobService` for clients, `WorkerService` for workers.
 //! A replica that does not lead forwards every call to the leader (`forward_to_leader!`).
 
-use crate::fleet::{Fleet, LONG_POLL, TaskStatus, unavailable};
+use crate::fleet::{Fleet, LONG_POLL};
 use crate::forward_to_leader;
+use crate::status::IntoStatus;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -10,8 +11,9 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
-use zoopipe_common::report::{JobState, TaskResult};
-use zoopipe_proto::convert::state_to;
+use zoopipe_common::report::TaskResult;
+use zoopipe_engine::lifecycle::{JobProgress, RunningAttempt, SubmitOutcome, Submitted};
+use zoopipe_proto::convert::{failure_kind_from, state_to, task_to};
 use zoopipe_proto::v1;
 use zoopipe_proto::v1::job_service_client::JobServiceClient;
 use zoopipe_proto::v1::worker_service_client::WorkerServiceClient;
@@ -39,8 +41,16 @@ impl v1::job_service_server::JobService for JobApi {
         let spec = request
             .spec
             .ok_or_else(|| Status::invalid_argument("spec is missing"))?;
-        let submitted = self.0.submit(spec, request.force).instrument(span).await?;
-        Ok(Response::new(submitted))
+        let spec =
+            zoopipe_common::spec::JobSpec::try_from(spec).map_err(IntoStatus::into_status)?;
+        let submitted = self
+            .0
+            .lifecycle
+            .submit(spec, request.force)
+            .instrument(span)
+            .await
+            .map_err(IntoStatus::into_status)?;
+        Ok(Response::new(submitted_to(submitted)))
     }
 
     async fn get_job(
@@ -49,18 +59,12 @@ impl v1::job_service_server::JobService for JobApi {
     ) -> Result<Response<v1::GetJobResponse>, Status> {
         forward_to_leader!(self.0, JobServiceClient, get_job, request);
         let id = request.into_inner().job_id;
-        let jobs = self.0.jobs.lock().await;
-        let job = jobs
-            .get(&id)
+        let report = self
+            .0
+            .lifecycle
+            .report(&id)
+            .await
             .ok_or_else(|| Status::not_found(format!("no job {id}")))?;
-        let mut report = job.report.clone();
-        if !job.ended() {
-            for slot in job.slots.values() {
-                if let TaskStatus::Done(r) = &slot.status {
-                    report.add(r);
-                }
-            }
-        }
         Ok(Response::new(v1::GetJobResponse {
             report: Some((&report).into()),
         }))
@@ -81,21 +85,18 @@ impl v1::job_service_server::JobService for JobApi {
             return Ok(Response::new(Box::pin(stream)));
         }
         let id = request.into_inner().job_id;
-        if !self.0.jobs.lock().await.contains_key(&id) {
+        if !self.0.lifecycle.contains(&id).await {
             return Err(Status::not_found(format!("no job {id}")));
         }
         let (tx, rx) = mpsc::channel(4);
         let fleet = self.0.clone();
         tokio::spawn(async move {
             loop {
-                let (progress, ended) = {
-                    let jobs = fleet.jobs.lock().await;
-                    match jobs.get(&id) {
-                        Some(job) => (job.progress(), job.ended()),
-                        None => return,
-                    }
+                let Some(progress) = fleet.lifecycle.progress(&id).await else {
+                    return;
                 };
-                if tx.send(Ok(progress)).await.is_err() || ended {
+                let ended = progress.state.ended();
+                if tx.send(Ok(progress_to(progress))).await.is_err() || ended {
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(300)).await;
@@ -109,9 +110,9 @@ impl v1::job_service_server::JobService for JobApi {
         request: Request<v1::ListJobsRequest>,
     ) -> Result<Response<v1::ListJobsResponse>, Status> {
         forward_to_leader!(self.0, JobServiceClient, list_jobs, request);
-        let jobs = self.0.jobs.lock().await;
+        let jobs = self.0.lifecycle.list().await;
         Ok(Response::new(v1::ListJobsResponse {
-            jobs: jobs.values().map(|j| (&j.report).into()).collect(),
+            jobs: jobs.iter().map(Into::into).collect(),
         }))
     }
 
@@ -121,20 +122,14 @@ impl v1::job_service_server::JobService for JobApi {
     ) -> Result<Response<v1::CancelJobResponse>, Status> {
         forward_to_leader!(self.0, JobServiceClient, cancel_job, request);
         let id = request.into_inner().job_id;
-        let mut jobs = self.0.jobs.lock().await;
-        let job = jobs
-            .get_mut(&id)
-            .ok_or_else(|| Status::not_found(format!("no job {id}")))?;
-        if job.report.state == JobState::Committing {
-            return Err(Status::failed_precondition(format!(
-                "job {id} is committing its output and can no longer be cancelled"
-            )));
-        }
-        self.0
-            .end_job(job, JobState::Cancelled, "cancelled by a user".into())
-            .await;
+        let state = self
+            .0
+            .lifecycle
+            .cancel(&id)
+            .await
+            .map_err(IntoStatus::into_status)?;
         Ok(Response::new(v1::CancelJobResponse {
-            state: state_to(job.report.state),
+            state: state_to(state),
         }))
     }
 }
@@ -154,7 +149,7 @@ impl WorkerApi {
             .state
             .worker_lease(worker)
             .await
-            .map_err(unavailable)?;
+            .map_err(IntoStatus::into_status)?;
         let lease = adopted
             .ok_or_else(|| Status::not_found(format!("worker {worker} is not registered")))?;
         tracing::info!(worker, "worker adopted from an earlier leader");
@@ -180,7 +175,7 @@ impl v1::worker_service_server::WorkerService for WorkerApi {
             .state
             .register_worker(&r.worker_id, self.0.lease_ttl_s)
             .await
-            .map_err(unavailable)?;
+            .map_err(IntoStatus::into_status)?;
         self.0
             .workers
             .lock()
@@ -203,10 +198,28 @@ impl v1::worker_service_server::WorkerService for WorkerApi {
         let lease = self.lease(&r.worker_id).await?;
         let deadline = Instant::now() + LONG_POLL;
         loop {
-            let waiting = self.0.work.notified();
-            let out = self.0.take_tasks(&r.worker_id, lease, r.free_slots).await?;
+            let waiting = self.0.lifecycle.work_notified();
+            let assigned = self
+                .0
+                .lifecycle
+                .take_tasks(&r.worker_id, lease, r.free_slots)
+                .await
+                .map_err(IntoStatus::into_status)?;
             let left = deadline.saturating_duration_since(Instant::now());
-            if !out.tasks.is_empty() || left.is_zero() {
+            if !assigned.is_empty() || left.is_zero() {
+                let mut out = v1::AcquireTaskResponse::default();
+                for a in assigned {
+                    let spec = self.0.wire_spec(&a.job_id, &a.config.spec)?;
+                    out.tasks
+                        .push(task_to(&a.job_id, &a.task, a.attempt, a.token));
+                    out.jobs.insert(a.job_id, spec);
+                }
+                if !out.tasks.is_empty() && zoopipe_common::fault::fail_once("assign-answer") {
+                    // The claims stand, the worker never hears of them (a reply lost on the way).
+                    return Err(Status::unavailable(
+                        "fault injected: the assignment is lost",
+                    ));
+                }
                 return Ok(Response::new(out));
             }
             let _ = tokio::time::timeout(left, waiting).await;
@@ -220,7 +233,12 @@ impl v1::worker_service_server::WorkerService for WorkerApi {
         forward_to_leader!(self.0, WorkerServiceClient, heartbeat, request);
         let r = request.into_inner();
         let lease = self.lease(&r.worker_id).await?;
-        let alive = self.0.state.keep_alive(lease).await.map_err(unavailable)?;
+        let alive = self
+            .0
+            .state
+            .keep_alive(lease)
+            .await
+            .map_err(IntoStatus::into_status)?;
         if !alive {
             self.0.workers.lock().await.remove(&r.worker_id);
             return Err(Status::not_found(format!(
@@ -231,34 +249,26 @@ impl v1::worker_service_server::WorkerService for WorkerApi {
         if let Ok(mut heartbeats) = self.0.heartbeats.lock() {
             heartbeats.insert(r.worker_id.clone(), std::time::Instant::now());
         }
-        let mut jobs = self.0.jobs.lock().await;
-        let mut stop = Vec::new();
-        for task in r.running {
-            let current = jobs.get_mut(&task.job_id).and_then(|j| {
-                let ended = j.ended();
-                j.slots
-                    .get_mut(&task.index)
-                    .filter(|_| !ended)
-                    .map(|s| &mut s.status)
-            });
-            match current {
-                Some(TaskStatus::Running {
-                    token,
-                    uploads,
-                    started,
-                    ..
-                }) if *token == task.fencing_token => {
-                    *started = true;
-                    *uploads = task
-                        .uploads
-                        .iter()
-                        .map(|u| (u.url.clone(), u.upload_id.clone()))
-                        .collect();
-                }
-                // Cancelled or failed job, or an attempt that lost its task: stop it.
-                _ => stop.push(task),
-            }
-        }
+        let running = r
+            .running
+            .iter()
+            .map(|t| RunningAttempt {
+                job_id: t.job_id.clone(),
+                index: t.index,
+                token: t.fencing_token,
+                uploads: t
+                    .uploads
+                    .iter()
+                    .map(|u| (u.url.clone(), u.upload_id.clone()))
+                    .collect(),
+            })
+            .collect();
+        let stop_at = self.0.lifecycle.heartbeat(running).await;
+        // Cancelled or failed job, or an attempt that lost its task: stop it.
+        let stop = stop_at
+            .into_iter()
+            .filter_map(|i| r.running.get(i).cloned())
+            .collect();
         Ok(Response::new(v1::HeartbeatResponse { stop }))
     }
 
@@ -273,7 +283,12 @@ impl v1::worker_service_server::WorkerService for WorkerApi {
                 .ok_or_else(|| Status::invalid_argument("result is missing"))?,
         )
         .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let accepted = self.0.complete(&r.job_id, r.fencing_token, result).await?;
+        let accepted = self
+            .0
+            .lifecycle
+            .complete(&r.job_id, r.fencing_token, result)
+            .await
+            .map_err(IntoStatus::into_status)?;
         Ok(Response::new(v1::CompleteTaskResponse { accepted }))
     }
 
@@ -284,8 +299,44 @@ impl v1::worker_service_server::WorkerService for WorkerApi {
         forward_to_leader!(self.0, WorkerServiceClient, fail_task, request);
         let r = request.into_inner();
         self.0
-            .fail(&r.job_id, r.index, r.fencing_token, r.retryable, r.message)
+            .lifecycle
+            .fail(
+                &r.job_id,
+                r.index,
+                r.fencing_token,
+                failure_kind_from(r.kind),
+                r.message,
+            )
             .await;
         Ok(Response::new(v1::FailTaskResponse {}))
+    }
+}
+
+fn submitted_to(s: Submitted) -> v1::SubmitJobResponse {
+    let outcome = match s.outcome {
+        SubmitOutcome::Created => v1::SubmitOutcome::Created,
+        SubmitOutcome::AlreadySucceeded => v1::SubmitOutcome::AlreadySucceeded,
+        SubmitOutcome::AlreadyRunning => v1::SubmitOutcome::AlreadyRunning,
+        SubmitOutcome::Resumed => v1::SubmitOutcome::Resumed,
+    };
+    v1::SubmitJobResponse {
+        job_id: s.job_id,
+        tasks: s.tasks,
+        outcome: outcome as i32,
+        tasks_to_run: s.tasks_to_run,
+    }
+}
+
+fn progress_to(p: JobProgress) -> v1::JobProgress {
+    v1::JobProgress {
+        job_id: p.job_id,
+        state: state_to(p.state),
+        tasks_total: p.tasks_total,
+        tasks_done: p.tasks_done,
+        rows_read: p.rows_read,
+        rows_invalid: p.rows_invalid,
+        bytes_read: p.bytes_read,
+        report: p.report.as_ref().map(Into::into),
+        bytes_total: p.bytes_total,
     }
 }

@@ -9,6 +9,7 @@
 //! missing or zero `limit` means every row.
 
 use crate::state::{EtcdState, StoredJob};
+use crate::status::IntoStatus;
 use arrow::array::RecordBatch;
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow::ipc::writer::IpcWriteOptions;
@@ -21,7 +22,6 @@ use arrow_flight::{
 };
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
-use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader};
 use std::sync::Arc;
 use tokio::runtime::Handle;
@@ -36,43 +36,12 @@ use zoopipe_common::report::JobState;
 use zoopipe_common::spec::{JobConfig, JobSpec};
 use zoopipe_common::storage::{ObjectReader, ObjectUrl, ReadCounter, Storage};
 use zoopipe_common::{Error, Result};
+use zoopipe_proto::flight::ErrorsTicket;
 
 /// Rows per batch read from text parts (JSONL, CSV) and Parquet.
 const BATCH_ROWS: usize = 1024;
 /// Batches read ahead of the client: the bound on what one stream holds in memory.
 const READ_AHEAD: usize = 2;
-
-/// What a ticket asks for.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorsTicket {
-    pub job_id: String,
-    /// At most this many rows; 0 (the default) means all of them.
-    #[serde(default)]
-    pub limit: u64,
-}
-
-impl ErrorsTicket {
-    pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
-    }
-
-    fn parse(bytes: &[u8]) -> Result<Self, Status> {
-        let ticket: Self = serde_json::from_slice(bytes).map_err(|e| {
-            Status::invalid_argument(format!(
-                "the ticket must be JSON like {{\"job_id\": \"...\", \"limit\": 20}}: {e}"
-            ))
-        })?;
-        // Job ids are `YYYYMMDD-HHMMSS-xxxxxxxx`; anything else must not reach an etcd key.
-        let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
-        if ticket.job_id.is_empty() || !ticket.job_id.chars().all(valid) {
-            return Err(Status::invalid_argument(format!(
-                "'{}' is not a job id",
-                ticket.job_id
-            )));
-        }
-        Ok(ticket)
-    }
-}
 
 /// The schema rows are sent in: the error outputs' columns, all nullable, so parts written in
 /// any format share it (a CSV part reads an empty text cell back as null).
@@ -112,7 +81,7 @@ impl ErrorsFlight {
             .state
             .load_job(job_id)
             .await
-            .map_err(|e| Status::unavailable(e.to_string()))?
+            .map_err(IntoStatus::into_status)?
             .ok_or_else(|| Status::not_found(format!("no job {job_id}")))?;
         let StoredJob {
             spec,
@@ -154,11 +123,7 @@ impl ErrorsFlight {
 
 /// A storage or decoding failure, as the client should see it.
 fn status(e: Error) -> Status {
-    match e {
-        Error::NotFound { .. } => Status::not_found(e.to_string()),
-        Error::AccessDenied { .. } => Status::permission_denied(e.to_string()),
-        other => Status::internal(other.to_string()),
-    }
+    e.into_status()
 }
 
 /// Where read batches go: cut at the limit, stopped when the client has gone.

@@ -1,23 +1,17 @@
-//! The control plane: turn a job into tasks, run them (retrying what can be retried), check
-//! that byte ranges met at record boundaries, and commit exactly one part per task.
-//!
-//! The embedded mode (`zoopipectl run`) uses this crate with in-process workers; the fleet
-//! coordinator (`fleet`) plans, leases and commits with the same code over etcd state, with one
-//! elected leader among its replicas (`leader`).
+//! The fleet's control plane: the engine's job lifecycle over etcd (`state`), the leader
+//! election among replicas (`leader`, `election`), recovery after failovers and outages
+//! (`recovery`), and the gRPC services clients and workers call (`api`, `flight`).
+//! It does not run tasks: workers do, with `zoopipe_engine::task`.
 
 pub mod api;
 pub mod auth;
-pub mod commit;
+mod election;
 pub mod fleet;
 pub mod flight;
 pub(crate) mod forward;
 pub mod leader;
-mod merge;
-mod merge_copy;
 pub mod ops;
-pub mod runner;
-pub mod scheduler;
+mod recovery;
 pub mod state;
+mod status;
 pub mod tls;
-
-pub use runner::{RunOptions, new_job_id, run_job};

@@ -208,7 +208,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let ops_service = health_service.clone();
     let http = args.http;
     tokio::spawn(async move {
-        if let Err(e) = zoopipe_worker::ops::http::serve(http, ready, ops_service).await {
+        if let Err(e) = zoopipe_engine::ops::http::serve(http, ready, ops_service).await {
             tracing::warn!(listen = %http, error = %e, "no /healthz, /readyz, /metrics: cannot serve the operations port");
         }
     });

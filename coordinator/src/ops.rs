@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
-use zoopipe_worker::ops::METRICS;
-use zoopipe_worker::ops::http::ReadyCheck;
-use zoopipe_worker::ops::metrics::Metrics;
+use zoopipe_engine::ops::METRICS;
+use zoopipe_engine::ops::http::ReadyCheck;
+use zoopipe_engine::ops::metrics::Metrics;
 
 /// `/readyz`: ready while etcd answers.
 pub fn ready_check(fleet: Arc<Fleet>) -> ReadyCheck {

@@ -30,7 +30,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
 use zoopipe_common::plan::Task;
-use zoopipe_common::report::{JobState, TaskResult};
+use zoopipe_common::report::{JobReport, JobState, TaskResult};
+use zoopipe_engine::lifecycle::{JobStore, NameClaim, StoreError, StoreResult};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -68,7 +69,7 @@ pub struct StoredJob {
     pub owners: BTreeMap<u32, Owner>,
     pub results: BTreeMap<u32, TaskResult>,
     /// The final report, once the job ended.
-    pub report: Option<zoopipe_common::report::JobReport>,
+    pub report: Option<JobReport>,
 }
 
 #[derive(Clone)]
@@ -414,7 +415,7 @@ impl EtcdState {
     }
 
     /// Store an ended job's report (and its final state) together.
-    pub async fn finish_job(&self, report: &zoopipe_common::report::JobReport) -> Result<()> {
+    pub async fn finish_job(&self, report: &JobReport) -> Result<()> {
         let ops = vec![
             TxnOp::put(self.job_key(&report.job_id, "report"), json(report), None),
             TxnOp::put(
@@ -549,6 +550,33 @@ impl EtcdState {
         )];
         let ops = vec![TxnOp::delete(owner_key, None)];
         Ok(self.fenced(compares, ops).await?.succeeded())
+    }
+
+    /// A file re-read whole: its ranges' tasks, owners and results go, and `task` (under the
+    /// first range's index) is stored anew, in one fenced transaction.
+    pub async fn replace_tasks(&self, job: &str, removed: &[u32], task: &Task) -> Result<()> {
+        let mut ops = Vec::new();
+        for index in removed {
+            for kind in ["tasks", "owners", "results"] {
+                ops.push(TxnOp::delete(
+                    self.job_key(job, &format!("{kind}/{index}")),
+                    None,
+                ));
+            }
+        }
+        ops.push(TxnOp::put(
+            self.job_key(job, &format!("tasks/{}", task.index)),
+            json(task),
+            None,
+        ));
+        // etcd caps a transaction at 128 operations: a long file's ranges go in chunks, the
+        // new task last (a coordinator that dies in between re-reads the file again).
+        let last = ops.split_off(ops.len() - 1);
+        for chunk in ops.chunks(TASKS_PER_TXN) {
+            self.fenced(vec![], chunk.to_vec()).await?;
+        }
+        self.fenced(vec![], last).await?;
+        Ok(())
     }
 
     /// Whether a task's result is stored.
@@ -740,5 +768,80 @@ impl EtcdState {
             results: BTreeMap::new(),
             report: report.map(|r| parse(&keys[2], &r)).transpose()?,
         }))
+    }
+}
+
+impl From<StateError> for StoreError {
+    fn from(e: StateError) -> Self {
+        match e {
+            StateError::NotLeader => StoreError::NotLeader,
+            StateError::JobExists(job) => StoreError::JobExists(job),
+            StateError::Corrupt { key, message } => StoreError::Corrupt { key, message },
+            e @ (StateError::Unreachable { .. } | StateError::Etcd(_)) => {
+                StoreError::Unavailable(e.to_string())
+            }
+        }
+    }
+}
+
+/// The fleet's job store: the lifecycle's writes as fenced etcd transactions.
+#[async_trait::async_trait]
+impl JobStore for EtcdState {
+    fn name_key(&self, name: &str, vars: &BTreeMap<String, String>) -> String {
+        EtcdState::name_key(self, name, vars)
+    }
+
+    async fn job_for_name(&self, name_key: &str) -> StoreResult<Option<String>> {
+        Ok(EtcdState::job_for_name(self, name_key).await?)
+    }
+
+    async fn create_job(
+        &self,
+        job_id: &str,
+        spec: &serde_json::Value,
+        tasks: &[Task],
+        name: Option<NameClaim<'_>>,
+    ) -> StoreResult<()> {
+        let name = name.map(|n| (n.key, n.seen));
+        Ok(EtcdState::create_job(self, job_id, spec, tasks, name).await?)
+    }
+
+    async fn resume_job(&self, job_id: &str) -> StoreResult<()> {
+        Ok(EtcdState::resume_job(self, job_id).await?)
+    }
+
+    async fn set_job_state(&self, job_id: &str, state: JobState) -> StoreResult<()> {
+        Ok(EtcdState::set_job_state(self, job_id, state).await?)
+    }
+
+    async fn claim(
+        &self,
+        job_id: &str,
+        index: u32,
+        worker: &str,
+        attempt: u32,
+        lease: i64,
+    ) -> StoreResult<Option<u64>> {
+        Ok(EtcdState::claim(self, job_id, index, worker, attempt, lease).await?)
+    }
+
+    async fn complete(&self, job_id: &str, token: u64, result: &TaskResult) -> StoreResult<bool> {
+        Ok(EtcdState::complete(self, job_id, result.index, token, result).await?)
+    }
+
+    async fn release(&self, job_id: &str, index: u32, token: u64) -> StoreResult<bool> {
+        Ok(EtcdState::release(self, job_id, index, token).await?)
+    }
+
+    async fn replace_tasks(&self, job_id: &str, removed: &[u32], task: &Task) -> StoreResult<()> {
+        Ok(EtcdState::replace_tasks(self, job_id, removed, task).await?)
+    }
+
+    async fn confirm_leading(&self) -> StoreResult<()> {
+        Ok(EtcdState::confirm_leading(self).await?)
+    }
+
+    async fn finish_job(&self, report: &JobReport) -> StoreResult<()> {
+        Ok(EtcdState::finish_job(self, report).await?)
     }
 }

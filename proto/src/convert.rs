@@ -4,6 +4,7 @@
 
 use crate::v1;
 use std::collections::BTreeMap;
+use zoopipe_common::error::FailureKind;
 use zoopipe_common::format::csv::RangeOutcome;
 use zoopipe_common::format::write::{Codec, WriteOptions};
 use zoopipe_common::format::{Compression, CsvOptions, Format};
@@ -109,6 +110,25 @@ pub fn state_to(s: JobState) -> i32 {
         JobState::Failed => v1::JobState::Failed,
         JobState::Cancelled => v1::JobState::Cancelled,
     }) as i32
+}
+
+pub fn failure_kind_to(kind: FailureKind) -> i32 {
+    (match kind {
+        FailureKind::Transient => v1::FailureKind::Transient,
+        FailureKind::Fatal => v1::FailureKind::Fatal,
+        FailureKind::HandedBack => v1::FailureKind::HandedBack,
+        FailureKind::Lost => v1::FailureKind::Lost,
+    }) as i32
+}
+
+/// An unknown or unspecified kind is fatal: a failure no one can classify is not retried.
+pub fn failure_kind_from(value: i32) -> FailureKind {
+    match v1::FailureKind::try_from(value) {
+        Ok(v1::FailureKind::Transient) => FailureKind::Transient,
+        Ok(v1::FailureKind::HandedBack) => FailureKind::HandedBack,
+        Ok(v1::FailureKind::Lost) => FailureKind::Lost,
+        _ => FailureKind::Fatal,
+    }
 }
 
 pub fn state_from(value: i32) -> Result<JobState> {

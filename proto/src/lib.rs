@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod convert;
+pub mod flight;
 
 /// Generated code for package `zoopipe.v1`.
 pub mod v1 {

@@ -1,18 +1,18 @@
-//! The fleet worker loop: register, heartbeat, pull tasks for free slots, run them with
-//! `process`, and report each result with its fencing token. Stateless: a worker that loses
+//! The fleet worker loop: register, heartbeat, pull tasks for free slots, run them with the
+//! engine's `task::attempt`, and report each result with its fencing token. Stateless: a worker that loses
 //! its lease or its coordinator registers again; a refused result's parts are the
 //! coordinator's to discard.
 
-use crate::ops::METRICS;
-use crate::process::{WorkerContext, process};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::{Mutex, Semaphore};
-use tracing::Instrument;
 use zoopipe_common::plan::Task;
 use zoopipe_common::spec::{JobConfig, JobSpec};
+use zoopipe_engine::lifecycle::{Assignment, FailureKind};
+use zoopipe_engine::ops::METRICS;
+use zoopipe_engine::task::{AttemptOutcome, TaskContext, attempt};
 use zoopipe_proto::client::Failover;
 use zoopipe_proto::v1;
 use zoopipe_proto::v1::worker_service_client::WorkerServiceClient;
@@ -71,7 +71,7 @@ impl Drain {
 
 /// Run until a drain is requested, then finish (within the grace period) or hand back the
 /// running tasks, and return.
-pub async fn run(client: Client, ctx: WorkerContext, options: WorkerOptions, drain: Arc<Drain>) {
+pub async fn run(client: Client, ctx: TaskContext, options: WorkerOptions, drain: Arc<Drain>) {
     let slots = Arc::new(Semaphore::new(options.slots));
     let running: Running = Arc::default();
     let mut beats = None;
@@ -198,7 +198,7 @@ async fn heartbeats(
 
 async fn acquire_loop(
     client: &Client,
-    ctx: &WorkerContext,
+    ctx: &TaskContext,
     options: &WorkerOptions,
     slots: &Arc<Semaphore>,
     running: &Running,
@@ -242,7 +242,7 @@ async fn acquire_loop(
                         c
                     }
                     Err(message) => {
-                        report_failure(client.clone(), &task, false, message).await;
+                        report_failure(client.clone(), &task, FailureKind::Fatal, message).await;
                         continue;
                     }
                 },
@@ -256,7 +256,7 @@ async fn acquire_loop(
                 (task.job_id.clone(), task.index),
                 (task.fencing_token, cancel.clone(), opened.clone()),
             );
-            let ctx = WorkerContext {
+            let ctx = TaskContext {
                 cancel,
                 opened,
                 ..ctx.clone()
@@ -283,7 +283,7 @@ fn job_config(job_id: &str, spec: Option<&v1::JobSpec>) -> Result<JobConfig, Str
 
 async fn run_task(
     mut client: Client,
-    ctx: WorkerContext,
+    ctx: TaskContext,
     config: Arc<JobConfig>,
     proto: v1::Task,
     drain: &Drain,
@@ -291,7 +291,7 @@ async fn run_task(
 ) {
     let task = match Task::try_from(proto.clone()) {
         Ok(t) => t,
-        Err(e) => return report_failure(client, &proto, false, e.to_string()).await,
+        Err(e) => return report_failure(client, &proto, FailureKind::Fatal, e.to_string()).await,
     };
     tracing::info!(
         job = proto.job_id,
@@ -300,24 +300,19 @@ async fn run_task(
         "running"
     );
     let started = std::time::Instant::now();
-    // One span per task attempt, a child of the job's span (one job, one trace).
-    let span = tracing::info_span!(
-        "task",
-        job = proto.job_id.as_str(),
-        index = proto.index,
-        attempt = proto.attempt
-    );
-    if let Some(parent) = &config.spec.trace_parent {
-        zoopipe_common::logging::set_parent(&span, parent);
-    }
-    let outcome = process(ctx, config, task, proto.attempt)
-        .instrument(span)
-        .await;
+    let assignment = Assignment {
+        job_id: proto.job_id.clone(),
+        task,
+        attempt: proto.attempt,
+        token: proto.fencing_token,
+        config,
+    };
+    let outcome = attempt(ctx, &assignment, || drain.requested()).await;
     METRICS
         .task_seconds
         .observe(started.elapsed().as_secs_f64());
     match outcome {
-        Ok(mut result) => {
+        AttemptOutcome::Completed(mut result) => {
             result.worker = worker_id.to_string();
             METRICS.rows_read.inc_by(result.rows_read);
             METRICS.rows_invalid.inc_by(result.rows_invalid);
@@ -327,7 +322,7 @@ async fn run_task(
                 worker_id: worker_id.to_string(),
                 job_id: proto.job_id.clone(),
                 fencing_token: proto.fencing_token,
-                result: Some((&result).into()),
+                result: Some(result.as_ref().into()),
             };
             // The coordinator or etcd may be briefly away: keep reporting until it answers.
             let mut answer = client.complete_task(request.clone()).await;
@@ -355,17 +350,20 @@ async fn run_task(
                 }
             }
         }
-        Err(zoopipe_common::Error::Cancelled) if drain.requested() => {
+        AttemptOutcome::Failed {
+            kind: FailureKind::HandedBack,
+            ..
+        } => {
             METRICS.attempt("handed_back");
             let message = "handed back: the worker is shutting down".to_string();
-            report_failure(client, &proto, true, message).await
+            report_failure(client, &proto, FailureKind::HandedBack, message).await
         }
-        Err(e) => {
+        AttemptOutcome::Failed { kind, error } => {
             METRICS.attempt("failed");
-            if let Some(kind) = storage_error_kind(&e) {
+            if let Some(kind) = storage_error_kind(&error) {
                 METRICS.storage_error(kind);
             }
-            report_failure(client, &proto, e.is_retryable(), e.to_string()).await
+            report_failure(client, &proto, kind, error.to_string()).await
         }
     }
 }
@@ -382,11 +380,11 @@ fn storage_error_kind(e: &zoopipe_common::Error) -> Option<&'static str> {
     }
 }
 
-async fn report_failure(mut client: Client, task: &v1::Task, retryable: bool, message: String) {
+async fn report_failure(mut client: Client, task: &v1::Task, kind: FailureKind, message: String) {
     tracing::warn!(
         job = task.job_id,
         task = task.index,
-        retryable,
+        ?kind,
         message,
         "task failed"
     );
@@ -395,7 +393,7 @@ async fn report_failure(mut client: Client, task: &v1::Task, retryable: bool, me
         job_id: task.job_id.clone(),
         index: task.index,
         fencing_token: task.fencing_token,
-        retryable,
+        kind: zoopipe_proto::convert::failure_kind_to(kind),
         message,
     };
     for _ in 0..REPORT_RETRIES {

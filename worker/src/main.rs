@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use zoopipe_common::storage::Storage;
+use zoopipe_engine::ops::http::ReadyCheck;
+use zoopipe_engine::task::{Progress, TaskContext};
 use zoopipe_proto::client::CoordinatorArgs;
 use zoopipe_worker::fleet::{Drain, WorkerOptions, run};
-use zoopipe_worker::ops::http::ReadyCheck;
-use zoopipe_worker::{Progress, WorkerContext};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -56,7 +56,7 @@ async fn main() -> std::process::ExitCode {
         .and_then(|v| v.parse().ok())
         .map(Duration::from_millis)
         .unwrap_or_default();
-    let ctx = WorkerContext {
+    let ctx = TaskContext {
         storage: Storage::new(),
         runtime: tokio::runtime::Handle::current(),
         progress: Arc::new(Progress::default()),
@@ -118,7 +118,7 @@ async fn main() -> std::process::ExitCode {
     // Several workers on one host share the default port: the first gets it, the others
     // run without health and metrics (and say so) rather than not at all.
     tokio::spawn(async move {
-        if let Err(e) = zoopipe_worker::ops::http::serve(args.http, ready, health_service).await {
+        if let Err(e) = zoopipe_engine::ops::http::serve(args.http, ready, health_service).await {
             tracing::warn!(listen = %args.http, error = %e, "no /healthz, /readyz, /metrics: cannot serve the operations port");
         }
     });

@@ -3,8 +3,9 @@
 //! targets are assembled, stale objects (with `overwrite`) are removed, and `_report.json`
 //! then `_SUCCESS` are written last — a reader that sees `_SUCCESS` sees exactly one part per task.
 
+use crate::lifecycle::Outcomes;
 use crate::merge::{finalize_errors, merge_output};
-use crate::scheduler::Outcomes;
+use crate::task::TaskContext;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStoreExt, PutPayload};
@@ -14,7 +15,6 @@ use zoopipe_common::report::{JobReport, Manifest, ManifestPart};
 use zoopipe_common::spec::{JobConfig, OutputTarget};
 use zoopipe_common::storage::{ObjectUrl, Storage};
 use zoopipe_common::{Error, Result};
-use zoopipe_worker::WorkerContext;
 
 const SUCCESS: &str = "_SUCCESS";
 const REPORT: &str = "_report.json";
@@ -72,7 +72,7 @@ async fn existing_objects(storage: &Storage, target: &OutputTarget) -> Result<Ve
 /// With `max_error_rate`, the reason to fail a job whose results hold too many invalid rows.
 pub fn error_rate_exceeded(
     job: &JobConfig,
-    results: &crate::scheduler::Outcomes,
+    results: &crate::lifecycle::Outcomes,
 ) -> Option<String> {
     let limit = job.spec.max_error_rate?;
     let processed: u64 = results.values().map(|r| r.rows_read).sum();
@@ -118,7 +118,7 @@ pub fn check_inputs_outside_output(
 /// Make the job's parts visible and assemble its outputs. On failure the report comes back
 /// with what had been counted, so the caller can record the failure.
 pub async fn commit(
-    ctx: &WorkerContext,
+    ctx: &TaskContext,
     job: &JobConfig,
     outcomes: Outcomes,
     mut report: JobReport,
@@ -178,7 +178,7 @@ pub async fn commit(
 /// Publish every winner's parts, assemble single-file targets, finalize error parts, and
 /// write `_manifest.json` listing the results.
 async fn place_outputs(
-    ctx: &WorkerContext,
+    ctx: &TaskContext,
     job: &JobConfig,
     outcomes: &Outcomes,
 ) -> Result<Manifest> {

@@ -5,6 +5,7 @@
 
 use crate::commit::ErrorPart;
 use crate::merge_copy::merge_by_copy;
+use crate::task::TaskContext;
 use object_store::ObjectStoreExt;
 use std::io::{BufRead, BufReader, Write};
 use zoopipe_common::errors_out::{ErrorRow, ErrorWriter};
@@ -17,12 +18,11 @@ use zoopipe_common::storage::{
     ObjectReader, ObjectUrl, StagedObject, StagedWriter, is_unsupported,
 };
 use zoopipe_common::{Error, Result};
-use zoopipe_worker::WorkerContext;
 
 /// Rows per write when re-encoding staged error rows.
 const ERROR_CHUNK: usize = 8192;
 
-fn reader(ctx: &WorkerContext, url: &str) -> Result<ObjectReader> {
+fn reader(ctx: &TaskContext, url: &str) -> Result<ObjectReader> {
     let parsed = ObjectUrl::parse(url)?;
     let store = ctx.storage.store(&parsed)?;
     let size = ctx
@@ -42,7 +42,7 @@ fn reader(ctx: &WorkerContext, url: &str) -> Result<ObjectReader> {
     ))
 }
 
-fn download(ctx: &WorkerContext, url: &str) -> Result<std::fs::File> {
+fn download(ctx: &TaskContext, url: &str) -> Result<std::fs::File> {
     let mut file = tempfile::tempfile().map_err(|e| Error::io("creating a temp file", e))?;
     std::io::copy(&mut reader(ctx, url)?, &mut file)
         .map_err(|e| Error::io(format!("downloading {url}"), e))?;
@@ -60,7 +60,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 /// cannot, the parts stream through this process. The parts stay (in the staging prefix,
 /// removed once the manifest is written) so that a commit interrupted after this can run again.
 pub async fn merge_output(
-    ctx: &WorkerContext,
+    ctx: &TaskContext,
     job: &JobConfig,
     parts: &[ManifestPart],
 ) -> Result<StagedObject> {
@@ -99,7 +99,7 @@ pub async fn merge_output(
 
 /// Merge by reading every part and writing the object (Arrow IPC, local files, fallbacks).
 async fn stream_parts(
-    ctx: &WorkerContext,
+    ctx: &TaskContext,
     job: &JobConfig,
     parts: &[String],
 ) -> Result<StagedObject> {
@@ -168,7 +168,7 @@ fn encode(e: &dyn std::fmt::Display) -> Error {
 /// place are kept; staged ones (JSONL) are renumbered by `line_offset` and written to their
 /// final part, or all appended into the single errors object. Returns the final URLs.
 pub(crate) async fn finalize_errors(
-    ctx: &WorkerContext,
+    ctx: &TaskContext,
     job: &JobConfig,
     parts: &[ErrorPart],
 ) -> Result<Vec<ManifestPart>> {
@@ -229,7 +229,7 @@ pub(crate) async fn finalize_errors(
 }
 
 fn copy_error_rows(
-    ctx: &WorkerContext,
+    ctx: &TaskContext,
     url: &str,
     offset: u64,
     writer: &mut ErrorWriter,

@@ -1,8 +1,9 @@
-//! `process(task)`: one attempt of one task, start to finish.
+//! `process(task)`: one attempt of one task, start to finish, and `TaskContext`, what it needs
+//! from its surroundings.
 
-use crate::batch::{count_errors, route};
-use crate::progress::Progress;
-use crate::source::read_split;
+use super::batch::{count_errors, route};
+use super::progress::Progress;
+use super::source::read_split;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -18,7 +19,7 @@ use zoopipe_common::{Error, Result};
 
 /// What a task needs from its surroundings.
 #[derive(Clone)]
-pub struct WorkerContext {
+pub struct TaskContext {
     pub storage: Storage,
     pub runtime: Handle,
     pub progress: Arc<Progress>,
@@ -35,7 +36,20 @@ pub struct WorkerContext {
     pub upload_opened: Arc<tokio::sync::Notify>,
 }
 
-impl WorkerContext {
+impl TaskContext {
+    /// A context on the current runtime with fresh counters and no cancellation.
+    pub fn new(storage: Storage) -> Self {
+        Self {
+            storage,
+            runtime: Handle::current(),
+            progress: Arc::new(Progress::default()),
+            cancel: Arc::new(AtomicBool::new(false)),
+            batch_delay: std::time::Duration::ZERO,
+            opened: Default::default(),
+            upload_opened: Default::default(),
+        }
+    }
+
     fn opened(&self, sink: &StagedWriter) {
         if let (Some(upload), Ok(mut opened)) = (sink.open_upload(), self.opened.lock()) {
             opened.push(upload);
@@ -55,7 +69,7 @@ pub async fn discard(storage: &Storage, result: &TaskResult) {
 
 /// Run `process` on a blocking thread (parsing and encoding are CPU-bound).
 pub async fn process(
-    ctx: WorkerContext,
+    ctx: TaskContext,
     job: Arc<JobConfig>,
     task: Task,
     attempt: u32,
@@ -106,7 +120,7 @@ fn lines_relative(task: &Task) -> bool {
 }
 
 pub fn process_blocking(
-    ctx: &WorkerContext,
+    ctx: &TaskContext,
     job: &JobConfig,
     task: &Task,
     attempt: u32,
@@ -186,7 +200,7 @@ pub fn process_blocking(
 }
 
 fn write_errors(
-    ctx: &WorkerContext,
+    ctx: &TaskContext,
     job: &JobConfig,
     task: &Task,
     writer: &mut Option<ErrorWriter>,

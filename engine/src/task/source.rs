@@ -1,6 +1,6 @@
 //! Opens the right reader for one split and feeds its batches to a callback.
 
-use crate::process::WorkerContext;
+use super::process::TaskContext;
 use std::io::{BufRead, BufReader};
 use std::sync::Arc;
 use zoopipe_common::format::csv::{CsvRecords, RangeOutcome, skip_to_line_start};
@@ -18,7 +18,7 @@ const READ_BUFFER: usize = 256 * 1024;
 
 /// Read one split; byte-range splits also report how their records lined up.
 pub fn read_split(
-    ctx: &WorkerContext,
+    ctx: &TaskContext,
     job: &JobConfig,
     split: &Split,
     counter: &ReadCounter,

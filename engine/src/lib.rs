@@ -1,0 +1,15 @@
+//! The job engine, shared by every binary: task execution (`task`, the data plane), the one
+//! job lifecycle (`lifecycle`: plan, hand out, retry, re-read, gate, commit, report) over a
+//! `JobStore`, the commit itself (`commit`, `merge`), the embedded runner of `zoopipectl run`
+//! (`embedded`), and the operations port both fleet binaries serve (`ops`).
+
+pub mod commit;
+pub mod embedded;
+pub mod lifecycle;
+mod merge;
+mod merge_copy;
+pub mod ops;
+pub mod task;
+
+pub use embedded::{RunOptions, run_job};
+pub use lifecycle::new_job_id;

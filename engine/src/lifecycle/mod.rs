@@ -1,0 +1,954 @@
+//! The one job lifecycle, shared by `zoopipectl run` and the fleet coordinator:
+//!
+//! ```text
+//! submit: plan → tasks (stored) ─▶ take_tasks: claim (fencing token) ─▶ complete / fail / lost
+//!    fail, lost ─▶ retry::decide: again after a backoff, or the job fails naming the task
+//!    all tasks done ─▶ finish_job: re-read misaligned files ─▶ error-rate gate
+//!                     ─▶ commit ─▶ publish (_report.json, _SUCCESS) ─▶ store the report
+//! ```
+//!
+//! Durable state goes through a `JobStore` (in memory for the embedded mode, etcd for the
+//! fleet); who runs a task is the caller's business (local task runners, or workers pulling
+//! over gRPC).
+
+mod memory;
+pub mod retry;
+mod store;
+mod table;
+
+pub use memory::MemoryStore;
+pub use retry::{Decision, FailureKind, decide};
+pub use store::{JobStore, NameClaim, StoreError, StoreResult};
+pub use table::{JobEntry, JobProgress, Slot, TaskStatus};
+
+use crate::commit::{
+    check_inputs_outside_output, check_output_free, commit, error_rate_exceeded, publish,
+    write_report,
+};
+use crate::ops::METRICS;
+use crate::task::{TaskContext, discard};
+use chrono::Utc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::{Mutex, Notify};
+use tracing::Instrument;
+use zoopipe_common::plan::{Split, SplitKind, Task, misaligned_files, plan_job};
+use zoopipe_common::report::{JobReport, JobState, TaskResult};
+use zoopipe_common::schema::CompiledSchema;
+use zoopipe_common::spec::{JobConfig, JobSpec, SchemaSource};
+use zoopipe_common::storage::Storage;
+
+/// Every task's winning attempt, by task index.
+pub type Outcomes = BTreeMap<u32, TaskResult>;
+
+pub fn new_job_id() -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{}-{}", Utc::now().format("%Y%m%d-%H%M%S"), &id[..8])
+}
+
+/// Why a job could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The spec, schema or output choice is wrong.
+    #[error("{0}")]
+    Invalid(zoopipe_common::Error),
+    /// The inputs or output are not as the job needs them (missing, unreadable, occupied).
+    #[error("{0}")]
+    Precondition(zoopipe_common::Error),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// The same named job was submitted by someone else at the same moment.
+    #[error("the same named job was submitted concurrently; submit again to attach to it")]
+    Concurrent,
+}
+
+/// What a submission did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SubmitOutcome {
+    Created,
+    AlreadySucceeded,
+    AlreadyRunning,
+    Resumed,
+}
+
+#[derive(Clone, Debug)]
+pub struct Submitted {
+    pub job_id: String,
+    pub tasks: u32,
+    pub tasks_to_run: u32,
+    pub outcome: SubmitOutcome,
+}
+
+/// One task handed to a runner.
+#[derive(Clone)]
+pub struct Assignment {
+    pub job_id: String,
+    pub task: Task,
+    pub attempt: u32,
+    pub token: u64,
+    pub config: Arc<JobConfig>,
+}
+
+/// An attempt a worker says it runs (from a heartbeat).
+pub struct RunningAttempt {
+    pub job_id: String,
+    pub index: u32,
+    pub token: u64,
+    pub uploads: Vec<(String, String)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CancelError {
+    #[error("no job {0}")]
+    NotFound(String),
+    #[error("job {0} is committing its output and can no longer be cancelled")]
+    Committing(String),
+}
+
+pub struct Lifecycle {
+    store: Arc<dyn JobStore>,
+    storage: Storage,
+    jobs: Mutex<BTreeMap<String, JobEntry>>,
+    /// Woken when a task may have become available (submitted, requeued, backoff over).
+    work: Notify,
+    /// Woken when a job ends.
+    ended: Notify,
+}
+
+impl Lifecycle {
+    pub fn new(store: Arc<dyn JobStore>, storage: Storage) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            storage,
+            jobs: Mutex::new(BTreeMap::new()),
+            work: Notify::new(),
+            ended: Notify::new(),
+        })
+    }
+
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// A future that resolves at the next `notify_work` (create it before looking for work).
+    pub fn work_notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.work.notified()
+    }
+
+    pub fn notify_work(&self) {
+        self.work.notify_waiters();
+    }
+
+    /// Plan and store a job. A named job (`name` + `vars`) is its own idempotency key: an
+    /// earlier run that succeeded answers a resubmission (unless `force`), a running one is
+    /// attached to, a failed or cancelled one resumes with its uncommitted tasks.
+    pub async fn submit(
+        self: &Arc<Self>,
+        mut spec: JobSpec,
+        force: bool,
+    ) -> Result<Submitted, SubmitError> {
+        let mut name_key = None;
+        let mut previous = None;
+        if let Some(name) = &spec.name {
+            let key = self.store.name_key(name, &spec.vars);
+            if let Some(earlier) = self.store.job_for_name(&key).await? {
+                if let Some(answer) = self.rerun(&earlier, force).await? {
+                    return Ok(answer);
+                }
+                // --force: a fresh run replaces the earlier one's output.
+                spec.overwrite = true;
+                previous = Some(earlier);
+            }
+            name_key = Some(key);
+        }
+        let job_id = new_job_id();
+        tracing::Span::current().record("job", job_id.as_str());
+        if spec.trace_parent.is_none() {
+            spec.trace_parent = zoopipe_common::logging::current_traceparent();
+        }
+        let mut config = JobConfig::new(job_id.clone(), spec).map_err(SubmitError::Invalid)?;
+        check_output_free(&self.storage, &config)
+            .await
+            .map_err(SubmitError::Precondition)?;
+        let plan = plan_job(&self.storage, &mut config)
+            .await
+            .map_err(SubmitError::Precondition)?;
+        check_inputs_outside_output(&config, &plan.inputs).map_err(SubmitError::Invalid)?;
+        // Every attempt, wherever it runs, validates with exactly the schema planned with
+        // (inferred or given): it travels inline in the stored spec.
+        let schema: &CompiledSchema = config.schema.as_deref().ok_or_else(|| {
+            SubmitError::Invalid(zoopipe_common::Error::config("planning produced no schema"))
+        })?;
+        config.spec.schema = Some(SchemaSource::Inline(schema.to_json_schema("Record")));
+        let spec_json = serde_json::to_value(&config.spec)
+            .map_err(|e| SubmitError::Invalid(zoopipe_common::Error::config(e.to_string())))?;
+        let name = name_key.as_deref().map(|key| NameClaim {
+            key,
+            seen: previous.as_deref(),
+        });
+        self.store
+            .create_job(&job_id, &spec_json, &plan.tasks, name)
+            .await
+            .map_err(|e| match e {
+                StoreError::JobExists(_) => SubmitError::Concurrent,
+                e => SubmitError::Store(e),
+            })?;
+        let mut report = JobReport::new(&job_id);
+        report.state = JobState::Running;
+        report.started_at = Utc::now().to_rfc3339();
+        report.inputs = plan.inputs.iter().map(|i| i.url.to_string()).collect();
+        report.partitions.total = plan.tasks.len() as u64;
+        let slots: BTreeMap<u32, Slot> = plan
+            .tasks
+            .into_iter()
+            .map(|task| (task.index, Slot::new(task)))
+            .collect();
+        let count = slots.len() as u32;
+        let mut entry = JobEntry::new(Arc::new(config), slots, report);
+        entry.bytes_total = plan.inputs.iter().map(|i| i.size).sum();
+        self.jobs.lock().await.insert(job_id.clone(), entry);
+        tracing::info!(job = job_id, tasks = count, "job submitted");
+        self.work.notify_waiters();
+        Ok(Submitted {
+            job_id,
+            tasks: count,
+            tasks_to_run: count,
+            outcome: SubmitOutcome::Created,
+        })
+    }
+
+    /// What an earlier run of a named job answers a resubmission. `None`: start a new run.
+    async fn rerun(
+        self: &Arc<Self>,
+        job_id: &str,
+        force: bool,
+    ) -> Result<Option<Submitted>, SubmitError> {
+        let mut jobs = self.jobs.lock().await;
+        let Some(job) = jobs.get_mut(job_id) else {
+            return Ok(None);
+        };
+        let remaining = job
+            .slots
+            .values()
+            .filter(|s| !matches!(s.status, TaskStatus::Done(_)))
+            .count() as u32;
+        let answer = |outcome, tasks_to_run| Submitted {
+            job_id: job_id.to_string(),
+            tasks: job.slots.len() as u32,
+            tasks_to_run,
+            outcome,
+        };
+        match job.report.state {
+            JobState::Succeeded if !force => Ok(Some(answer(SubmitOutcome::AlreadySucceeded, 0))),
+            JobState::Pending | JobState::Running | JobState::Committing => {
+                Ok(Some(answer(SubmitOutcome::AlreadyRunning, remaining)))
+            }
+            JobState::Failed | JobState::Cancelled if !force => {
+                let response = answer(SubmitOutcome::Resumed, remaining);
+                self.store.resume_job(job_id).await?;
+                for slot in job.slots.values_mut() {
+                    if !matches!(slot.status, TaskStatus::Done(_)) {
+                        slot.status = TaskStatus::Pending;
+                        slot.attempts = 0;
+                        slot.ready_at = None;
+                    }
+                }
+                job.scan_from = 0;
+                let mut report = JobReport::new(job_id);
+                report.state = JobState::Running;
+                report.started_at = Utc::now().to_rfc3339();
+                report.inputs = std::mem::take(&mut job.report.inputs);
+                report.partitions.total = job.slots.len() as u64;
+                job.report = report;
+                job.started = Instant::now();
+                tracing::info!(job = job_id, tasks = remaining, "resuming a named job");
+                if remaining == 0 {
+                    job.report.state = JobState::Committing;
+                    tokio::spawn(self.clone().finish_job(job_id.to_string()));
+                }
+                self.work.notify_waiters();
+                Ok(Some(response))
+            }
+            _ => {
+                // Forced: the earlier run's kept (unpublished) parts go; published ones stay
+                // until the new run replaces them.
+                if job.report.state != JobState::Succeeded {
+                    for (_, result) in job.results() {
+                        discard(&self.storage, result).await;
+                    }
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// Claim up to `free` ready tasks for `worker` (under `lease`; 0 for none).
+    pub async fn take_tasks(
+        &self,
+        worker: &str,
+        lease: i64,
+        free: u32,
+    ) -> Result<Vec<Assignment>, StoreError> {
+        // Pick under the lock, claim in the store without it: concurrent acquires then reach
+        // etcd together (it commits them in one batch) instead of one after another.
+        let now = Instant::now();
+        let picks: Vec<(String, u32, u32)> = {
+            let mut jobs = self.jobs.lock().await;
+            let mut picks = Vec::new();
+            'jobs: for (job_id, job) in jobs.iter_mut() {
+                if job.ended() || job.report.state == JobState::Committing {
+                    continue;
+                }
+                let mut waiting = false;
+                for (index, slot) in job.slots.range_mut(job.scan_from..) {
+                    if picks.len() as u32 >= free {
+                        break 'jobs;
+                    }
+                    let pending = matches!(slot.status, TaskStatus::Pending);
+                    let backing_off = pending && slot.ready_at.is_some_and(|t| t > now);
+                    waiting |= backing_off;
+                    // Everything before the first task waiting for its backoff is claimed or
+                    // done: the next scan starts after it.
+                    if !waiting {
+                        job.scan_from = index + 1;
+                    }
+                    if backing_off {
+                        continue;
+                    }
+                    if pending {
+                        slot.attempts += 1;
+                        slot.ready_at = None;
+                        slot.status = TaskStatus::Claiming;
+                        picks.push((job_id.clone(), *index, slot.attempts));
+                    }
+                }
+            }
+            picks
+        };
+        let claims = futures::future::join_all(picks.iter().map(|(job_id, index, attempt)| {
+            self.store.claim(job_id, *index, worker, *attempt, lease)
+        }))
+        .await;
+        let mut out = Vec::new();
+        let mut failure = None;
+        let mut jobs = self.jobs.lock().await;
+        for ((job_id, index, attempt), claimed) in picks.into_iter().zip(claims) {
+            let Some(job) = jobs.get_mut(&job_id) else {
+                continue;
+            };
+            let Some(slot) = job.slots.get_mut(&index) else {
+                continue;
+            };
+            if !matches!(slot.status, TaskStatus::Claiming) {
+                continue;
+            }
+            match claimed {
+                Ok(Some(token)) => {
+                    slot.status = TaskStatus::Running {
+                        worker: worker.to_string(),
+                        token,
+                        uploads: Vec::new(),
+                        since: Instant::now(),
+                        started: false,
+                    };
+                    out.push(Assignment {
+                        job_id: job_id.clone(),
+                        task: slot.task.clone(),
+                        attempt,
+                        token,
+                        config: job.config.clone(),
+                    });
+                }
+                // An earlier owner is still there (its lease has not ended yet), or the store
+                // failed: the task stays pending for a later acquire.
+                other => {
+                    slot.status = TaskStatus::Pending;
+                    slot.attempts -= 1;
+                    job.scan_from = 0;
+                    if let Err(e) = other {
+                        failure = Some(e);
+                    }
+                }
+            }
+        }
+        drop(jobs);
+        match failure {
+            Some(e) if out.is_empty() => Err(e),
+            _ => Ok(out),
+        }
+    }
+
+    /// An attempt's result. `false`: refused (a superseded attempt, or the job ended), and its
+    /// staged parts were discarded.
+    pub async fn complete(
+        self: &Arc<Self>,
+        job_id: &str,
+        token: u64,
+        result: TaskResult,
+    ) -> Result<bool, StoreError> {
+        let ended = self
+            .jobs
+            .lock()
+            .await
+            .get(job_id)
+            .is_none_or(JobEntry::ended);
+        if ended {
+            // Cancelled or failed meanwhile (or unknown): nothing of it may be published.
+            discard(&self.storage, &result).await;
+            return Ok(false);
+        }
+        if !self.store.complete(job_id, token, &result).await? {
+            // A superseded attempt (its lease expired and the task ran again): drop its parts.
+            tracing::warn!(
+                job = job_id,
+                task = result.index,
+                attempt = result.attempt,
+                "late result refused"
+            );
+            discard(&self.storage, &result).await;
+            return Ok(false);
+        }
+        // A coordinator that dies here has recorded the result but not answered: the worker
+        // sends it again to the next one, which must acknowledge it (see `JobStore::complete`).
+        zoopipe_common::fault::crash_point("complete-recorded");
+        METRICS.attempt("committed");
+        METRICS.rows_read.inc_by(result.rows_read);
+        METRICS.rows_invalid.inc_by(result.rows_invalid);
+        METRICS.bytes_read.inc_by(result.bytes_read);
+        METRICS.bytes_written.inc_by(result.bytes_written);
+        METRICS.task_seconds.observe(result.duration_s);
+        let mut jobs = self.jobs.lock().await;
+        let Some(job) = jobs.get_mut(job_id) else {
+            return Ok(true);
+        };
+        if let Some(slot) = job.slots.get_mut(&result.index) {
+            if !matches!(slot.status, TaskStatus::Done(_)) {
+                job.done += 1;
+            }
+            slot.status = TaskStatus::Done(Box::new(result));
+        }
+        if job.done == job.slots.len() && job.report.state == JobState::Running {
+            job.report.state = JobState::Committing;
+            tokio::spawn(self.clone().finish_job(job_id.to_string()));
+        }
+        Ok(true)
+    }
+
+    /// An attempt ended without a result (reported by its runner). Ignored unless the attempt
+    /// still owns its task.
+    pub async fn fail(
+        self: &Arc<Self>,
+        job_id: &str,
+        index: u32,
+        token: u64,
+        kind: FailureKind,
+        message: String,
+    ) {
+        let released = self
+            .store
+            .release(job_id, index, token)
+            .await
+            .unwrap_or(false);
+        let mut jobs = self.jobs.lock().await;
+        let Some(job) = jobs.get_mut(job_id) else {
+            return;
+        };
+        let owns = job.slots.get(&index).is_some_and(
+            |s| matches!(s.status, TaskStatus::Running { token: t, .. } if t == token),
+        );
+        if !released || !owns || job.ended() {
+            return; // a stale attempt: the task is already elsewhere
+        }
+        self.settle(job, index, kind, message).await;
+    }
+
+    /// The attempt running `index` is gone without a word (its worker's lease ended, or it
+    /// never received the task): abort the uploads it reported and decide as for a failure.
+    pub async fn lost(self: &Arc<Self>, job_id: &str, index: u32, why: &str) {
+        let mut jobs = self.jobs.lock().await;
+        let Some(job) = jobs.get_mut(job_id) else {
+            return;
+        };
+        if job.ended() {
+            return;
+        }
+        let uploads = match job.slots.get_mut(&index).map(|s| &mut s.status) {
+            Some(TaskStatus::Running { uploads, .. }) => std::mem::take(uploads),
+            _ => return,
+        };
+        self.abort_uploads(uploads);
+        METRICS.lease_expiries.inc();
+        self.settle(job, index, FailureKind::Lost, why.to_string())
+            .await;
+    }
+
+    /// The one retry decision applied to a task whose attempt ended without a result.
+    async fn settle(
+        self: &Arc<Self>,
+        job: &mut JobEntry,
+        index: u32,
+        kind: FailureKind,
+        message: String,
+    ) {
+        let max = job.config.spec.max_attempts;
+        let job_id = job.report.job_id.clone();
+        let Some(slot) = job.slots.get_mut(&index) else {
+            return;
+        };
+        match decide(kind, slot.attempts, max) {
+            Decision::Retry { after, counted } => {
+                if !counted {
+                    slot.attempts = slot.attempts.saturating_sub(1);
+                } else {
+                    METRICS.retries.inc();
+                }
+                tracing::warn!(
+                    job = job_id,
+                    task = index,
+                    attempt = slot.attempts,
+                    ?kind,
+                    message,
+                    "task attempt failed, running it again"
+                );
+                slot.status = TaskStatus::Pending;
+                slot.last_error = Some(message);
+                job.scan_from = 0;
+                if after.is_zero() {
+                    slot.ready_at = None;
+                    self.work.notify_waiters();
+                } else {
+                    slot.ready_at = Some(Instant::now() + after);
+                    let me = self.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(after).await;
+                        me.work.notify_waiters();
+                    });
+                }
+            }
+            Decision::FailJob => {
+                let attempts = match slot.attempts {
+                    n if n > 1 => format!(" after {n} attempts"),
+                    _ => String::new(),
+                };
+                let message = format!("{} failed{attempts}: {message}", partition_name(&slot.task));
+                self.end_job(job, JobState::Failed, message).await;
+            }
+        }
+    }
+
+    /// Abort multipart uploads a lost attempt reported, so none lingers in the bucket.
+    fn abort_uploads(&self, uploads: Vec<(String, String)>) {
+        if uploads.is_empty() {
+            return;
+        }
+        let storage = self.storage.clone();
+        tokio::spawn(async move {
+            for (url, upload_id) in uploads {
+                let staged = zoopipe_common::storage::StagedObject::Multipart {
+                    url: url.clone(),
+                    upload_id,
+                    parts: Vec::new(),
+                    bytes: 0,
+                    crc32: 0,
+                };
+                match staged.discard(&storage).await {
+                    Ok(()) => tracing::info!(url, "aborted a lost attempt's upload"),
+                    Err(e) => {
+                        tracing::warn!(url, error = %e, "cannot abort a lost attempt's upload")
+                    }
+                }
+            }
+        });
+    }
+
+    /// Every task of the job has a result (its state was set to `Committing` under the lock):
+    /// re-read misaligned files, apply the error-rate gate, or commit. The commit runs without
+    /// the job table's lock, so heartbeats, other jobs and status calls go on meanwhile.
+    pub async fn finish_job(self: Arc<Self>, job_id: String) {
+        let (config, outcomes, report, started) = {
+            let mut jobs = self.jobs.lock().await;
+            let Some(job) = jobs.get_mut(&job_id) else {
+                return;
+            };
+            if job.report.state != JobState::Committing {
+                return;
+            }
+            let ranges: Vec<_> = job
+                .results()
+                .flat_map(|(_, r)| r.ranges.iter().cloned())
+                .collect();
+            let bad = misaligned_files(&ranges);
+            if !bad.is_empty() {
+                if let Err(e) = self.reread(job, &bad).await {
+                    // The next leader (or this one, after the store is back) decides again.
+                    tracing::warn!(job = job_id, error = %e, "cannot record the re-read");
+                    return;
+                }
+                job.report.state = JobState::Running;
+                return;
+            }
+            let outcomes: Outcomes = job.results().map(|(i, r)| (i, r.clone())).collect();
+            if let Some(message) = error_rate_exceeded(&job.config, &outcomes) {
+                for result in outcomes.values() {
+                    job.report.add(result);
+                }
+                self.end_job(job, JobState::Failed, message).await;
+                return;
+            }
+            (
+                job.config.clone(),
+                outcomes,
+                job.report.clone(),
+                job.started,
+            )
+        };
+        if let Err(e) = self
+            .store
+            .set_job_state(&job_id, JobState::Committing)
+            .await
+        {
+            // Not leading any more (the new leader commits) or etcd is away (the next leader,
+            // or this one after a restart, commits from the stored results).
+            tracing::warn!(job = job_id, error = %e, "cannot start the commit");
+            return;
+        }
+        let ctx = TaskContext::new(self.storage.clone());
+        let span = tracing::info_span!("commit", job = job_id.as_str());
+        if let Some(parent) = &config.spec.trace_parent {
+            zoopipe_common::logging::set_parent(&span, parent);
+        }
+        // Re-read files replace their ranges' tasks: count what actually ran.
+        let mut report = report;
+        report.partitions.total = outcomes.len() as u64;
+        let mut report = match commit(&ctx, &config, outcomes, report)
+            .instrument(span)
+            .await
+        {
+            Ok(mut report) => {
+                report.state = JobState::Succeeded;
+                report
+            }
+            Err((e, mut report)) => {
+                report.state = JobState::Failed;
+                report.message = Some(format!("commit failed: {e}"));
+                report
+            }
+        };
+        report.duration_s = started.elapsed().as_secs_f64();
+        report.items_per_second = report.total_processed as f64 / report.duration_s.max(1e-9);
+        report.finished_at = Utc::now().to_rfc3339();
+        // A coordinator deposed while it committed (frozen past its lease) must not write the
+        // job's report and markers over those of the leader that finished the commit since.
+        if let Err(StoreError::NotLeader) = self.store.confirm_leading().await {
+            tracing::warn!(
+                job = report.job_id,
+                "no longer leading: the commit is the new leader's, nothing written"
+            );
+            return;
+        }
+        let written = if report.state == JobState::Succeeded {
+            publish(&self.storage, &config, &report).await
+        } else {
+            write_report(&self.storage, &config, &report).await
+        };
+        if let Err(e) = written {
+            report.state = JobState::Failed;
+            report.message = Some(format!("commit failed: {e}"));
+        }
+        if let Err(e) = self.store.finish_job(&report).await {
+            tracing::error!(job = report.job_id, error = %e, "could not record the job's end");
+            if matches!(e, StoreError::NotLeader) {
+                return;
+            }
+        }
+        tracing::info!(job = report.job_id, state = ?report.state, "job ended");
+        if let Some(job) = self.jobs.lock().await.get_mut(&job_id) {
+            job.report = report;
+        }
+        self.ended.notify_waiters();
+    }
+
+    /// Quoted newlines crossed a range boundary: those files' ranges are thrown away and each
+    /// file runs again whole, under the index of its first range.
+    async fn reread(&self, job: &mut JobEntry, bad: &BTreeSet<String>) -> StoreResult<()> {
+        for url in bad {
+            tracing::warn!(%url, "quoted newlines cross a partition boundary; reading the file whole");
+            let owners: Vec<u32> = job
+                .slots
+                .iter()
+                .filter(|(_, s)| s.task.splits.iter().any(|sp| &sp.url == url))
+                .map(|(i, _)| *i)
+                .collect();
+            let Some(first) = owners.first().copied() else {
+                continue;
+            };
+            let Some(template) = job.slots.get(&first).map(|s| s.task.splits[0].clone()) else {
+                continue;
+            };
+            let task = Task {
+                index: first,
+                splits: vec![Split {
+                    kind: SplitKind::Whole,
+                    ..template
+                }],
+            };
+            self.store
+                .replace_tasks(&job.report.job_id, &owners, &task)
+                .await?;
+            for index in &owners {
+                if let Some(slot) = job.slots.remove(index)
+                    && let TaskStatus::Done(r) = &slot.status
+                {
+                    discard(&self.storage, r).await;
+                }
+            }
+            job.slots.insert(first, Slot::new(task));
+        }
+        job.report.partitions.total = job.slots.len() as u64;
+        job.scan_from = 0;
+        job.done = job.results().count();
+        self.work.notify_waiters();
+        Ok(())
+    }
+
+    /// End a job that will not commit: nothing of it is published. A named job keeps its
+    /// finished tasks' parts (staged, invisible) so that submitting it again resumes with only
+    /// the rest; an unnamed one cannot be resumed, so they go.
+    async fn end_job(&self, job: &mut JobEntry, state: JobState, message: String) {
+        if job.ended() {
+            return;
+        }
+        if job.config.spec.name.is_none() {
+            for (_, result) in job.results() {
+                discard(&self.storage, result).await;
+            }
+        }
+        let finished = job.results().count();
+        let total = job.slots.len();
+        let kept = if job.config.spec.name.is_some() {
+            "kept unpublished for a resubmission to resume"
+        } else {
+            "discarded"
+        };
+        job.report.state = state;
+        job.report.partitions.total = total as u64;
+        job.report.partitions.succeeded = finished as u64;
+        job.report.partitions.failed = (total - finished) as u64;
+        job.report.message = Some(format!(
+            "{message}; nothing was committed ({finished} of {total} tasks had finished, their parts {kept})"
+        ));
+        job.report.duration_s = job.started.elapsed().as_secs_f64();
+        job.report.finished_at = Utc::now().to_rfc3339();
+        let _ = write_report(&self.storage, &job.config, &job.report).await;
+        if let Err(e) = self.store.finish_job(&job.report).await {
+            tracing::error!(job = job.report.job_id, error = %e, "could not record the job's end");
+        }
+        self.ended.notify_waiters();
+        self.work.notify_waiters();
+    }
+
+    /// Cancel a job that has not started its commit.
+    pub async fn cancel(&self, job_id: &str) -> Result<JobState, CancelError> {
+        let mut jobs = self.jobs.lock().await;
+        let job = jobs
+            .get_mut(job_id)
+            .ok_or_else(|| CancelError::NotFound(job_id.to_string()))?;
+        if job.report.state == JobState::Committing {
+            return Err(CancelError::Committing(job_id.to_string()));
+        }
+        self.end_job(job, JobState::Cancelled, "cancelled by a user".into())
+            .await;
+        Ok(job.report.state)
+    }
+
+    /// Wait until the job has ended; its final report.
+    pub async fn wait_ended(&self, job_id: &str) -> Option<JobReport> {
+        loop {
+            let ended = self.ended.notified();
+            {
+                let jobs = self.jobs.lock().await;
+                let job = jobs.get(job_id)?;
+                if job.ended() {
+                    return Some(job.report.clone());
+                }
+            }
+            ended.await;
+        }
+    }
+
+    pub async fn contains(&self, job_id: &str) -> bool {
+        self.jobs.lock().await.contains_key(job_id)
+    }
+
+    /// The job's report so far (final once it ended).
+    pub async fn report(&self, job_id: &str) -> Option<JobReport> {
+        self.jobs
+            .lock()
+            .await
+            .get(job_id)
+            .map(JobEntry::current_report)
+    }
+
+    pub async fn progress(&self, job_id: &str) -> Option<JobProgress> {
+        self.jobs.lock().await.get(job_id).map(JobEntry::progress)
+    }
+
+    pub async fn list(&self) -> Vec<JobReport> {
+        let jobs = self.jobs.lock().await;
+        jobs.values().map(|j| j.report.clone()).collect()
+    }
+
+    /// Jobs by state, and tasks of unfinished jobs by state: for metrics.
+    pub async fn counts(&self) -> (BTreeMap<String, i64>, BTreeMap<String, i64>) {
+        let mut jobs_by_state: BTreeMap<String, i64> = [
+            "pending",
+            "running",
+            "committing",
+            "succeeded",
+            "failed",
+            "cancelled",
+        ]
+        .into_iter()
+        .map(|s| (s.to_string(), 0))
+        .collect();
+        let mut tasks_by_state: BTreeMap<String, i64> = ["pending", "running", "done"]
+            .into_iter()
+            .map(|s| (s.to_string(), 0))
+            .collect();
+        let jobs = self.jobs.lock().await;
+        for job in jobs.values() {
+            let state = format!("{:?}", job.report.state).to_lowercase();
+            *jobs_by_state.entry(state).or_default() += 1;
+            if job.ended() {
+                continue;
+            }
+            for slot in job.slots.values() {
+                let state = match slot.status {
+                    TaskStatus::Pending => "pending",
+                    TaskStatus::Claiming | TaskStatus::Running { .. } => "running",
+                    TaskStatus::Done(_) => "done",
+                };
+                *tasks_by_state.entry(state.to_string()).or_default() += 1;
+            }
+        }
+        (jobs_by_state, tasks_by_state)
+    }
+
+    /// A worker's heartbeat lists the attempts it runs: mark them started and note their
+    /// open uploads. Returns the positions (in `running`) of attempts to stop: their job
+    /// ended or their task went elsewhere.
+    pub async fn heartbeat(&self, running: Vec<RunningAttempt>) -> Vec<usize> {
+        let mut jobs = self.jobs.lock().await;
+        let mut stop = Vec::new();
+        for (position, attempt) in running.into_iter().enumerate() {
+            let current = jobs.get_mut(&attempt.job_id).and_then(|j| {
+                let ended = j.ended();
+                j.slots
+                    .get_mut(&attempt.index)
+                    .filter(|_| !ended)
+                    .map(|s| &mut s.status)
+            });
+            match current {
+                Some(TaskStatus::Running {
+                    token,
+                    uploads,
+                    started,
+                    ..
+                }) if *token == attempt.token => {
+                    *started = true;
+                    *uploads = attempt.uploads;
+                }
+                _ => stop.push(position),
+            }
+        }
+        stop
+    }
+
+    /// Whether the task's latest attempt is running (not done, not pending).
+    pub async fn is_running(&self, job_id: &str, index: u32) -> bool {
+        self.jobs.lock().await.get(job_id).is_some_and(|j| {
+            matches!(
+                j.slots.get(&index).map(|s| &s.status),
+                Some(TaskStatus::Running { .. })
+            )
+        })
+    }
+
+    /// Running attempts of unfinished jobs: (job, task, worker, token, assigned at, started).
+    pub async fn running(&self) -> Vec<(String, u32, String, u64, Instant, bool)> {
+        let jobs = self.jobs.lock().await;
+        jobs.iter()
+            .filter(|(_, j)| !j.ended())
+            .flat_map(|(job_id, j)| {
+                j.slots
+                    .iter()
+                    .filter_map(|(index, slot)| match &slot.status {
+                        TaskStatus::Running {
+                            worker,
+                            token,
+                            since,
+                            started,
+                            ..
+                        } => Some((
+                            job_id.clone(),
+                            *index,
+                            worker.clone(),
+                            *token,
+                            *since,
+                            *started,
+                        )),
+                        _ => None,
+                    })
+            })
+            .collect()
+    }
+
+    /// Replace the job table with jobs reloaded from the store (a new leader); jobs whose
+    /// every task has a result, or that were committing, commit again (idempotently).
+    pub async fn load(self: &Arc<Self>, entries: Vec<(JobEntry, bool)>) -> usize {
+        let mut jobs = self.jobs.lock().await;
+        jobs.clear();
+        let mut to_finish = Vec::new();
+        for (mut entry, committing) in entries {
+            let job_id = entry.report.job_id.clone();
+            let all_done = entry.done == entry.slots.len();
+            if !entry.ended() && (all_done || committing) {
+                entry.report.state = JobState::Committing;
+                to_finish.push(job_id.clone());
+            }
+            tracing::info!(job = job_id, state = ?entry.report.state, "job reloaded");
+            jobs.insert(job_id, entry);
+        }
+        let count = jobs.len();
+        drop(jobs);
+        for id in to_finish {
+            tokio::spawn(self.clone().finish_job(id));
+        }
+        self.work.notify_waiters();
+        count
+    }
+
+    /// Forget every job (this replica stopped leading).
+    pub async fn clear(&self) {
+        self.jobs.lock().await.clear();
+    }
+}
+
+/// A task as a user recognises it: its index and what it reads.
+pub fn partition_name(task: &Task) -> String {
+    let Some(first) = task.splits.first() else {
+        return format!("task {}", task.index);
+    };
+    let what = match &first.kind {
+        SplitKind::Whole => String::new(),
+        SplitKind::Bytes { start, end } => format!(" bytes {start}..{end}"),
+        SplitKind::RowGroups { start, end } => format!(" row groups {start}..{end}"),
+        SplitKind::Batches { start, end, .. } => format!(" record batches {start}..{end}"),
+    };
+    let more = match task.splits.len() {
+        1 => String::new(),
+        n => format!(" and {} more file(s)", n - 1),
+    };
+    format!("task {} ({}{what}{more})", task.index, first.url)
+}

@@ -1,0 +1,75 @@
+//! Where a job's durable state lives: the one seam between the lifecycle and its persistence.
+//! `MemoryStore` (this crate) serves `zoopipectl run`; the coordinator's etcd store serves the
+//! fleet. The lifecycle never learns which one it talks to.
+
+use async_trait::async_trait;
+use std::collections::BTreeMap;
+use zoopipe_common::plan::Task;
+use zoopipe_common::report::{JobReport, JobState, TaskResult};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot be reached or did not answer in time: worth a retry by the caller.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("corrupt state at {key}: {message}")]
+    Corrupt { key: String, message: String },
+    #[error("job {0} already exists")]
+    JobExists(String),
+    /// Another coordinator leads now: this one must write nothing more.
+    #[error("this coordinator is not the leader")]
+    NotLeader,
+}
+
+pub type StoreResult<T> = std::result::Result<T, StoreError>;
+
+/// A named job's name key, and the run it pointed at when the caller looked (`None`: none), so
+/// two submissions of one daily job cannot both start.
+pub struct NameClaim<'a> {
+    pub key: &'a str,
+    pub seen: Option<&'a str>,
+}
+
+/// The durable side of the job table. Every write that decides who runs or commits a task is
+/// conditional (a claim only on a task with no owner and no result; a result only from the
+/// attempt that still owns the task), so the in-memory table can be rebuilt from it.
+#[async_trait]
+pub trait JobStore: Send + Sync + 'static {
+    /// The key a named job's runs are found under: its name and variables.
+    fn name_key(&self, name: &str, vars: &BTreeMap<String, String>) -> String;
+    /// The job id a name key points at.
+    async fn job_for_name(&self, name_key: &str) -> StoreResult<Option<String>>;
+    /// Store a new job (spec with the schema inline, and every planned task).
+    async fn create_job(
+        &self,
+        job_id: &str,
+        spec: &serde_json::Value,
+        tasks: &[Task],
+        name: Option<NameClaim<'_>>,
+    ) -> StoreResult<()>;
+    /// Run an ended job again: its recorded results stay, its final report goes.
+    async fn resume_job(&self, job_id: &str) -> StoreResult<()>;
+    async fn set_job_state(&self, job_id: &str, state: JobState) -> StoreResult<()>;
+    /// Claim a task for `worker` (under `lease`, 0 for none). The fencing token of the
+    /// attempt, or `None` when the task already has an owner or a result.
+    async fn claim(
+        &self,
+        job_id: &str,
+        index: u32,
+        worker: &str,
+        attempt: u32,
+        lease: i64,
+    ) -> StoreResult<Option<u64>>;
+    /// Record an attempt's result if, and only if, it still owns the task (or the very same
+    /// result is already recorded: a re-send whose first answer was lost).
+    async fn complete(&self, job_id: &str, token: u64, result: &TaskResult) -> StoreResult<bool>;
+    /// Give a task back if the attempt still owns it.
+    async fn release(&self, job_id: &str, index: u32, token: u64) -> StoreResult<bool>;
+    /// A file re-read whole: the tasks of its ranges (`removed`, their results included) give
+    /// way to `task`, which runs anew.
+    async fn replace_tasks(&self, job_id: &str, removed: &[u32], task: &Task) -> StoreResult<()>;
+    /// `Ok` while this process may still write the job's outputs (it still leads).
+    async fn confirm_leading(&self) -> StoreResult<()>;
+    /// Store an ended job's report and its final state together.
+    async fn finish_job(&self, report: &JobReport) -> StoreResult<()>;
+}
