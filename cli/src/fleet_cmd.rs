@@ -71,6 +71,10 @@ pub async fn submit(args: SubmitArgs) -> u8 {
         Ok(s) => s,
         Err(e) => return crate::fail(&e),
     };
+    // Other processes with other working directories read these paths.
+    if let Err(e) = spec.absolutize_local_paths() {
+        return crate::fail(&e);
+    }
     // The coordinator cannot read the client's files: send the schema itself.
     if let Some(SchemaSource::Path(path)) = &spec.schema {
         let parsed = std::fs::read_to_string(path)

@@ -2,7 +2,10 @@
 //! at once, as if killed, when it reaches the point of that name; with
 //! `ZOOPIPE_FAULT_STOP_AT=<name>` it stops itself there (SIGSTOP, as a frozen process) until it
 //! gets SIGCONT; with `ZOOPIPE_FAULT_FAIL_ONCE_AT=<name>` the first call there reports a
-//! failure (an answer lost on the way). Nothing happens when they are unset.
+//! failure (an answer lost on the way); `ZOOPIPE_FAULT_FAIL_TASK=<index>` makes every attempt
+//! of that task fail with a transient error (a poison partition); `ZOOPIPE_WORKER_BATCH_DELAY_MS`
+//! slows every batch down (so tests and demos can act mid-task). Nothing happens when they are
+//! unset.
 
 /// Exit (status 137, as after SIGKILL) or freeze if a fault variable names this point.
 pub fn crash_point(name: &str) {
@@ -31,4 +34,18 @@ pub fn fail_once(name: &str) -> bool {
             tracing::error!(point = name, "ZOOPIPE_FAULT_FAIL_ONCE_AT: failing here");
             true
         }
+}
+
+/// `ZOOPIPE_FAULT_FAIL_TASK`: every attempt of this task fails (transiently).
+pub fn fail_task(index: u32) -> bool {
+    std::env::var("ZOOPIPE_FAULT_FAIL_TASK").is_ok_and(|v| v.trim() == index.to_string())
+}
+
+/// `ZOOPIPE_WORKER_BATCH_DELAY_MS`: a pause after each batch (zero when unset).
+pub fn batch_delay() -> std::time::Duration {
+    std::env::var("ZOOPIPE_WORKER_BATCH_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(std::time::Duration::from_millis)
+        .unwrap_or_default()
 }

@@ -153,17 +153,38 @@ impl JobSpec {
         let mut spec: JobSpec = serde_norway::from_str(&text)
             .map_err(|e| Error::config(format!("{}: {e}", path.display())))?;
         spec.vars.extend(used);
-        if let Some(SchemaSource::Path(p)) = &spec.schema {
-            let p = Path::new(p);
-            if p.is_relative()
-                && let Some(dir) = path.parent()
-            {
-                spec.schema = Some(SchemaSource::Path(
-                    dir.join(p).to_string_lossy().into_owned(),
-                ));
-            }
-        }
+        // Paths in a spec are relative to the spec file, as in kustomize and compose, so a
+        // spec runs the same from any directory.
+        let dir = path.parent().unwrap_or(Path::new(""));
+        spec.rebase_local_paths(dir);
         Ok(spec)
+    }
+
+    /// Every local path (inputs, output, errors, schema file) that is relative becomes
+    /// relative to `base`; URLs and absolute paths stay as they are.
+    pub fn rebase_local_paths(&mut self, base: &Path) {
+        let rebase = |location: &mut String| {
+            if !location.contains("://") && Path::new(location.as_str()).is_relative() {
+                *location = base.join(location.as_str()).to_string_lossy().into_owned();
+            }
+        };
+        self.inputs.iter_mut().for_each(rebase);
+        rebase(&mut self.output);
+        if let Some(errors) = self.errors.as_mut() {
+            rebase(errors);
+        }
+        if let Some(SchemaSource::Path(p)) = self.schema.as_mut() {
+            rebase(p);
+        }
+    }
+
+    /// Every local path made absolute (from the current directory): a spec sent to a fleet is
+    /// read by other processes, which have other working directories.
+    pub fn absolutize_local_paths(&mut self) -> Result<()> {
+        let cwd = std::env::current_dir()
+            .map_err(|e| Error::config(format!("the current directory: {e}")))?;
+        self.rebase_local_paths(&cwd);
+        Ok(())
     }
 
     /// Load the schema it names (file or inline); `None` when types are to be inferred.

@@ -12,7 +12,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 use zoopipe_common::report::TaskResult;
-use zoopipe_engine::lifecycle::{JobProgress, RunningAttempt, SubmitOutcome, Submitted};
+use zoopipe_engine::lifecycle::{
+    AttemptProgress, JobProgress, RunningAttempt, SubmitOutcome, Submitted,
+};
 use zoopipe_proto::convert::{failure_kind_from, state_to, task_to};
 use zoopipe_proto::v1;
 use zoopipe_proto::v1::job_service_client::JobServiceClient;
@@ -261,6 +263,11 @@ impl v1::worker_service_server::WorkerService for WorkerApi {
                     .iter()
                     .map(|u| (u.url.clone(), u.upload_id.clone()))
                     .collect(),
+                so_far: AttemptProgress {
+                    rows_read: t.rows_read,
+                    rows_invalid: t.rows_invalid,
+                    bytes_read: t.bytes_read,
+                },
             })
             .collect();
         let stop_at = self.0.lifecycle.heartbeat(running).await;

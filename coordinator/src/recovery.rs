@@ -56,6 +56,7 @@ impl Fleet {
                             uploads: Vec::new(),
                             since: Instant::now(),
                             started: false,
+                            so_far: Default::default(),
                         };
                     }
                     (index, slot)

@@ -45,7 +45,7 @@ impl IntoStatus for SubmitError {
     fn into_status(self) -> Status {
         match self {
             SubmitError::Invalid(e) => Status::invalid_argument(e.to_string()),
-            SubmitError::Precondition(e) => Status::failed_precondition(e.to_string()),
+            SubmitError::Precondition(e) => Status::failed_precondition(seen_from_coordinator(e)),
             SubmitError::Store(e) => e.into_status(),
             SubmitError::Concurrent => Status::aborted(SubmitError::Concurrent.to_string()),
         }
@@ -64,5 +64,22 @@ impl IntoStatus for CancelError {
 impl IntoStatus for zoopipe_proto::ConvertError {
     fn into_status(self) -> Status {
         Status::invalid_argument(self.to_string())
+    }
+}
+
+/// A planning failure as the user of `zoopipectl submit` must read it: it happened in the
+/// coordinator, with the coordinator's files and credentials, not the client's.
+fn seen_from_coordinator(e: Error) -> String {
+    match &e {
+        Error::NotFound { url } if url.starts_with("file://") => format!(
+            "{url}: not found on the coordinator's machine (in a fleet job, local paths are read \
+             by the coordinator and the workers, not by zoopipectl: use s3://, or a filesystem \
+             every machine mounts at the same path)"
+        ),
+        Error::AccessDenied { .. } => format!(
+            "the coordinator was refused: {e} (the coordinator and every worker need S3 \
+             credentials in their own environment; zoopipectl's are never sent)"
+        ),
+        _ => e.to_string(),
     }
 }

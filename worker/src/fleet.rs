@@ -12,7 +12,7 @@ use zoopipe_common::plan::Task;
 use zoopipe_common::spec::{JobConfig, JobSpec};
 use zoopipe_engine::lifecycle::{Assignment, FailureKind};
 use zoopipe_engine::ops::METRICS;
-use zoopipe_engine::task::{AttemptOutcome, TaskContext, attempt};
+use zoopipe_engine::task::{AttemptOutcome, Progress, TaskContext, attempt};
 use zoopipe_proto::client::Failover;
 use zoopipe_proto::v1;
 use zoopipe_proto::v1::worker_service_client::WorkerServiceClient;
@@ -38,9 +38,19 @@ fn transient(status: &tonic::Status) -> bool {
 /// Uploads a task has opened, as (url, upload id).
 type Opened = Arc<std::sync::Mutex<Vec<(String, String)>>>;
 
-/// Tasks running here: (job, index) → (fencing token, the task's own cancel flag, the
-/// multipart uploads it opened).
-type Running = Arc<Mutex<HashMap<(String, u32), (u64, Arc<AtomicBool>, Opened)>>>;
+/// An attempt running here.
+struct Attempt {
+    token: u64,
+    /// The attempt's own cancel flag.
+    cancel: Arc<AtomicBool>,
+    /// The multipart uploads it opened.
+    opened: Opened,
+    /// Its live counters, sent with every heartbeat so a job's progress moves during tasks.
+    progress: Arc<Progress>,
+}
+
+/// Tasks running here, by (job, index).
+type Running = Arc<Mutex<HashMap<(String, u32), Attempt>>>;
 
 pub struct WorkerOptions {
     /// Set while registered with a coordinator (readiness).
@@ -124,8 +134,8 @@ pub async fn run(client: Client, ctx: TaskContext, options: WorkerOptions, drain
     {
         // Out of grace: stop the tasks; they report themselves handed back and are requeued.
         tracing::info!("grace period over: handing back the running tasks");
-        for (_, cancel, _) in running.lock().await.values() {
-            cancel.store(true, Ordering::Relaxed);
+        for attempt in running.lock().await.values() {
+            attempt.cancel.store(true, Ordering::Relaxed);
         }
         let _ = tokio::time::timeout(Duration::from_secs(30), slots.acquire_many(all)).await;
     }
@@ -151,11 +161,15 @@ async fn heartbeats(
             .lock()
             .await
             .iter()
-            .map(|((job_id, index), (token, _, opened))| v1::RunningTask {
+            .map(|((job_id, index), attempt)| v1::RunningTask {
                 job_id: job_id.clone(),
                 index: *index,
-                fencing_token: *token,
-                uploads: opened
+                fencing_token: attempt.token,
+                rows_read: Progress::get(&attempt.progress.rows_read),
+                rows_invalid: Progress::get(&attempt.progress.rows_invalid),
+                bytes_read: Progress::get(&attempt.progress.bytes_read),
+                uploads: attempt
+                    .opened
                     .lock()
                     .map(|o| {
                         o.iter()
@@ -166,7 +180,6 @@ async fn heartbeats(
                             .collect()
                     })
                     .unwrap_or_default(),
-                ..Default::default()
             })
             .collect();
         match client
@@ -180,9 +193,9 @@ async fn heartbeats(
                 // Cancelled jobs and attempts that lost their lease stop at their next batch.
                 let running = running.lock().await;
                 for stop in response.into_inner().stop {
-                    if let Some((_, cancel, _)) = running.get(&(stop.job_id.clone(), stop.index)) {
+                    if let Some(attempt) = running.get(&(stop.job_id.clone(), stop.index)) {
                         tracing::info!(job = stop.job_id, task = stop.index, "stopping task");
-                        cancel.store(true, Ordering::Relaxed);
+                        attempt.cancel.store(true, Ordering::Relaxed);
                     }
                 }
             }
@@ -252,13 +265,20 @@ async fn acquire_loop(
             };
             let cancel = Arc::new(AtomicBool::new(false));
             let opened = Opened::default();
+            let progress = Arc::new(Progress::default());
             running.lock().await.insert(
                 (task.job_id.clone(), task.index),
-                (task.fencing_token, cancel.clone(), opened.clone()),
+                Attempt {
+                    token: task.fencing_token,
+                    cancel: cancel.clone(),
+                    opened: opened.clone(),
+                    progress: progress.clone(),
+                },
             );
             let ctx = TaskContext {
                 cancel,
                 opened,
+                progress,
                 ..ctx.clone()
             };
             let (client, running, drain) = (client.clone(), running.clone(), drain.clone());

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use zoopipe_common::storage::Storage;
 use zoopipe_engine::ops::http::ReadyCheck;
-use zoopipe_engine::task::{Progress, TaskContext};
+use zoopipe_engine::task::TaskContext;
 use zoopipe_proto::client::CoordinatorArgs;
 use zoopipe_worker::fleet::{Drain, WorkerOptions, run};
 
@@ -51,20 +51,7 @@ async fn main() -> std::process::ExitCode {
         }
     };
     let client = zoopipe_proto::v1::worker_service_client::WorkerServiceClient::new(channel);
-    let delay = std::env::var("ZOOPIPE_WORKER_BATCH_DELAY_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map(Duration::from_millis)
-        .unwrap_or_default();
-    let ctx = TaskContext {
-        storage: Storage::new(),
-        runtime: tokio::runtime::Handle::current(),
-        progress: Arc::new(Progress::default()),
-        cancel: Arc::new(AtomicBool::new(false)),
-        batch_delay: delay,
-        opened: Default::default(),
-        upload_opened: Default::default(),
-    };
+    let ctx = TaskContext::new(Storage::new());
     let slots = args
         .slots
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))

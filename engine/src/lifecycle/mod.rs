@@ -19,7 +19,7 @@ mod table;
 pub use memory::MemoryStore;
 pub use retry::{Decision, FailureKind, decide};
 pub use store::{JobStore, NameClaim, StoreError, StoreResult};
-pub use table::{JobEntry, JobProgress, Slot, TaskStatus};
+pub use table::{AttemptProgress, JobEntry, JobProgress, Slot, TaskStatus};
 
 use crate::commit::{
     check_inputs_outside_output, check_output_free, commit, error_rate_exceeded, publish,
@@ -96,6 +96,8 @@ pub struct RunningAttempt {
     pub index: u32,
     pub token: u64,
     pub uploads: Vec<(String, String)>,
+    /// What it has read so far.
+    pub so_far: AttemptProgress,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -250,7 +252,7 @@ impl Lifecycle {
                 for slot in job.slots.values_mut() {
                     if !matches!(slot.status, TaskStatus::Done(_)) {
                         slot.status = TaskStatus::Pending;
-                        slot.attempts = 0;
+                        slot.handed_back = slot.attempts;
                         slot.ready_at = None;
                     }
                 }
@@ -351,6 +353,7 @@ impl Lifecycle {
                         uploads: Vec::new(),
                         since: Instant::now(),
                         started: false,
+                        so_far: AttemptProgress::default(),
                     };
                     out.push(Assignment {
                         job_id: job_id.clone(),
@@ -496,12 +499,12 @@ impl Lifecycle {
         let Some(slot) = job.slots.get_mut(&index) else {
             return;
         };
-        match decide(kind, slot.attempts, max) {
+        match decide(kind, slot.attempts - slot.handed_back, max) {
             Decision::Retry { after, counted } => {
-                if !counted {
-                    slot.attempts = slot.attempts.saturating_sub(1);
-                } else {
+                if counted {
                     METRICS.retries.inc();
+                } else {
+                    slot.handed_back += 1;
                 }
                 tracing::warn!(
                     job = job_id,
@@ -527,7 +530,7 @@ impl Lifecycle {
                 }
             }
             Decision::FailJob => {
-                let attempts = match slot.attempts {
+                let attempts = match slot.attempts - slot.handed_back {
                     n if n > 1 => format!(" after {n} attempts"),
                     _ => String::new(),
                 };
@@ -854,10 +857,12 @@ impl Lifecycle {
                     token,
                     uploads,
                     started,
+                    so_far,
                     ..
                 }) if *token == attempt.token => {
                     *started = true;
                     *uploads = attempt.uploads;
+                    *so_far = attempt.so_far;
                 }
                 _ => stop.push(position),
             }

@@ -22,14 +22,18 @@ pub enum TaskStatus {
         since: Instant,
         /// Whether its worker has listed it in a heartbeat since (it really runs).
         started: bool,
+        /// What it had read at its last heartbeat.
+        so_far: AttemptProgress,
     },
     Done(Box<TaskResult>),
 }
 
 pub struct Slot {
     pub task: Task,
-    /// Attempts started, the running one included.
+    /// Attempts started, the running one included (attempt numbers are never reused).
     pub attempts: u32,
+    /// Of those, attempts handed back by draining workers: they use up none of `max_attempts`.
+    pub handed_back: u32,
     pub status: TaskStatus,
     /// A retried task waits for its backoff: not handed out before this.
     pub ready_at: Option<Instant>,
@@ -42,6 +46,7 @@ impl Slot {
         Self {
             task,
             attempts: 0,
+            handed_back: 0,
             status: TaskStatus::Pending,
             ready_at: None,
             last_error: None,
@@ -61,6 +66,14 @@ pub struct JobEntry {
     pub done: usize,
     /// Input bytes the plan covers.
     pub bytes_total: u64,
+}
+
+/// What a running attempt has read so far (from its worker's heartbeats).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AttemptProgress {
+    pub rows_read: u64,
+    pub rows_invalid: u64,
+    pub bytes_read: u64,
 }
 
 /// A job's progress while it runs (and its report once it ended).
@@ -128,11 +141,21 @@ impl JobEntry {
             bytes_total: self.bytes_total,
             report: self.ended().then(|| self.report.clone()),
         };
-        for (_, r) in self.results() {
-            progress.tasks_done += 1;
-            progress.rows_read += r.rows_read;
-            progress.rows_invalid += r.rows_invalid;
-            progress.bytes_read += r.bytes_read;
+        for slot in self.slots.values() {
+            match &slot.status {
+                TaskStatus::Done(r) => {
+                    progress.tasks_done += 1;
+                    progress.rows_read += r.rows_read;
+                    progress.rows_invalid += r.rows_invalid;
+                    progress.bytes_read += r.bytes_read;
+                }
+                TaskStatus::Running { so_far, .. } if !self.ended() => {
+                    progress.rows_read += so_far.rows_read;
+                    progress.rows_invalid += so_far.rows_invalid;
+                    progress.bytes_read += so_far.bytes_read;
+                }
+                _ => {}
+            }
         }
         progress
     }

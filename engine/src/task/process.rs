@@ -25,8 +25,7 @@ pub struct TaskContext {
     pub progress: Arc<Progress>,
     /// Set to stop every running task at its next batch.
     pub cancel: Arc<AtomicBool>,
-    /// Pause after each batch (fault-injection and demo knob, `ZOOPIPE_WORKER_BATCH_DELAY_MS`;
-    /// zero otherwise).
+    /// Pause after each batch (`common::fault::batch_delay`; zero unless asked for).
     pub batch_delay: std::time::Duration,
     /// Multipart uploads the task opened, as (url, upload id): fleet workers report them in
     /// heartbeats so the coordinator can abort them should this process die.
@@ -44,7 +43,7 @@ impl TaskContext {
             runtime: Handle::current(),
             progress: Arc::new(Progress::default()),
             cancel: Arc::new(AtomicBool::new(false)),
-            batch_delay: std::time::Duration::ZERO,
+            batch_delay: zoopipe_common::fault::batch_delay(),
             opened: Default::default(),
             upload_opened: Default::default(),
         }
@@ -126,6 +125,12 @@ pub fn process_blocking(
     attempt: u32,
 ) -> Result<TaskResult> {
     let started = Instant::now();
+    if zoopipe_common::fault::fail_task(task.index) {
+        return Err(Error::Transient {
+            url: format!("task {}", task.index),
+            message: "ZOOPIPE_FAULT_FAIL_TASK: this task always fails".into(),
+        });
+    }
     let schema = job
         .schema
         .clone()

@@ -1,0 +1,273 @@
+//! The one job lifecycle, walked in both modes: `zoopipectl run` (embedded, in-memory store)
+//! and a real fleet (coordinator, workers, etcd). Each scenario runs the same job both ways and
+//! expects the same outcome: the re-read of a file whose quoted newlines cross a partition
+//! boundary, a task that keeps failing, the error-rate gate, overwrite, and cancel.
+
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+use zoopipe_tests::fleet::*;
+use zoopipe_tests::*;
+
+/// Where a job runs.
+enum Mode {
+    Embedded { env: Vec<(String, String)> },
+    Fleet(Fleet),
+}
+
+impl Mode {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Embedded { .. } => "embedded",
+            Self::Fleet(_) => "fleet",
+        }
+    }
+
+    /// The job to its end, as `run` or `submit --wait`: exit status and report.
+    fn run(&self, args: &[&str]) -> (Output, serde_json::Value) {
+        let mut command = Command::new(zoopipectl());
+        match self {
+            Self::Embedded { env } => {
+                command.arg("run").args(args).envs(env.iter().cloned());
+            }
+            Self::Fleet(f) => {
+                command
+                    .arg("submit")
+                    .args(args)
+                    .args(["--coordinator", &f.url, "--wait"]);
+            }
+        }
+        let out = command.args(["--json"]).output().expect("zoopipectl runs");
+        let report = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+        (out, report)
+    }
+}
+
+fn both(env: &[(&str, &str)]) -> Vec<Mode> {
+    let owned = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    vec![
+        Mode::Embedded { env: owned },
+        Mode::Fleet(fleet_with(2, 0, &etcd(), env)),
+    ]
+}
+
+fn published(bucket: &str, prefix: &str) -> Vec<String> {
+    s3::list(bucket, prefix)
+        .into_iter()
+        .filter(|n| n.contains("part-") || n.ends_with("_SUCCESS"))
+        .collect()
+}
+
+#[test]
+fn a_file_whose_quoted_newlines_cross_ranges_is_read_again_whole_in_both_modes() {
+    for mode in both(&[]) {
+        let raw = unique("raw");
+        let lake = unique("lake");
+        s3::create_bucket(&raw);
+        s3::create_bucket(&lake);
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.write_record(["id", "note"]).unwrap();
+        for i in 0..3000 {
+            let note = if i % 3 == 0 {
+                format!("line one of {i}\nline two, \"quoted\"\nline three")
+            } else {
+                format!("plain {i}")
+            };
+            w.write_record([i.to_string(), note]).unwrap();
+        }
+        s3::put(&raw, "notes.csv", w.into_inner().unwrap());
+        let (out, report) = mode.run(&[
+            "--input",
+            &format!("s3://{raw}/notes.csv"),
+            "--output",
+            &format!("s3://{lake}/notes/"),
+            "--format",
+            "jsonl",
+            "--partition-size",
+            "16KiB",
+        ]);
+        let m = mode.name();
+        assert!(out.status.success(), "{m}: {}", text(&out.stderr));
+        assert_eq!(report["total_processed"], 3000, "{m}: {report:#}");
+        assert_eq!(report["total_errors"], 0, "{m}");
+        // One task remains for the file, and its rows are every record, in order.
+        assert_eq!(report["partitions"]["total"], 1, "{m}: {report:#}");
+        let mut ids = Vec::new();
+        for name in s3::list(&lake, "notes/part-") {
+            for line in text(&s3::get(&lake, &name)).lines() {
+                let row: serde_json::Value = serde_json::from_str(line).unwrap();
+                ids.push(row["id"].as_str().unwrap().to_string());
+            }
+        }
+        assert_eq!(
+            ids,
+            (0..3000).map(|i| i.to_string()).collect::<Vec<_>>(),
+            "{m}"
+        );
+    }
+}
+
+#[test]
+fn a_task_that_keeps_failing_fails_the_job_naming_it_after_max_attempts_in_both_modes() {
+    for mode in both(&[("ZOOPIPE_FAULT_FAIL_TASK", "1")]) {
+        let job = users_job(3, 300);
+        let (out, report) = mode.run(&[
+            "--input",
+            &format!("s3://{}/in/", job.raw),
+            "--output",
+            &format!("s3://{}/users/", job.lake),
+            "--schema",
+            &repo_file("examples/users.schema.json"),
+            "--max-attempts",
+            "3",
+        ]);
+        let m = mode.name();
+        assert_eq!(out.status.code(), Some(1), "{m}: {}", text(&out.stderr));
+        assert_eq!(report["state"], "failed", "{m}: {report:#}");
+        let message = report["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("task 1 (s3://")
+                && message.contains("users-01.csv")
+                && message.contains("after 3 attempts")
+                && message.contains("ZOOPIPE_FAULT_FAIL_TASK"),
+            "{m}: the message names the partition, its attempts and last error: {message}"
+        );
+        assert!(message.contains("nothing was committed"), "{m}: {message}");
+        assert_eq!(published(&job.lake, "users"), Vec::<String>::new(), "{m}");
+        assert_eq!(wait_no_open_uploads(&job.lake), 0, "{m}");
+    }
+}
+
+#[test]
+fn the_error_rate_gate_publishes_nothing_in_both_modes() {
+    for mode in both(&[]) {
+        let job = users_job(2, 700); // one row in seven is invalid: ~14 %
+        let (out, report) = mode.run(&[
+            "--input",
+            &format!("s3://{}/in/", job.raw),
+            "--output",
+            &format!("s3://{}/users/", job.lake),
+            "--schema",
+            &repo_file("examples/users.schema.json"),
+            "--max-error-rate",
+            "0.05",
+        ]);
+        let m = mode.name();
+        assert_eq!(out.status.code(), Some(1), "{m}: {}", text(&out.stderr));
+        assert_eq!(report["state"], "failed", "{m}: {report:#}");
+        assert!(
+            report["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("above max_error_rate"),
+            "{m}: {report:#}"
+        );
+        assert_eq!(report["total_errors"], job.invalid as u64, "{m}");
+        assert_eq!(published(&job.lake, "users"), Vec::<String>::new(), "{m}");
+        assert_eq!(
+            s3::list(&job.lake, "users"),
+            ["users/_report.json"],
+            "{m}: nothing but the report"
+        );
+    }
+}
+
+#[test]
+fn overwrite_replaces_every_earlier_part_in_both_modes() {
+    for mode in both(&[]) {
+        let job = users_job(4, 500);
+        let args = |partition: &'static str| {
+            vec![
+                "--input".to_string(),
+                format!("s3://{}/in/", job.raw),
+                "--output".to_string(),
+                format!("s3://{}/users/", job.lake),
+                "--schema".to_string(),
+                repo_file("examples/users.schema.json"),
+                "--partition-size".to_string(),
+                partition.to_string(),
+            ]
+        };
+        let first = args("16KiB");
+        let first: Vec<&str> = first.iter().map(String::as_str).collect();
+        let (out, report) = mode.run(&first);
+        let m = mode.name();
+        assert!(out.status.success(), "{m}: {}", text(&out.stderr));
+        let earlier_parts = report["partitions"]["total"].as_u64().unwrap();
+        assert!(earlier_parts > 1, "{m}: {report:#}");
+        // Into an output that holds data: refused, unless --overwrite.
+        let (out, _) = mode.run(&first);
+        assert_eq!(out.status.code(), Some(2), "{m}: {}", text(&out.stderr));
+        assert!(text(&out.stderr).contains("--overwrite"), "{m}");
+        let second = args("128MiB");
+        let mut second: Vec<&str> = second.iter().map(String::as_str).collect();
+        second.push("--overwrite");
+        let (out, report) = mode.run(&second);
+        assert!(out.status.success(), "{m}: {}", text(&out.stderr));
+        assert_eq!(report["partitions"]["total"], 1, "{m}: {report:#}");
+        assert_eq!(
+            output_ids(&job.lake),
+            job.valid,
+            "{m}: exactly one run's rows, no stale parts"
+        );
+    }
+}
+
+#[test]
+fn cancel_commits_nothing_in_both_modes() {
+    // Embedded: Ctrl-C (SIGINT) on `zoopipectl run`.
+    let job = users_job(4, 2000);
+    let child = Command::new(zoopipectl())
+        .args([
+            "run",
+            "--input",
+            &format!("s3://{}/in/", job.raw),
+            "--output",
+            &format!("s3://{}/users/", job.lake),
+            "--schema",
+            &repo_file("examples/users.schema.json"),
+            "--batch-size",
+            "250",
+            "--workers",
+            "2",
+            "--json",
+        ])
+        .env("ZOOPIPE_WORKER_BATCH_DELAY_MS", "200")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["state"], "cancelled", "{report:#}");
+    assert!(
+        report["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("nothing was committed"),
+        "{report:#}"
+    );
+    assert_eq!(published(&job.lake, "users"), Vec::<String>::new());
+    assert_eq!(wait_no_open_uploads(&job.lake), 0);
+
+    // The fleet: `zoopipectl cancel`.
+    let f = fleet(2, 200);
+    let job = users_job(4, 2000);
+    let id = job.submit(&f);
+    std::thread::sleep(Duration::from_millis(900));
+    let cancelled = run(&["cancel", &id, "--coordinator", &f.url]);
+    assert!(cancelled.status.success(), "{}", text(&cancelled.stderr));
+    let report = wait_ended(&f, &id, Duration::from_secs(30));
+    assert_eq!(report["state"], "cancelled", "{report:#}");
+    assert_eq!(wait_no_open_uploads(&job.lake), 0);
+    assert_eq!(published(&job.lake, "users"), Vec::<String>::new());
+}
