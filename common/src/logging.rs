@@ -55,6 +55,7 @@ pub fn init(default_level: &str, service: &str) -> Telemetry {
         let ours = Targets::new()
             .with_target("zoopipectl", Level::INFO)
             .with_target("zoopipe_common", Level::INFO)
+            .with_target("zoopipe_engine", Level::INFO)
             .with_target("zoopipe_coordinator", Level::INFO)
             .with_target("zoopipe_worker", Level::INFO);
         tracing_opentelemetry::layer()

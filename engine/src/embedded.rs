@@ -52,6 +52,8 @@ pub async fn run_job(ctx: TaskContext, spec: JobSpec, options: RunOptions) -> Re
     for runner in runners {
         let _ = runner.await;
     }
+    // Stopped attempts abort their uploads in the background: let that finish before exit.
+    zoopipe_common::storage::wait_for_aborts(Duration::from_secs(30)).await;
     report.ok_or_else(|| zoopipe_common::Error::config("the job vanished from its own table"))
 }
 

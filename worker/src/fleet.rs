@@ -139,6 +139,8 @@ pub async fn run(client: Client, ctx: TaskContext, options: WorkerOptions, drain
         }
         let _ = tokio::time::timeout(Duration::from_secs(30), slots.acquire_many(all)).await;
     }
+    // Handed-back attempts abort their uploads in the background: finish that before exit.
+    zoopipe_common::storage::wait_for_aborts(Duration::from_secs(10)).await;
     if let Some(beats) = beats {
         beats.abort();
     }

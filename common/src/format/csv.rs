@@ -96,16 +96,53 @@ fn unique_names(names: Vec<String>) -> Vec<String> {
 }
 
 /// Skip from `start - 1` to the first line start at or after `start`. `reader` must be
-/// positioned at `start - 1` (so a newline right before `start` counts). Returns the offset of
-/// that line start, or `None` when the input ends first.
-pub fn skip_to_line_start<R: BufRead>(reader: &mut R, start: u64) -> std::io::Result<Option<u64>> {
-    let skipped = reader.skip_until(b'\n')? as u64;
-    if skipped == 0 {
+/// positioned at `start - 1` (so a line end right before `start` counts). A line ends at `\n`
+/// and, with `cr_ends_lines` (CSV, whose parser also ends records at a bare `\r`, as classic
+/// Mac files and some spreadsheet exports do), at `\r` or `\r\n`. Returns the offset of that
+/// line start, or `None` when the input ends first.
+pub fn skip_to_line_start<R: BufRead>(
+    reader: &mut R,
+    start: u64,
+    cr_ends_lines: bool,
+) -> std::io::Result<Option<u64>> {
+    let mut skipped = 0u64;
+    // Find the first line end.
+    let ended_with_cr = loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        let found = if cr_ends_lines {
+            memchr::memchr2(b'\n', b'\r', buf)
+        } else {
+            memchr::memchr(b'\n', buf)
+        };
+        match found {
+            Some(i) => {
+                let cr = buf[i] == b'\r';
+                reader.consume(i + 1);
+                skipped += i as u64 + 1;
+                break cr;
+            }
+            None => {
+                let n = buf.len();
+                reader.consume(n);
+                skipped += n as u64;
+            }
+        }
+    };
+    let next = reader.fill_buf()?;
+    if next.is_empty() {
+        // The line end was the last byte: no record starts in or after this range.
         return Ok(None);
     }
-    if reader.fill_buf()?.is_empty() {
-        // The newline was the last byte: no record starts in or after this range.
-        return Ok(None);
+    if ended_with_cr && next[0] == b'\n' {
+        // CRLF: the line starts after the pair.
+        reader.consume(1);
+        skipped += 1;
+        if reader.fill_buf()?.is_empty() {
+            return Ok(None);
+        }
     }
     Ok(Some(start - 1 + skipped))
 }
@@ -333,5 +370,15 @@ impl<R: Read> CsvRecords<R> {
                 message,
             },
         });
+    }
+}
+
+impl<R: Read> crate::format::BatchSource for CsvRecords<R> {
+    fn next_batch(&mut self) -> Result<Option<SourceBatch>> {
+        Self::next_batch(self)
+    }
+
+    fn outcome(&self) -> Option<RangeOutcome> {
+        Some(Self::outcome(self))
     }
 }

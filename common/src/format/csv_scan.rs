@@ -36,6 +36,8 @@ pub struct Scanner<R: Read> {
     pub ends: Vec<usize>,
     quote: u8,
     escaped: bool,
+    /// Whether the last byte consumed was `\r`: a `\n` right after it ends no further line.
+    after_cr: bool,
 }
 
 impl<R: Read> Scanner<R> {
@@ -59,6 +61,7 @@ impl<R: Read> Scanner<R> {
             ends: vec![0; 64],
             quote: opts.quote,
             escaped: opts.escape.is_some(),
+            after_cr: false,
         }
     }
 
@@ -88,11 +91,30 @@ impl<R: Read> Scanner<R> {
         Ok(())
     }
 
-    /// Consume `n` bytes that hold `newlines` line feeds.
+    /// Consume `n` bytes that hold `newlines` line ends.
     fn advance(&mut self, n: usize, newlines: u64) {
+        if n > 0 {
+            self.after_cr = self.buf[self.pos + n - 1] == b'\r';
+        }
         self.line += newlines;
         self.offset += n as u64;
         self.pos += n;
+    }
+
+    /// Whether the line-end byte at `at` of `bytes` (about to be consumed from the current
+    /// position) ends a line: `\n`, `\r\n` (once) and a bare `\r` (classic Mac files) all do.
+    fn ends_line(&self, bytes: &[u8], at: usize) -> bool {
+        match bytes[at] {
+            b'\r' => true,
+            b'\n' => {
+                !(if at == 0 {
+                    self.after_cr
+                } else {
+                    bytes[at - 1] == b'\r'
+                })
+            }
+            _ => false,
+        }
     }
 
     /// Skip blank lines and leftover terminators; the true start of the next record, or `None`
@@ -108,7 +130,7 @@ impl<R: Read> Scanner<R> {
                 .iter()
                 .take_while(|b| **b == b'\n' || **b == b'\r')
                 .count();
-            let newlines = rest[..skip].iter().filter(|b| **b == b'\n').count() as u64;
+            let newlines = (0..skip).filter(|at| self.ends_line(rest, *at)).count() as u64;
             self.advance(skip, newlines);
             if self.pos < self.len {
                 return Ok(Some(self.here()));
@@ -129,11 +151,11 @@ impl<R: Read> Scanner<R> {
                     .read_record(input, &mut self.fields[nout..], &mut self.ends[nend..]);
             // One pass for both: line feeds number the lines, quotes reveal an unterminated field.
             let mut newlines = 0;
-            for at in memchr::memchr2_iter(b'\n', self.quote, &input[..nin]) {
-                if input[at] == b'\n' {
-                    newlines += 1;
-                } else {
+            for at in memchr::memchr3_iter(b'\n', b'\r', self.quote, &input[..nin]) {
+                if input[at] == self.quote {
                     quotes += 1;
+                } else if self.ends_line(input, at) {
+                    newlines += 1;
                 }
             }
             self.advance(nin, newlines);

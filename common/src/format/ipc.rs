@@ -219,3 +219,9 @@ impl IpcRows {
         )))
     }
 }
+
+impl crate::format::BatchSource for IpcRows {
+    fn next_batch(&mut self) -> Result<Option<SourceBatch>> {
+        Self::next_batch(self)
+    }
+}

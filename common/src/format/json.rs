@@ -381,3 +381,13 @@ pub fn read_array<R: Read>(
         .map_err(|e| Error::corrupt(source.to_string(), format!("invalid JSON array: {e}")))?;
     state.flush()
 }
+
+impl<R: BufRead> crate::format::BatchSource for JsonLines<R> {
+    fn next_batch(&mut self) -> Result<Option<SourceBatch>> {
+        Self::next_batch(self)
+    }
+
+    fn outcome(&self) -> Option<RangeOutcome> {
+        Some(Self::outcome(self))
+    }
+}

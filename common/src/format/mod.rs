@@ -139,6 +139,19 @@ pub struct Reject {
     pub error: FieldError,
 }
 
+/// One input split read as a stream of batches, in file order. Each format implements it in
+/// its own module (`csv::CsvRecords`, `json::JsonLines`, `parquet::ParquetRows`,
+/// `ipc::IpcRows`); a task reads every split through it. (A JSON array document is the one
+/// push-style reader, `json::read_array`: serde drives it.)
+pub trait BatchSource {
+    /// The next batch, or `None` at the end.
+    fn next_batch(&mut self) -> Result<Option<SourceBatch>>;
+    /// For a byte range: where its records began and ended (complete once exhausted).
+    fn outcome(&self) -> Option<csv::RangeOutcome> {
+        None
+    }
+}
+
 /// One batch of input rows from one object.
 pub struct SourceBatch {
     pub source: Arc<str>,

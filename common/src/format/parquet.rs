@@ -262,3 +262,9 @@ pub(crate) fn append_row_groups<R: ChunkReader, W: Write + Send>(
     }
     Ok(())
 }
+
+impl crate::format::BatchSource for ParquetRows {
+    fn next_batch(&mut self) -> Result<Option<SourceBatch>> {
+        Self::next_batch(self)
+    }
+}

@@ -26,6 +26,15 @@ fn is_hidden(relative: &str) -> bool {
 pub(super) async fn expand(storage: &Storage, text: &str) -> Result<Vec<InputObject>> {
     let url = ObjectUrl::parse(text)?;
     if has_glob(url.key()) {
+        // An object that exists under this very name (`data[1].csv`) is that object first.
+        if !url.is_prefix()
+            && let Ok(meta) = storage.store(&url)?.head(&url.path()).await
+        {
+            return Ok(vec![InputObject {
+                url,
+                size: meta.size,
+            }]);
+        }
         return expand_glob(storage, &url, text).await;
     }
     if url.is_prefix() {

@@ -13,7 +13,7 @@ mod upload;
 pub use list::InputObject;
 pub use part_copy::{PartCopier, is_unsupported};
 pub use read::{ObjectReader, ReadCounter};
-pub use upload::{StagedObject, StagedWriter};
+pub use upload::{StagedObject, StagedWriter, wait_for_aborts};
 
 use crate::{Error, Result};
 use object_store::multipart::MultipartStore;

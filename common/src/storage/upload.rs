@@ -330,6 +330,20 @@ impl Write for StagedWriter {
     }
 }
 
+/// Aborts of abandoned uploads still under way (see `wait_for_aborts`).
+static ABORTS_IN_FLIGHT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Wait (up to `limit`) for the aborts of abandoned uploads to finish: a process about to
+/// exit calls it, or its runtime would drop them and leave incomplete uploads behind.
+pub async fn wait_for_aborts(limit: std::time::Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    while ABORTS_IN_FLIGHT.load(std::sync::atomic::Ordering::SeqCst) > 0
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 impl Drop for StagedWriter {
     /// A writer dropped before `finish` belongs to a failed attempt: abort its upload so no
     /// incomplete upload (or temp file) lingers.
@@ -337,6 +351,7 @@ impl Drop for StagedWriter {
         let Some(target) = self.target.take() else {
             return;
         };
+        ABORTS_IN_FLIGHT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.runtime.spawn(async move {
             let result = match target {
                 Target::Multipart {
@@ -349,6 +364,7 @@ impl Drop for StagedWriter {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "aborting an abandoned upload failed");
             }
+            ABORTS_IN_FLIGHT.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         });
     }
 }

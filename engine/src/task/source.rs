@@ -7,7 +7,7 @@ use zoopipe_common::format::csv::{CsvRecords, RangeOutcome, skip_to_line_start};
 use zoopipe_common::format::ipc::IpcRows;
 use zoopipe_common::format::json::{JsonLines, read_array};
 use zoopipe_common::format::parquet::{ObjectFile, ParquetRows};
-use zoopipe_common::format::{Format, SourceBatch};
+use zoopipe_common::format::{BatchSource, Format, SourceBatch};
 use zoopipe_common::plan::{Split, SplitKind, open_decoder, split_url};
 use zoopipe_common::report::RangeReport;
 use zoopipe_common::spec::JobConfig;
@@ -16,7 +16,8 @@ use zoopipe_common::{Error, Result};
 
 const READ_BUFFER: usize = 256 * 1024;
 
-/// Read one split; byte-range splits also report how their records lined up.
+/// Read one split through its format's `BatchSource`; byte-range splits also report how their
+/// records lined up.
 pub fn read_split(
     ctx: &TaskContext,
     job: &JobConfig,
@@ -42,36 +43,31 @@ pub fn read_split(
             counter.clone(),
         )
     };
-    match (split.format, &split.kind) {
+    let mut reader: Box<dyn BatchSource + '_> = match (split.format, &split.kind) {
         (Format::Csv | Format::Jsonl, SplitKind::Bytes { start, end }) => {
             let (start, end) = (*start, *end);
             let mut reader =
                 BufReader::with_capacity(READ_BUFFER, open(start.saturating_sub(1), end));
             let base = if start == 0 {
-                0
+                skip_bom(&mut reader, split)?
             } else {
-                let found = skip_to_line_start(&mut reader, start)
+                let cr_ends_lines = split.format == Format::Csv;
+                let found = skip_to_line_start(&mut reader, start, cr_ends_lines)
                     .map_err(|e| Error::io(format!("reading {}", split.url), e))?;
-                match found {
-                    Some(base) => base,
-                    None => {
-                        let outcome = RangeOutcome {
-                            first_record: split.size,
-                            end: split.size,
-                            lines: 0,
-                        };
-                        return Ok(Some(RangeReport {
-                            url: split.url.clone(),
-                            start,
-                            end,
-                            outcome,
-                        }));
-                    }
-                }
+                let Some(base) = found else {
+                    // No record starts in this range: it owns none.
+                    let outcome = RangeOutcome {
+                        first_record: split.size,
+                        end: split.size,
+                        lines: 0,
+                    };
+                    return Ok(Some(range_report(split, outcome)));
+                };
+                base
             };
-            let outcome = if split.format == Format::Csv {
+            if split.format == Format::Csv {
                 let skip_header = start == 0 && csv.header;
-                let mut records = CsvRecords::new(
+                Box::new(CsvRecords::new(
                     reader,
                     csv,
                     columns,
@@ -81,53 +77,44 @@ pub fn read_split(
                     Some(end),
                     skip_header,
                     batch_size,
-                );
-                while let Some(batch) = records.next_batch()? {
-                    emit(batch)?;
-                }
-                records.outcome()
+                ))
             } else {
-                let mut lines =
-                    JsonLines::new(reader, columns, source, base, 1, Some(end), batch_size);
-                while let Some(batch) = lines.next_batch()? {
-                    emit(batch)?;
-                }
-                lines.outcome()
-            };
-            Ok(Some(RangeReport {
-                url: split.url.clone(),
-                start,
-                end,
-                outcome,
-            }))
+                Box::new(JsonLines::new(
+                    reader,
+                    columns,
+                    source,
+                    base,
+                    1,
+                    Some(end),
+                    batch_size,
+                ))
+            }
         }
         (Format::Csv | Format::Jsonl, SplitKind::Whole) => {
             let decoded = open_decoder(open(0, split.size), split.compression);
             let mut reader = BufReader::with_capacity(READ_BUFFER, decoded);
+            let base = skip_bom(&mut reader, split)?;
             if split.format == Format::Csv {
-                let mut records = CsvRecords::new(
-                    reader, csv, columns, source, 0, 1, None, csv.header, batch_size,
-                );
-                while let Some(batch) = records.next_batch()? {
-                    emit(batch)?;
-                }
-            } else if starts_with_bracket(&mut reader, &split.url)? {
+                Box::new(CsvRecords::new(
+                    reader, csv, columns, source, base, 1, None, csv.header, batch_size,
+                ))
+            } else if may_be_array(&split.url) && starts_with_bracket(&mut reader, &split.url)? {
                 read_array(reader, columns, source, batch_size, emit)?;
+                return Ok(None);
             } else {
-                let mut lines = JsonLines::new(reader, columns, source, 0, 1, None, batch_size);
-                while let Some(batch) = lines.next_batch()? {
-                    emit(batch)?;
-                }
+                Box::new(JsonLines::new(
+                    reader, columns, source, base, 1, None, batch_size,
+                ))
             }
-            Ok(None)
         }
         (Format::Parquet, SplitKind::RowGroups { start, end }) => {
             let file = ObjectFile::new(store.clone(), &url, split.size, counter.clone());
-            let mut rows = ParquetRows::open(&ctx.runtime, file, *start..*end, batch_size)?;
-            while let Some(batch) = rows.next_batch()? {
-                emit(batch)?;
-            }
-            Ok(None)
+            Box::new(ParquetRows::open(
+                &ctx.runtime,
+                file,
+                *start..*end,
+                batch_size,
+            )?)
         }
         (
             Format::Arrow,
@@ -136,26 +123,66 @@ pub fn read_split(
                 end,
                 first_row,
             },
-        ) => {
-            let mut rows = IpcRows::open(
-                &ctx.runtime,
-                store.clone(),
-                &url,
-                split.size,
-                *start..*end,
-                *first_row,
-                counter.clone(),
-            )?;
-            while let Some(batch) = rows.next_batch()? {
-                emit(batch)?;
-            }
-            Ok(None)
+        ) => Box::new(IpcRows::open(
+            &ctx.runtime,
+            store.clone(),
+            &url,
+            split.size,
+            *start..*end,
+            *first_row,
+            counter.clone(),
+        )?),
+        (format, kind) => {
+            return Err(Error::config(format!(
+                "{}: a {format} input cannot be read as {kind:?}",
+                split.url
+            )));
         }
-        (format, kind) => Err(Error::config(format!(
-            "{}: a {format} input cannot be read as {kind:?}",
-            split.url
-        ))),
+    };
+    while let Some(batch) = reader.next_batch()? {
+        emit(batch)?;
     }
+    Ok(match (&split.kind, reader.outcome()) {
+        (SplitKind::Bytes { .. }, Some(outcome)) => Some(range_report(split, outcome)),
+        _ => None,
+    })
+}
+
+fn range_report(split: &Split, outcome: RangeOutcome) -> RangeReport {
+    let (start, end) = match split.kind {
+        SplitKind::Bytes { start, end } => (start, end),
+        _ => (0, split.size),
+    };
+    RangeReport {
+        url: split.url.clone(),
+        start,
+        end,
+        outcome,
+    }
+}
+
+/// Only a `.json` document may be one JSON array; JSONL (`.jsonl`, `.ndjson`) is one value per
+/// line whatever its first line holds.
+fn may_be_array(url: &str) -> bool {
+    let name = url
+        .trim_end_matches(".gz")
+        .trim_end_matches(".zst")
+        .to_ascii_lowercase();
+    name.ends_with(".json")
+}
+
+/// Skip a UTF-8 byte order mark at the start of a text file (spreadsheet exports and Windows
+/// tools write one); the byte offset of what follows.
+fn skip_bom<R: BufRead>(reader: &mut R, split: &Split) -> Result<u64> {
+    const BOM: &[u8] = b"\xEF\xBB\xBF";
+    let head = reader
+        .fill_buf()
+        .map_err(|e| Error::io(format!("reading {}", split.url), e))?;
+    if head.starts_with(BOM) {
+        reader.consume(BOM.len());
+        return Ok(BOM.len() as u64);
+    }
+    Ok(0)
 }
 
 /// Whether a JSON input is an array (`[`) rather than JSON lines, without consuming it.

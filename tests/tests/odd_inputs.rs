@@ -1,0 +1,205 @@
+//! Odd but real input files, generated here: every row must come out (valid or as an error
+//! row), never silently dropped, and the report must balance. Line ends of every kind, byte
+//! order marks, JSONL whose first line is an array, names that look like globs.
+
+use std::path::Path;
+use zoopipe_tests::fleet::*;
+use zoopipe_tests::*;
+
+fn s(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// `id,name` rows 0..n, joined by `ending`.
+fn id_csv(n: usize, ending: &str) -> Vec<u8> {
+    let mut text = format!("id,name{ending}");
+    for i in 0..n {
+        text.push_str(&format!("{i},name-{i}{ending}"));
+    }
+    text.into_bytes()
+}
+
+fn balanced(report: &serde_json::Value, rows: u64, errors: u64) {
+    assert_eq!(report["state"], "succeeded", "{report:#}");
+    assert_eq!(report["total_processed"], rows, "{report:#}");
+    assert_eq!(report["total_errors"], errors, "{report:#}");
+    assert_eq!(
+        report["total_valid"].as_u64().unwrap() + report["total_errors"].as_u64().unwrap(),
+        report["total_processed"].as_u64().unwrap()
+    );
+}
+
+/// The `id` column of every output part, in order (JSONL parts).
+fn local_ids(out: &Path) -> Vec<String> {
+    parts(out)
+        .iter()
+        .flat_map(|p| read_jsonl(p))
+        .map(|row| row["id"].to_string().trim_matches('"').to_string())
+        .collect()
+}
+
+#[test]
+fn bare_cr_csv_split_into_ranges_loses_no_row_embedded_and_in_the_fleet() {
+    let n = 60_000;
+    let expected: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+    for ending in ["\r", "\r\n", "\n"] {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("mac.csv");
+        std::fs::write(&input, id_csv(n, ending)).unwrap();
+        let out = dir.path().join("out");
+        let report = run_ok(&[
+            "run",
+            "--input",
+            &s(&input),
+            "--output",
+            &format!("{}/", s(&out)),
+            "--format",
+            "jsonl",
+            "--partition-size",
+            "64KiB",
+        ]);
+        balanced(&report, n as u64, 0);
+        assert!(report["partitions"]["total"].as_u64().unwrap() > 4, "split");
+        assert_eq!(local_ids(&out), expected, "line ends {ending:?}");
+    }
+    // The fleet reads the same bare-CR file in byte ranges on other processes.
+    let f = fleet(2, 0);
+    let raw = unique("raw");
+    let lake = unique("lake");
+    s3::create_bucket(&raw);
+    s3::create_bucket(&lake);
+    s3::put(&raw, "mac.csv", id_csv(n, "\r"));
+    let out = run(&[
+        "submit",
+        "--input",
+        &format!("s3://{raw}/mac.csv"),
+        "--output",
+        &format!("s3://{lake}/ids/"),
+        "--partition-size",
+        "64KiB",
+        "--coordinator",
+        &f.url,
+        "--wait",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    balanced(&report, n as u64, 0);
+    assert!(report["partitions"]["total"].as_u64().unwrap() > 4, "split");
+}
+
+#[test]
+fn bare_cr_csv_error_rows_name_their_true_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("mac.csv");
+    let schema = dir.path().join("schema.json");
+    std::fs::write(
+        &schema,
+        r#"{"type":"object","properties":{"id":{"type":"integer"},"name":{"type":"string"}},"required":["id","name"]}"#,
+    )
+    .unwrap();
+    let mut text = String::from("id,name\r");
+    for i in 0..20_000 {
+        if i == 15_000 {
+            text.push_str("oops,bad\r");
+        } else {
+            text.push_str(&format!("{i},n{i}\r"));
+        }
+    }
+    std::fs::write(&input, text).unwrap();
+    let out = dir.path().join("out");
+    let report = run_ok(&[
+        "run",
+        "--input",
+        &s(&input),
+        "--output",
+        &format!("{}/", s(&out)),
+        "--schema",
+        &s(&schema),
+        "--partition-size",
+        "32KiB",
+    ]);
+    balanced(&report, 20_000, 1);
+    let errors = error_rows(&out);
+    assert_eq!(errors.len(), 1);
+    // Header on line 1, row i on line i + 2.
+    assert_eq!(errors[0]["line"], 15_002, "{:#}", errors[0]);
+}
+
+#[test]
+fn a_jsonl_file_with_a_byte_order_mark_reads_its_first_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("bom.jsonl");
+    let mut bytes = b"\xEF\xBB\xBF".to_vec();
+    for i in 0..100 {
+        bytes.extend(format!("{{\"id\": {i}, \"name\": \"n{i}\"}}\n").as_bytes());
+    }
+    std::fs::write(&input, bytes).unwrap();
+    let out = dir.path().join("out");
+    let report = run_ok(&[
+        "run",
+        "--input",
+        &s(&input),
+        "--output",
+        &format!("{}/", s(&out)),
+        "--format",
+        "jsonl",
+    ]);
+    balanced(&report, 100, 0);
+    assert_eq!(
+        local_ids(&out),
+        (0..100).map(|i| i.to_string()).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn jsonl_whose_first_line_is_an_array_is_still_one_value_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("lines.jsonl");
+    let mut text = String::from("[1, 2, 3]\n");
+    for i in 0..50 {
+        text.push_str(&format!("{{\"id\": {i}}}\n"));
+    }
+    std::fs::write(&input, text).unwrap();
+    let out = dir.path().join("out");
+    let report = run_ok(&[
+        "run",
+        "--input",
+        &s(&input),
+        "--output",
+        &format!("{}/", s(&out)),
+        "--format",
+        "jsonl",
+    ]);
+    // The array line is one invalid row (line 1); the 50 objects are rows.
+    balanced(&report, 51, 1);
+    let errors = error_rows(&out);
+    assert_eq!(errors[0]["line"], 1, "{:#}", errors[0]);
+    assert_eq!(local_ids(&out).len(), 50);
+}
+
+#[test]
+fn a_local_file_whose_name_has_brackets_is_that_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("export[1].csv");
+    std::fs::write(&input, id_csv(10, "\n")).unwrap();
+    let out = dir.path().join("out");
+    let report = run_ok(&[
+        "run",
+        "--input",
+        &s(&input),
+        "--output",
+        &format!("{}/", s(&out)),
+    ]);
+    balanced(&report, 10, 0);
+    // A real glob still works next to it.
+    let out2 = dir.path().join("out2");
+    let report = run_ok(&[
+        "run",
+        "--input",
+        &format!("{}/export*.csv", s(dir.path())),
+        "--output",
+        &format!("{}/", s(&out2)),
+    ]);
+    balanced(&report, 10, 0);
+}
