@@ -19,8 +19,12 @@ fn fail(message: impl std::fmt::Display, code: u8) -> u8 {
 
 type Client = JobServiceClient<Failover>;
 
+/// The coordinator URLs this command talks to, for messages.
+static COORDINATOR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 /// A client for the coordinator (dialled at the first call).
 async fn connect(args: &CoordinatorArgs) -> Result<Client, u8> {
+    let _ = COORDINATOR.set(args.display());
     args.connect()
         .map(JobServiceClient::new)
         .map_err(|e| fail(e, exit::BAD_INPUT))
@@ -36,7 +40,11 @@ fn status_error(s: tonic::Status) -> u8 {
     };
     match s.code() {
         tonic::Code::Unavailable => fail(
-            format!("the coordinator is unavailable: {}", transport_message(&s)),
+            format!(
+                "the coordinator at {} is unavailable: {}",
+                COORDINATOR.get().map_or("?", String::as_str),
+                transport_message(&s)
+            ),
             code,
         ),
         _ => fail(s.message(), code),
@@ -57,7 +65,7 @@ fn transport_message(s: &tonic::Status) -> String {
 fn exit_code(report: &JobReport) -> u8 {
     match report.state {
         JobState::Succeeded => 0,
-        JobState::Cancelled => exit::CANCELLED,
+        JobState::Cancelled => exit::JOB_CANCELLED,
         JobState::Failed => fail(
             report.message.as_deref().unwrap_or("the job failed"),
             exit::JOB_FAILED,
@@ -193,9 +201,9 @@ pub async fn watch(fleet: &FleetArgs, job: &str, quiet: bool) -> u8 {
         ProgressBar::hidden()
     } else {
         let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-        if let Ok(style) =
-            ProgressStyle::with_template("{spinner} {elapsed:>4} {bar:20} {pos}/{len} tasks {msg}")
-        {
+        if let Ok(style) = ProgressStyle::with_template(
+            "{spinner} {elapsed:>4} {bar:20} {percent:>3}% {msg} · ETA {eta}",
+        ) {
             bar.set_style(style);
         }
         bar
@@ -217,14 +225,27 @@ pub async fn watch(fleet: &FleetArgs, job: &str, quiet: bool) -> u8 {
                     match stream.message().await {
                         Ok(Some(p)) => {
                             heard = Instant::now();
-                            bar.set_length(p.tasks_total.into());
-                            bar.set_position(p.tasks_done.into());
-                            let per_second =
-                                p.rows_read as f64 / watching.elapsed().as_secs_f64().max(0.001);
-                            bar.set_message(format!(
-                                "{} rows · {:.0} rows/s · {} invalid",
-                                p.rows_read, per_second, p.rows_invalid
-                            ));
+                            // Running tasks report what they have read with every heartbeat,
+                            // so the bar moves during tasks, not only when one finishes.
+                            bar.set_length(p.bytes_total.max(1));
+                            bar.set_position(p.bytes_read.min(p.bytes_total));
+                            let secs = watching.elapsed().as_secs_f64().max(0.001);
+                            if p.state == v1::JobState::Committing as i32 {
+                                bar.set_message(format!(
+                                    "{}/{} tasks · committing: publishing parts, writing the manifest",
+                                    p.tasks_done, p.tasks_total
+                                ));
+                            } else {
+                                bar.set_message(format!(
+                                    "{}/{} tasks · {} rows · {} invalid · {} rows/s · {}B/s",
+                                    p.tasks_done,
+                                    p.tasks_total,
+                                    crate::progress::compact(p.rows_read as f64),
+                                    crate::progress::compact(p.rows_invalid as f64),
+                                    crate::progress::compact(p.rows_read as f64 / secs),
+                                    crate::progress::compact(p.bytes_read as f64 / secs),
+                                ));
+                            }
                             if p.report.is_some() {
                                 last = p.report;
                             }
@@ -259,7 +280,9 @@ pub async fn watch(fleet: &FleetArgs, job: &str, quiet: bool) -> u8 {
             exit::JOB_FAILED,
         );
     };
-    show(&report, fleet.json);
+    if !quiet || fleet.json {
+        show(&report, fleet.json);
+    }
     exit_code(&report)
 }
 

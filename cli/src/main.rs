@@ -22,6 +22,8 @@ pub mod exit {
     pub const JOB_FAILED: u8 = 1;
     /// Bad usage, spec, schema, input or output: nothing ran.
     pub const BAD_INPUT: u8 = 2;
+    /// A fleet job that someone cancelled (`zoopipectl cancel`): nothing was committed.
+    pub const JOB_CANCELLED: u8 = 3;
     /// Interrupted (Ctrl-C): nothing was committed.
     pub const CANCELLED: u8 = 130;
 }

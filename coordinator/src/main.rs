@@ -106,13 +106,11 @@ struct Args {
     /// Bearer tokens, one per line: `<token> client|worker`. Without it the API is open.
     #[arg(long, env = "ZOOPIPE_TOKENS_FILE", value_name = "FILE")]
     tokens_file: Option<std::path::PathBuf>,
-    /// Address of the operations port: /healthz, /readyz, /metrics and gRPC health.
-    #[arg(
-        long = "http",
-        default_value = "0.0.0.0:9090",
-        env = "ZOOPIPE_HTTP_LISTEN"
-    )]
-    http: std::net::SocketAddr,
+    /// Address of the operations port: /healthz, /readyz, /metrics and gRPC health. Default
+    /// 0.0.0.0:9090; when that port is taken (several replicas on one host) a free port is
+    /// used and logged. A port given here is used as given.
+    #[arg(long = "http", env = "ZOOPIPE_HTTP_LISTEN")]
+    http: Option<std::net::SocketAddr>,
 }
 
 fn host_name() -> String {
@@ -206,10 +204,19 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     zoopipe_coordinator::ops::spawn_refresh(fleet.clone(), health);
     let ready = zoopipe_coordinator::ops::ready_check(fleet.clone());
     let ops_service = health_service.clone();
-    let http = args.http;
+    let (http, fallback) = match args.http {
+        Some(given) => (given, false),
+        None => (
+            std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 9090),
+            true,
+        ),
+    };
+    let listener = zoopipe_engine::ops::http::bind(http, fallback)
+        .await
+        .with_context(|| format!("cannot serve the operations port on {http}"))?;
     tokio::spawn(async move {
-        if let Err(e) = zoopipe_engine::ops::http::serve(http, ready, ops_service).await {
-            tracing::warn!(listen = %http, error = %e, "no /healthz, /readyz, /metrics: cannot serve the operations port");
+        if let Err(e) = zoopipe_engine::ops::http::serve(listener, ready, ops_service).await {
+            tracing::warn!(error = %e, "the operations port stopped");
         }
     });
     tracing::info!(listen = %args.listen, "serving");

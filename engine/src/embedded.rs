@@ -26,6 +26,8 @@ const LOCAL: &str = "local";
 /// output); a job that started always returns its report, whose `state` says how it ended.
 pub async fn run_job(ctx: TaskContext, spec: JobSpec, options: RunOptions) -> Result<JobReport> {
     let lifecycle = Lifecycle::new(Arc::new(MemoryStore::default()), ctx.storage.clone());
+    let progress = ctx.progress.clone();
+    lifecycle.on_commit(move |_| progress.committing.store(true, Ordering::Relaxed));
     let submitted = lifecycle.submit(spec, false).await.map_err(|e| match e {
         SubmitError::Invalid(e) | SubmitError::Precondition(e) => e,
         other => zoopipe_common::Error::config(other.to_string()),

@@ -684,3 +684,43 @@ fn max_error_rate_fails_the_job_before_commit() {
     ]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn the_progress_line_on_a_terminal_shows_rates_an_eta_and_the_commit_phase() {
+    // `script` gives zoopipectl a terminal (the bar is hidden otherwise).
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        panic!("`script` (util-linux) is needed for this test");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (rows, _) = users(20_000);
+    let input = dir.path().join("users.csv");
+    write_csv(&input, &rows);
+    let out = dir.path().join("out");
+    let command = format!(
+        "{} run --input {} --output {}/ --schema {} --partition-size 256KiB --workers 2",
+        zoopipectl().display(),
+        s(&input),
+        s(&out),
+        schema()
+    );
+    let session = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("ZOOPIPE_WORKER_BATCH_DELAY_MS", "100")
+        .output()
+        .unwrap();
+    assert!(session.status.success(), "{}", text(&session.stderr));
+    let screen = text(&session.stdout);
+    for shown in [
+        "rows/s",
+        "B/s",
+        "ETA",
+        "tasks",
+        "committing: publishing parts",
+    ] {
+        assert!(screen.contains(shown), "{shown:?} missing from:\n{screen}");
+    }
+}

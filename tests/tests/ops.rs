@@ -169,3 +169,59 @@ fn one_job_is_one_trace_from_zoopipectl_through_the_coordinator_to_each_task() {
         "{spans:?}"
     );
 }
+
+/// The port a process logged for its operations port (`serving /healthz ... listen=ADDR`).
+fn logged_ops_port(name: &str, port: u16) -> u16 {
+    let path = std::env::temp_dir().join(format!("zoopipe-{name}-{port}.log"));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let log = std::fs::read_to_string(&path).unwrap_or_default();
+        let found = log
+            .lines()
+            .filter(|l| l.contains("serving /healthz"))
+            .find_map(|l| l.split("listen=").nth(1))
+            .and_then(|a| a.trim().rsplit(':').next().map(str::to_string))
+            .and_then(|p| {
+                p.trim_end_matches(|c: char| !c.is_ascii_digit())
+                    .parse()
+                    .ok()
+            });
+        if let Some(found) = found {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} never served its operations port:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn two_workers_on_one_host_both_serve_health_without_flags() {
+    let grpc = free_port();
+    let prefix = format!("/zoopipe-fleet-test/{}-{grpc}-two", std::process::id());
+    let coordinator_http = format!("127.0.0.1:{}", free_port());
+    let _coordinator =
+        start_coordinator_with(grpc, &prefix, &etcd(), &["--http", &coordinator_http], &[]);
+    wait_leading(grpc);
+    let url = format!("http://127.0.0.1:{grpc}");
+    // No --http: the first may take the default port, the second must get a free one.
+    let _a = start_worker(&url, "worker-a", grpc, &[], &[("RUST_LOG", "info")]);
+    let _b = start_worker(&url, "worker-b", grpc, &[], &[("RUST_LOG", "info")]);
+    let ports = [
+        logged_ops_port("worker-a", grpc),
+        logged_ops_port("worker-b", grpc),
+    ];
+    assert_ne!(ports[0], ports[1], "two workers, two operations ports");
+    for port in ports {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while http_get(port, "/readyz").0 != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "the worker on {port} never became ready"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}

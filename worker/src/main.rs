@@ -28,14 +28,16 @@ struct Args {
     /// On SIGTERM, seconds the running tasks may take to finish before they are handed back.
     #[arg(long, default_value_t = 30, env = "ZOOPIPE_DRAIN_GRACE")]
     grace: u64,
-    /// Address of the operations port: /healthz, /readyz, /metrics and gRPC health.
-    #[arg(
-        long = "http",
-        default_value = "0.0.0.0:9091",
-        env = "ZOOPIPE_HTTP_LISTEN"
-    )]
-    http: std::net::SocketAddr,
+    /// Address of the operations port: /healthz, /readyz, /metrics and gRPC health. Default
+    /// 0.0.0.0:9091; when that port is taken (several workers on one host) a free port is used
+    /// and logged. A port given here is used as given.
+    #[arg(long = "http", env = "ZOOPIPE_HTTP_LISTEN")]
+    http: Option<std::net::SocketAddr>,
 }
+
+/// The worker's operations port unless told otherwise (the coordinator's is 9090).
+const DEFAULT_HTTP: std::net::SocketAddr =
+    std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 9091);
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -102,11 +104,22 @@ async fn main() -> std::process::ExitCode {
             })
         })
     };
-    // Several workers on one host share the default port: the first gets it, the others
-    // run without health and metrics (and say so) rather than not at all.
+    // Several workers on one host: the first takes the default port, the others a free one
+    // (logged), so every worker has health checks and metrics.
+    let (listen, fallback) = match args.http {
+        Some(given) => (given, false),
+        None => (DEFAULT_HTTP, true),
+    };
+    let listener = match zoopipe_engine::ops::http::bind(listen, fallback).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot serve the operations port on {listen}: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     tokio::spawn(async move {
-        if let Err(e) = zoopipe_engine::ops::http::serve(args.http, ready, health_service).await {
-            tracing::warn!(listen = %args.http, error = %e, "no /healthz, /readyz, /metrics: cannot serve the operations port");
+        if let Err(e) = zoopipe_engine::ops::http::serve(listener, ready, health_service).await {
+            tracing::warn!(error = %e, "the operations port stopped");
         }
     });
     let options = WorkerOptions {

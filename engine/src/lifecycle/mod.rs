@@ -116,6 +116,8 @@ pub struct Lifecycle {
     work: Notify,
     /// Woken when a job ends.
     ended: Notify,
+    /// Told when a job starts its commit (the embedded runner's progress display).
+    on_commit: std::sync::OnceLock<Box<dyn Fn(&str) + Send + Sync>>,
 }
 
 impl Lifecycle {
@@ -126,7 +128,13 @@ impl Lifecycle {
             jobs: Mutex::new(BTreeMap::new()),
             work: Notify::new(),
             ended: Notify::new(),
+            on_commit: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Call `f(job_id)` whenever a job starts its commit (once per lifecycle).
+    pub fn on_commit(&self, f: impl Fn(&str) + Send + Sync + 'static) {
+        let _ = self.on_commit.set(Box::new(f));
     }
 
     pub fn storage(&self) -> &Storage {
@@ -616,6 +624,9 @@ impl Lifecycle {
             tracing::warn!(job = job_id, error = %e, "cannot start the commit");
             return;
         }
+        if let Some(observer) = self.on_commit.get() {
+            observer(&job_id);
+        }
         let ctx = TaskContext::new(self.storage.clone());
         let span = tracing::info_span!("commit", job = job_id.as_str());
         if let Some(parent) = &config.spec.trace_parent {
@@ -670,6 +681,7 @@ impl Lifecycle {
             job.report = report;
         }
         self.ended.notify_waiters();
+        self.work.notify_waiters();
     }
 
     /// Quoted newlines crossed a range boundary: those files' ranges are thrown away and each

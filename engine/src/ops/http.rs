@@ -16,9 +16,27 @@ use std::sync::Arc;
 pub type ReadyCheck =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = (bool, String)> + Send>> + Send + Sync>;
 
-/// Serve until the process ends. Fails only if the port cannot be bound.
+/// Bind the operations port. With `fallback`, a port already taken (another worker on the
+/// same host) gives way to a free one on the same address, and the line logged says which.
+pub async fn bind(listen: SocketAddr, fallback: bool) -> std::io::Result<tokio::net::TcpListener> {
+    match tokio::net::TcpListener::bind(listen).await {
+        Err(e) if fallback && e.kind() == std::io::ErrorKind::AddrInUse => {
+            let free = SocketAddr::new(listen.ip(), 0);
+            let listener = tokio::net::TcpListener::bind(free).await?;
+            tracing::info!(
+                taken = %listen,
+                listen = %listener.local_addr()?,
+                "the default operations port is taken (another process on this host?): using a free one"
+            );
+            Ok(listener)
+        }
+        other => other,
+    }
+}
+
+/// Serve until the process ends.
 pub async fn serve(
-    listen: SocketAddr,
+    listener: tokio::net::TcpListener,
     ready: ReadyCheck,
     health: tonic_health::pb::health_server::HealthServer<
         impl tonic_health::pb::health_server::Health,
@@ -57,7 +75,6 @@ pub async fn serve(
             }),
         )
         .merge(grpc);
-    let listener = tokio::net::TcpListener::bind(listen).await?;
     let bound = listener.local_addr()?;
     tracing::info!(listen = %bound, "serving /healthz /readyz /metrics");
     axum::serve(listener, app).await

@@ -11,6 +11,8 @@ pub struct Progress {
     pub bytes_total: AtomicU64,
     pub tasks_total: AtomicU64,
     pub tasks_done: AtomicU64,
+    /// Every task has run and the job is committing (publishing parts, writing the manifest).
+    pub committing: std::sync::atomic::AtomicBool,
 }
 
 impl Progress {
