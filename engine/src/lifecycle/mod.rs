@@ -108,6 +108,9 @@ pub enum CancelError {
     Committing(String),
 }
 
+/// Told a job's id when it starts its commit.
+type CommitObserver = Box<dyn Fn(&str) + Send + Sync>;
+
 pub struct Lifecycle {
     store: Arc<dyn JobStore>,
     storage: Storage,
@@ -117,7 +120,7 @@ pub struct Lifecycle {
     /// Woken when a job ends.
     ended: Notify,
     /// Told when a job starts its commit (the embedded runner's progress display).
-    on_commit: std::sync::OnceLock<Box<dyn Fn(&str) + Send + Sync>>,
+    on_commit: std::sync::OnceLock<CommitObserver>,
 }
 
 impl Lifecycle {
