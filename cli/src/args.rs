@@ -2,7 +2,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
-use zoopipe_proto::client::CoordinatorArgs;
+use zoopipe_engine::args::CoordinatorArgs;
 
 #[derive(Parser, Debug)]
 #[command(

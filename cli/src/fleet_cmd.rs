@@ -8,7 +8,8 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 use zoopipe_common::report::{JobReport, JobState};
 use zoopipe_common::spec::SchemaSource;
-use zoopipe_proto::client::{CoordinatorArgs, Failover};
+use zoopipe_engine::args::CoordinatorArgs;
+use zoopipe_proto::client::Failover;
 use zoopipe_proto::v1;
 use zoopipe_proto::v1::job_service_client::JobServiceClient;
 

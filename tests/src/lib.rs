@@ -172,6 +172,22 @@ fn json_object(r: &[String; 8]) -> serde_json::Value {
     serde_json::Value::Object(o)
 }
 
+/// `id,note` with `n` rows, every third note spanning three lines inside quotes: ranges of
+/// this file cut through quoted newlines.
+pub fn quoted_newlines_csv(n: usize) -> Vec<u8> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(["id", "note"]).unwrap();
+    for i in 0..n {
+        let note = if i % 3 == 0 {
+            format!("line one of {i}\nline two, \"quoted\"\nline three")
+        } else {
+            format!("plain {i}")
+        };
+        w.write_record([i.to_string(), note]).unwrap();
+    }
+    w.into_inner().unwrap()
+}
+
 pub fn jsonl_bytes(rows: &[[String; 8]]) -> Vec<u8> {
     let mut out = Vec::new();
     for r in rows {

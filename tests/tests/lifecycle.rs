@@ -67,17 +67,7 @@ fn a_file_whose_quoted_newlines_cross_ranges_is_read_again_whole_in_both_modes()
         let lake = unique("lake");
         s3::create_bucket(&raw);
         s3::create_bucket(&lake);
-        let mut w = csv::Writer::from_writer(Vec::new());
-        w.write_record(["id", "note"]).unwrap();
-        for i in 0..3000 {
-            let note = if i % 3 == 0 {
-                format!("line one of {i}\nline two, \"quoted\"\nline three")
-            } else {
-                format!("plain {i}")
-            };
-            w.write_record([i.to_string(), note]).unwrap();
-        }
-        s3::put(&raw, "notes.csv", w.into_inner().unwrap());
+        s3::put(&raw, "notes.csv", quoted_newlines_csv(3000));
         let (out, report) = mode.run(&[
             "--input",
             &format!("s3://{raw}/notes.csv"),

@@ -368,17 +368,7 @@ fn split_csv_keeps_true_line_numbers_in_error_rows() {
 fn quoted_newlines_across_partition_boundaries_are_read_correctly() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("notes.csv");
-    let mut w = csv::Writer::from_path(&input).unwrap();
-    w.write_record(["id", "note"]).unwrap();
-    for i in 0..3000 {
-        let note = if i % 3 == 0 {
-            format!("line one of {i}\nline two, \"quoted\"\nline three")
-        } else {
-            format!("plain {i}")
-        };
-        w.write_record([i.to_string(), note]).unwrap();
-    }
-    w.flush().unwrap();
+    std::fs::write(&input, quoted_newlines_csv(3000)).unwrap();
     let out = dir.path().join("out");
     let report = run_ok(&[
         "run",

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use zoopipe_common::storage::Storage;
+use zoopipe_engine::args::CoordinatorArgs;
 use zoopipe_engine::ops::http::ReadyCheck;
 use zoopipe_engine::task::TaskContext;
-use zoopipe_proto::client::CoordinatorArgs;
 use zoopipe_worker::fleet::{Drain, WorkerOptions, run};
 
 #[global_allocator]
