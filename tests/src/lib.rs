@@ -376,3 +376,18 @@ pub fn error_rows(out_dir: &Path) -> Vec<serde_json::Value> {
 }
 
 use arrow::array::Array;
+
+/// Run a Python snippet with the test venv's interpreter (pyarrow, the independent reader)
+/// and return what it printed; `args` become `sys.argv[1:]`.
+pub fn python(code: &str, args: &[&str]) -> String {
+    let python = std::env::var("ZOOPIPE_TEST_PYTHON").expect(
+        "ZOOPIPE_TEST_PYTHON is not set: run the tests with scripts/test.sh (it installs pyarrow)",
+    );
+    let out = Command::new(python)
+        .args(["-c", code])
+        .args(args)
+        .output()
+        .expect("python runs");
+    assert!(out.status.success(), "python: {}", text(&out.stderr));
+    text(&out.stdout)
+}

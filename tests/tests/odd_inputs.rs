@@ -203,3 +203,43 @@ fn a_local_file_whose_name_has_brackets_is_that_file() {
     ]);
     balanced(&report, 10, 0);
 }
+
+#[test]
+fn a_header_only_csv_writes_its_columns_and_an_empty_one_is_refused_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let header_only = dir.path().join("header.csv");
+    std::fs::write(&header_only, "id,name\n").unwrap();
+    let out = dir.path().join("out");
+    let report = run_ok(&[
+        "run",
+        "--input",
+        &s(&header_only),
+        "--output",
+        &format!("{}/", s(&out)),
+    ]);
+    balanced(&report, 0, 0);
+    // pyarrow opens the part and sees the header's columns.
+    let part = parts(&out).remove(0);
+    let seen = python(
+        "import sys, pyarrow.parquet as pq\nt = pq.read_table(sys.argv[1])\nprint(t.schema.names, t.num_rows)",
+        &[&s(&part)],
+    );
+    assert_eq!(seen.trim(), "['id', 'name'] 0");
+
+    let empty = dir.path().join("empty.csv");
+    std::fs::write(&empty, "").unwrap();
+    let o = run(&[
+        "run",
+        "--input",
+        &s(&empty),
+        "--output",
+        &format!("{}/", s(&dir.path().join("out2"))),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    let message = text(&o.stderr);
+    assert_eq!(message.lines().count(), 1, "{message}");
+    assert!(
+        message.contains("empty.csv") && message.contains("--schema"),
+        "{message}"
+    );
+}

@@ -274,6 +274,17 @@ impl<R: BufRead> JsonLines<R> {
     }
 }
 
+/// Only a `.json` document (possibly compressed) may be one JSON array; JSONL (`.jsonl`,
+/// `.ndjson`) is one value per line whatever its first line holds.
+pub fn may_be_array(url: &str) -> bool {
+    let name = url.to_ascii_lowercase();
+    let name = name
+        .strip_suffix(".gz")
+        .or_else(|| name.strip_suffix(".zst"))
+        .unwrap_or(&name);
+    name.ends_with(".json")
+}
+
 /// Stream the elements of a top-level JSON array of objects, `batch_size` rows at a time.
 /// Elements that are not objects become rejects; a syntax error fails the object (a broken
 /// array has no record boundaries to recover from).

@@ -2,6 +2,7 @@
 //! came from, plus records that could not be parsed); writers take Arrow batches and stream them
 //! into a [`crate::storage::StagedWriter`].
 
+pub mod compression;
 pub mod csv;
 mod csv_scan;
 pub mod ipc;
@@ -12,6 +13,8 @@ pub mod parquet;
 pub mod parquet_tail;
 mod text;
 pub mod write;
+
+pub use compression::open_decoder;
 
 use crate::validate::FieldError;
 use crate::{Error, Result};

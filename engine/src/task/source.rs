@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::sync::Arc;
 use zoopipe_common::format::csv::{CsvRecords, RangeOutcome, skip_to_line_start};
 use zoopipe_common::format::ipc::IpcRows;
-use zoopipe_common::format::json::{JsonLines, read_array};
+use zoopipe_common::format::json::{self, JsonLines, read_array};
 use zoopipe_common::format::parquet::{ObjectFile, ParquetRows};
 use zoopipe_common::format::{BatchSource, Format, SourceBatch};
 use zoopipe_common::plan::{Split, SplitKind, open_decoder, split_url};
@@ -98,7 +98,9 @@ pub fn read_split(
                 Box::new(CsvRecords::new(
                     reader, csv, columns, source, base, 1, None, csv.header, batch_size,
                 ))
-            } else if may_be_array(&split.url) && starts_with_bracket(&mut reader, &split.url)? {
+            } else if json::may_be_array(&split.url)
+                && starts_with_bracket(&mut reader, &split.url)?
+            {
                 read_array(reader, columns, source, batch_size, emit)?;
                 return Ok(None);
             } else {
@@ -159,16 +161,6 @@ fn range_report(split: &Split, outcome: RangeOutcome) -> RangeReport {
         end,
         outcome,
     }
-}
-
-/// Only a `.json` document may be one JSON array; JSONL (`.jsonl`, `.ndjson`) is one value per
-/// line whatever its first line holds.
-fn may_be_array(url: &str) -> bool {
-    let name = url
-        .trim_end_matches(".gz")
-        .trim_end_matches(".zst")
-        .to_ascii_lowercase();
-    name.ends_with(".json")
 }
 
 /// Skip a UTF-8 byte order mark at the start of a text file (spreadsheet exports and Windows

@@ -3,23 +3,22 @@
 //! compressed files (and CSV declared multiline) are read whole; small files are packed
 //! together. Task `index` orders outputs: `part-00042` holds rows after `part-00041`'s.
 
-use crate::format::csv::{CsvRecords, read_header};
-use crate::format::json::JsonLines;
+mod sample;
+
+pub use crate::format::compression::open_decoder;
+
 use crate::format::{Compression, Format, detect, ipc, parquet};
 use crate::report::RangeReport;
-use crate::schema::{CompiledSchema, infer_from_text};
+use crate::schema::CompiledSchema;
 use crate::spec::JobConfig;
-use crate::storage::{InputObject, ObjectReader, ObjectUrl, ReadCounter, Storage};
+use crate::storage::{InputObject, ObjectUrl, ReadCounter, Storage};
 use crate::{Error, Result};
-use object_store::ObjectStoreExt;
+use sample::{
+    SAMPLE_BYTES, csv_header, infer_text_schema, json_columns, parquet_schema, read_head,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Read;
 use std::sync::Arc;
-
-/// Bytes sampled from the first input to infer types when no schema is given.
-const SAMPLE_BYTES: u64 = 1024 * 1024;
-const SAMPLE_ROWS: usize = 1000;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Split {
@@ -110,9 +109,13 @@ pub async fn plan_job(storage: &Storage, job: &mut JobConfig) -> Result<Plan> {
                         (names, false)
                     }
                     _ => {
-                        let is_array =
-                            head.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
-                        (json_columns(&head, at_eof, schema.as_deref()), is_array)
+                        // Only a `.json` document may be one array; JSONL is a value per line.
+                        let is_array = crate::format::json::may_be_array(&url)
+                            && head.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+                        (
+                            json_columns(&head, at_eof, schema.as_deref(), is_array),
+                            is_array,
+                        )
                     }
                 };
                 // Infer from the first file that has columns (an empty file says nothing).
@@ -219,11 +222,17 @@ pub async fn plan_job(storage: &Storage, job: &mut JobConfig) -> Result<Plan> {
         }
     }
     planner.flush_pack();
-    job.schema = Some(schema.unwrap_or_else(|| {
-        Arc::new(CompiledSchema::from_arrow(
-            &arrow::datatypes::Schema::empty(),
+    // Without a schema, columns come from the inputs; inputs that are all empty name none, and
+    // a part without columns is a file no reader opens.
+    let schema = schema.filter(|s| !s.fields().is_empty()).ok_or_else(|| {
+        Error::config(format!(
+            "{}: no columns to write (the input is empty); pass --schema to write its columns",
+            inputs
+                .first()
+                .map_or_else(|| "the input".to_string(), |i| i.url.to_string())
         ))
-    }));
+    })?;
+    job.schema = Some(schema);
     Ok(Plan {
         tasks: planner.tasks,
         inputs,
@@ -290,234 +299,6 @@ fn runs_by_bytes(sizes: &[u64], target: u64) -> Vec<(usize, usize)> {
         runs.push((start, sizes.len()));
     }
     runs
-}
-
-/// The first bytes of an object (decompressed when needed); `true` when that is all of it.
-async fn read_head(
-    storage: &Storage,
-    object: &InputObject,
-    compression: Compression,
-    max: u64,
-) -> Result<(Vec<u8>, bool)> {
-    let store = storage.store(&object.url)?;
-    let url = object.url.to_string();
-    if object.size == 0 {
-        return Ok((Vec::new(), true));
-    }
-    if compression == Compression::None {
-        let end = object.size.min(max);
-        let bytes = store
-            .get_range(&object.url.path(), 0..end)
-            .await
-            .map_err(|e| Error::from_store(&url, e))?;
-        return Ok((bytes.to_vec(), end == object.size));
-    }
-    let runtime = tokio::runtime::Handle::current();
-    let object = object.clone();
-    tokio::task::spawn_blocking(move || {
-        let raw = ObjectReader::spawn(
-            &runtime,
-            store,
-            object.url.path(),
-            url.clone(),
-            0,
-            object.size.min(max),
-            object.size,
-            Default::default(),
-        );
-        let mut decoded = open_decoder(raw, compression);
-        let mut head = Vec::new();
-        let n = (&mut decoded)
-            .take(max)
-            .read_to_end(&mut head)
-            .map_err(|e| Error::corrupt(&url, format!("cannot decompress: {e}")))?;
-        Ok((head, (n as u64) < max))
-    })
-    .await
-    .map_err(|e| Error::config(format!("planner task failed: {e}")))?
-}
-
-/// Wrap a raw byte stream in the right decompressor.
-pub fn open_decoder<R: Read + Send + 'static>(
-    raw: R,
-    compression: Compression,
-) -> Box<dyn Read + Send> {
-    match compression {
-        Compression::None => Box::new(raw),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
-            raw,
-        ))),
-        Compression::Zstd => match zstd::stream::read::Decoder::new(raw) {
-            Ok(d) => Box::new(d),
-            Err(e) => Box::new(FailingReader(Some(e))),
-        },
-    }
-}
-
-struct FailingReader(Option<std::io::Error>);
-
-impl Read for FailingReader {
-    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
-        Err(self
-            .0
-            .take()
-            .unwrap_or_else(|| std::io::Error::other("decoder failed")))
-    }
-}
-
-/// Column names of a CSV object, reading more of its head when the header is long.
-async fn csv_header(
-    storage: &Storage,
-    object: &InputObject,
-    compression: Compression,
-    head: &[u8],
-    at_eof: bool,
-    job: &JobConfig,
-) -> Result<(Vec<String>, u64)> {
-    let opts = &job.spec.csv;
-    if let Some(found) = read_header(head, at_eof, opts) {
-        return with_schema_names(found, job);
-    }
-    let (bigger, at_eof) = read_head(storage, object, compression, 64 * SAMPLE_BYTES).await?;
-    let found = read_header(&bigger, at_eof, opts).ok_or_else(|| {
-        Error::corrupt(
-            object.url.to_string(),
-            "the first record is longer than 64 MiB",
-        )
-    })?;
-    with_schema_names(found, job)
-}
-
-/// Without a header, columns take the schema's field names in order.
-fn with_schema_names(found: (Vec<String>, u64), job: &JobConfig) -> Result<(Vec<String>, u64)> {
-    let (mut names, end) = found;
-    if !job.spec.csv.header
-        && let Some(schema) = &job.schema
-    {
-        for (name, field) in names.iter_mut().zip(schema.fields()) {
-            *name = field.name.clone();
-        }
-    }
-    Ok((names, end))
-}
-
-/// Keys to extract from JSON objects: the schema's fields, or every key seen in the sample.
-fn json_columns(head: &[u8], at_eof: bool, schema: Option<&CompiledSchema>) -> Vec<String> {
-    if let Some(schema) = schema {
-        return schema.fields().iter().map(|f| f.name.clone()).collect();
-    }
-    let mut keys: Vec<String> = Vec::new();
-    let mut seen = BTreeSet::new();
-    let mut add = |object: &serde_json::Map<String, serde_json::Value>| {
-        for key in object.keys() {
-            if seen.insert(key.clone()) {
-                keys.push(key.clone());
-            }
-        }
-    };
-    let complete = complete_lines(head, at_eof);
-    if head.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
-        if let Ok(serde_json::Value::Array(items)) = serde_json::from_slice(head) {
-            items
-                .iter()
-                .take(SAMPLE_ROWS)
-                .filter_map(|v| v.as_object())
-                .for_each(&mut add);
-        } else {
-            // A long array: sample the objects we can parse one by one after the '['.
-            let mut stream =
-                serde_json::Deserializer::from_slice(&head[1..]).into_iter::<serde_json::Value>();
-            while let Some(Ok(v)) = stream.next() {
-                if let Some(o) = v.as_object() {
-                    add(o);
-                }
-            }
-        }
-    } else {
-        for line in complete.split(|b| *b == b'\n').take(SAMPLE_ROWS) {
-            if let Ok(serde_json::Value::Object(o)) = serde_json::from_slice(line.trim_ascii()) {
-                add(&o);
-            }
-        }
-    }
-    keys
-}
-
-fn complete_lines(head: &[u8], at_eof: bool) -> &[u8] {
-    if at_eof {
-        return head;
-    }
-    match memchr::memrchr(b'\n', head) {
-        Some(i) => &head[..=i],
-        None => &[],
-    }
-}
-
-fn infer_text_schema(
-    format: Format,
-    head: &[u8],
-    at_eof: bool,
-    columns: &[String],
-    job: &JobConfig,
-    is_array: bool,
-) -> Result<CompiledSchema> {
-    let complete = complete_lines(head, at_eof);
-    let names: Arc<[String]> = columns.to_vec().into();
-    let sample = match format {
-        Format::Csv => {
-            let mut reader = CsvRecords::new(
-                complete,
-                &job.spec.csv,
-                names,
-                "sample".into(),
-                0,
-                1,
-                None,
-                job.spec.csv.header,
-                SAMPLE_ROWS,
-            );
-            reader.next_batch()?
-        }
-        _ if is_array => {
-            let mut first = None;
-            let _ =
-                crate::format::json::read_array(head, names, "sample".into(), SAMPLE_ROWS, |b| {
-                    first.get_or_insert(b);
-                    Err(Error::Cancelled)
-                });
-            first
-        }
-        _ => {
-            let mut reader =
-                JsonLines::new(complete, names, "sample".into(), 0, 1, None, SAMPLE_ROWS);
-            reader.next_batch()?
-        }
-    };
-    let schema = match sample {
-        Some(s) => infer_from_text(&s.batch),
-        None => arrow::datatypes::Schema::new(
-            columns
-                .iter()
-                .map(|c| arrow::datatypes::Field::new(c, arrow::datatypes::DataType::Utf8, true))
-                .collect::<Vec<_>>(),
-        ),
-    };
-    Ok(CompiledSchema::from_arrow(&schema))
-}
-
-async fn parquet_schema(
-    storage: &Storage,
-    object: &InputObject,
-    counter: &ReadCounter,
-) -> Result<arrow::datatypes::Schema> {
-    use ::parquet::arrow::ParquetRecordBatchStreamBuilder;
-    let store = storage.store(&object.url)?;
-    let file = parquet::ObjectFile::new(store, &object.url, object.size, counter.clone());
-    let url = object.url.to_string();
-    let builder = ParquetRecordBatchStreamBuilder::new(file)
-        .await
-        .map_err(|e| parquet::parquet_error(&url, e))?;
-    Ok(builder.schema().as_ref().clone())
 }
 
 /// Files whose byte ranges did not meet at record boundaries: a quoted newline crossed a
