@@ -391,3 +391,30 @@ pub fn python(code: &str, args: &[&str]) -> String {
     assert!(out.status.success(), "python: {}", text(&out.stderr));
     text(&out.stdout)
 }
+
+/// Rewrite a Parquet file's footer so its `num_rows` says `footer_rows` while its row groups
+/// keep theirs (a file seen in the wild: footer 0, row group 6).
+pub fn set_footer_rows(path: &Path, footer_rows: i64) {
+    use parquet::file::metadata::{
+        FileMetaData, ParquetMetaData, ParquetMetaDataReader, ParquetMetaDataWriter,
+    };
+    let bytes = std::fs::read(path).unwrap();
+    let metadata = ParquetMetaDataReader::new()
+        .parse_and_finish(&bytes::Bytes::from(bytes.clone()))
+        .unwrap();
+    let footer_len = u32::from_le_bytes(bytes[bytes.len() - 8..bytes.len() - 4].try_into().unwrap());
+    let body = &bytes[..bytes.len() - 8 - footer_len as usize];
+    let file = metadata.file_metadata();
+    let changed = FileMetaData::new(
+        file.version(),
+        footer_rows,
+        file.created_by().map(str::to_string),
+        file.key_value_metadata().cloned(),
+        file.schema_descr_ptr(),
+        file.column_orders().cloned(),
+    );
+    let rewritten = ParquetMetaData::new(changed, metadata.row_groups().to_vec());
+    let mut out = body.to_vec();
+    ParquetMetaDataWriter::new(&mut out, &rewritten).finish().unwrap();
+    std::fs::write(path, out).unwrap();
+}

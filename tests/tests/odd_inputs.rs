@@ -243,3 +243,73 @@ fn a_header_only_csv_writes_its_columns_and_an_empty_one_is_refused_in_one_line(
         "{message}"
     );
 }
+
+#[test]
+fn a_parquet_footer_that_miscounts_its_rows_loses_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rows, _) = users(6);
+    let input = dir.path().join("footer.parquet");
+    write_parquet(&input, &typed_batch(&rows), 6);
+    set_footer_rows(&input, 0);
+    let out = dir.path().join("out");
+    let o = run(&[
+        "run",
+        "--input",
+        &s(&input),
+        "--output",
+        &format!("{}/", s(&out)),
+        "--json",
+    ]);
+    // The row groups hold 6 rows, as pyarrow reads them: either they all come out, or the
+    // file is refused in one line. Never 0 rows and exit 0.
+    let pyarrow_rows = python(
+        "import sys, pyarrow.parquet as pq\nprint(pq.read_table(sys.argv[1]).num_rows)",
+        &[&s(&input)],
+    );
+    assert_eq!(pyarrow_rows.trim(), "6");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["total_processed"], 6, "{report:#}");
+}
+
+#[test]
+fn brotli_parquet_reads_and_a_corrupt_page_fails_at_once_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let brotli = dir.path().join("brotli.parquet");
+    let corrupt = dir.path().join("corrupt.parquet");
+    python(
+        "import sys, pyarrow as pa, pyarrow.parquet as pq\n\
+         t = pa.table({'id': list(range(5000)), 'name': ['n%d' % i for i in range(5000)]})\n\
+         pq.write_table(t, sys.argv[1], compression='brotli')\n\
+         pq.write_table(t, sys.argv[2], compression='none')\n\
+         f = open(sys.argv[2], 'r+b')\n\
+         f.seek(4)\n\
+         f.write(bytes([0xff] * 24))\n\
+         f.close()",
+        &[&s(&brotli), &s(&corrupt)],
+    );
+    let report = run_ok(&[
+        "run",
+        "--input",
+        &s(&brotli),
+        "--output",
+        &format!("{}/", s(&dir.path().join("out"))),
+    ]);
+    balanced(&report, 5000, 0);
+
+    let o = run(&[
+        "run",
+        "--input",
+        &s(&corrupt),
+        "--output",
+        &format!("{}/", s(&dir.path().join("out2"))),
+        "-q",
+    ]);
+    let message = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{message}");
+    assert_eq!(message.lines().count(), 1, "no retries, one line: {message}");
+    assert!(
+        message.contains("corrupt.parquet") && message.contains("row groups 0..1"),
+        "{message}"
+    );
+}

@@ -50,11 +50,27 @@ impl ObjectFile {
     fn wrap(&self, e: object_store::Error) -> ParquetError {
         ParquetError::External(Box::new(Error::from_store(&self.url, e)))
     }
+
+    /// A range past the end of the file comes from corrupt metadata (a page or column chunk
+    /// offset that lies): fatal at once, never retried as if storage had failed.
+    fn check(&self, range: &Range<u64>) -> parquet::errors::Result<()> {
+        if range.start > range.end || range.end > self.size {
+            return Err(ParquetError::External(Box::new(Error::corrupt(
+                &self.url,
+                format!(
+                    "corrupt metadata: bytes {}..{} asked for in a file of {} bytes",
+                    range.start, range.end, self.size
+                ),
+            ))));
+        }
+        Ok(())
+    }
 }
 
 impl AsyncFileReader for ObjectFile {
     fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
         async move {
+            self.check(&range)?;
             let bytes = self
                 .store
                 .get_range(&self.path, range)
@@ -72,6 +88,9 @@ impl AsyncFileReader for ObjectFile {
         ranges: Vec<Range<u64>>,
     ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
         async move {
+            for range in &ranges {
+                self.check(range)?;
+            }
             let parts = self
                 .store
                 .get_ranges(&self.path, &ranges)
@@ -136,6 +155,12 @@ pub struct ParquetRows {
     stream: ParquetRecordBatchStream<ObjectFile>,
     source: Arc<str>,
     next_row: u64,
+    /// Rows the selected row groups declare, and rows decoded so far: they must agree at the
+    /// end, or rows went missing (or appeared) without a trace.
+    declared: u64,
+    decoded: u64,
+    /// The row groups read, for messages.
+    groups: Range<usize>,
 }
 
 impl ParquetRows {
@@ -164,6 +189,11 @@ impl ParquetRows {
             .iter()
             .map(|rg| rg.num_rows())
             .sum();
+        let declared: i64 = metadata.row_groups()[groups.clone()]
+            .iter()
+            .map(|rg| rg.num_rows())
+            .sum();
+        let selected = groups.clone();
         let stream = builder
             .with_row_groups(groups.collect())
             .with_batch_size(batch_size)
@@ -174,18 +204,40 @@ impl ParquetRows {
             stream,
             source: url.into(),
             next_row: first_row.max(0) as u64,
+            declared: declared.max(0) as u64,
+            decoded: 0,
+            groups: selected,
         })
     }
 
     pub fn next_batch(&mut self) -> Result<Option<SourceBatch>> {
         match self.runtime.block_on(self.stream.next()) {
+            None if self.decoded != self.declared => Err(Error::corrupt(
+                &*self.source,
+                format!(
+                    "row groups {}..{} declare {} rows but {} were decoded",
+                    self.groups.start, self.groups.end, self.declared, self.decoded
+                ),
+            )),
             None => Ok(None),
-            Some(Err(e)) => Err(parquet_error(&self.source, e)),
-            Some(Ok(batch)) => Ok(Some(SourceBatch::numbered(
-                &self.source,
-                batch,
-                &mut self.next_row,
-            ))),
+            Some(Err(e)) => Err(match parquet_error(&self.source, e) {
+                Error::Corrupt { url, message } => Error::Corrupt {
+                    url,
+                    message: format!(
+                        "{message} (in row groups {}..{})",
+                        self.groups.start, self.groups.end
+                    ),
+                },
+                other => other,
+            }),
+            Some(Ok(batch)) => {
+                self.decoded += batch.num_rows() as u64;
+                Ok(Some(SourceBatch::numbered(
+                    &self.source,
+                    batch,
+                    &mut self.next_row,
+                )))
+            }
         }
     }
 }
