@@ -313,3 +313,46 @@ fn brotli_parquet_reads_and_a_corrupt_page_fails_at_once_in_one_line() {
         "{message}"
     );
 }
+
+#[test]
+fn types_the_output_cannot_hold_are_refused_before_the_job_runs_naming_the_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let union = dir.path().join("union.arrow");
+    let interval = dir.path().join("interval.arrow");
+    python(
+        "import sys, pyarrow as pa\n\
+         u = pa.UnionArray.from_sparse(pa.array([0, 1], type=pa.int8()), [pa.array([1, 2]), pa.array(['a', 'b'])])\n\
+         t = pa.table({'id': [1, 2], 'u': u})\n\
+         with pa.ipc.new_file(sys.argv[1], t.schema) as w: w.write_table(t)\n\
+         i = pa.array([pa.MonthDayNano([1, 2, 3]), None], type=pa.month_day_nano_interval())\n\
+         t = pa.table({'id': [1, 2], 'gap': i})\n\
+         with pa.ipc.new_file(sys.argv[2], t.schema) as w: w.write_table(t)",
+        &[&s(&union), &s(&interval)],
+    );
+    for (input, column) in [(&union, "'u'"), (&interval, "'gap'")] {
+        let out = dir.path().join(format!("out-{column}"));
+        let o = run(&[
+            "run",
+            "--input",
+            &s(input),
+            "--output",
+            &format!("{}/", s(&out)),
+        ]);
+        let message = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{message}");
+        assert_eq!(message.lines().count(), 1, "{message}");
+        assert!(message.contains(column) && message.contains("--format"), "{message}");
+        assert!(!out.exists(), "nothing ran, nothing written");
+    }
+    // An Arrow output holds a union: the same file converts.
+    let report = run_ok(&[
+        "run",
+        "--input",
+        &s(&union),
+        "--output",
+        &format!("{}/", s(&dir.path().join("arrow-out"))),
+        "--format",
+        "arrow",
+    ]);
+    balanced(&report, 2, 0);
+}

@@ -82,6 +82,13 @@ pub async fn read_footer(
     let schema = footer
         .schema()
         .ok_or_else(|| bad(&name, "footer has no schema"))?;
+    // Its buffers would be read as little-endian values: wrong numbers, silently.
+    if schema.endianness() == arrow::ipc::Endianness::Big {
+        return Err(Error::config(format!(
+            "{name}: a big-endian Arrow IPC file, which is not read (rewrite it little-endian, \
+             e.g. pyarrow.ipc.new_file(...) on this machine)"
+        )));
+    }
     Ok(IpcFooter {
         schema: Arc::new(try_fb_to_schema(schema).map_err(|e| bad(&name, e))?),
         version: footer.version(),

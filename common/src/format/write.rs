@@ -10,6 +10,40 @@ use parquet::basic::{Compression as PqCompression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
+/// Why `format` cannot hold a column of type `data_type` (nested types included), or `None`
+/// when it can. Checked at planning, so a job never fails (or panics) in its writers.
+pub fn unwritable(data_type: &arrow::datatypes::DataType, format: Format) -> Option<&'static str> {
+    use arrow::datatypes::{DataType as T, IntervalUnit};
+    match (data_type, format) {
+        (T::Union(..), Format::Parquet | Format::Csv | Format::Jsonl) => {
+            Some("a union, which only an Arrow output holds")
+        }
+        (T::Interval(IntervalUnit::MonthDayNano), Format::Parquet) => {
+            Some("a month-day-nanosecond interval, which Parquet cannot hold")
+        }
+        (T::RunEndEncoded(..), Format::Parquet | Format::Csv | Format::Jsonl) => {
+            Some("run-end encoded, which only an Arrow output holds")
+        }
+        (
+            T::List(_)
+            | T::LargeList(_)
+            | T::FixedSizeList(..)
+            | T::ListView(_)
+            | T::LargeListView(_)
+            | T::Struct(_)
+            | T::Map(..),
+            Format::Csv,
+        ) => Some("nested, which a CSV output cannot hold"),
+        (T::List(f) | T::LargeList(f) | T::FixedSizeList(f, _) | T::ListView(f) | T::LargeListView(f), _) => {
+            unwritable(f.data_type(), format)
+        }
+        (T::Map(f, _), _) => unwritable(f.data_type(), format),
+        (T::Struct(fields), _) => fields.iter().find_map(|f| unwritable(f.data_type(), format)),
+        (T::Dictionary(_, value), _) => unwritable(value, format),
+        _ => None,
+    }
+}
+
 /// Parquet compression codec for outputs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]

@@ -232,6 +232,19 @@ pub async fn plan_job(storage: &Storage, job: &mut JobConfig) -> Result<Plan> {
                 .map_or_else(|| "the input".to_string(), |i| i.url.to_string())
         ))
     })?;
+    // Types the output cannot hold are refused now, naming the column, not at write time.
+    for field in schema.arrow_schema().fields() {
+        if let Some(why) = crate::format::write::unwritable(field.data_type(), job.output.format) {
+            return Err(Error::config(format!(
+                "{}: column '{}' ({}) is {why}; choose another --format, or give a --schema",
+                inputs
+                    .first()
+                    .map_or_else(|| "the input".to_string(), |i| i.url.to_string()),
+                field.name(),
+                field.data_type(),
+            )));
+        }
+    }
     job.schema = Some(schema);
     Ok(Plan {
         tasks: planner.tasks,
