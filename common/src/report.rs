@@ -92,6 +92,32 @@ pub struct TaskResult {
 }
 
 impl TaskResult {
+    /// Why this result's counts do not add up, if they do not: every row read is valid or
+    /// invalid, and the parts hold exactly those rows. `None` when they balance.
+    pub fn imbalance(&self) -> Option<String> {
+        if self.rows_read != self.rows_valid + self.rows_invalid {
+            return Some(format!(
+                "{} rows read but {} valid + {} invalid",
+                self.rows_read, self.rows_valid, self.rows_invalid
+            ));
+        }
+        let written = self.output.as_ref().map_or(0, |p| p.rows);
+        if written != self.rows_valid {
+            return Some(format!(
+                "{} valid rows but {written} in the output part",
+                self.rows_valid
+            ));
+        }
+        let errors = self.error_part.as_ref().map_or(0, |p| p.rows);
+        if errors != self.rows_invalid {
+            return Some(format!(
+                "{} invalid rows but {errors} in the error part",
+                self.rows_invalid
+            ));
+        }
+        None
+    }
+
     /// Every unpublished object of this attempt.
     pub fn staged(&self) -> impl Iterator<Item = &StagedObject> {
         self.output
@@ -237,5 +263,44 @@ impl JobReport {
     /// The invariant every report keeps: nothing lost, nothing counted twice.
     pub fn balanced(&self) -> bool {
         self.total_processed == self.total_valid + self.total_errors
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(rows: u64) -> PartInfo {
+        PartInfo::new(
+            StagedObject::Multipart {
+                url: "s3://b/k".into(),
+                upload_id: "u".into(),
+                parts: Vec::new(),
+                bytes: 0,
+                crc32: 0,
+            },
+            rows,
+        )
+    }
+
+    #[test]
+    fn a_result_balances_only_when_every_row_is_in_one_part() {
+        let mut r = TaskResult {
+            rows_read: 10,
+            rows_valid: 7,
+            rows_invalid: 3,
+            output: Some(part(7)),
+            error_part: Some(part(3)),
+            ..TaskResult::default()
+        };
+        assert_eq!(r.imbalance(), None);
+        r.rows_read = 11;
+        assert!(r.imbalance().unwrap().contains("11 rows read"));
+        r.rows_read = 10;
+        r.output = Some(part(6));
+        assert!(r.imbalance().unwrap().contains("6 in the output part"));
+        r.output = Some(part(7));
+        r.error_part = None;
+        assert!(r.imbalance().unwrap().contains("0 in the error part"));
     }
 }

@@ -402,7 +402,8 @@ pub fn set_footer_rows(path: &Path, footer_rows: i64) {
     let metadata = ParquetMetaDataReader::new()
         .parse_and_finish(&bytes::Bytes::from(bytes.clone()))
         .unwrap();
-    let footer_len = u32::from_le_bytes(bytes[bytes.len() - 8..bytes.len() - 4].try_into().unwrap());
+    let footer_len =
+        u32::from_le_bytes(bytes[bytes.len() - 8..bytes.len() - 4].try_into().unwrap());
     let body = &bytes[..bytes.len() - 8 - footer_len as usize];
     let file = metadata.file_metadata();
     let changed = FileMetaData::new(
@@ -415,6 +416,8 @@ pub fn set_footer_rows(path: &Path, footer_rows: i64) {
     );
     let rewritten = ParquetMetaData::new(changed, metadata.row_groups().to_vec());
     let mut out = body.to_vec();
-    ParquetMetaDataWriter::new(&mut out, &rewritten).finish().unwrap();
+    ParquetMetaDataWriter::new(&mut out, &rewritten)
+        .finish()
+        .unwrap();
     std::fs::write(path, out).unwrap();
 }

@@ -26,7 +26,11 @@ fn a_spec_runs_from_any_directory_its_paths_relative_to_the_spec() {
     )
     .unwrap();
     let out = Command::new(zoopipectl())
-        .args(["run", &project.path().join("job.yaml").to_string_lossy(), "--json"])
+        .args([
+            "run",
+            &project.path().join("job.yaml").to_string_lossy(),
+            "--json",
+        ])
         .current_dir(elsewhere.path())
         .output()
         .unwrap();
@@ -92,7 +96,11 @@ fn a_coordinator_without_s3_credentials_is_named_as_the_one_refused() {
     let root = std::path::PathBuf::from(var("ZOOPIPE_TEST_S3S_ROOT"));
     let bucket = unique("creds");
     std::fs::create_dir(root.join(&bucket)).unwrap();
-    std::fs::write(root.join(&bucket).join("users.csv"), csv_bytes(&users(10).0)).unwrap();
+    std::fs::write(
+        root.join(&bucket).join("users.csv"),
+        csv_bytes(&users(10).0),
+    )
+    .unwrap();
     let endpoint = var("ZOOPIPE_TEST_S3S_ENDPOINT");
     let key = var("ZOOPIPE_TEST_S3S_KEY");
     let port = free_port();

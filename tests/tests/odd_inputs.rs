@@ -307,7 +307,11 @@ fn brotli_parquet_reads_and_a_corrupt_page_fails_at_once_in_one_line() {
     ]);
     let message = text(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{message}");
-    assert_eq!(message.lines().count(), 1, "no retries, one line: {message}");
+    assert_eq!(
+        message.lines().count(),
+        1,
+        "no retries, one line: {message}"
+    );
     assert!(
         message.contains("corrupt.parquet") && message.contains("row groups 0..1"),
         "{message}"
@@ -341,7 +345,10 @@ fn types_the_output_cannot_hold_are_refused_before_the_job_runs_naming_the_colum
         let message = text(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{message}");
         assert_eq!(message.lines().count(), 1, "{message}");
-        assert!(message.contains(column) && message.contains("--format"), "{message}");
+        assert!(
+            message.contains(column) && message.contains("--format"),
+            "{message}"
+        );
         assert!(!out.exists(), "nothing ran, nothing written");
     }
     // An Arrow output holds a union: the same file converts.

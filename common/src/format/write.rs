@@ -34,11 +34,18 @@ pub fn unwritable(data_type: &arrow::datatypes::DataType, format: Format) -> Opt
             | T::Map(..),
             Format::Csv,
         ) => Some("nested, which a CSV output cannot hold"),
-        (T::List(f) | T::LargeList(f) | T::FixedSizeList(f, _) | T::ListView(f) | T::LargeListView(f), _) => {
-            unwritable(f.data_type(), format)
-        }
+        (
+            T::List(f)
+            | T::LargeList(f)
+            | T::FixedSizeList(f, _)
+            | T::ListView(f)
+            | T::LargeListView(f),
+            _,
+        ) => unwritable(f.data_type(), format),
         (T::Map(f, _), _) => unwritable(f.data_type(), format),
-        (T::Struct(fields), _) => fields.iter().find_map(|f| unwritable(f.data_type(), format)),
+        (T::Struct(fields), _) => fields
+            .iter()
+            .find_map(|f| unwritable(f.data_type(), format)),
         (T::Dictionary(_, value), _) => unwritable(value, format),
         _ => None,
     }

@@ -412,6 +412,31 @@ impl Lifecycle {
             discard(&self.storage, &result).await;
             return Ok(false);
         }
+        if let Some(why) = result.imbalance() {
+            // A bug, not bad luck: fail the job loudly rather than publish a part whose rows
+            // do not add up.
+            tracing::error!(
+                job = job_id,
+                task = result.index,
+                why,
+                "counts do not balance"
+            );
+            discard(&self.storage, &result).await;
+            let mut jobs = self.jobs.lock().await;
+            if let Some(job) = jobs.get_mut(job_id) {
+                let name = job.slots.get(&result.index).map_or_else(
+                    || format!("task {}", result.index),
+                    |s| partition_name(&s.task),
+                );
+                self.end_job(
+                    job,
+                    JobState::Failed,
+                    format!("{name}: counts do not balance ({why})"),
+                )
+                .await;
+            }
+            return Ok(false);
+        }
         if !self.store.complete(job_id, token, &result).await? {
             // A superseded attempt (its lease expired and the task ran again): drop its parts.
             tracing::warn!(
@@ -603,6 +628,16 @@ impl Lifecycle {
                 return;
             }
             let outcomes: Outcomes = job.results().map(|(i, r)| (i, r.clone())).collect();
+            let mut totals = job.report.clone();
+            outcomes.values().for_each(|r| totals.add(r));
+            if !totals.balanced() {
+                let message = format!(
+                    "counts do not balance: {} rows read but {} valid + {} invalid",
+                    totals.total_processed, totals.total_valid, totals.total_errors
+                );
+                self.end_job(job, JobState::Failed, message).await;
+                return;
+            }
             if let Some(message) = error_rate_exceeded(&job.config, &outcomes) {
                 for result in outcomes.values() {
                     job.report.add(result);
