@@ -64,7 +64,7 @@ async fn existing_objects(storage: &Storage, target: &OutputTarget) -> Result<Ve
         .list_prefix(&target.url)
         .await?
         .into_iter()
-        .filter(|o| o.url.file_name() != REPORT)
+        .filter(|o| o.url.file_name() != REPORT && o.url.file_name() != crate::ownership::OWNER)
         .map(|o| o.url.to_string())
         .collect())
 }
@@ -274,10 +274,17 @@ async fn remove_stale(storage: &Storage, job: &JobConfig, report: &JobReport) ->
         .chain([
             job.output.marker(REPORT).to_string(),
             job.output.marker(MANIFEST).to_string(),
+            job.output.marker(crate::ownership::OWNER).to_string(),
+            job.errors.marker(crate::ownership::OWNER).to_string(),
         ])
         .collect();
     for target in [&job.output, &job.errors] {
         if target.single_file {
+            // A single file this run did not write (no invalid rows this time) is an earlier
+            // run's: left in place it would contradict this run's report.
+            if !keep.contains(&target.url.to_string()) {
+                delete(storage, &target.url).await?;
+            }
             continue;
         }
         for object in storage.list_prefix(&target.url).await? {

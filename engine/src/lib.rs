@@ -11,6 +11,7 @@ pub mod lifecycle;
 mod merge;
 mod merge_copy;
 pub mod ops;
+pub mod ownership;
 pub mod task;
 
 pub use embedded::{RunOptions, run_job};

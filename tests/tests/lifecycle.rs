@@ -264,3 +264,144 @@ fn cancel_commits_nothing_in_both_modes() {
     assert_eq!(wait_no_open_uploads(&job.lake), 0);
     assert_eq!(published(&job.lake, "users"), Vec::<String>::new());
 }
+
+#[test]
+fn overwriting_a_single_file_output_leaves_no_stale_error_rows_in_both_modes() {
+    for mode in both(&[]) {
+        let job = users_job(1, 700); // one row in seven is invalid
+        let clean = unique("clean");
+        s3::create_bucket(&clean);
+        // The same rows without the invalid ones: a clean second run.
+        let valid: Vec<[String; 8]> = users(700)
+            .0
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| i % 7 != 3)
+            .map(|(_, r)| r)
+            .collect();
+        s3::put(&clean, "in/users.csv", csv_bytes(&valid));
+        let m = mode.name();
+        let target = format!("s3://{}/out/users.parquet", job.lake);
+        let schema = repo_file("examples/users.schema.json");
+        let (out, report) = mode.run(&[
+            "--input",
+            &format!("s3://{}/in/", job.raw),
+            "--output",
+            &target,
+            "--schema",
+            &schema,
+        ]);
+        assert!(out.status.success(), "{m}: {}", text(&out.stderr));
+        assert!(report["total_errors"].as_u64().unwrap() > 0, "{m}");
+        assert!(s3::list(&job.lake, "out").contains(&"out/users_errors.jsonl".to_string()));
+        let (out, report) = mode.run(&[
+            "--input",
+            &format!("s3://{clean}/in/"),
+            "--output",
+            &target,
+            "--schema",
+            &schema,
+            "--overwrite",
+        ]);
+        assert!(out.status.success(), "{m}: {}", text(&out.stderr));
+        assert_eq!(report["total_errors"], 0, "{m}: {report:#}");
+        let names = s3::list(&job.lake, "out");
+        assert!(
+            !names.contains(&"out/users_errors.jsonl".to_string()),
+            "{m}: the first run's error rows went with it: {names:?}"
+        );
+    }
+}
+
+#[test]
+fn a_second_job_into_a_busy_output_is_refused_naming_the_running_job_in_both_modes() {
+    let slow = [("ZOOPIPE_WORKER_BATCH_DELAY_MS", "150")];
+    // Embedded: job A runs in the background while B tries the same output.
+    let a = users_job(4, 2000);
+    let b = users_job(1, 100);
+    let output = format!("s3://{}/users/", a.lake);
+    let schema = repo_file("examples/users.schema.json");
+    let running = Command::new(zoopipectl())
+        .args([
+            "run",
+            "--input",
+            &format!("s3://{}/in/", a.raw),
+            "--output",
+            &output,
+        ])
+        .args([
+            "--schema",
+            &schema,
+            "--batch-size",
+            "250",
+            "--workers",
+            "1",
+            "--json",
+        ])
+        .envs(slow)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    let input = format!("s3://{}/in/", b.raw);
+    for overwrite in [false, true] {
+        let mut args = vec!["run", "--input", &input, "--output", &output];
+        if overwrite {
+            args.push("--overwrite");
+        }
+        let o = run(&args);
+        let message = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "overwrite={overwrite}: {message}");
+        assert!(message.contains("is in use by job "), "{message}");
+        assert_eq!(message.lines().count(), 1, "{message}");
+    }
+    let done = running.wait_with_output().unwrap();
+    assert!(done.status.success(), "{}", text(&done.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&done.stdout).unwrap();
+    assert_eq!(
+        output_ids(&a.lake),
+        a.valid,
+        "only job A's rows: {report:#}"
+    );
+    // Once A has ended, the output is free again (for an overwrite).
+    let o = run(&["run", "--input", &input, "--output", &output, "--overwrite"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+
+    // The fleet: B is refused naming A's job id, whether submitted to the fleet or run here.
+    let f = fleet_with(2, 150, &etcd(), &[]);
+    let a = users_job(4, 2000);
+    let id = a.submit(&f);
+    std::thread::sleep(Duration::from_millis(500));
+    let output = format!("s3://{}/users/", a.lake);
+    let o = run(&[
+        "submit",
+        "--input",
+        &input,
+        "--output",
+        &output,
+        "--coordinator",
+        &f.url,
+    ]);
+    let message = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{message}");
+    assert!(
+        message.contains(&format!("is in use by job {id}")),
+        "{message}"
+    );
+    let o = run(&["run", "--input", &input, "--output", &output, "--overwrite"]);
+    let message = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{message}");
+    assert!(
+        message.contains(&format!("is in use by job {id}")),
+        "{message}"
+    );
+    let report = a.assert_exact(&f, &id);
+    assert_eq!(report["state"], "succeeded");
+    assert!(
+        !s3::list(&a.lake, "users")
+            .iter()
+            .any(|n| n.contains("_zoopipe_owner")),
+        "the claim goes with the job"
+    );
+}

@@ -26,6 +26,7 @@ use crate::commit::{
     write_report,
 };
 use crate::ops::METRICS;
+use crate::ownership;
 use crate::task::{TaskContext, discard};
 use chrono::Utc;
 use std::collections::{BTreeMap, BTreeSet};
@@ -35,7 +36,6 @@ use tokio::sync::{Mutex, Notify};
 use tracing::Instrument;
 use zoopipe_common::plan::{Split, SplitKind, Task, misaligned_files, plan_job};
 use zoopipe_common::report::{JobReport, JobState, TaskResult};
-use zoopipe_common::schema::CompiledSchema;
 use zoopipe_common::spec::{JobConfig, JobSpec, SchemaSource};
 use zoopipe_common::storage::Storage;
 
@@ -181,32 +181,65 @@ impl Lifecycle {
             spec.trace_parent = zoopipe_common::logging::current_traceparent();
         }
         let mut config = JobConfig::new(job_id.clone(), spec).map_err(SubmitError::Invalid)?;
-        check_output_free(&self.storage, &config)
-            .await
-            .map_err(SubmitError::Precondition)?;
         let plan = plan_job(&self.storage, &mut config)
             .await
             .map_err(SubmitError::Precondition)?;
         check_inputs_outside_output(&config, &plan.inputs).map_err(SubmitError::Invalid)?;
+        // One job per output: claimed before anything is written, given up if the job does
+        // not start after all.
+        ownership::claim(&self.storage, &config)
+            .await
+            .map_err(SubmitError::Precondition)?;
+        let stored = self.store_job(config, plan, name_key, previous).await;
+        if let Err((e, config)) = stored {
+            ownership::release(&self.storage, &config).await;
+            return Err(e);
+        }
+        stored.map_err(|(e, _)| e)
+    }
+
+    /// The rest of `submit`, once the output is claimed; on failure the config comes back so
+    /// the claim can be given up.
+    async fn store_job(
+        self: &Arc<Self>,
+        mut config: JobConfig,
+        plan: zoopipe_common::plan::Plan,
+        name_key: Option<String>,
+        previous: Option<String>,
+    ) -> Result<Submitted, (SubmitError, JobConfig)> {
+        let job_id = config.job_id.clone();
+        if let Err(e) = check_output_free(&self.storage, &config).await {
+            return Err((SubmitError::Precondition(e), config));
+        }
         // Every attempt, wherever it runs, validates with exactly the schema planned with
         // (inferred or given): it travels inline in the stored spec.
-        let schema: &CompiledSchema = config.schema.as_deref().ok_or_else(|| {
-            SubmitError::Invalid(zoopipe_common::Error::config("planning produced no schema"))
-        })?;
-        config.spec.schema = Some(SchemaSource::Inline(schema.to_json_schema("Record")));
-        let spec_json = serde_json::to_value(&config.spec)
-            .map_err(|e| SubmitError::Invalid(zoopipe_common::Error::config(e.to_string())))?;
+        let Some(schema) = config.schema.as_deref().map(|s| s.to_json_schema("Record")) else {
+            let e = zoopipe_common::Error::config("planning produced no schema");
+            return Err((SubmitError::Invalid(e), config));
+        };
+        config.spec.schema = Some(SchemaSource::Inline(schema));
+        let spec_json = match serde_json::to_value(&config.spec) {
+            Ok(json) => json,
+            Err(e) => {
+                let e = zoopipe_common::Error::config(e.to_string());
+                return Err((SubmitError::Invalid(e), config));
+            }
+        };
         let name = name_key.as_deref().map(|key| NameClaim {
             key,
             seen: previous.as_deref(),
         });
-        self.store
+        if let Err(e) = self
+            .store
             .create_job(&job_id, &spec_json, &plan.tasks, name)
             .await
-            .map_err(|e| match e {
+        {
+            let e = match e {
                 StoreError::JobExists(_) => SubmitError::Concurrent,
                 e => SubmitError::Store(e),
-            })?;
+            };
+            return Err((e, config));
+        }
         let mut report = JobReport::new(&job_id);
         report.state = JobState::Running;
         report.started_at = Utc::now().to_rfc3339();
@@ -259,6 +292,9 @@ impl Lifecycle {
             }
             JobState::Failed | JobState::Cancelled if !force => {
                 let response = answer(SubmitOutcome::Resumed, remaining);
+                ownership::claim(&self.storage, &job.config)
+                    .await
+                    .map_err(SubmitError::Precondition)?;
                 self.store.resume_job(job_id).await?;
                 for slot in job.slots.values_mut() {
                     if !matches!(slot.status, TaskStatus::Done(_)) {
@@ -714,6 +750,7 @@ impl Lifecycle {
                 return;
             }
         }
+        ownership::release(&self.storage, &config).await;
         tracing::info!(job = report.job_id, state = ?report.state, "job ended");
         if let Some(job) = self.jobs.lock().await.get_mut(&job_id) {
             job.report = report;
@@ -797,6 +834,7 @@ impl Lifecycle {
         if let Err(e) = self.store.finish_job(&job.report).await {
             tracing::error!(job = job.report.job_id, error = %e, "could not record the job's end");
         }
+        ownership::release(&self.storage, &job.config).await;
         self.ended.notify_waiters();
         self.work.notify_waiters();
     }
