@@ -99,6 +99,11 @@ async fn claim_one(
                 .map(|_| ())
                 .map_err(|e| Error::from_store(&name, e))
         }
+        // A write refused as "not found" can only mean the bucket is missing.
+        Err(object_store::Error::NotFound { .. }) => Err(Error::config(format!(
+            "{}: bucket does not exist",
+            target.url
+        ))),
         Err(e) => Err(Error::from_store(&name, e)),
     }
 }
