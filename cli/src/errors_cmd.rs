@@ -155,10 +155,28 @@ fn original(r: &Row) -> String {
     parts.join(", ")
 }
 
+/// A cell's text cut to `max` characters (long values would make every row a page).
+fn truncate(text: String, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text;
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
 fn table(rows: &[Row]) -> String {
     let mut table = Table::new();
     table.load_style(UTF8_BORDERS_ONLY);
     table.set_content_arrangement(ContentArrangement::Dynamic);
+    // The terminal's width; off a terminal `COLUMNS`, else 120: never hundreds of columns.
+    if table.width().is_none() {
+        let columns = std::env::var("COLUMNS")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(120u16);
+        table.set_width(columns);
+    }
     table.set_header(vec!["source", "at", "type", "field", "message", "values"]);
     for r in rows {
         table.add_row(vec![
@@ -167,7 +185,7 @@ fn table(rows: &[Row]) -> String {
             r.error_type.clone(),
             reasons(r, "field"),
             reasons(r, "message"),
-            original(r),
+            truncate(original(r), 160),
         ]);
     }
     table.to_string()

@@ -42,7 +42,12 @@ pub fn print(report: &JobReport) {
             .map(|(f, n)| format!("{f}: {n}"))
             .collect::<Vec<_>>()
             .join(", ");
-        table.add_row(vec!["errors by field".to_string(), text]);
+        // A row can fail on several fields: these counts may add up to more than the
+        // invalid rows.
+        table.add_row(vec![
+            "errors by field".to_string(),
+            format!("{text} (a row can fail on several fields)"),
+        ]);
     }
     crate::out(&table.to_string());
 }

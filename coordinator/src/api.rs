@@ -136,6 +136,9 @@ impl v1::job_service_server::JobService for JobApi {
     }
 }
 
+/// How long one heartbeat may take (lease renewal and the job table each).
+const HEARTBEAT_DEADLINE: Duration = Duration::from_secs(2);
+
 /// The worker-facing service.
 pub struct WorkerApi(pub Arc<Fleet>);
 
@@ -235,11 +238,11 @@ impl v1::worker_service_server::WorkerService for WorkerApi {
         forward_to_leader!(self.0, WorkerServiceClient, heartbeat, request);
         let r = request.into_inner();
         let lease = self.lease(&r.worker_id).await?;
-        let alive = self
-            .0
-            .state
-            .keep_alive(lease)
+        let alive = tokio::time::timeout(HEARTBEAT_DEADLINE, self.0.state.keep_alive(lease))
             .await
+            .map_err(|_| {
+                Status::unavailable("etcd did not renew the lease in time; heartbeat again")
+            })?
             .map_err(IntoStatus::into_status)?;
         if !alive {
             self.0.workers.lock().await.remove(&r.worker_id);
@@ -270,7 +273,11 @@ impl v1::worker_service_server::WorkerService for WorkerApi {
                 },
             })
             .collect();
-        let stop_at = self.0.lifecycle.heartbeat(running).await;
+        // A heartbeat answers within its deadline or not at all: a worker whose answer is late
+        // beats again, rather than every worker's lease waiting on one slow call.
+        let stop_at = tokio::time::timeout(HEARTBEAT_DEADLINE, self.0.lifecycle.heartbeat(running))
+            .await
+            .map_err(|_| Status::unavailable("the coordinator is busy; heartbeat again"))?;
         // Cancelled or failed job, or an attempt that lost its task: stop it.
         let stop = stop_at
             .into_iter()

@@ -26,15 +26,15 @@ pub async fn check_output_free(storage: &Storage, job: &JobConfig) -> Result<()>
         return Ok(());
     }
     for target in [&job.output, &job.errors] {
-        let existing = existing_objects(storage, target).await?;
-        if let Some(first) = existing.first() {
+        let (blocking, total) = existing_objects(storage, target).await?;
+        if let Some(first) = blocking.first() {
             return Err(Error::config(format!(
                 "{} already exists{} (pass --overwrite to replace it)",
                 target.url,
                 if target.single_file {
                     String::new()
                 } else {
-                    format!(" and holds {} object(s), e.g. {first}", existing.len())
+                    format!(" and holds {total} object(s), e.g. {first}")
                 }
             )));
         }
@@ -42,31 +42,36 @@ pub async fn check_output_free(storage: &Storage, job: &JobConfig) -> Result<()>
     Ok(())
 }
 
-async fn existing_objects(storage: &Storage, target: &OutputTarget) -> Result<Vec<String>> {
+/// What blocks writing into `target` (everything but a failed run's `_report.json` and the
+/// job's own ownership marker), and how many objects it holds in all (as a listing shows).
+async fn existing_objects(
+    storage: &Storage,
+    target: &OutputTarget,
+) -> Result<(Vec<String>, usize)> {
     if target.single_file {
         let store = storage.store(&target.url)?;
         return match store.head(&target.url.path()).await {
-            Ok(_) => Ok(vec![target.url.to_string()]),
+            Ok(_) => Ok((vec![target.url.to_string()], 1)),
             Err(object_store::Error::NotFound { .. }) => {
                 // A HEAD cannot tell a missing object from a missing bucket; a listing can, in
                 // one request (the first page of an empty prefix).
                 let mut listing = store.list(Some(&target.url.path()));
                 match listing.next().await {
                     Some(Err(e)) => Err(Error::from_store(&target.url.to_string(), e)),
-                    _ => Ok(Vec::new()),
+                    _ => Ok((Vec::new(), 0)),
                 }
             }
             Err(e) => Err(Error::from_store(&target.url.to_string(), e)),
         };
     }
-    // A failed run's `_report.json` (nothing else was committed) does not block a rerun.
-    Ok(storage
-        .list_prefix(&target.url)
-        .await?
+    let all = storage.list_prefix(&target.url).await?;
+    let total = all.len();
+    let blocking = all
         .into_iter()
         .filter(|o| o.url.file_name() != REPORT && o.url.file_name() != crate::ownership::OWNER)
         .map(|o| o.url.to_string())
-        .collect())
+        .collect();
+    Ok((blocking, total))
 }
 
 /// With `max_error_rate`, the reason to fail a job whose results hold too many invalid rows.

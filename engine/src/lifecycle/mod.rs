@@ -100,6 +100,13 @@ pub struct RunningAttempt {
     pub so_far: AttemptProgress,
 }
 
+/// What a job that ended without a commit still has to write (see `Lifecycle::wrap_up`).
+struct Ended {
+    config: Arc<JobConfig>,
+    report: JobReport,
+    discard: Vec<TaskResult>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CancelError {
     #[error("no job {0}")]
@@ -117,8 +124,10 @@ pub struct Lifecycle {
     jobs: Mutex<BTreeMap<String, JobEntry>>,
     /// Woken when a task may have become available (submitted, requeued, backoff over).
     work: Notify,
-    /// Woken when a job ends.
+    /// Woken when a job has ended and everything its end writes is written.
     ended: Notify,
+    /// Jobs whose end is fully written (report, store, claim released).
+    wrapped_up: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Told when a job starts its commit (the embedded runner's progress display).
     on_commit: std::sync::OnceLock<CommitObserver>,
 }
@@ -131,6 +140,7 @@ impl Lifecycle {
             jobs: Mutex::new(BTreeMap::new()),
             work: Notify::new(),
             ended: Notify::new(),
+            wrapped_up: Default::default(),
             on_commit: std::sync::OnceLock::new(),
         })
     }
@@ -458,19 +468,18 @@ impl Lifecycle {
                 "counts do not balance"
             );
             discard(&self.storage, &result).await;
-            let mut jobs = self.jobs.lock().await;
-            if let Some(job) = jobs.get_mut(job_id) {
-                let name = job.slots.get(&result.index).map_or_else(
-                    || format!("task {}", result.index),
-                    |s| partition_name(&s.task),
-                );
-                self.end_job(
-                    job,
-                    JobState::Failed,
-                    format!("{name}: counts do not balance ({why})"),
-                )
-                .await;
-            }
+            let ended = {
+                let mut jobs = self.jobs.lock().await;
+                jobs.get_mut(job_id).and_then(|job| {
+                    let name = job.slots.get(&result.index).map_or_else(
+                        || format!("task {}", result.index),
+                        |s| partition_name(&s.task),
+                    );
+                    let message = format!("{name}: counts do not balance ({why})");
+                    self.end_job(job, JobState::Failed, message)
+                })
+            };
+            self.wrap_up(ended).await;
             return Ok(false);
         }
         if !self.store.complete(job_id, token, &result).await? {
@@ -525,52 +534,56 @@ impl Lifecycle {
             .release(job_id, index, token)
             .await
             .unwrap_or(false);
-        let mut jobs = self.jobs.lock().await;
-        let Some(job) = jobs.get_mut(job_id) else {
-            return;
+        let ended = {
+            let mut jobs = self.jobs.lock().await;
+            let Some(job) = jobs.get_mut(job_id) else {
+                return;
+            };
+            let owns = job.slots.get(&index).is_some_and(
+                |s| matches!(s.status, TaskStatus::Running { token: t, .. } if t == token),
+            );
+            if !released || !owns || job.ended() {
+                return; // a stale attempt: the task is already elsewhere
+            }
+            self.settle(job, index, kind, message)
         };
-        let owns = job.slots.get(&index).is_some_and(
-            |s| matches!(s.status, TaskStatus::Running { token: t, .. } if t == token),
-        );
-        if !released || !owns || job.ended() {
-            return; // a stale attempt: the task is already elsewhere
-        }
-        self.settle(job, index, kind, message).await;
+        self.wrap_up(ended).await;
     }
 
     /// The attempt running `index` is gone without a word (its worker's lease ended, or it
     /// never received the task): abort the uploads it reported and decide as for a failure.
     pub async fn lost(self: &Arc<Self>, job_id: &str, index: u32, why: &str) {
-        let mut jobs = self.jobs.lock().await;
-        let Some(job) = jobs.get_mut(job_id) else {
-            return;
+        let ended = {
+            let mut jobs = self.jobs.lock().await;
+            let Some(job) = jobs.get_mut(job_id) else {
+                return;
+            };
+            if job.ended() {
+                return;
+            }
+            let uploads = match job.slots.get_mut(&index).map(|s| &mut s.status) {
+                Some(TaskStatus::Running { uploads, .. }) => std::mem::take(uploads),
+                _ => return,
+            };
+            self.abort_uploads(uploads);
+            METRICS.lease_expiries.inc();
+            self.settle(job, index, FailureKind::Lost, why.to_string())
         };
-        if job.ended() {
-            return;
-        }
-        let uploads = match job.slots.get_mut(&index).map(|s| &mut s.status) {
-            Some(TaskStatus::Running { uploads, .. }) => std::mem::take(uploads),
-            _ => return,
-        };
-        self.abort_uploads(uploads);
-        METRICS.lease_expiries.inc();
-        self.settle(job, index, FailureKind::Lost, why.to_string())
-            .await;
+        self.wrap_up(ended).await;
     }
 
-    /// The one retry decision applied to a task whose attempt ended without a result.
-    async fn settle(
+    /// The one retry decision applied to a task whose attempt ended without a result (under
+    /// the job table's lock; what the job's end must write comes back for after it).
+    fn settle(
         self: &Arc<Self>,
         job: &mut JobEntry,
         index: u32,
         kind: FailureKind,
         message: String,
-    ) {
+    ) -> Option<Ended> {
         let max = job.config.spec.max_attempts;
         let job_id = job.report.job_id.clone();
-        let Some(slot) = job.slots.get_mut(&index) else {
-            return;
-        };
+        let slot = job.slots.get_mut(&index)?;
         match decide(kind, slot.attempts - slot.handed_back, max) {
             Decision::Retry { after, counted } => {
                 if counted {
@@ -600,6 +613,7 @@ impl Lifecycle {
                         me.work.notify_waiters();
                     });
                 }
+                None
             }
             Decision::FailJob => {
                 let attempts = match slot.attempts - slot.handed_back {
@@ -607,7 +621,7 @@ impl Lifecycle {
                     _ => String::new(),
                 };
                 let message = format!("{} failed{attempts}: {message}", partition_name(&slot.task));
-                self.end_job(job, JobState::Failed, message).await;
+                self.end_job(job, JobState::Failed, message)
             }
         }
     }
@@ -655,12 +669,13 @@ impl Lifecycle {
                 .collect();
             let bad = misaligned_files(&ranges);
             if !bad.is_empty() {
+                // Running again before the re-read is handed out (it wakes the runners).
+                job.report.state = JobState::Running;
                 if let Err(e) = self.reread(job, &bad).await {
                     // The next leader (or this one, after the store is back) decides again.
+                    job.report.state = JobState::Committing;
                     tracing::warn!(job = job_id, error = %e, "cannot record the re-read");
-                    return;
                 }
-                job.report.state = JobState::Running;
                 return;
             }
             let outcomes: Outcomes = job.results().map(|(i, r)| (i, r.clone())).collect();
@@ -671,14 +686,18 @@ impl Lifecycle {
                     "counts do not balance: {} rows read but {} valid + {} invalid",
                     totals.total_processed, totals.total_valid, totals.total_errors
                 );
-                self.end_job(job, JobState::Failed, message).await;
+                let ended = self.end_job(job, JobState::Failed, message);
+                drop(jobs);
+                self.wrap_up(ended).await;
                 return;
             }
             if let Some(message) = error_rate_exceeded(&job.config, &outcomes) {
                 for result in outcomes.values() {
                     job.report.add(result);
                 }
-                self.end_job(job, JobState::Failed, message).await;
+                let ended = self.end_job(job, JobState::Failed, message);
+                drop(jobs);
+                self.wrap_up(ended).await;
                 return;
             }
             (
@@ -755,7 +774,7 @@ impl Lifecycle {
         if let Some(job) = self.jobs.lock().await.get_mut(&job_id) {
             job.report = report;
         }
-        self.ended.notify_waiters();
+        self.mark_wrapped_up(&job_id);
         self.work.notify_waiters();
     }
 
@@ -804,16 +823,18 @@ impl Lifecycle {
 
     /// End a job that will not commit: nothing of it is published. A named job keeps its
     /// finished tasks' parts (staged, invisible) so that submitting it again resumes with only
-    /// the rest; an unnamed one cannot be resumed, so they go.
-    async fn end_job(&self, job: &mut JobEntry, state: JobState, message: String) {
+    /// the rest; an unnamed one cannot be resumed, so they go. Changes the table only (under
+    /// its lock); the writes to storage and the store come back as `Ended` for `wrap_up`, so
+    /// heartbeats and other jobs never wait on S3.
+    fn end_job(&self, job: &mut JobEntry, state: JobState, message: String) -> Option<Ended> {
         if job.ended() {
-            return;
+            return None;
         }
-        if job.config.spec.name.is_none() {
-            for (_, result) in job.results() {
-                discard(&self.storage, result).await;
-            }
-        }
+        let discard_parts: Vec<TaskResult> = if job.config.spec.name.is_none() {
+            job.results().map(|(_, r)| r.clone()).collect()
+        } else {
+            Vec::new()
+        };
         let finished = job.results().count();
         let total = job.slots.len();
         let kept = if job.config.spec.name.is_some() {
@@ -830,13 +851,36 @@ impl Lifecycle {
         ));
         job.report.duration_s = job.started.elapsed().as_secs_f64();
         job.report.finished_at = Utc::now().to_rfc3339();
-        let _ = write_report(&self.storage, &job.config, &job.report).await;
-        if let Err(e) = self.store.finish_job(&job.report).await {
-            tracing::error!(job = job.report.job_id, error = %e, "could not record the job's end");
-        }
-        ownership::release(&self.storage, &job.config).await;
-        self.ended.notify_waiters();
         self.work.notify_waiters();
+        Some(Ended {
+            config: job.config.clone(),
+            report: job.report.clone(),
+            discard: discard_parts,
+        })
+    }
+
+    /// The writes of a job's end, outside the job table's lock: its parts discarded, its
+    /// report written beside the output and stored, its output claim given up.
+    async fn wrap_up(&self, ended: Option<Ended>) {
+        let Some(ended) = ended else {
+            return;
+        };
+        for result in &ended.discard {
+            discard(&self.storage, result).await;
+        }
+        let _ = write_report(&self.storage, &ended.config, &ended.report).await;
+        if let Err(e) = self.store.finish_job(&ended.report).await {
+            tracing::error!(job = ended.report.job_id, error = %e, "could not record the job's end");
+        }
+        ownership::release(&self.storage, &ended.config).await;
+        self.mark_wrapped_up(&ended.report.job_id);
+    }
+
+    fn mark_wrapped_up(&self, job_id: &str) {
+        if let Ok(mut done) = self.wrapped_up.lock() {
+            done.insert(job_id.to_string());
+        }
+        self.ended.notify_waiters();
     }
 
     /// Cancel a job that has not started its commit.
@@ -848,19 +892,26 @@ impl Lifecycle {
         if job.report.state == JobState::Committing {
             return Err(CancelError::Committing(job_id.to_string()));
         }
-        self.end_job(job, JobState::Cancelled, "cancelled by a user".into())
-            .await;
-        Ok(job.report.state)
+        let ended = self.end_job(job, JobState::Cancelled, "cancelled by a user".into());
+        let state = job.report.state;
+        drop(jobs);
+        self.wrap_up(ended).await;
+        Ok(state)
     }
 
-    /// Wait until the job has ended; its final report.
+    /// Wait until the job has ended and its end is written; its final report.
     pub async fn wait_ended(&self, job_id: &str) -> Option<JobReport> {
         loop {
             let ended = self.ended.notified();
+            let done = self
+                .wrapped_up
+                .lock()
+                .map(|d| d.contains(job_id))
+                .unwrap_or(true);
             {
                 let jobs = self.jobs.lock().await;
                 let job = jobs.get(job_id)?;
-                if job.ended() {
+                if done && job.ended() {
                     return Some(job.report.clone());
                 }
             }
