@@ -496,13 +496,45 @@ impl EtcdState {
             Compare::version(result_key, CompareOp::Equal, 0),
         ];
         let ops = vec![TxnOp::put(
-            owner_key,
+            owner_key.clone(),
             json(&owner),
             Some(PutOptions::new().with_lease(lease)),
         )];
         // The transaction's revision is the owner key's mod_revision: the fencing token.
-        let (claimed, revision) = self.batched(compares, ops).await?;
-        Ok(claimed.then_some(revision.max(0) as u64))
+        let mut outcome = self.batched(compares, ops).await;
+        if matches!(outcome, Ok((true, _))) && zoopipe_common::fault::fail_once("claim-answer") {
+            // The claim applied, its answer is lost (a timeout after etcd committed).
+            outcome = Err(StateError::Unreachable {
+                endpoints: "etcd".into(),
+                message: "fault injected: the claim's answer is lost".into(),
+            });
+        }
+        match outcome {
+            Ok((claimed, revision)) => Ok(claimed.then_some(revision.max(0) as u64)),
+            Err(StateError::NotLeader) => Err(StateError::NotLeader),
+            // No answer does not mean no claim: read the owner key back. If it is this
+            // attempt's, the claim stands (its revision is the token); otherwise it did not
+            // apply and the task is free for a later claim. Without this, a claim that applied
+            // would leave the task pending while its owner key lived on, unclaimable until
+            // that worker died.
+            Err(e) => {
+                let Ok(found) = self.client.clone().get(owner_key.clone(), None).await else {
+                    return Err(e);
+                };
+                let ours = found.kvs().first().and_then(|kv| {
+                    let owner: Owner = serde_json::from_slice(kv.value()).ok()?;
+                    (owner.worker == worker && owner.attempt == attempt && kv.lease() == lease)
+                        .then(|| kv.mod_revision().max(0) as u64)
+                });
+                match ours {
+                    Some(token) => {
+                        tracing::warn!(job, task = index, error = %e, "claim answer lost; read back: it applied");
+                        Ok(Some(token))
+                    }
+                    None => Err(e),
+                }
+            }
+        }
     }
 
     /// Record an attempt's result if, and only if, it still owns the task. A result that is

@@ -114,6 +114,19 @@ fn a_task_whose_assignment_never_reached_its_worker_runs_again() {
 }
 
 #[test]
+fn a_claim_whose_answer_timed_out_is_read_back_and_the_task_runs() {
+    let mut f = fleet(2, 0);
+    // etcd applies the first claim but the coordinator never hears so: before the read-back,
+    // the task went back to pending while its owner key lived on, and the job never ended.
+    f.coordinator_with_env(&[("ZOOPIPE_FAULT_FAIL_ONCE_AT", "claim-answer")]);
+    let job = users_job(3, 1500);
+    let id = job.submit(&f);
+    let status = wait_ended(&f, &id, Duration::from_secs(60));
+    assert_eq!(status["state"], "succeeded", "{status:#}");
+    job.assert_exact(&f, &id);
+}
+
+#[test]
 fn a_frozen_worker_past_its_lease_cannot_commit_and_its_parts_are_cleaned() {
     let f = fleet(2, 150);
     let job = users_job(4, 2000);
