@@ -21,6 +21,15 @@ fn a_rolling_restart_hands_leadership_to_the_standby_and_the_job_completes() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // A resigning replica never campaigns again (it once re-won while shutting down, and the
+    // next leader waited a lease TTL).
+    let log = std::fs::read_to_string(
+        std::env::temp_dir().join(format!("zoopipe-coordinator-{}.log", f.port)),
+    )
+    .unwrap_or_default();
+    if let Some((_, after)) = log.split_once("resigned leadership") {
+        assert!(!after.contains("elected leader"), "{log}");
+    }
     job.assert_exact(&f, &id);
 }
 
