@@ -154,10 +154,83 @@ impl ErrorWriter {
         }
     }
 
+    pub fn is_jsonl(&self) -> bool {
+        matches!(self, ErrorWriter::Jsonl { .. })
+    }
+
+    /// Append one JSONL error row as it is (already serialized, no newline). `false` when
+    /// this writer is not JSONL (the caller then writes `ErrorRow`s).
+    pub fn write_json_line(&mut self, json: &[u8]) -> Result<bool> {
+        let ErrorWriter::Jsonl { sink, .. } = self else {
+            return Ok(false);
+        };
+        sink.write_all(json)
+            .and_then(|()| sink.write_all(b"\n"))
+            .map_err(|e| Error::io("writing error rows", e))?;
+        Ok(true)
+    }
+
     pub fn finish(self) -> Result<StagedObject> {
         match self {
             ErrorWriter::Jsonl { sink, .. } => sink.finish(),
             ErrorWriter::Batches(writer) => writer.finish(),
         }
+    }
+}
+
+/// An error row's JSONL text with its `line` moved on by `offset`, found and rewritten in
+/// place (the row is not parsed): `None` when the text is not as `ErrorRow` writes it.
+/// `source` comes first and is a JSON string, inside which `,"line":` cannot occur unescaped,
+/// so the first `,"line":` is the field.
+pub fn shift_line(json: &[u8], offset: u64) -> Option<Vec<u8>> {
+    const KEY: &[u8] = b",\"line\":";
+    if !json.starts_with(b"{\"source\":") {
+        return None;
+    }
+    let at = memchr::memmem::find(json, KEY)? + KEY.len();
+    let digits = json[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 {
+        // `null` (a row index instead) stays as it is.
+        return json[at..].starts_with(b"null").then(|| json.to_vec());
+    }
+    let line: u64 = std::str::from_utf8(&json[at..at + digits])
+        .ok()?
+        .parse()
+        .ok()?;
+    let mut out = Vec::with_capacity(json.len() + 8);
+    out.extend_from_slice(&json[..at]);
+    out.extend_from_slice((line + offset).to_string().as_bytes());
+    out.extend_from_slice(&json[at + digits..]);
+    Some(out)
+}
+
+#[cfg(test)]
+mod shift_tests {
+    use super::*;
+
+    #[test]
+    fn shifting_a_line_in_the_text_equals_parsing_and_re_encoding() {
+        let row = ErrorRow {
+            source: "s3://b/a,\"line\":9.csv".into(),
+            line: Some(41),
+            row: None,
+            error_type: "coercion".into(),
+            errors: Vec::new(),
+            values: serde_json::Map::new(),
+            raw: None,
+        };
+        let text = serde_json::to_vec(&row).unwrap();
+        let shifted = shift_line(&text, 1000).unwrap();
+        let mut expected = row.clone();
+        expected.line = Some(1041);
+        assert_eq!(shifted, serde_json::to_vec(&expected).unwrap());
+        let no_line = ErrorRow {
+            line: None,
+            row: Some(3),
+            ..row
+        };
+        let text = serde_json::to_vec(&no_line).unwrap();
+        assert_eq!(shift_line(&text, 7).unwrap(), text);
+        assert_eq!(shift_line(b"[1,2]", 7), None);
     }
 }

@@ -234,14 +234,32 @@ fn copy_error_rows(
     offset: u64,
     writer: &mut ErrorWriter,
 ) -> Result<()> {
-    let input = BufReader::new(reader(ctx, url)?);
+    let mut input = BufReader::new(reader(ctx, url)?);
     let mut chunk = Vec::with_capacity(ERROR_CHUNK);
-    for line in input.lines() {
-        let line = line.map_err(|e| Error::io(format!("reading {url}"), e))?;
-        if line.trim().is_empty() {
+    let mut line = Vec::new();
+    let raw = writer.is_jsonl();
+    loop {
+        line.clear();
+        let n = input
+            .read_until(b'\n', &mut line)
+            .map_err(|e| Error::io(format!("reading {url}"), e))?;
+        if n == 0 {
+            break;
+        }
+        let text = line.trim_ascii();
+        if text.is_empty() {
             continue;
         }
-        let mut row: ErrorRow = serde_json::from_str(&line).map_err(|e| Error::corrupt(url, e))?;
+        // JSONL to JSONL: move the line number in the text, no parse and re-encode (error-heavy
+        // jobs have hundreds of MB of these).
+        if raw
+            && chunk.is_empty()
+            && let Some(shifted) = zoopipe_common::errors_out::shift_line(text, offset)
+            && writer.write_json_line(&shifted)?
+        {
+            continue;
+        }
+        let mut row: ErrorRow = serde_json::from_slice(text).map_err(|e| Error::corrupt(url, e))?;
         row.line = row.line.map(|l| l + offset);
         chunk.push(row);
         if chunk.len() >= ERROR_CHUNK {
