@@ -57,6 +57,7 @@ impl IntoStatus for CancelError {
         match self {
             CancelError::NotFound(_) => Status::not_found(self.to_string()),
             CancelError::Committing(_) => Status::failed_precondition(self.to_string()),
+            CancelError::Unrecorded(..) => Status::aborted(self.to_string()),
         }
     }
 }

@@ -248,3 +248,49 @@ fn sigterm_drains_a_worker_and_hands_its_task_back() {
         "the drained worker's task ran again: {report:#}"
     );
 }
+
+#[test]
+fn a_cancel_etcd_did_not_take_is_refused_and_a_recorded_one_survives_a_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let (client, peer) = (free_port(), free_port());
+    let etcd_url = format!("http://127.0.0.1:{client}");
+    let etcd = start_etcd(data.path(), client, peer);
+    let mut f = fleet_on(2, 200, &etcd_url);
+    let job = users_job(4, 2000);
+    let id = job.submit(&f);
+    std::thread::sleep(Duration::from_millis(700));
+    drop(etcd); // SIGKILL: the cancel cannot be recorded
+    let o = run(&["cancel", &id, "--coordinator", &f.url]);
+    let message = text(&o.stderr);
+    assert!(
+        !o.status.success(),
+        "a cancel etcd never took is not a success: {message}"
+    );
+    assert_eq!(message.trim().lines().count(), 1, "{message}");
+    let _etcd = start_etcd(data.path(), client, peer);
+    // etcd is back: cancelling again works (after the coordinator leads again).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let o = run(&["cancel", &id, "--coordinator", &f.url]);
+        if o.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cancel never went through: {}",
+            text(&o.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(
+        wait_ended(&f, &id, Duration::from_secs(30))["state"],
+        "cancelled"
+    );
+    // The cancel is in etcd: a new coordinator (reloading every job) still says so.
+    drop(f.coordinator.take());
+    f.coordinator = Some(start_coordinator_on(f.port, &f.prefix, &etcd_url));
+    wait_leading(f.port);
+    let status = wait_ended(&f, &id, Duration::from_secs(30));
+    assert_eq!(status["state"], "cancelled", "{status:#}");
+    assert_eq!(wait_no_open_uploads(&job.lake), 0);
+}

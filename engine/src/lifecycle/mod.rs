@@ -105,6 +105,30 @@ struct Ended {
     config: Arc<JobConfig>,
     report: JobReport,
     discard: Vec<TaskResult>,
+    /// Whether the store has the end already (a cancel records it first).
+    recorded: bool,
+}
+
+/// The report of a job that ends without a commit: nothing of it was published.
+fn ending_report(job: &JobEntry, state: JobState, message: &str) -> JobReport {
+    let finished = job.results().count();
+    let total = job.slots.len();
+    let kept = if job.config.spec.name.is_some() {
+        "kept unpublished for a resubmission to resume"
+    } else {
+        "discarded"
+    };
+    let mut report = job.report.clone();
+    report.state = state;
+    report.partitions.total = total as u64;
+    report.partitions.succeeded = finished as u64;
+    report.partitions.failed = (total - finished) as u64;
+    report.message = Some(format!(
+        "{message}; nothing was committed ({finished} of {total} tasks had finished, their parts {kept})"
+    ));
+    report.duration_s = job.started.elapsed().as_secs_f64();
+    report.finished_at = Utc::now().to_rfc3339();
+    report
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +137,9 @@ pub enum CancelError {
     NotFound(String),
     #[error("job {0} is committing its output and can no longer be cancelled")]
     Committing(String),
+    /// The store did not take the cancel: the job runs on.
+    #[error("cannot record the cancel of job {0} ({1}); it runs on: cancel again")]
+    Unrecorded(String, StoreError),
 }
 
 /// Told a job's id when it starts its commit.
@@ -830,33 +857,26 @@ impl Lifecycle {
         if job.ended() {
             return None;
         }
+        let report = ending_report(job, state, &message);
+        Some(self.apply_end(job, report, false))
+    }
+
+    /// Make `report` (from `ending_report`) the job's end in the table; `recorded`: the store
+    /// has it already.
+    fn apply_end(&self, job: &mut JobEntry, report: JobReport, recorded: bool) -> Ended {
         let discard_parts: Vec<TaskResult> = if job.config.spec.name.is_none() {
             job.results().map(|(_, r)| r.clone()).collect()
         } else {
             Vec::new()
         };
-        let finished = job.results().count();
-        let total = job.slots.len();
-        let kept = if job.config.spec.name.is_some() {
-            "kept unpublished for a resubmission to resume"
-        } else {
-            "discarded"
-        };
-        job.report.state = state;
-        job.report.partitions.total = total as u64;
-        job.report.partitions.succeeded = finished as u64;
-        job.report.partitions.failed = (total - finished) as u64;
-        job.report.message = Some(format!(
-            "{message}; nothing was committed ({finished} of {total} tasks had finished, their parts {kept})"
-        ));
-        job.report.duration_s = job.started.elapsed().as_secs_f64();
-        job.report.finished_at = Utc::now().to_rfc3339();
+        job.report = report;
         self.work.notify_waiters();
-        Some(Ended {
+        Ended {
             config: job.config.clone(),
             report: job.report.clone(),
             discard: discard_parts,
-        })
+            recorded,
+        }
     }
 
     /// The writes of a job's end, outside the job table's lock: its parts discarded, its
@@ -869,7 +889,9 @@ impl Lifecycle {
             discard(&self.storage, result).await;
         }
         let _ = write_report(&self.storage, &ended.config, &ended.report).await;
-        if let Err(e) = self.store.finish_job(&ended.report).await {
+        if !ended.recorded
+            && let Err(e) = self.store.finish_job(&ended.report).await
+        {
             tracing::error!(job = ended.report.job_id, error = %e, "could not record the job's end");
         }
         ownership::release(&self.storage, &ended.config).await;
@@ -885,18 +907,38 @@ impl Lifecycle {
 
     /// Cancel a job that has not started its commit.
     pub async fn cancel(&self, job_id: &str) -> Result<JobState, CancelError> {
-        let mut jobs = self.jobs.lock().await;
-        let job = jobs
-            .get_mut(job_id)
-            .ok_or_else(|| CancelError::NotFound(job_id.to_string()))?;
-        if job.report.state == JobState::Committing {
-            return Err(CancelError::Committing(job_id.to_string()));
-        }
-        let ended = self.end_job(job, JobState::Cancelled, "cancelled by a user".into());
-        let state = job.report.state;
-        drop(jobs);
-        self.wrap_up(ended).await;
-        Ok(state)
+        // Recorded in the store first, then in the table: a cancel the store did not take is
+        // refused (the job runs on, and the caller may cancel again), never reported as done
+        // to come back as running after a restart.
+        let report = {
+            let jobs = self.jobs.lock().await;
+            let job = jobs
+                .get(job_id)
+                .ok_or_else(|| CancelError::NotFound(job_id.to_string()))?;
+            if job.ended() {
+                return Ok(job.report.state);
+            }
+            if job.report.state == JobState::Committing {
+                return Err(CancelError::Committing(job_id.to_string()));
+            }
+            ending_report(job, JobState::Cancelled, "cancelled by a user")
+        };
+        self.store
+            .finish_job(&report)
+            .await
+            .map_err(|e| CancelError::Unrecorded(job_id.to_string(), e))?;
+        let ended = {
+            let mut jobs = self.jobs.lock().await;
+            let job = jobs
+                .get_mut(job_id)
+                .ok_or_else(|| CancelError::NotFound(job_id.to_string()))?;
+            if job.ended() {
+                return Ok(job.report.state);
+            }
+            self.apply_end(job, report, true)
+        };
+        self.wrap_up(Some(ended)).await;
+        Ok(JobState::Cancelled)
     }
 
     /// Wait until the job has ended and its end is written; its final report.
