@@ -47,6 +47,8 @@ pub struct Fleet {
     pub(crate) to_leader: std::sync::Mutex<Option<(String, tonic::transport::Channel)>>,
     /// TLS for forwarding to the leader (when the replicas serve TLS).
     pub(crate) forward_tls: Option<tonic::transport::ClientTlsConfig>,
+    /// How long an ended job stays in etcd (`recovery::sweep`).
+    pub(crate) retention: std::sync::RwLock<Duration>,
 }
 
 impl Fleet {
@@ -69,7 +71,22 @@ impl Fleet {
             role: std::sync::RwLock::new(Role::Candidate),
             leader_lease: AtomicI64::new(0),
             to_leader: std::sync::Mutex::new(None),
+            retention: std::sync::RwLock::new(Duration::from_secs(7 * 86_400)),
         })
+    }
+
+    /// How long ended jobs stay in etcd (default 7 days).
+    pub fn set_retention(&self, keep: Duration) {
+        if let Ok(mut r) = self.retention.write() {
+            *r = keep;
+        }
+    }
+
+    pub(crate) fn retention(&self) -> Duration {
+        self.retention
+            .read()
+            .map(|r| *r)
+            .unwrap_or(Duration::from_secs(7 * 86_400))
     }
 
     /// Jobs by state, tasks of unfinished jobs by state, and registered workers: for metrics.

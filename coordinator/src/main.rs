@@ -64,6 +64,10 @@ struct Args {
     /// Worker lease TTL in seconds: a worker silent this long loses its tasks.
     #[arg(long, default_value_t = 10, env = "ZOOPIPE_LEASE_TTL")]
     lease_ttl: i64,
+    /// Days an ended job stays in etcd (status, report, `errors`, a named job's no-op
+    /// resubmission); older ones are removed, so etcd and a failover's reload stay bounded.
+    #[arg(long, default_value_t = 7.0, env = "ZOOPIPE_RETENTION_DAYS")]
+    retention_days: f64,
     /// This replica's name in the leader election (default: host name and process id).
     #[arg(long, env = "ZOOPIPE_ID")]
     id: Option<String>,
@@ -197,6 +201,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     );
     let flight = ErrorsFlight::new(state.clone());
     let fleet = Fleet::new(state, args.lease_ttl, me, forward_tls);
+    fleet.set_retention(std::time::Duration::from_secs_f64(
+        args.retention_days.max(0.0) * 86_400.0,
+    ));
     fleet.clone().watch_leases().await?;
     fleet.clone().reconcile();
     tokio::spawn(fleet.clone().campaign());

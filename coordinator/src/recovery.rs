@@ -19,6 +19,12 @@ impl Fleet {
         let stored = self.state.load_jobs().await?;
         let mut entries = Vec::new();
         for s in stored {
+            if let Some(report) = &s.report
+                && self.expired(report)
+            {
+                self.forget(&s.job_id).await;
+                continue;
+            }
             let spec: JobSpec = match serde_json::from_value(s.spec.clone()) {
                 Ok(spec) => spec,
                 Err(e) => {
@@ -68,6 +74,38 @@ impl Fleet {
         Ok(self.lifecycle.load(entries).await)
     }
 
+    /// Whether an ended job is past the retention period.
+    fn expired(&self, report: &JobReport) -> bool {
+        if !report.state.ended() {
+            return false;
+        }
+        let Ok(finished) = chrono::DateTime::parse_from_rfc3339(&report.finished_at) else {
+            return false;
+        };
+        let age = Utc::now().signed_duration_since(finished);
+        age.to_std().is_ok_and(|age| age > self.retention())
+    }
+
+    /// Remove an expired job from etcd and from the table.
+    async fn forget(&self, job_id: &str) {
+        match self.state.delete_job(job_id).await {
+            Ok(()) => {
+                self.lifecycle.forget(job_id).await;
+                tracing::info!(job = job_id, "ended job past the retention period removed");
+            }
+            Err(e) => tracing::warn!(job = job_id, error = %e, "cannot remove an expired job"),
+        }
+    }
+
+    /// Remove every ended job past the retention period (run now and then by the leader).
+    async fn sweep(&self) {
+        for report in self.lifecycle.list().await {
+            if self.expired(&report) {
+                self.forget(&report.job_id).await;
+            }
+        }
+    }
+
     /// Run again the tasks whose owner vanished without a result (lease expired).
     pub async fn watch_leases(self: Arc<Self>) -> crate::state::Result<()> {
         let mut lost = self.state.watch_lost_owners().await?;
@@ -99,8 +137,14 @@ impl Fleet {
     /// outage), and those whose assignment never reached their worker.
     pub fn reconcile(self: Arc<Self>) {
         tokio::spawn(async move {
+            let mut rounds = 0u64;
             loop {
                 tokio::time::sleep(Duration::from_secs(3)).await;
+                rounds += 1;
+                // Every ten minutes, while leading: ended jobs past the retention period go.
+                if rounds % 200 == 0 && self.role() == crate::fleet::Role::Leader {
+                    self.sweep().await;
+                }
                 self.hand_back_unstarted().await;
                 let mut by_job: BTreeMap<String, Vec<u32>> = BTreeMap::new();
                 for (job, index, ..) in self.lifecycle.running().await {

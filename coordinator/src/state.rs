@@ -611,6 +611,26 @@ impl EtcdState {
         Ok(())
     }
 
+    /// Remove an ended job: every key under it, and the name keys that point at it.
+    pub async fn delete_job(&self, job_id: &str) -> Result<()> {
+        let names = format!("{}/names/", self.prefix);
+        let mut ops: Vec<TxnOp> = self
+            .scan(&names)
+            .await?
+            .iter()
+            .filter(|kv| kv.value() == job_id.as_bytes())
+            .map(|kv| TxnOp::delete(kv.key().to_vec(), None))
+            .collect();
+        ops.push(TxnOp::delete(
+            self.job_key(job_id, ""),
+            Some(etcd_client::DeleteOptions::new().with_prefix()),
+        ));
+        for chunk in ops.chunks(TASKS_PER_TXN) {
+            self.fenced(vec![], chunk.to_vec()).await?;
+        }
+        Ok(())
+    }
+
     /// Whether a task's result is stored.
     pub async fn has_result(&self, job: &str, index: u32) -> Result<bool> {
         let key = self.job_key(job, &format!("results/{index}"));

@@ -294,3 +294,51 @@ fn a_cancel_etcd_did_not_take_is_refused_and_a_recorded_one_survives_a_restart()
     assert_eq!(status["state"], "cancelled", "{status:#}");
     assert_eq!(wait_no_open_uploads(&job.lake), 0);
 }
+
+#[test]
+fn ended_jobs_past_the_retention_period_leave_etcd_and_their_output_stays() {
+    let port = free_port();
+    let prefix = format!(
+        "/zoopipe-fleet-test/{}-{port}-retention",
+        std::process::id()
+    );
+    let retention = ["--retention-days", "0.00002"]; // about 1.7 s
+    let coordinator = start_coordinator_with(port, &prefix, &etcd(), &retention, &[]);
+    wait_leading(port);
+    let url = format!("http://127.0.0.1:{port}");
+    let _worker = start_worker(&url, "worker-retention", port, &[], &[]);
+    let mut f = Fleet {
+        url: url.clone(),
+        port,
+        prefix: prefix.clone(),
+        coordinator: Some(coordinator),
+        workers: vec![],
+    };
+    let job = users_job(1, 300);
+    let id = job.submit(&f);
+    job.assert_exact(&f, &id);
+    std::thread::sleep(Duration::from_secs(3));
+    // A new leader reloads from etcd: the job is past its retention and removed.
+    drop(f.coordinator.take());
+    f.coordinator = Some(start_coordinator_with(
+        port,
+        &prefix,
+        &etcd(),
+        &retention,
+        &[],
+    ));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let o = run(&["status", &id, "--coordinator", &url]);
+        if o.status.code() == Some(2) && text(&o.stderr).contains("no job") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the job stayed: {}",
+            text(&o.stdout)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(output_ids(&job.lake), job.valid, "the output itself stays");
+}

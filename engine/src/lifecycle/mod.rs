@@ -1115,6 +1115,14 @@ impl Lifecycle {
         count
     }
 
+    /// Forget one job (removed from the store: past its retention).
+    pub async fn forget(&self, job_id: &str) {
+        self.jobs.lock().await.remove(job_id);
+        if let Ok(mut done) = self.wrapped_up.lock() {
+            done.remove(job_id);
+        }
+    }
+
     /// Forget every job (this replica stopped leading).
     pub async fn clear(&self) {
         self.jobs.lock().await.clear();
