@@ -142,7 +142,7 @@ impl Fleet {
                 tokio::time::sleep(Duration::from_secs(3)).await;
                 rounds += 1;
                 // Every ten minutes, while leading: ended jobs past the retention period go.
-                if rounds % 200 == 0 && self.role() == crate::fleet::Role::Leader {
+                if rounds.is_multiple_of(200) && self.role() == crate::fleet::Role::Leader {
                     self.sweep().await;
                 }
                 self.hand_back_unstarted().await;
