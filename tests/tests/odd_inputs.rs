@@ -29,6 +29,14 @@ fn balanced(report: &serde_json::Value, rows: u64, errors: u64) {
     );
 }
 
+/// `zoopipectl run` of one local input into `out/` with extra flags; its report.
+fn convert(input: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
+    let (input, out) = (s(input), format!("{}/", s(out)));
+    let mut args = vec!["run", "--input", &input, "--output", &out];
+    args.extend_from_slice(extra);
+    run_ok(&args)
+}
+
 /// The `id` column of every output part, in order (JSONL parts).
 fn local_ids(out: &Path) -> Vec<String> {
     parts(out)
@@ -47,17 +55,11 @@ fn bare_cr_csv_split_into_ranges_loses_no_row_embedded_and_in_the_fleet() {
         let input = dir.path().join("mac.csv");
         std::fs::write(&input, id_csv(n, ending)).unwrap();
         let out = dir.path().join("out");
-        let report = run_ok(&[
-            "run",
-            "--input",
-            &s(&input),
-            "--output",
-            &format!("{}/", s(&out)),
-            "--format",
-            "jsonl",
-            "--partition-size",
-            "64KiB",
-        ]);
+        let report = convert(
+            &input,
+            &out,
+            &["--format", "jsonl", "--partition-size", "64KiB"],
+        );
         balanced(&report, n as u64, 0);
         assert!(report["partitions"]["total"].as_u64().unwrap() > 4, "split");
         assert_eq!(local_ids(&out), expected, "line ends {ending:?}");
@@ -136,15 +138,7 @@ fn a_jsonl_file_with_a_byte_order_mark_reads_its_first_row() {
     }
     std::fs::write(&input, bytes).unwrap();
     let out = dir.path().join("out");
-    let report = run_ok(&[
-        "run",
-        "--input",
-        &s(&input),
-        "--output",
-        &format!("{}/", s(&out)),
-        "--format",
-        "jsonl",
-    ]);
+    let report = convert(&input, &out, &["--format", "jsonl"]);
     balanced(&report, 100, 0);
     assert_eq!(
         local_ids(&out),
@@ -162,15 +156,7 @@ fn jsonl_whose_first_line_is_an_array_is_still_one_value_per_line() {
     }
     std::fs::write(&input, text).unwrap();
     let out = dir.path().join("out");
-    let report = run_ok(&[
-        "run",
-        "--input",
-        &s(&input),
-        "--output",
-        &format!("{}/", s(&out)),
-        "--format",
-        "jsonl",
-    ]);
+    let report = convert(&input, &out, &["--format", "jsonl"]);
     // The array line is one invalid row (line 1); the 50 objects are rows.
     balanced(&report, 51, 1);
     let errors = error_rows(&out);
@@ -184,13 +170,7 @@ fn a_local_file_whose_name_has_brackets_is_that_file() {
     let input = dir.path().join("export[1].csv");
     std::fs::write(&input, id_csv(10, "\n")).unwrap();
     let out = dir.path().join("out");
-    let report = run_ok(&[
-        "run",
-        "--input",
-        &s(&input),
-        "--output",
-        &format!("{}/", s(&out)),
-    ]);
+    let report = convert(&input, &out, &[]);
     balanced(&report, 10, 0);
     // A real glob still works next to it.
     let out2 = dir.path().join("out2");
@@ -210,13 +190,7 @@ fn a_header_only_csv_writes_its_columns_and_an_empty_one_is_refused_in_one_line(
     let header_only = dir.path().join("header.csv");
     std::fs::write(&header_only, "id,name\n").unwrap();
     let out = dir.path().join("out");
-    let report = run_ok(&[
-        "run",
-        "--input",
-        &s(&header_only),
-        "--output",
-        &format!("{}/", s(&out)),
-    ]);
+    let report = convert(&header_only, &out, &[]);
     balanced(&report, 0, 0);
     // pyarrow opens the part and sees the header's columns.
     let part = parts(&out).remove(0);
@@ -288,13 +262,7 @@ fn brotli_parquet_reads_and_a_corrupt_page_fails_at_once_in_one_line() {
          f.close()",
         &[&s(&brotli), &s(&corrupt)],
     );
-    let report = run_ok(&[
-        "run",
-        "--input",
-        &s(&brotli),
-        "--output",
-        &format!("{}/", s(&dir.path().join("out"))),
-    ]);
+    let report = convert(&brotli, &dir.path().join("out"), &[]);
     balanced(&report, 5000, 0);
 
     let o = run(&[
@@ -352,14 +320,10 @@ fn types_the_output_cannot_hold_are_refused_before_the_job_runs_naming_the_colum
         assert!(!out.exists(), "nothing ran, nothing written");
     }
     // An Arrow output holds a union: the same file converts.
-    let report = run_ok(&[
-        "run",
-        "--input",
-        &s(&union),
-        "--output",
-        &format!("{}/", s(&dir.path().join("arrow-out"))),
-        "--format",
-        "arrow",
-    ]);
+    let report = convert(
+        &union,
+        &dir.path().join("arrow-out"),
+        &["--format", "arrow"],
+    );
     balanced(&report, 2, 0);
 }
