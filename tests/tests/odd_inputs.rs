@@ -327,3 +327,44 @@ fn types_the_output_cannot_hold_are_refused_before_the_job_runs_naming_the_colum
     );
     balanced(&report, 2, 0);
 }
+
+#[test]
+fn blank_lines_in_a_single_column_csv_are_empty_rows_as_pythons_csv_reads_them() {
+    // Every 7th line blank, LF and CRLF, split into many ranges: Python's csv module is the
+    // oracle for how many rows there are and which are empty.
+    for ending in ["\n", "\r\n", "\r"] {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("codes.csv");
+        let mut text = format!("code{ending}");
+        for i in 0..20_000 {
+            if i % 7 == 3 {
+                text.push_str(ending);
+            } else {
+                text.push_str(&format!("c{i}{ending}"));
+            }
+        }
+        text.push_str(ending); // a blank last line too
+        std::fs::write(&input, &text).unwrap();
+        let oracle = python(
+            "import csv,sys,json\n\
+             rows=list(csv.reader(open(sys.argv[1],newline='')))[1:]\n\
+             print(json.dumps([r[0] if r else None for r in rows]))",
+            &[&s(&input)],
+        );
+        let expected: Vec<serde_json::Value> = serde_json::from_str(oracle.trim()).unwrap();
+        let out = dir.path().join("out");
+        let report = convert(
+            &input,
+            &out,
+            &["--format", "jsonl", "--partition-size", "16KiB"],
+        );
+        balanced(&report, expected.len() as u64, 0);
+        assert!(report["partitions"]["total"].as_u64().unwrap() > 4, "split");
+        let got: Vec<serde_json::Value> = parts(&out)
+            .iter()
+            .flat_map(|p| read_jsonl(p))
+            .map(|row| row["code"].clone())
+            .collect();
+        assert_eq!(got, expected, "line ends {ending:?}");
+    }
+}

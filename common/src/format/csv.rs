@@ -184,8 +184,11 @@ impl<R: Read> CsvRecords<R> {
         batch_size: usize,
     ) -> Self {
         let text = TextColumns::new(&columns, batch_size);
+        let mut scanner = Scanner::new(reader, opts, base);
+        // A blank line in a single-column file is an empty value (after the header, if any).
+        scanner.keep_blank_lines(!skip_header && columns.len() == 1);
         Self {
-            scanner: Scanner::new(reader, opts, base),
+            scanner,
             columns,
             text,
             lines: Vec::with_capacity(batch_size),
@@ -257,6 +260,11 @@ impl<R: Read> CsvRecords<R> {
                 Ok(())
             };
         }
+        if self.scanner.take_blank_line() {
+            let line = self.line_base + start.line - self.first_line.unwrap_or(1);
+            self.check_and_push(line, 1, 0, false);
+            return Ok(());
+        }
         let Some((count, unterminated)) = self.scanner.read_record().map_err(|e| self.io(e))?
         else {
             let here = self.scanner.here();
@@ -267,6 +275,7 @@ impl<R: Read> CsvRecords<R> {
         };
         if self.skip_header {
             self.skip_header = false;
+            self.scanner.keep_blank_lines(self.columns.len() == 1);
             return Ok(());
         }
         let line = self.line_base + start.line - self.first_line.unwrap_or(1);

@@ -38,6 +38,9 @@ pub struct Scanner<R: Read> {
     escaped: bool,
     /// Whether the last byte consumed was `\r`: a `\n` right after it ends no further line.
     after_cr: bool,
+    /// Whether a blank line is a record (one empty field) instead of being skipped. In a
+    /// single-column file a blank line is an empty value, as DuckDB and Python's `csv` read it.
+    keep_blank_lines: bool,
 }
 
 impl<R: Read> Scanner<R> {
@@ -62,7 +65,13 @@ impl<R: Read> Scanner<R> {
             quote: opts.quote,
             escaped: opts.escape.is_some(),
             after_cr: false,
+            keep_blank_lines: false,
         }
+    }
+
+    /// From now on, blank lines are records of one empty field (see `take_blank_line`).
+    pub fn keep_blank_lines(&mut self, keep: bool) {
+        self.keep_blank_lines = keep;
     }
 
     /// Current absolute offset and line (the start of whatever comes next).
@@ -117,8 +126,8 @@ impl<R: Read> Scanner<R> {
         }
     }
 
-    /// Skip blank lines and leftover terminators; the true start of the next record, or `None`
-    /// at the end of the input.
+    /// Skip blank lines (unless they are records) and leftover terminators; the true start of
+    /// the next record, or `None` at the end of the input.
     pub fn peek_start(&mut self) -> std::io::Result<Option<RecordStart>> {
         loop {
             self.fill()?;
@@ -126,6 +135,15 @@ impl<R: Read> Scanner<R> {
                 return Ok(None);
             }
             let rest = &self.buf[self.pos..self.len];
+            if self.keep_blank_lines {
+                // The parser consumed the previous record's terminator; only the `\n` of a
+                // CRLF pair may be left over. Any other line end starts a blank record.
+                if rest[0] == b'\n' && self.after_cr {
+                    self.advance(1, 0);
+                    continue;
+                }
+                return Ok(Some(self.here()));
+            }
             let skip = rest
                 .iter()
                 .take_while(|b| **b == b'\n' || **b == b'\r')
@@ -135,6 +153,23 @@ impl<R: Read> Scanner<R> {
             if self.pos < self.len {
                 return Ok(Some(self.here()));
             }
+        }
+    }
+
+    /// With blank lines kept, consume the blank line at the current position (after
+    /// `peek_start`) and return true; false when a non-blank record starts here.
+    pub fn take_blank_line(&mut self) -> bool {
+        if !self.keep_blank_lines || self.pos >= self.len {
+            return false;
+        }
+        match self.buf[self.pos] {
+            b'\r' | b'\n' => {
+                self.advance(1, 1);
+                // The record: one empty field.
+                self.ends[0] = 0;
+                true
+            }
+            _ => false,
         }
     }
 
