@@ -10,6 +10,7 @@ pub mod ipc_tail;
 pub mod json;
 mod json_row;
 pub mod parquet;
+mod parquet_compat;
 pub mod parquet_tail;
 mod text;
 pub mod write;

@@ -2,6 +2,7 @@
 //! footer inspection for the planner, and row-group concatenation for single-file outputs.
 
 use super::SourceBatch;
+use super::parquet_compat;
 use crate::storage::ReadCounter;
 use crate::{Error, Result};
 use bytes::Bytes;
@@ -12,7 +13,9 @@ use parquet::arrow::arrow_reader::ArrowReaderOptions;
 use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStream};
 use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::ParquetError;
-use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
+use parquet::file::metadata::{
+    FooterTail, PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader,
+};
 use parquet::file::properties::WriterProperties;
 use parquet::file::reader::ChunkReader;
 use parquet::file::writer::SerializedFileWriter;
@@ -67,6 +70,26 @@ impl ObjectFile {
     }
 }
 
+impl ObjectFile {
+    /// The footer's Thrift bytes (`FileMetaData`), read by their length in the last 8 bytes.
+    async fn footer(&mut self) -> parquet::errors::Result<Bytes> {
+        let tail_start = self
+            .size
+            .checked_sub(8)
+            .ok_or_else(|| ParquetError::General("shorter than a Parquet footer".to_string()))?;
+        let tail = self.get_bytes(tail_start..self.size).await?;
+        let tail: [u8; 8] = tail
+            .as_ref()
+            .try_into()
+            .map_err(|_| ParquetError::General("short read of the footer".to_string()))?;
+        let length = FooterTail::try_new(&tail)?.metadata_length() as u64;
+        let start = tail_start.checked_sub(length).ok_or_else(|| {
+            ParquetError::General(format!("footer of {length} bytes in a smaller file"))
+        })?;
+        self.get_bytes(start..tail_start).await
+    }
+}
+
 impl AsyncFileReader for ObjectFile {
     fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
         async move {
@@ -109,10 +132,33 @@ impl AsyncFileReader for ObjectFile {
     ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
         let size = self.size;
         async move {
-            let metadata = ParquetMetaDataReader::new()
+            let metadata = match ParquetMetaDataReader::new()
                 .with_prefetch_hint(Some(64 * 1024))
-                .load_and_finish(self, size)
-                .await?;
+                .load_and_finish(&mut *self, size)
+                .await
+            {
+                Ok(metadata) => metadata,
+                Err(refused) => {
+                    // A writer bug the crate does not tolerate? Decode once more without it.
+                    let footer = self.footer().await?;
+                    let Some(cleaned) = parquet_compat::drop_mistyped_fields(&footer) else {
+                        return Err(refused);
+                    };
+                    ParquetMetaDataReader::decode_metadata(&cleaned)?
+                }
+            };
+            let data_end = self.size.saturating_sub(8);
+            let (store, path) = (self.store.clone(), self.path.clone());
+            let fetch = move |range: Range<u64>| {
+                let (store, path) = (store.clone(), path.clone());
+                async move {
+                    store
+                        .get_range(&path, range)
+                        .await
+                        .map_err(|e| ParquetError::External(Box::new(e)))
+                }
+            };
+            let metadata = parquet_compat::repair(metadata, data_end, fetch).await?;
             Ok(Arc::new(metadata))
         }
         .boxed()
