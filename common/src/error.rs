@@ -39,6 +39,11 @@ pub enum Error {
     /// The task or job was cancelled.
     #[error("cancelled")]
     Cancelled,
+    /// An input is no longer the object the job was planned on (rewritten meanwhile).
+    #[error(
+        "{url} changed since the job was planned (it was rewritten); nothing of it was mixed in: run the job again to read it as it is now"
+    )]
+    Changed { url: String },
 }
 
 impl Error {
@@ -82,6 +87,10 @@ impl Error {
         use object_store::Error as E;
         match err {
             E::NotFound { .. } => Error::NotFound {
+                url: url.to_string(),
+            },
+            // Only pinned reads are conditional (see `storage::Pin`).
+            E::Precondition { .. } => Error::Changed {
                 url: url.to_string(),
             },
             E::PermissionDenied { source, .. } | E::Unauthenticated { source, .. } => {

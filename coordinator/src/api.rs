@@ -237,7 +237,9 @@ impl v1::worker_service_server::WorkerService for WorkerApi {
     ) -> Result<Response<v1::HeartbeatResponse>, Status> {
         forward_to_leader!(self.0, WorkerServiceClient, heartbeat, request);
         let r = request.into_inner();
-        let lease = self.lease(&r.worker_id).await?;
+        let lease = tokio::time::timeout(HEARTBEAT_DEADLINE, self.lease(&r.worker_id))
+            .await
+            .map_err(|_| Status::unavailable("etcd did not answer in time; heartbeat again"))??;
         let alive = tokio::time::timeout(HEARTBEAT_DEADLINE, self.0.state.keep_alive(lease))
             .await
             .map_err(|_| {
@@ -321,7 +323,8 @@ impl v1::worker_service_server::WorkerService for WorkerApi {
                 failure_kind_from(r.kind),
                 r.message,
             )
-            .await;
+            .await
+            .map_err(IntoStatus::into_status)?;
         Ok(Response::new(v1::FailTaskResponse {}))
     }
 }

@@ -173,13 +173,14 @@ fn read_part(
 ) -> Result<bool> {
     let parsed = ObjectUrl::parse(url)?;
     let store = storage.store(&parsed)?;
-    let size = runtime
+    let meta = runtime
         .block_on(object_store::ObjectStoreExt::head(
             store.as_ref(),
             &parsed.path(),
         ))
-        .map_err(|e| Error::from_store(url, e))?
-        .size;
+        .map_err(|e| Error::from_store(url, e))?;
+    // Served as it was when the stream began: a part replaced meanwhile fails the stream.
+    let (size, pin) = (meta.size, zoopipe_common::storage::Pin::of(&meta));
     let counter = ReadCounter::default();
     let bytes = || {
         let reader = ObjectReader::spawn(
@@ -191,6 +192,7 @@ fn read_part(
             size,
             size,
             counter.clone(),
+            pin.clone(),
         );
         BufReader::new(reader)
     };
@@ -233,7 +235,7 @@ fn read_part(
         Format::Parquet => {
             let mut file = ObjectFile::new(store.clone(), &parsed, size, counter.clone());
             let groups = runtime.block_on(row_groups(&mut file))?.len();
-            let file = ObjectFile::new(store, &parsed, size, counter);
+            let file = ObjectFile::new(store, &parsed, size, counter).pinned(pin);
             let mut rows = ParquetRows::open(runtime, file, 0..groups, BATCH_ROWS)?;
             while let Some(batch) = rows.next_batch()? {
                 if !sink.send(url, batch.batch)? {
@@ -243,9 +245,10 @@ fn read_part(
             Ok(true)
         }
         Format::Arrow => {
-            let footer = runtime.block_on(read_footer(store.as_ref(), &parsed, size, &counter))?;
+            let footer =
+                runtime.block_on(read_footer(store.as_ref(), &parsed, size, &counter, &pin))?;
             let batches = 0..footer.batches.len();
-            let mut rows = IpcRows::open(runtime, store, &parsed, size, batches, 0, counter)?;
+            let mut rows = IpcRows::open(runtime, store, &parsed, size, batches, 0, counter, &pin)?;
             while let Some(batch) = rows.next_batch()? {
                 if !sink.send(url, batch.batch)? {
                     return Ok(false);

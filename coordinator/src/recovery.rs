@@ -110,7 +110,7 @@ impl Fleet {
     pub async fn watch_leases(self: Arc<Self>) -> crate::state::Result<()> {
         let mut lost = self.state.watch_lost_owners().await?;
         tokio::spawn(async move {
-            while let Some((job, index)) = lost.recv().await {
+            while let Some((job, index, token)) = lost.recv().await {
                 // Most deletions are completions (already marked done here): skip those
                 // without a read. A completion deletes the owner key too: only a task
                 // without a result is lost.
@@ -125,7 +125,7 @@ impl Fleet {
                     "owner lost its lease; running the task again"
                 );
                 self.lifecycle
-                    .lost(&job, index, "its worker was lost (lease expired)")
+                    .lost(&job, index, token, "its worker was lost (lease expired)")
                     .await;
             }
         });
@@ -146,22 +146,28 @@ impl Fleet {
                     self.sweep().await;
                 }
                 self.hand_back_unstarted().await;
-                let mut by_job: BTreeMap<String, Vec<u32>> = BTreeMap::new();
-                for (job, index, ..) in self.lifecycle.running().await {
-                    by_job.entry(job).or_default().push(index);
+                let mut by_job: BTreeMap<String, Vec<(u32, u64)>> = BTreeMap::new();
+                for (job, index, _, token, ..) in self.lifecycle.running().await {
+                    by_job.entry(job).or_default().push((index, token));
                 }
                 for (job_id, indexes) in by_job {
                     let Ok(claimed) = self.state.claimed_tasks(&job_id).await else {
                         continue;
                     };
-                    for index in indexes.into_iter().filter(|i| !claimed.contains(i)) {
+                    for (index, token) in indexes.into_iter().filter(|(i, _)| !claimed.contains(i))
+                    {
                         tracing::warn!(
                             job = job_id,
                             task = index,
                             "owner gone; running the task again"
                         );
                         self.lifecycle
-                            .lost(&job_id, index, "its worker was lost (owner key gone)")
+                            .lost(
+                                &job_id,
+                                index,
+                                Some(token),
+                                "its worker was lost (owner key gone)",
+                            )
                             .await;
                     }
                 }
@@ -193,7 +199,8 @@ impl Fleet {
                 task = index,
                 "assigned but never started by its worker (the assignment was lost); running it again"
             );
-            self.lifecycle
+            let handed_back = self
+                .lifecycle
                 .fail(
                     &job_id,
                     index,
@@ -202,6 +209,9 @@ impl Fleet {
                     "the assignment never reached its worker".into(),
                 )
                 .await;
+            if let Err(e) = handed_back {
+                tracing::warn!(job = job_id, task = index, error = %e, "cannot hand the task back yet");
+            }
         }
     }
 }

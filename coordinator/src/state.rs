@@ -49,6 +49,18 @@ pub enum StateError {
 
 pub type Result<T> = std::result::Result<T, StateError>;
 
+/// A write that etcd did not take, once, at the named point (`ZOOPIPE_FAULT_FAIL_ONCE_AT`):
+/// an etcd blip, for tests of the callers' retries.
+fn blip(point: &str) -> Result<()> {
+    if zoopipe_common::fault::fail_once(point) {
+        return Err(StateError::Unreachable {
+            endpoints: "etcd".into(),
+            message: format!("fault injected at {point}"),
+        });
+    }
+    Ok(())
+}
+
 /// Who runs an attempt of a task.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Owner {
@@ -353,7 +365,7 @@ impl EtcdState {
         // etcd caps a transaction at 128 operations (--max-txn-ops): tasks go first, in
         // chunks, and the spec last — a job exists (and is loaded) only once its spec does.
         for chunk in tasks.chunks(TASKS_PER_TXN) {
-            let puts = chunk
+            let puts: Vec<TxnOp> = chunk
                 .iter()
                 .map(|task| {
                     let key = self.job_key(job_id, &format!("tasks/{}", task.index));
@@ -361,11 +373,47 @@ impl EtcdState {
                 })
                 .collect();
             let absent = vec![Compare::version(spec_key.clone(), CompareOp::Equal, 0)];
-            if !self.fenced(absent, puts).await?.succeeded() {
+            // Plain puts of a job nobody sees yet: repeatable when an answer is lost.
+            let mut tries = 0;
+            let written = loop {
+                match self.fenced(absent.clone(), puts.clone()).await {
+                    Err(StateError::Unreachable { .. } | StateError::Etcd(_)) if tries < 3 => {
+                        tries += 1
+                    }
+                    other => break other?,
+                }
+            };
+            if !written.succeeded() {
                 return Err(StateError::JobExists(job_id.to_string()));
             }
         }
-        let response = self.fenced(compares, ops).await?;
+        let mut tries = 0;
+        let response = loop {
+            let mut outcome = self.fenced(compares.clone(), ops.clone()).await;
+            if outcome.as_ref().is_ok_and(|r| r.succeeded())
+                && zoopipe_common::fault::fail_once("create-answer")
+            {
+                // The job was stored; its answer is lost (a timeout after etcd committed).
+                outcome = Err(StateError::Unreachable {
+                    endpoints: "etcd".into(),
+                    message: "fault injected: the job's creation answer is lost".into(),
+                });
+            }
+            match outcome {
+                Err(e @ (StateError::Unreachable { .. } | StateError::Etcd(_))) => {
+                    // No answer does not mean not stored: the spec exists only if this very
+                    // transaction applied (the job id is fresh, the name key went with it).
+                    // Failing here would leave a job that a later leader runs unasked, and a
+                    // retry would start a second one for the same output.
+                    match self.client.clone().get(spec_key.clone(), None).await {
+                        Ok(found) if !found.kvs().is_empty() => return Ok(()),
+                        Ok(_) if tries < 3 => tries += 1, // not applied: the same txn again
+                        _ => return Err(e),
+                    }
+                }
+                other => break other?,
+            }
+        };
         if !response.succeeded() {
             // Lost a race on the name key: the task keys written above go again.
             let tasks_prefix = self.job_key(job_id, "tasks/");
@@ -398,6 +446,7 @@ impl EtcdState {
     }
 
     pub async fn set_job_state(&self, job_id: &str, state: JobState) -> Result<()> {
+        blip("job-state")?;
         let ops = vec![TxnOp::put(
             self.job_key(job_id, "state"),
             json(&state),
@@ -416,6 +465,7 @@ impl EtcdState {
 
     /// Store an ended job's report (and its final state) together.
     pub async fn finish_job(&self, report: &JobReport) -> Result<()> {
+        blip("job-end")?;
         let ops = vec![
             TxnOp::put(self.job_key(&report.job_id, "report"), json(report), None),
             TxnOp::put(
@@ -723,13 +773,16 @@ impl EtcdState {
 
     /// Tasks whose owner key disappeared without a result: the lease expired (worker dead,
     /// frozen or cut off) or the attempt was released. Sends (job, task index).
-    pub async fn watch_lost_owners(&self) -> Result<mpsc::Receiver<(String, u32)>> {
+    pub async fn watch_lost_owners(&self) -> Result<mpsc::Receiver<(String, u32, Option<u64>)>> {
         let base = format!("{}/jobs/", self.prefix);
         let client = self.client.clone();
         // Fail fast if etcd is not there now; later outages are ridden out by re-watching.
         let first = client
             .clone()
-            .watch(base.clone(), Some(WatchOptions::new().with_prefix()))
+            .watch(
+                base.clone(),
+                Some(WatchOptions::new().with_prefix().with_prev_key()),
+            )
             .await?;
         let (tx, rx) = mpsc::channel(1024);
         tokio::spawn(async move {
@@ -748,9 +801,13 @@ impl EtcdState {
                                 continue;
                             };
                             let parts: Vec<&str> = rest.split('/').collect();
+                            // The deleted owner key's mod_revision is its attempt's fencing
+                            // token (the claim's revision): the lifecycle ignores the event
+                            // if a later attempt runs the task by now.
+                            let token = event.prev_kv().map(|kv| kv.mod_revision().max(0) as u64);
                             if let [job, "owners", index] = parts.as_slice()
                                 && let Ok(index) = index.parse()
-                                && tx.send((job.to_string(), index)).await.is_err()
+                                && tx.send((job.to_string(), index, token)).await.is_err()
                             {
                                 return;
                             }
@@ -764,7 +821,10 @@ impl EtcdState {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 stream = client
                     .clone()
-                    .watch(base.clone(), Some(WatchOptions::new().with_prefix()))
+                    .watch(
+                        base.clone(),
+                        Some(WatchOptions::new().with_prefix().with_prev_key()),
+                    )
                     .await
                     .ok();
             }

@@ -48,6 +48,7 @@ fn tasks(n: u32) -> Vec<Task> {
                 compression: Compression::None,
                 columns: Some(vec!["a".into()]),
                 kind: SplitKind::Whole,
+                pin: Default::default(),
             }],
         })
         .collect()
@@ -171,11 +172,13 @@ async fn an_expired_lease_requeues_the_task_and_fences_the_late_attempt() {
 
     // No more heartbeats: the lease expires and the owner key goes with it.
     let started = Instant::now();
-    let (job, index) = tokio::time::timeout(Duration::from_secs(10), lost.recv())
+    let (job, index, token) = tokio::time::timeout(Duration::from_secs(10), lost.recv())
         .await
         .expect("requeue signal")
         .unwrap();
     assert_eq!((job.as_str(), index), ("j2", 0));
+    // The event names the attempt that was lost: its fencing token.
+    assert_eq!(token, Some(stale));
     assert!(
         started.elapsed() < Duration::from_secs(8),
         "took {:?}",

@@ -92,9 +92,12 @@ async fn run_tasks(lifecycle: Arc<Lifecycle>, ctx: TaskContext, job_id: String) 
                     Progress::add(&ctx.progress.tasks_done, 1);
                 }
                 AttemptOutcome::Failed { kind, error } => {
-                    lifecycle
+                    let failed = lifecycle
                         .fail(&job_id, index, assignment.token, kind, error.to_string())
                         .await;
+                    if let Err(e) = failed {
+                        tracing::warn!(error = %e, "cannot record a failed attempt");
+                    }
                 }
             }
         }

@@ -39,6 +39,7 @@ fn reader(ctx: &TaskContext, url: &str) -> Result<ObjectReader> {
         size,
         size,
         Default::default(),
+        Default::default(), // our own part, read once at the commit: nothing to pin
     ))
 }
 

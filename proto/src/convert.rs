@@ -278,6 +278,8 @@ impl From<&Split> for v1::Split {
             compression: compression_to(s.compression),
             columns: s.columns.clone().unwrap_or_default(),
             has_columns: s.columns.is_some(),
+            etag: s.pin.e_tag.clone(),
+            version: s.pin.version.clone(),
             kind: Some(kind),
         }
     }
@@ -310,6 +312,10 @@ impl TryFrom<v1::Split> for Split {
             compression: compression_from(p.compression)?,
             columns: p.has_columns.then_some(p.columns),
             kind,
+            pin: zoopipe_common::storage::Pin {
+                e_tag: p.etag,
+                version: p.version,
+            },
         })
     }
 }

@@ -87,6 +87,10 @@ fn tasks_round_trip_with_every_split_kind() {
         compression: Compression::Gzip,
         columns,
         kind,
+        pin: zoopipe_common::storage::Pin {
+            e_tag: Some("\"9b2cf535f27731c974343645a3985328\"".into()),
+            version: None,
+        },
     };
     let task = Task {
         index: 42,
@@ -224,6 +228,7 @@ fn bad_wire_data_is_refused() {
         compression: Compression::None,
         columns: None,
         kind: SplitKind::Whole,
+        pin: Default::default(),
     });
     s.format = 99;
     assert!(

@@ -342,3 +342,92 @@ fn ended_jobs_past_the_retention_period_leave_etcd_and_their_output_stays() {
     }
     assert_eq!(output_ids(&job.lake), job.valid, "the output itself stays");
 }
+
+#[test]
+fn a_job_whose_creation_answer_was_lost_is_read_back_and_runs_once() {
+    let mut f = fleet(2, 0);
+    // etcd stores the job but the coordinator never hears so: before the read-back the
+    // submission failed while the stored job ran anyway, unclaimed, after the next reload.
+    f.coordinator_with_env(&[("ZOOPIPE_FAULT_FAIL_ONCE_AT", "create-answer")]);
+    let job = users_job(3, 1500);
+    let id = job.submit(&f);
+    let status = wait_ended(&f, &id, Duration::from_secs(60));
+    assert_eq!(status["state"], "succeeded", "{status:#}");
+    job.assert_exact(&f, &id);
+}
+
+#[test]
+fn commit_steps_ride_out_an_etcd_blip_and_the_end_is_recorded() {
+    // An etcd write of the commit fails once: entering Committing (before, the job stayed
+    // committing forever and could not be cancelled), or recording the end (before, the
+    // table said succeeded while etcd said committing, and a restart committed again).
+    for point in ["job-state", "job-end"] {
+        let mut f = fleet(2, 0);
+        f.coordinator_with_env(&[("ZOOPIPE_FAULT_FAIL_ONCE_AT", point)]);
+        let job = users_job(3, 1500);
+        let id = job.submit(&f);
+        let status = wait_ended(&f, &id, Duration::from_secs(60));
+        assert_eq!(status["state"], "succeeded", "{point}: {status:#}");
+        job.assert_exact(&f, &id);
+        // What etcd holds says the same to a new coordinator.
+        drop(f.coordinator.take());
+        f.coordinator = Some(start_coordinator(f.port, &f.prefix));
+        wait_leading(f.port);
+        let status = wait_ended(&f, &id, Duration::from_secs(30));
+        assert_eq!(status["state"], "succeeded", "{point}: {status:#}");
+    }
+}
+
+#[test]
+fn the_job_survives_etcd_paused_past_every_lease_and_a_slow_etcd() {
+    let data = tempfile::tempdir().unwrap();
+    let (client, peer) = (free_port(), free_port());
+    let etcd = start_etcd(data.path(), client, peer);
+    let f = fleet_on(2, 100, &format!("http://127.0.0.1:{client}"));
+    let job = users_job(4, 2000);
+    let id = job.submit(&f);
+    std::thread::sleep(Duration::from_millis(700));
+    // Frozen for longer than the workers' and the leader's leases (2 s here).
+    signal(&etcd, "STOP");
+    std::thread::sleep(Duration::from_secs(5));
+    signal(&etcd, "CONT");
+    // Then slow: it answers only every other half second for a while.
+    for _ in 0..6 {
+        std::thread::sleep(Duration::from_millis(400));
+        signal(&etcd, "STOP");
+        std::thread::sleep(Duration::from_millis(400));
+        signal(&etcd, "CONT");
+    }
+    job.assert_exact(&f, &id);
+    assert_eq!(wait_no_open_uploads(&job.lake), 0);
+}
+
+#[test]
+fn an_input_rewritten_while_the_job_runs_fails_it_naming_the_object_and_mixes_nothing() {
+    // One worker, slow batches: the file's later ranges are read after it was rewritten (same
+    // size, other rows). Before pinning, they read new bytes at old offsets and the job
+    // succeeded with rows of two versions of the file.
+    let f = fleet(1, 150);
+    let job = users_job(1, 4000);
+    let id = job.submit(&f);
+    std::thread::sleep(Duration::from_millis(800));
+    let key = "in/users-00.csv";
+    let mut rewritten = s3::get(&job.raw, key);
+    rewritten.reverse(); // same size, other bytes
+    s3::put(&job.raw, key, rewritten);
+    let status = wait_ended(&f, &id, Duration::from_secs(60));
+    assert_eq!(status["state"], "failed", "{status:#}");
+    let message = status["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&format!("s3://{}/{key}", job.raw))
+            && message.contains("changed since the job was planned"),
+        "{message}"
+    );
+    // Nothing published, no upload left open.
+    assert!(
+        s3::list(&job.lake, "users/")
+            .iter()
+            .all(|k| !k.ends_with(".parquet"))
+    );
+    assert_eq!(wait_no_open_uploads(&job.lake), 0);
+}

@@ -405,3 +405,45 @@ fn a_second_job_into_a_busy_output_is_refused_naming_the_running_job_in_both_mod
         "the claim goes with the job"
     );
 }
+
+#[test]
+fn a_local_input_rewritten_during_run_fails_it_in_one_line_naming_the_file() {
+    // Embedded, local files: the ETag the planner saw (inode, mtime, size) pins every read.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("users.csv");
+    let (rows, _) = users(8000);
+    std::fs::write(&input, csv_bytes(&rows)).unwrap();
+    let out = format!("{}/", dir.path().join("out").to_string_lossy());
+    let child = Command::new(zoopipectl())
+        .args(["run", "--input", &input.to_string_lossy(), "--output", &out])
+        .args([
+            "--partition-size",
+            "64KiB",
+            "--batch-size",
+            "250",
+            "--workers",
+            "1",
+            "-q",
+        ])
+        .env("ZOOPIPE_WORKER_BATCH_DELAY_MS", "100")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let mut rewritten = std::fs::read(&input).unwrap();
+    rewritten.reverse();
+    std::fs::write(&input, rewritten).unwrap();
+    let done = child.wait_with_output().unwrap();
+    let stderr = text(&done.stderr);
+    assert_eq!(done.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("users.csv") && stderr.contains("changed since the job was planned"),
+        "{stderr}"
+    );
+    assert!(
+        parts(&dir.path().join("out")).is_empty(),
+        "nothing published"
+    );
+}

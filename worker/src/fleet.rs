@@ -184,13 +184,19 @@ async fn heartbeats(
                     .unwrap_or_default(),
             })
             .collect();
-        match client
-            .heartbeat(v1::HeartbeatRequest {
-                worker_id: worker_id.clone(),
-                running: tasks,
-            })
+        // A hung call must not stall the beats after it: each gets one period to answer.
+        let beat = client.heartbeat(v1::HeartbeatRequest {
+            worker_id: worker_id.clone(),
+            running: tasks,
+        });
+        let answer = tokio::time::timeout(every.max(Duration::from_secs(1)), beat)
             .await
-        {
+            .unwrap_or_else(|_| {
+                Err(tonic::Status::deadline_exceeded(
+                    "the coordinator did not answer the heartbeat in time",
+                ))
+            });
+        match answer {
             Ok(response) => {
                 // Cancelled jobs and attempts that lost their lease stop at their next batch.
                 let running = running.lock().await;

@@ -2,7 +2,7 @@
 //! task fetches exactly its blocks (plus the dictionaries) with ranged GETs.
 
 use super::SourceBatch;
-use crate::storage::{ObjectUrl, ReadCounter};
+use crate::storage::{ObjectUrl, Pin, ReadCounter, get_pinned};
 use crate::{Error, Result};
 use arrow::buffer::Buffer;
 use arrow::datatypes::SchemaRef;
@@ -10,7 +10,7 @@ use arrow::ipc::reader::{FileDecoder, read_footer_length};
 use arrow::ipc::{
     Block, MetadataVersion, convert::try_fb_to_schema, root_as_footer, root_as_message,
 };
-use object_store::{ObjectStore, ObjectStoreExt, path::Path};
+use object_store::{ObjectStore, path::Path};
 use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -45,9 +45,9 @@ async fn fetch(
     url: &str,
     range: Range<u64>,
     counter: &ReadCounter,
+    pin: &Pin,
 ) -> Result<bytes::Bytes> {
-    let bytes = store
-        .get_range(path, range)
+    let bytes = get_pinned(store, path, range, pin)
         .await
         .map_err(|e| Error::from_store(url, e))?;
     counter.fetch_add(bytes.len() as u64, Ordering::Relaxed);
@@ -59,12 +59,13 @@ pub async fn read_footer(
     url: &ObjectUrl,
     size: u64,
     counter: &ReadCounter,
+    pin: &Pin,
 ) -> Result<IpcFooter> {
     let (path, name) = (url.path(), url.to_string());
     if size < 18 {
         return Err(bad(&name, "file too short"));
     }
-    let tail = fetch(store, &path, &name, size - 10..size, counter).await?;
+    let tail = fetch(store, &path, &name, size - 10..size, counter, pin).await?;
     let tail: [u8; 10] = tail[..].try_into().map_err(|_| bad(&name, "short read"))?;
     let footer_len = read_footer_length(tail).map_err(|e| bad(&name, e))? as u64;
     if footer_len + 10 > size {
@@ -76,6 +77,7 @@ pub async fn read_footer(
         &name,
         size - 10 - footer_len..size - 10,
         counter,
+        pin,
     )
     .await?;
     let footer = root_as_footer(&footer_bytes).map_err(|e| bad(&name, e))?;
@@ -152,10 +154,12 @@ pub struct IpcRows {
     blocks: std::vec::IntoIter<Block>,
     next_row: u64,
     counter: ReadCounter,
+    pin: Pin,
 }
 
 impl IpcRows {
     /// `first_row` is the file-wide index of the first row of batch `batches.start`.
+    #[allow(clippy::too_many_arguments)] // where, which batches, and how to read: all needed
     pub fn open(
         runtime: &Handle,
         store: Arc<dyn ObjectStore>,
@@ -164,9 +168,10 @@ impl IpcRows {
         batches: Range<usize>,
         first_row: u64,
         counter: ReadCounter,
+        pin: &Pin,
     ) -> Result<Self> {
         let name = url.to_string();
-        let footer = runtime.block_on(read_footer(store.as_ref(), url, size, &counter))?;
+        let footer = runtime.block_on(read_footer(store.as_ref(), url, size, &counter, pin))?;
         if batches.end > footer.batches.len() {
             return Err(bad(
                 &name,
@@ -185,6 +190,7 @@ impl IpcRows {
                 &name,
                 block_range(block),
                 &counter,
+                pin,
             ))?;
             decoder
                 .read_dictionary(block, &Buffer::from(bytes))
@@ -200,6 +206,7 @@ impl IpcRows {
             blocks: blocks.into_iter(),
             next_row: first_row,
             counter,
+            pin: pin.clone(),
         })
     }
 
@@ -213,6 +220,7 @@ impl IpcRows {
             &self.source,
             block_range(&block),
             &self.counter,
+            &self.pin,
         ))?;
         let batch = self
             .decoder

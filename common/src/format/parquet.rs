@@ -3,11 +3,11 @@
 
 use super::SourceBatch;
 use super::parquet_compat;
-use crate::storage::ReadCounter;
+use crate::storage::{Pin, ReadCounter, get_pinned, get_ranges_pinned};
 use crate::{Error, Result};
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt, future::BoxFuture};
-use object_store::{ObjectStore, ObjectStoreExt, path::Path};
+use object_store::{ObjectStore, path::Path};
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use parquet::arrow::arrow_reader::ArrowReaderOptions;
 use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStream};
@@ -32,6 +32,7 @@ pub struct ObjectFile {
     url: String,
     size: u64,
     counter: ReadCounter,
+    pin: Pin,
 }
 
 impl ObjectFile {
@@ -47,7 +48,14 @@ impl ObjectFile {
             url: url.to_string(),
             size,
             counter,
+            pin: Pin::default(),
         }
+    }
+
+    /// Read the object only as `pin` names it (see `storage::Pin`).
+    pub fn pinned(mut self, pin: Pin) -> Self {
+        self.pin = pin;
+        self
     }
 
     fn wrap(&self, e: object_store::Error) -> ParquetError {
@@ -94,9 +102,7 @@ impl AsyncFileReader for ObjectFile {
     fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
         async move {
             self.check(&range)?;
-            let bytes = self
-                .store
-                .get_range(&self.path, range)
+            let bytes = get_pinned(self.store.as_ref(), &self.path, range, &self.pin)
                 .await
                 .map_err(|e| self.wrap(e))?;
             self.counter
@@ -114,9 +120,7 @@ impl AsyncFileReader for ObjectFile {
             for range in &ranges {
                 self.check(range)?;
             }
-            let parts = self
-                .store
-                .get_ranges(&self.path, &ranges)
+            let parts = get_ranges_pinned(self.store.as_ref(), &self.path, &ranges, &self.pin)
                 .await
                 .map_err(|e| self.wrap(e))?;
             let total: usize = parts.iter().map(Bytes::len).sum();
@@ -148,12 +152,11 @@ impl AsyncFileReader for ObjectFile {
                 }
             };
             let data_end = self.size.saturating_sub(8);
-            let (store, path) = (self.store.clone(), self.path.clone());
+            let (store, path, pin) = (self.store.clone(), self.path.clone(), self.pin.clone());
             let fetch = move |range: Range<u64>| {
-                let (store, path) = (store.clone(), path.clone());
+                let (store, path, pin) = (store.clone(), path.clone(), pin.clone());
                 async move {
-                    store
-                        .get_range(&path, range)
+                    get_pinned(store.as_ref(), &path, range, &pin)
                         .await
                         .map_err(|e| ParquetError::External(Box::new(e)))
                 }

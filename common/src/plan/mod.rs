@@ -11,7 +11,7 @@ use crate::format::{Compression, Format, detect, ipc, parquet};
 use crate::report::RangeReport;
 use crate::schema::CompiledSchema;
 use crate::spec::JobConfig;
-use crate::storage::{InputObject, ObjectUrl, ReadCounter, Storage};
+use crate::storage::{InputObject, ObjectUrl, Pin, ReadCounter, Storage};
 use crate::{Error, Result};
 use sample::{
     SAMPLE_BYTES, csv_header, infer_text_schema, json_columns, parquet_schema, read_head,
@@ -31,6 +31,9 @@ pub struct Split {
     #[serde(default)]
     pub columns: Option<Vec<String>>,
     pub kind: SplitKind,
+    /// The object as planned: every read of the task must find it so.
+    #[serde(default, skip_serializing_if = "Pin::is_empty")]
+    pub pin: Pin,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -98,6 +101,7 @@ pub async fn plan_job(storage: &Storage, job: &mut JobConfig) -> Result<Plan> {
             compression,
             columns,
             kind,
+            pin: object.pin.clone(),
         };
         match format {
             Format::Csv | Format::Jsonl => {
@@ -148,7 +152,8 @@ pub async fn plan_job(storage: &Storage, job: &mut JobConfig) -> Result<Plan> {
             Format::Parquet => {
                 let store = storage.store(&object.url)?;
                 let mut file =
-                    parquet::ObjectFile::new(store, &object.url, object.size, counter.clone());
+                    parquet::ObjectFile::new(store, &object.url, object.size, counter.clone())
+                        .pinned(object.pin.clone());
                 let groups = parquet::row_groups(&mut file).await?;
                 if schema.is_none() {
                     schema = Some(Arc::new(CompiledSchema::from_arrow(
@@ -180,8 +185,14 @@ pub async fn plan_job(storage: &Storage, job: &mut JobConfig) -> Result<Plan> {
             }
             Format::Arrow => {
                 let store = storage.store(&object.url)?;
-                let footer =
-                    ipc::read_footer(store.as_ref(), &object.url, object.size, &counter).await?;
+                let footer = ipc::read_footer(
+                    store.as_ref(),
+                    &object.url,
+                    object.size,
+                    &counter,
+                    &object.pin,
+                )
+                .await?;
                 if schema.is_none() {
                     schema = Some(Arc::new(CompiledSchema::from_arrow(&footer.schema)));
                 }

@@ -52,6 +52,7 @@ pub(super) async fn read_head(
             object.size.min(max),
             object.size,
             Default::default(),
+            object.pin.clone(),
         );
         let mut decoded = open_decoder(raw, compression);
         let mut head = Vec::new();

@@ -5,11 +5,12 @@ use crate::{Error, Result};
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 
-/// An object to read, with its size.
+/// An object to read, with its size and what pins it (see `Pin`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InputObject {
     pub url: ObjectUrl,
     pub size: u64,
+    pub pin: super::Pin,
 }
 
 fn has_glob(text: &str) -> bool {
@@ -33,6 +34,7 @@ pub(super) async fn expand(storage: &Storage, text: &str) -> Result<Vec<InputObj
             return Ok(vec![InputObject {
                 url,
                 size: meta.size,
+                pin: super::Pin::of(&meta),
             }]);
         }
         return expand_glob(storage, &url, text).await;
@@ -45,6 +47,7 @@ pub(super) async fn expand(storage: &Storage, text: &str) -> Result<Vec<InputObj
         Ok(meta) => Ok(vec![InputObject {
             url,
             size: meta.size,
+            pin: super::Pin::of(&meta),
         }]),
         // A local directory named without the trailing slash is a prefix too.
         Err(object_store::Error::NotFound { .. })
@@ -120,6 +123,7 @@ pub(super) async fn list_all(storage: &Storage, prefix: &ObjectUrl) -> Result<Ve
         .map(|m| InputObject {
             url: prefix.with_key(ObjectUrl::key_of(&m.location)),
             size: m.size,
+            pin: super::Pin::of(&m),
         })
         .collect();
     found.sort_by(|a, b| a.url.key().cmp(b.url.key()));

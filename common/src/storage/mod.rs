@@ -7,11 +7,13 @@ mod aws;
 pub mod checksum;
 mod list;
 mod part_copy;
+mod pin;
 mod read;
 mod upload;
 
 pub use list::InputObject;
 pub use part_copy::{PartCopier, is_unsupported};
+pub use pin::{Pin, get_pinned, get_ranges_pinned};
 pub use read::{ObjectReader, ReadCounter};
 pub use upload::{StagedObject, StagedWriter, wait_for_aborts};
 

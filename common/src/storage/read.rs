@@ -4,7 +4,7 @@
 
 use crate::{Error, Result};
 use bytes::Bytes;
-use object_store::{ObjectStore, ObjectStoreExt, path::Path};
+use object_store::{ObjectStore, path::Path};
 use std::io::Read;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,6 +39,7 @@ impl ObjectReader {
         soft_end: u64,
         size: u64,
         counter: ReadCounter,
+        pin: super::Pin,
     ) -> Self {
         let (tx, rx) = mpsc::channel(READ_AHEAD);
         runtime.spawn(async move {
@@ -50,8 +51,7 @@ impl ObjectReader {
                     TAIL_CHUNK
                 };
                 let end = (offset + chunk).min(size);
-                let result = store
-                    .get_range(&path, offset..end)
+                let result = super::get_pinned(store.as_ref(), &path, offset..end, &pin)
                     .await
                     .map_err(|e| Error::from_store(&url, e));
                 let failed = result.is_err();

@@ -18,7 +18,7 @@ mod table;
 
 pub use memory::MemoryStore;
 pub use retry::{Decision, FailureKind, decide};
-pub use store::{JobStore, NameClaim, StoreError, StoreResult};
+pub use store::{JobStore, NameClaim, StoreError, StoreResult, persist};
 pub use table::{AttemptProgress, JobEntry, JobProgress, Slot, TaskStatus};
 
 use crate::commit::{
@@ -157,6 +157,9 @@ pub struct Lifecycle {
     wrapped_up: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Told when a job starts its commit (the embedded runner's progress display).
     on_commit: std::sync::OnceLock<CommitObserver>,
+    /// The commit running for each job (`spawn_finish`): never two at once, all stopped when
+    /// this replica stops leading.
+    commits: std::sync::Mutex<std::collections::HashMap<String, tokio::task::AbortHandle>>,
 }
 
 impl Lifecycle {
@@ -169,6 +172,7 @@ impl Lifecycle {
             ended: Notify::new(),
             wrapped_up: Default::default(),
             on_commit: std::sync::OnceLock::new(),
+            commits: Default::default(),
         })
     }
 
@@ -301,71 +305,144 @@ impl Lifecycle {
         })
     }
 
-    /// What an earlier run of a named job answers a resubmission. `None`: start a new run.
+    /// What an earlier run of a named job answers a resubmission. `None`: start a new run
+    /// (forced). Decided under the table's lock; the writes to storage and the store happen
+    /// outside it, so heartbeats and other jobs never wait on them.
     async fn rerun(
         self: &Arc<Self>,
         job_id: &str,
         force: bool,
     ) -> Result<Option<Submitted>, SubmitError> {
-        let mut jobs = self.jobs.lock().await;
-        let Some(job) = jobs.get_mut(job_id) else {
-            return Ok(None);
-        };
-        let remaining = job
-            .slots
-            .values()
-            .filter(|s| !matches!(s.status, TaskStatus::Done(_)))
-            .count() as u32;
-        let answer = |outcome, tasks_to_run| Submitted {
-            job_id: job_id.to_string(),
-            tasks: job.slots.len() as u32,
-            tasks_to_run,
-            outcome,
-        };
-        match job.report.state {
-            JobState::Succeeded if !force => Ok(Some(answer(SubmitOutcome::AlreadySucceeded, 0))),
-            JobState::Pending | JobState::Running | JobState::Committing => {
-                Ok(Some(answer(SubmitOutcome::AlreadyRunning, remaining)))
-            }
-            JobState::Failed | JobState::Cancelled if !force => {
-                let response = answer(SubmitOutcome::Resumed, remaining);
-                ownership::claim(&self.storage, &job.config)
-                    .await
-                    .map_err(SubmitError::Precondition)?;
-                self.store.resume_job(job_id).await?;
-                for slot in job.slots.values_mut() {
-                    if !matches!(slot.status, TaskStatus::Done(_)) {
-                        slot.status = TaskStatus::Pending;
-                        slot.handed_back = slot.attempts;
-                        slot.ready_at = None;
-                    }
+        enum Next {
+            Answer(Submitted),
+            Resume(Arc<JobConfig>),
+            Replace(Vec<TaskResult>),
+        }
+        let next = {
+            let jobs = self.jobs.lock().await;
+            let Some(job) = jobs.get(job_id) else {
+                if force {
+                    return Ok(None);
                 }
-                job.scan_from = 0;
-                let mut report = JobReport::new(job_id);
-                report.state = JobState::Running;
-                report.started_at = Utc::now().to_rfc3339();
-                report.inputs = std::mem::take(&mut job.report.inputs);
-                report.partitions.total = job.slots.len() as u64;
-                job.report = report;
-                job.started = Instant::now();
-                tracing::info!(job = job_id, tasks = remaining, "resuming a named job");
-                if remaining == 0 {
-                    job.report.state = JobState::Committing;
-                    tokio::spawn(self.clone().finish_job(job_id.to_string()));
+                // Recorded under the name but not loaded (its spec unreadable): never replace
+                // its output unasked.
+                return Err(SubmitError::Precondition(zoopipe_common::Error::config(
+                    format!(
+                        "job {job_id}, the earlier run of this named job, is recorded but could not be loaded; submit with --force to start a new run that replaces its output"
+                    ),
+                )));
+            };
+            let remaining = job
+                .slots
+                .values()
+                .filter(|s| !matches!(s.status, TaskStatus::Done(_)))
+                .count() as u32;
+            let answer = |outcome, tasks_to_run| Submitted {
+                job_id: job_id.to_string(),
+                tasks: job.slots.len() as u32,
+                tasks_to_run,
+                outcome,
+            };
+            match job.report.state {
+                JobState::Succeeded if !force => {
+                    Next::Answer(answer(SubmitOutcome::AlreadySucceeded, 0))
                 }
-                self.work.notify_waiters();
-                Ok(Some(response))
-            }
-            _ => {
+                JobState::Pending | JobState::Running | JobState::Committing => {
+                    Next::Answer(answer(SubmitOutcome::AlreadyRunning, remaining))
+                }
+                JobState::Failed | JobState::Cancelled if !force => {
+                    Next::Resume(job.config.clone())
+                }
                 // Forced: the earlier run's kept (unpublished) parts go; published ones stay
                 // until the new run replaces them.
-                if job.report.state != JobState::Succeeded {
-                    for (_, result) in job.results() {
-                        discard(&self.storage, result).await;
-                    }
+                JobState::Succeeded => Next::Replace(Vec::new()),
+                _ => Next::Replace(job.results().map(|(_, r)| r.clone()).collect()),
+            }
+        };
+        match next {
+            Next::Answer(answer) => Ok(Some(answer)),
+            Next::Replace(results) => {
+                for result in &results {
+                    discard(&self.storage, result).await;
                 }
                 Ok(None)
             }
+            Next::Resume(config) => {
+                ownership::claim(&self.storage, &config)
+                    .await
+                    .map_err(SubmitError::Precondition)?;
+                let store = &self.store;
+                if let Err(e) = persist("the resume", job_id, || store.resume_job(job_id)).await {
+                    ownership::release(&self.storage, &config).await;
+                    return Err(e.into());
+                }
+                Ok(Some(self.resume(job_id).await))
+            }
+        }
+    }
+
+    /// The table's side of resuming an ended named job (the store has it already): its
+    /// unfinished tasks run again, with their attempt numbers going on (hand-backs aside, a
+    /// resumed task gets its full budget of attempts again).
+    async fn resume(self: &Arc<Self>, job_id: &str) -> Submitted {
+        let mut jobs = self.jobs.lock().await;
+        let Some(job) = jobs.get_mut(job_id) else {
+            return Submitted {
+                job_id: job_id.to_string(),
+                tasks: 0,
+                tasks_to_run: 0,
+                outcome: SubmitOutcome::Resumed,
+            };
+        };
+        if !job.ended() {
+            // Two resubmissions at once: the other one resumed it already.
+            let remaining = job
+                .slots
+                .values()
+                .filter(|s| !matches!(s.status, TaskStatus::Done(_)))
+                .count() as u32;
+            return Submitted {
+                job_id: job_id.to_string(),
+                tasks: job.slots.len() as u32,
+                tasks_to_run: remaining,
+                outcome: SubmitOutcome::AlreadyRunning,
+            };
+        }
+        let mut remaining = 0;
+        for slot in job.slots.values_mut() {
+            if !matches!(slot.status, TaskStatus::Done(_)) {
+                slot.status = TaskStatus::Pending;
+                slot.handed_back = slot.attempts;
+                slot.ready_at = None;
+                remaining += 1;
+            }
+        }
+        job.scan_from = 0;
+        let mut report = JobReport::new(job_id);
+        report.state = JobState::Running;
+        report.started_at = Utc::now().to_rfc3339();
+        report.inputs = std::mem::take(&mut job.report.inputs);
+        report.partitions.total = job.slots.len() as u64;
+        job.report = report;
+        job.started = Instant::now();
+        let tasks = job.slots.len() as u32;
+        drop(jobs);
+        if let Ok(mut done) = self.wrapped_up.lock() {
+            done.remove(job_id);
+        }
+        tracing::info!(job = job_id, tasks = remaining, "resuming a named job");
+        if remaining == 0 {
+            if let Some(job) = self.jobs.lock().await.get_mut(job_id) {
+                job.report.state = JobState::Committing;
+            }
+            self.spawn_finish(job_id);
+        }
+        self.work.notify_waiters();
+        Submitted {
+            job_id: job_id.to_string(),
+            tasks,
+            tasks_to_run: remaining,
+            outcome: SubmitOutcome::Resumed,
         }
     }
 
@@ -541,13 +618,14 @@ impl Lifecycle {
         }
         if job.done == job.slots.len() && job.report.state == JobState::Running {
             job.report.state = JobState::Committing;
-            tokio::spawn(self.clone().finish_job(job_id.to_string()));
+            self.spawn_finish(job_id);
         }
         Ok(true)
     }
 
     /// An attempt ended without a result (reported by its runner). Ignored unless the attempt
-    /// still owns its task.
+    /// still owns its task. `Err`: the store did not take the release (the runner reports
+    /// again).
     pub async fn fail(
         self: &Arc<Self>,
         job_id: &str,
@@ -555,31 +633,32 @@ impl Lifecycle {
         token: u64,
         kind: FailureKind,
         message: String,
-    ) {
-        let released = self
-            .store
-            .release(job_id, index, token)
-            .await
-            .unwrap_or(false);
+    ) -> StoreResult<()> {
+        // `false` when the owner key is gone already (its lease ended, or an earlier release
+        // applied whose answer was lost): the table decides whether this attempt still owns
+        // the task.
+        self.store.release(job_id, index, token).await?;
         let ended = {
             let mut jobs = self.jobs.lock().await;
             let Some(job) = jobs.get_mut(job_id) else {
-                return;
+                return Ok(());
             };
             let owns = job.slots.get(&index).is_some_and(
                 |s| matches!(s.status, TaskStatus::Running { token: t, .. } if t == token),
             );
-            if !released || !owns || job.ended() {
-                return; // a stale attempt: the task is already elsewhere
+            if !owns || job.ended() {
+                return Ok(()); // a stale attempt: the task is already elsewhere
             }
             self.settle(job, index, kind, message)
         };
         self.wrap_up(ended).await;
+        Ok(())
     }
 
-    /// The attempt running `index` is gone without a word (its worker's lease ended, or it
-    /// never received the task): abort the uploads it reported and decide as for a failure.
-    pub async fn lost(self: &Arc<Self>, job_id: &str, index: u32, why: &str) {
+    /// The attempt `token` (`None`: whichever runs) of `index` is gone without a word (its
+    /// worker's lease ended, or it never received the task): abort the uploads it reported and
+    /// decide as for a failure. A late word about an earlier attempt changes nothing.
+    pub async fn lost(self: &Arc<Self>, job_id: &str, index: u32, token: Option<u64>, why: &str) {
         let ended = {
             let mut jobs = self.jobs.lock().await;
             let Some(job) = jobs.get_mut(job_id) else {
@@ -589,7 +668,9 @@ impl Lifecycle {
                 return;
             }
             let uploads = match job.slots.get_mut(&index).map(|s| &mut s.status) {
-                Some(TaskStatus::Running { uploads, .. }) => std::mem::take(uploads),
+                Some(TaskStatus::Running {
+                    uploads, token: t, ..
+                }) if token.is_none_or(|token| *t == token) => std::mem::take(uploads),
                 _ => return,
             };
             self.abort_uploads(uploads);
@@ -678,10 +759,37 @@ impl Lifecycle {
         });
     }
 
+    /// Start the job's commit (`finish_job`) unless one is running already: one commit of a
+    /// job at a time, in this process; `clear` stops them when this replica stops leading.
+    fn spawn_finish(self: &Arc<Self>, job_id: &str) {
+        let Ok(mut commits) = self.commits.lock() else {
+            return;
+        };
+        if commits.get(job_id).is_some_and(|h| !h.is_finished()) {
+            // Asked again while one runs (it may be just past its decision): look again soon.
+            drop(commits);
+            self.finish_later(job_id, std::time::Duration::from_secs(1));
+            return;
+        }
+        let handle = tokio::spawn(self.clone().finish_job(job_id.to_string()));
+        commits.insert(job_id.to_string(), handle.abort_handle());
+    }
+
+    /// `spawn_finish` after `after` (a step that failed, to be tried again).
+    fn finish_later(self: &Arc<Self>, job_id: &str, after: std::time::Duration) {
+        let (me, job_id) = (self.clone(), job_id.to_string());
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            me.spawn_finish(&job_id);
+        });
+    }
+
     /// Every task of the job has a result (its state was set to `Committing` under the lock):
     /// re-read misaligned files, apply the error-rate gate, or commit. The commit runs without
-    /// the job table's lock, so heartbeats, other jobs and status calls go on meanwhile.
-    pub async fn finish_job(self: Arc<Self>, job_id: String) {
+    /// the job table's lock, so heartbeats, other jobs and status calls go on meanwhile. Every
+    /// store write on the way is retried through an etcd blip (`persist`), so a job never
+    /// stays committing; started only by `spawn_finish`.
+    async fn finish_job(self: Arc<Self>, job_id: String) {
         let (config, outcomes, report, started) = {
             let mut jobs = self.jobs.lock().await;
             let Some(job) = jobs.get_mut(&job_id) else {
@@ -696,13 +804,9 @@ impl Lifecycle {
                 .collect();
             let bad = misaligned_files(&ranges);
             if !bad.is_empty() {
-                // Running again before the re-read is handed out (it wakes the runners).
-                job.report.state = JobState::Running;
-                if let Err(e) = self.reread(job, &bad).await {
-                    // The next leader (or this one, after the store is back) decides again.
-                    job.report.state = JobState::Committing;
-                    tracing::warn!(job = job_id, error = %e, "cannot record the re-read");
-                }
+                let replacements = rereads(job, &bad);
+                drop(jobs);
+                self.reread(&job_id, replacements).await;
                 return;
             }
             let outcomes: Outcomes = job.results().map(|(i, r)| (i, r.clone())).collect();
@@ -734,13 +838,13 @@ impl Lifecycle {
                 job.started,
             )
         };
-        if let Err(e) = self
-            .store
-            .set_job_state(&job_id, JobState::Committing)
-            .await
-        {
-            // Not leading any more (the new leader commits) or etcd is away (the next leader,
-            // or this one after a restart, commits from the stored results).
+        let store = &self.store;
+        let entered = persist("the commit's start", &job_id, || {
+            store.set_job_state(&job_id, JobState::Committing)
+        })
+        .await;
+        if let Err(e) = entered {
+            // Not leading any more: the new leader commits from the stored results.
             tracing::warn!(job = job_id, error = %e, "cannot start the commit");
             return;
         }
@@ -774,9 +878,10 @@ impl Lifecycle {
         report.finished_at = Utc::now().to_rfc3339();
         // A coordinator deposed while it committed (frozen past its lease) must not write the
         // job's report and markers over those of the leader that finished the commit since.
-        if let Err(StoreError::NotLeader) = self.store.confirm_leading().await {
+        if let Err(e) = persist("the commit", &job_id, || store.confirm_leading()).await {
             tracing::warn!(
                 job = report.job_id,
+                error = %e,
                 "no longer leading: the commit is the new leader's, nothing written"
             );
             return;
@@ -789,12 +894,13 @@ impl Lifecycle {
         if let Err(e) = written {
             report.state = JobState::Failed;
             report.message = Some(format!("commit failed: {e}"));
+            // `_report.json` may already say succeeded while `_SUCCESS` is missing: say failed.
+            let _ = write_report(&self.storage, &config, &report).await;
         }
-        if let Err(e) = self.store.finish_job(&report).await {
+        if let Err(e) = persist("the job's end", &job_id, || store.finish_job(&report)).await {
+            // Another leader records it (it commits again from the manifest, idempotently).
             tracing::error!(job = report.job_id, error = %e, "could not record the job's end");
-            if matches!(e, StoreError::NotLeader) {
-                return;
-            }
+            return;
         }
         ownership::release(&self.storage, &config).await;
         tracing::info!(job = report.job_id, state = ?report.state, "job ended");
@@ -806,46 +912,54 @@ impl Lifecycle {
     }
 
     /// Quoted newlines crossed a range boundary: those files' ranges are thrown away and each
-    /// file runs again whole, under the index of its first range.
-    async fn reread(&self, job: &mut JobEntry, bad: &BTreeSet<String>) -> StoreResult<()> {
-        for url in bad {
-            tracing::warn!(%url, "quoted newlines cross a partition boundary; reading the file whole");
-            let owners: Vec<u32> = job
-                .slots
-                .iter()
-                .filter(|(_, s)| s.task.splits.iter().any(|sp| &sp.url == url))
-                .map(|(i, _)| *i)
-                .collect();
-            let Some(first) = owners.first().copied() else {
-                continue;
-            };
-            let Some(template) = job.slots.get(&first).map(|s| s.task.splits[0].clone()) else {
-                continue;
-            };
-            let task = Task {
-                index: first,
-                splits: vec![Split {
-                    kind: SplitKind::Whole,
-                    ..template
-                }],
-            };
-            self.store
-                .replace_tasks(&job.report.job_id, &owners, &task)
-                .await?;
-            for index in &owners {
-                if let Some(slot) = job.slots.remove(index)
-                    && let TaskStatus::Done(r) = &slot.status
-                {
-                    discard(&self.storage, r).await;
+    /// file runs again whole, under the index of its first range. The store learns first
+    /// (outside the table's lock: the job is committing, so nothing else touches its tasks);
+    /// then the table, and the job runs again.
+    async fn reread(self: &Arc<Self>, job_id: &str, replacements: Vec<(Vec<u32>, Task)>) {
+        for (owners, task) in &replacements {
+            let store = &self.store;
+            let stored = persist("a re-read", job_id, || {
+                store.replace_tasks(job_id, owners, task)
+            })
+            .await;
+            if let Err(e) = stored {
+                tracing::warn!(job = job_id, error = %e, "cannot record the re-read");
+                if !matches!(e, StoreError::NotLeader) {
+                    // Decided again from the stored tasks after a while.
+                    self.finish_later(job_id, std::time::Duration::from_secs(5));
                 }
+                return;
             }
-            job.slots.insert(first, Slot::new(task));
         }
-        job.report.partitions.total = job.slots.len() as u64;
-        job.scan_from = 0;
-        job.done = job.results().count();
+        let mut discarded = Vec::new();
+        {
+            let mut jobs = self.jobs.lock().await;
+            let Some(job) = jobs.get_mut(job_id) else {
+                return;
+            };
+            for (owners, task) in replacements {
+                for index in &owners {
+                    if let Some(slot) = job.slots.remove(index)
+                        && let TaskStatus::Done(r) = slot.status
+                    {
+                        discarded.push(*r);
+                    }
+                }
+                job.slots.insert(task.index, Slot::new(task));
+            }
+            job.report.partitions.total = job.slots.len() as u64;
+            job.scan_from = 0;
+            job.done = job.results().count();
+            // Running again: the whole-file tasks are handed out.
+            job.report.state = JobState::Running;
+        }
         self.work.notify_waiters();
-        Ok(())
+        let storage = self.storage.clone();
+        tokio::spawn(async move {
+            for result in &discarded {
+                discard(&storage, result).await;
+            }
+        });
     }
 
     /// End a job that will not commit: nothing of it is published. A named job keeps its
@@ -879,23 +993,32 @@ impl Lifecycle {
         }
     }
 
-    /// The writes of a job's end, outside the job table's lock: its parts discarded, its
-    /// report written beside the output and stored, its output claim given up.
+    /// The writes of a job's end, outside the job table's lock. The store first (retried
+    /// through a blip), so a job that ended stays ended after a restart or failover; then its
+    /// parts discarded, its report written beside the output, its output claim given up. A
+    /// replica that no longer leads writes nothing: the new leader ends the job itself.
     async fn wrap_up(&self, ended: Option<Ended>) {
         let Some(ended) = ended else {
             return;
         };
+        let job_id = ended.report.job_id.as_str();
+        if !ended.recorded {
+            let store = &self.store;
+            if let Err(e) =
+                persist("the job's end", job_id, || store.finish_job(&ended.report)).await
+            {
+                tracing::error!(job = job_id, error = %e, "could not record the job's end");
+                if matches!(e, StoreError::NotLeader) {
+                    return;
+                }
+            }
+        }
         for result in &ended.discard {
             discard(&self.storage, result).await;
         }
         let _ = write_report(&self.storage, &ended.config, &ended.report).await;
-        if !ended.recorded
-            && let Err(e) = self.store.finish_job(&ended.report).await
-        {
-            tracing::error!(job = ended.report.job_id, error = %e, "could not record the job's end");
-        }
         ownership::release(&self.storage, &ended.config).await;
-        self.mark_wrapped_up(&ended.report.job_id);
+        self.mark_wrapped_up(job_id);
     }
 
     fn mark_wrapped_up(&self, job_id: &str) {
@@ -1109,7 +1232,7 @@ impl Lifecycle {
         let count = jobs.len();
         drop(jobs);
         for id in to_finish {
-            tokio::spawn(self.clone().finish_job(id));
+            self.spawn_finish(&id);
         }
         self.work.notify_waiters();
         count
@@ -1123,10 +1246,47 @@ impl Lifecycle {
         }
     }
 
-    /// Forget every job (this replica stopped leading).
+    /// Forget every job and stop their commits (this replica stopped leading: the next
+    /// leader commits them again from the store and the manifest, and a re-election of this
+    /// replica starts them anew, never beside an old one).
     pub async fn clear(&self) {
+        if let Ok(mut commits) = self.commits.lock() {
+            for (_, handle) in commits.drain() {
+                handle.abort();
+            }
+        }
         self.jobs.lock().await.clear();
     }
+}
+
+/// For each misaligned file, the tasks of its ranges and the whole-file task replacing them
+/// (under the index of its first range).
+fn rereads(job: &JobEntry, bad: &BTreeSet<String>) -> Vec<(Vec<u32>, Task)> {
+    let mut out = Vec::new();
+    for url in bad {
+        tracing::warn!(%url, "quoted newlines cross a partition boundary; reading the file whole");
+        let owners: Vec<u32> = job
+            .slots
+            .iter()
+            .filter(|(_, s)| s.task.splits.iter().any(|sp| &sp.url == url))
+            .map(|(i, _)| *i)
+            .collect();
+        let Some(first) = owners.first().copied() else {
+            continue;
+        };
+        let Some(template) = job.slots.get(&first).map(|s| s.task.splits[0].clone()) else {
+            continue;
+        };
+        let task = Task {
+            index: first,
+            splits: vec![Split {
+                kind: SplitKind::Whole,
+                ..template
+            }],
+        };
+        out.push((owners, task));
+    }
+    out
 }
 
 /// A task as a user recognises it: its index and what it reads.
@@ -1146,3 +1306,6 @@ pub fn partition_name(task: &Task) -> String {
     };
     format!("task {} ({}{what}{more})", task.index, first.url)
 }
+
+#[cfg(test)]
+mod tests;

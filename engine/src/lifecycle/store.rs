@@ -73,3 +73,26 @@ pub trait JobStore: Send + Sync + 'static {
     /// Store an ended job's report and its final state together.
     async fn finish_job(&self, report: &JobReport) -> StoreResult<()>;
 }
+
+/// Retry a store write while the store is away (an etcd blip: no answer, or a timeout),
+/// backing off from 200 ms to 5 s. Any other answer ends it at once: `NotLeader` (another
+/// coordinator leads and will do this), a refusal, corrupt state. Only idempotent writes go
+/// through here. A loop that outlives this replica's leadership is aborted with the job's
+/// commit (`Lifecycle::clear`).
+pub async fn persist<T, F, Fut>(what: &str, job_id: &str, mut write: F) -> StoreResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = StoreResult<T>>,
+{
+    let mut wait = std::time::Duration::from_millis(200);
+    loop {
+        match write().await {
+            Err(StoreError::Unavailable(e)) => {
+                tracing::warn!(job = job_id, error = %e, "cannot record {what} yet; trying again");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
+}

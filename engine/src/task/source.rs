@@ -41,6 +41,7 @@ pub fn read_split(
             soft_end,
             split.size,
             counter.clone(),
+            split.pin.clone(),
         )
     };
     let mut reader: Box<dyn BatchSource + '_> = match (split.format, &split.kind) {
@@ -110,7 +111,8 @@ pub fn read_split(
             }
         }
         (Format::Parquet, SplitKind::RowGroups { start, end }) => {
-            let file = ObjectFile::new(store.clone(), &url, split.size, counter.clone());
+            let file = ObjectFile::new(store.clone(), &url, split.size, counter.clone())
+                .pinned(split.pin.clone());
             Box::new(ParquetRows::open(
                 &ctx.runtime,
                 file,
@@ -133,6 +135,7 @@ pub fn read_split(
             *start..*end,
             *first_row,
             counter.clone(),
+            &split.pin,
         )?),
         (format, kind) => {
             return Err(Error::config(format!(

@@ -1,0 +1,80 @@
+//! The lifecycle's task bookkeeping against the embedded store, on a real local job.
+
+use super::*;
+
+/// A lifecycle with one submitted job of one task (a small local CSV).
+async fn one_task_job(dir: &std::path::Path) -> (Arc<Lifecycle>, String) {
+    let input = dir.join("in.csv");
+    std::fs::write(&input, "id,name\n1,a\n2,b\n").unwrap();
+    let spec: JobSpec = serde_json::from_value(serde_json::json!({
+        "input": input.to_string_lossy(),
+        "output": format!("{}/", dir.join("out").to_string_lossy()),
+        "format": "jsonl",
+    }))
+    .unwrap();
+    let lifecycle = Lifecycle::new(Arc::new(MemoryStore::default()), Storage::new());
+    let submitted = lifecycle.submit(spec, false).await.unwrap();
+    assert_eq!(submitted.tasks, 1);
+    (lifecycle, submitted.job_id)
+}
+
+#[tokio::test]
+async fn a_late_lost_event_for_an_earlier_attempt_does_not_requeue_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lifecycle, job) = one_task_job(dir.path()).await;
+    let first = lifecycle.take_tasks("w1", 0, 1).await.unwrap().remove(0);
+    // Handed back (a draining worker): runs again at once, no attempt counted.
+    lifecycle
+        .fail(
+            &job,
+            0,
+            first.token,
+            FailureKind::HandedBack,
+            "drain".into(),
+        )
+        .await
+        .unwrap();
+    let second = lifecycle.take_tasks("w2", 0, 1).await.unwrap().remove(0);
+    assert_ne!(first.token, second.token);
+    // The deletion of the first attempt's owner key arrives only now.
+    lifecycle.lost(&job, 0, Some(first.token), "late").await;
+    let running = lifecycle.running().await;
+    assert_eq!(running.len(), 1, "the second attempt still runs");
+    assert_eq!(running[0].3, second.token);
+    // About the running attempt itself, the same word requeues it.
+    lifecycle.lost(&job, 0, Some(second.token), "lost").await;
+    assert!(lifecycle.running().await.is_empty());
+}
+
+#[tokio::test]
+async fn hand_backs_do_not_use_up_attempts_and_a_poison_task_fails_the_job_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lifecycle, job) = one_task_job(dir.path()).await;
+    for _ in 0..5 {
+        let a = lifecycle.take_tasks("w", 0, 1).await.unwrap().remove(0);
+        lifecycle
+            .fail(&job, 0, a.token, FailureKind::HandedBack, "drain".into())
+            .await
+            .unwrap();
+    }
+    assert!(!lifecycle.report(&job).await.unwrap().state.ended());
+    // Four failed attempts (the default budget) fail the job.
+    for _ in 0..4 {
+        let a = loop {
+            // Failed attempts back off before they run again.
+            if let Some(a) = lifecycle.take_tasks("w", 0, 1).await.unwrap().pop() {
+                break a;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        lifecycle
+            .fail(&job, 0, a.token, FailureKind::Transient, "timeout".into())
+            .await
+            .unwrap();
+    }
+    let report = lifecycle.wait_ended(&job).await.unwrap();
+    assert_eq!(report.state, JobState::Failed);
+    let message = report.message.unwrap();
+    assert!(message.contains("in.csv"), "{message}");
+    assert!(message.contains("after 4 attempts"), "{message}");
+}
