@@ -51,11 +51,16 @@ impl Fleet {
                 .into_iter()
                 .map(|(index, task)| {
                     let mut slot = Slot::new(task);
+                    // Counting goes on where the last leader stopped (never reusing a number,
+                    // never resetting the budget).
+                    let counted = s.attempts.get(&index).copied().unwrap_or_default();
+                    slot.attempts = counted.attempt;
+                    slot.handed_back = counted.handed_back.min(counted.attempt);
                     if let Some(r) = s.results.get(&index) {
-                        slot.attempts = r.attempt;
+                        slot.attempts = slot.attempts.max(r.attempt);
                         slot.status = TaskStatus::Done(Box::new(r.clone()));
                     } else if let Some(o) = s.owners.get(&index) {
-                        slot.attempts = o.attempt;
+                        slot.attempts = slot.attempts.max(o.attempt);
                         slot.status = TaskStatus::Running {
                             worker: o.worker.clone(),
                             token: o.token,

@@ -80,8 +80,20 @@ pub struct StoredJob {
     pub tasks: BTreeMap<u32, Task>,
     pub owners: BTreeMap<u32, Owner>,
     pub results: BTreeMap<u32, TaskResult>,
+    /// How many attempts each task has had, as of its latest claim.
+    pub attempts: BTreeMap<u32, Attempts>,
     /// The final report, once the job ended.
     pub report: Option<JobReport>,
+}
+
+/// A task's attempt count, kept apart from its owner key (which goes with the owner's lease) so
+/// a new leader goes on counting: numbers are never reused and the retry budget does not reset
+/// on failover. `handed_back`: attempts a draining worker gave back, which use no budget (a
+/// hand-back since the latest claim is recorded by the next one).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempts {
+    pub attempt: u32,
+    pub handed_back: u32,
 }
 
 #[derive(Clone)]
@@ -532,6 +544,7 @@ impl EtcdState {
         index: u32,
         worker: &str,
         attempt: u32,
+        handed_back: u32,
         lease: i64,
     ) -> Result<Option<u64>> {
         let owner_key = self.job_key(job, &format!("owners/{index}"));
@@ -545,11 +558,21 @@ impl EtcdState {
             Compare::version(owner_key.clone(), CompareOp::Equal, 0),
             Compare::version(result_key, CompareOp::Equal, 0),
         ];
-        let ops = vec![TxnOp::put(
-            owner_key.clone(),
-            json(&owner),
-            Some(PutOptions::new().with_lease(lease)),
-        )];
+        let ops = vec![
+            TxnOp::put(
+                owner_key.clone(),
+                json(&owner),
+                Some(PutOptions::new().with_lease(lease)),
+            ),
+            TxnOp::put(
+                self.job_key(job, &format!("attempts/{index}")),
+                json(&Attempts {
+                    attempt,
+                    handed_back,
+                }),
+                None,
+            ),
+        ];
         // The transaction's revision is the owner key's mod_revision: the fencing token.
         let mut outcome = self.batched(compares, ops).await;
         if matches!(outcome, Ok((true, _))) && zoopipe_common::fault::fail_once("claim-answer") {
@@ -639,7 +662,7 @@ impl EtcdState {
     pub async fn replace_tasks(&self, job: &str, removed: &[u32], task: &Task) -> Result<()> {
         let mut ops = Vec::new();
         for index in removed {
-            for kind in ["tasks", "owners", "results"] {
+            for kind in ["tasks", "owners", "results", "attempts"] {
                 ops.push(TxnOp::delete(
                     self.job_key(job, &format!("{kind}/{index}")),
                     None,
@@ -747,6 +770,7 @@ impl EtcdState {
                 tasks: BTreeMap::new(),
                 owners: BTreeMap::new(),
                 results: BTreeMap::new(),
+                attempts: BTreeMap::new(),
                 report: None,
             });
             let index = parts.next().and_then(|i| i.parse::<u32>().ok());
@@ -764,6 +788,9 @@ impl EtcdState {
                 }
                 ("results", Some(i)) => {
                     job.results.insert(i, parse(&key, kv.value())?);
+                }
+                ("attempts", Some(i)) => {
+                    job.attempts.insert(i, parse(&key, kv.value())?);
                 }
                 _ => {}
             }
@@ -852,8 +879,8 @@ impl EtcdState {
         Ok(claimed)
     }
 
-    /// One job's spec, state and report, read in one snapshot; its tasks, owners and results
-    /// are left empty (they grow with the job and readers of its outcome do not need them).
+    /// One job's spec, state and report, read in one snapshot; its tasks, owners, results and
+    /// attempts are left empty (they grow with the job and readers of its outcome do not need them).
     /// Unfenced: any replica may read, e.g. to serve Flight.
     pub async fn load_job(&self, job_id: &str) -> Result<Option<StoredJob>> {
         let keys = ["spec", "state", "report"].map(|k| self.job_key(job_id, k));
@@ -878,6 +905,7 @@ impl EtcdState {
             tasks: BTreeMap::new(),
             owners: BTreeMap::new(),
             results: BTreeMap::new(),
+            attempts: BTreeMap::new(),
             report: report.map(|r| parse(&keys[2], &r)).transpose()?,
         }))
     }
@@ -932,9 +960,10 @@ impl JobStore for EtcdState {
         index: u32,
         worker: &str,
         attempt: u32,
+        handed_back: u32,
         lease: i64,
     ) -> StoreResult<Option<u64>> {
-        Ok(EtcdState::claim(self, job_id, index, worker, attempt, lease).await?)
+        Ok(EtcdState::claim(self, job_id, index, worker, attempt, handed_back, lease).await?)
     }
 
     async fn complete(&self, job_id: &str, token: u64, result: &TaskResult) -> StoreResult<bool> {

@@ -80,12 +80,12 @@ async fn only_the_current_owner_can_commit_a_task() {
 
     let lease = state.register_worker("w1", 10).await.unwrap();
     let token = state
-        .claim("j1", 0, "w1", 1, lease)
+        .claim("j1", 0, "w1", 1, 0, lease)
         .await
         .unwrap()
         .expect("first claim wins");
     assert_eq!(
-        state.claim("j1", 0, "w2", 1, lease).await.unwrap(),
+        state.claim("j1", 0, "w2", 1, 0, lease).await.unwrap(),
         None,
         "a task has one owner"
     );
@@ -98,7 +98,7 @@ async fn only_the_current_owner_can_commit_a_task() {
     );
     assert!(state.complete("j1", 0, token, &result(0, 1)).await.unwrap());
     assert_eq!(
-        state.claim("j1", 0, "w2", 2, lease).await.unwrap(),
+        state.claim("j1", 0, "w2", 2, 0, lease).await.unwrap(),
         None,
         "a committed task is never claimed again"
     );
@@ -129,9 +129,17 @@ async fn only_the_current_owner_can_commit_a_task() {
     );
 
     // A released attempt can be claimed again, with a newer token.
-    let t1 = state.claim("j1", 1, "w1", 1, lease).await.unwrap().unwrap();
+    let t1 = state
+        .claim("j1", 1, "w1", 1, 0, lease)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(state.release("j1", 1, t1).await.unwrap());
-    let t2 = state.claim("j1", 1, "w1", 2, lease).await.unwrap().unwrap();
+    let t2 = state
+        .claim("j1", 1, "w1", 2, 1, lease)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(t2 > t1);
 
     state
@@ -147,6 +155,14 @@ async fn only_the_current_owner_can_commit_a_task() {
     );
     assert_eq!(job.tasks.len(), 2);
     assert_eq!(job.results.get(&0), Some(&result(0, 1)));
+    // Attempt counts outlive the owner keys: a new leader goes on counting.
+    assert_eq!(
+        job.attempts.get(&1).copied(),
+        Some(zoopipe_coordinator::state::Attempts {
+            attempt: 2,
+            handed_back: 1
+        })
+    );
     let owner = &job.owners[&1];
     assert_eq!(
         (owner.worker.as_str(), owner.attempt, owner.token),
@@ -164,7 +180,7 @@ async fn an_expired_lease_requeues_the_task_and_fences_the_late_attempt() {
     let mut lost = state.watch_lost_owners().await.unwrap();
     let lease = state.register_worker("frozen", 1).await.unwrap();
     let stale = state
-        .claim("j2", 0, "frozen", 1, lease)
+        .claim("j2", 0, "frozen", 1, 0, lease)
         .await
         .unwrap()
         .unwrap();
@@ -188,7 +204,7 @@ async fn an_expired_lease_requeues_the_task_and_fences_the_late_attempt() {
 
     let other = state.register_worker("healthy", 10).await.unwrap();
     let fresh = state
-        .claim("j2", 0, "healthy", 2, other)
+        .claim("j2", 0, "healthy", 2, 0, other)
         .await
         .unwrap()
         .expect("requeued task is claimable");
@@ -244,10 +260,10 @@ async fn concurrent_claims_and_completions_commit_together_and_stay_fenced() {
     let lease = state.register_worker("w", 30).await.unwrap();
     // 40 claims at once (they share transactions): every one wins, each task once.
     let claims =
-        futures::future::join_all((0..40).map(|i| state.claim("j", i, "w", 1, lease))).await;
+        futures::future::join_all((0..40).map(|i| state.claim("j", i, "w", 1, 0, lease))).await;
     let tokens: Vec<u64> = claims.into_iter().map(|c| c.unwrap().unwrap()).collect();
     let again =
-        futures::future::join_all((0..40).map(|i| state.claim("j", i, "w", 2, lease))).await;
+        futures::future::join_all((0..40).map(|i| state.claim("j", i, "w", 2, 0, lease))).await;
     assert!(
         again.iter().all(|c| matches!(c, Ok(None))),
         "no task is claimed twice"

@@ -393,3 +393,20 @@ fn parquet_files_that_pyarrow_reads_despite_their_writers_bugs_read_here_too() {
         assert_eq!(got, expected, "{name}");
     }
 }
+
+#[test]
+fn a_big_endian_arrow_file_is_refused_before_the_job_runs_in_one_line() {
+    // From apache/arrow-testing: read as little-endian its values would come out wrong, exit 0.
+    let input = repo_file("tests/fixtures/arrow-testing/bigendian_primitive.arrow");
+    let dir = tempfile::tempdir().unwrap();
+    let out = format!("{}/", dir.path().join("out").to_string_lossy());
+    let o = run(&["run", "--input", &input, "--output", &out, "-q"]);
+    let stderr = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("bigendian_primitive.arrow") && stderr.contains("big-endian"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("out").exists(), "nothing written");
+}

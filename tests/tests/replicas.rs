@@ -109,10 +109,14 @@ fn a_leader_frozen_mid_commit_wakes_to_find_the_commit_done_and_writes_nothing()
     let log_path = std::env::temp_dir().join(format!("zoopipe-coordinator-{a}.log"));
     let deadline = Instant::now() + Duration::from_secs(20);
     let log = loop {
-        // Either it gives up, or (were it not to check) it ends its commit and fails to
-        // record that in etcd: wait for whichever comes.
+        // Either it steps down and stops its commit, or its commit finds it no longer leads,
+        // or (were it not to check) it ends its commit and fails to record that in etcd:
+        // wait for whichever comes.
         let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-        if log.contains("nothing written") || log.contains("could not record the job's end") {
+        if log.contains("nothing written")
+            || log.contains("no longer leading")
+            || log.contains("could not record the job's end")
+        {
             break log;
         }
         assert!(
@@ -141,5 +145,8 @@ fn a_leader_frozen_mid_commit_wakes_to_find_the_commit_done_and_writes_nothing()
     .map(|b| b.unwrap().num_rows())
     .sum::<usize>();
     assert_eq!(rows, job.valid.len());
-    assert!(log.contains("nothing written"), "{log}");
+    assert!(
+        log.contains("nothing written") || log.contains("no longer leading"),
+        "{log}"
+    );
 }

@@ -85,6 +85,7 @@ impl JobStore for MemoryStore {
         index: u32,
         _worker: &str,
         _attempt: u32,
+        _handed_back: u32,
         _lease: i64,
     ) -> StoreResult<Option<u64>> {
         self.with(|s| {

@@ -456,7 +456,7 @@ impl Lifecycle {
         // Pick under the lock, claim in the store without it: concurrent acquires then reach
         // etcd together (it commits them in one batch) instead of one after another.
         let now = Instant::now();
-        let picks: Vec<(String, u32, u32)> = {
+        let picks: Vec<(String, u32, u32, u32)> = {
             let mut jobs = self.jobs.lock().await;
             let mut picks = Vec::new();
             'jobs: for (job_id, job) in jobs.iter_mut() {
@@ -483,20 +483,22 @@ impl Lifecycle {
                         slot.attempts += 1;
                         slot.ready_at = None;
                         slot.status = TaskStatus::Claiming;
-                        picks.push((job_id.clone(), *index, slot.attempts));
+                        picks.push((job_id.clone(), *index, slot.attempts, slot.handed_back));
                     }
                 }
             }
             picks
         };
-        let claims = futures::future::join_all(picks.iter().map(|(job_id, index, attempt)| {
-            self.store.claim(job_id, *index, worker, *attempt, lease)
-        }))
-        .await;
+        let claims =
+            futures::future::join_all(picks.iter().map(|(job_id, index, attempt, handed_back)| {
+                self.store
+                    .claim(job_id, *index, worker, *attempt, *handed_back, lease)
+            }))
+            .await;
         let mut out = Vec::new();
         let mut failure = None;
         let mut jobs = self.jobs.lock().await;
-        for ((job_id, index, attempt), claimed) in picks.into_iter().zip(claims) {
+        for ((job_id, index, attempt, _), claimed) in picks.into_iter().zip(claims) {
             let Some(job) = jobs.get_mut(&job_id) else {
                 continue;
             };

@@ -50,14 +50,16 @@ pub trait JobStore: Send + Sync + 'static {
     /// Run an ended job again: its recorded results stay, its final report goes.
     async fn resume_job(&self, job_id: &str) -> StoreResult<()>;
     async fn set_job_state(&self, job_id: &str, state: JobState) -> StoreResult<()>;
-    /// Claim a task for `worker` (under `lease`, 0 for none). The fencing token of the
-    /// attempt, or `None` when the task already has an owner or a result.
+    /// Claim a task for `worker` (under `lease`, 0 for none) as attempt `attempt`, of which
+    /// `handed_back` were given back (kept, so a new leader goes on counting). The fencing
+    /// token of the attempt, or `None` when the task already has an owner or a result.
     async fn claim(
         &self,
         job_id: &str,
         index: u32,
         worker: &str,
         attempt: u32,
+        handed_back: u32,
         lease: i64,
     ) -> StoreResult<Option<u64>>;
     /// Record an attempt's result if, and only if, it still owns the task (or the very same
