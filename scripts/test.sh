@@ -23,12 +23,12 @@ if ! command -v etcd >/dev/null 2>&1; then
   $sudo_ apt-get update -qq && $sudo_ apt-get install -y -qq etcd-server >/dev/null
 fi
 
-# The Python S3 server, and pyarrow (an independent reader of our Parquet), installed only
-# when missing.
-if [ ! -x "$venv/bin/moto_server" ] || ! "$venv/bin/python" -c 'import pyarrow' 2>/dev/null; then
-  echo "installing moto (S3 server for tests) and pyarrow into $venv" >&2
+# The Python S3 server, pyarrow (an independent reader of our Parquet) and pydantic (the oracle
+# for validation), installed only when missing.
+if [ ! -x "$venv/bin/moto_server" ] || ! "$venv/bin/python" -c 'import pyarrow, pydantic' 2>/dev/null; then
+  echo "installing moto (S3 server for tests), pyarrow and pydantic (the validation oracle) into $venv" >&2
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q 'moto[server]' pyarrow
+  "$venv/bin/pip" install -q 'moto[server]' pyarrow 'pydantic>=2.12'
 fi
 export ZOOPIPE_TEST_PYTHON="$venv/bin/python"
 

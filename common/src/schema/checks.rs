@@ -144,7 +144,10 @@ fn length(value: &Value, path: &str) -> Result<usize, SchemaError> {
 }
 
 fn is_numeric(dt: &DataType) -> bool {
-    matches!(dt, DataType::Int64 | DataType::Float64)
+    matches!(
+        dt,
+        DataType::Int64 | DataType::Float64 | DataType::Decimal128(_, _)
+    )
 }
 
 /// Python's repr of a JSON scalar, as pydantic prints expected values ('a', 1, True).
@@ -203,7 +206,17 @@ pub(crate) fn compile(
     let (keyword, rule, message): (&'static str, Rule, String) = match keyword {
         "minimum" | "maximum" | "exclusiveMinimum" | "exclusiveMaximum" => {
             numeric_only()?;
-            let bound = number(value, path)?;
+            let mut bound = number(value, path)?;
+            // pydantic writes a Decimal's bounds as floats (`ge=0` → 0.0) and says them as
+            // decimals ("greater than or equal to 0"): compare exactly, say them the same.
+            let mut shown = value.to_string();
+            if let (DataType::Decimal128(..), Bound::Float(f)) = (dt, bound)
+                && f.fract() == 0.0
+                && f.abs() < 9.0e15
+            {
+                bound = Bound::Int(f as i64);
+                shown = (f as i64).to_string();
+            }
             let (kw, op, words): (&'static str, _, _) = match keyword {
                 "minimum" => ("minimum", BoundOp::Ge, "greater than or equal to"),
                 "exclusiveMinimum" => ("exclusiveMinimum", BoundOp::Gt, "greater than"),
@@ -213,7 +226,7 @@ pub(crate) fn compile(
             (
                 kw,
                 Rule::Bound(op, bound),
-                format!("Input should be {words} {value}"),
+                format!("Input should be {words} {shown}"),
             )
         }
         "multipleOf" => {

@@ -70,8 +70,23 @@ fn property(field: &FieldSpec) -> Value {
     for check in &field.checks {
         base.insert(check.keyword, check.value.clone());
     }
-    let mut outer = if field.optional {
-        BTreeMap::from([("anyOf", json!([object(base), {"type": "null"}]))])
+    // A decimal as pydantic writes one, with the pattern that carries its digits and places.
+    let decimal = match field.data_type {
+        DataType::Decimal128(precision, scale) => Some(json!({
+            "pattern": super::decimal::pattern(super::decimal::DecimalSpec::of_arrow(
+                precision, scale,
+            )),
+            "type": "string",
+        })),
+        _ => None,
+    };
+    let mut outer = if field.optional || decimal.is_some() {
+        let mut branches = vec![object(base)];
+        branches.extend(decimal);
+        if field.optional {
+            branches.push(json!({"type": "null"}));
+        }
+        BTreeMap::from([("anyOf", Value::Array(branches))])
     } else {
         base
     };

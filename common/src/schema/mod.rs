@@ -2,6 +2,7 @@
 //! an Arrow output schema plus per-column checks that `crate::validate` runs on batches.
 
 mod checks;
+pub mod decimal;
 mod emit;
 mod infer;
 mod parse;

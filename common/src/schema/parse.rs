@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use std::sync::Arc;
 
 use super::checks::{self, Check};
+use super::decimal::{self, DecimalSpec};
 use super::{FieldSpec, SchemaError};
 use crate::validate::coerce::coerce;
 
@@ -102,6 +103,8 @@ struct Flat {
     type_name: Option<(String, String)>,
     keywords: Vec<(String, Value, String)>,
     nullable: bool,
+    /// pydantic's Decimal (`anyOf [number, string]`), with where it was found.
+    decimal: Option<(DecimalSpec, String)>,
 }
 
 impl Flat {
@@ -345,6 +348,14 @@ fn flatten(
                 non_null.push((i, branch));
             }
         }
+        let plain: Vec<&Value> = non_null.iter().map(|(_, b)| *b).collect();
+        if let Some((spec, at)) = decimal::recognise(&plain) {
+            // The number branch carries the bounds; the type is the decimal's.
+            let (i, number) = non_null[at];
+            flatten(root, number, &format!("{union_path}[{i}]"), refs, flat)?;
+            flat.decimal = Some((spec, union_path));
+            continue;
+        }
         match non_null.as_slice() {
             [(i, branch)] => flatten(root, branch, &format!("{union_path}[{i}]"), refs, flat)?,
             [] => {
@@ -450,20 +461,17 @@ fn build_field(
             None => return Err(unsupported(path, "the field has no single scalar 'type'")),
         },
     };
-    let mut data_type = match type_name.as_str() {
-        "integer" => DataType::Int64,
-        "number" => DataType::Float64,
-        "boolean" => DataType::Boolean,
-        "string" => DataType::Utf8,
-        "array" | "object" => {
+    let mut data_type = if let Some((spec, decimal_path)) = &flat.decimal {
+        if spec.max_digits.is_some() != spec.decimal_places.is_some() {
             return Err(unsupported(
-                &type_path,
-                format!(
-                    "type '{type_name}' is not supported; flatten the model into scalar columns"
-                ),
+                decimal_path,
+                "a Decimal with only one of max_digits / decimal_places is not supported; give both (or neither)",
             ));
         }
-        other => return Err(invalid(&type_path, format!("unknown type '{other}'"))),
+        let (precision, scale) = spec.arrow();
+        DataType::Decimal128(precision, scale)
+    } else {
+        scalar_type(&type_name, &type_path)?
     };
 
     let mut format_check: Option<Check> = None;
@@ -517,6 +525,25 @@ fn build_field(
         optional: flat.nullable,
         checks: field_checks,
         default_array,
+    })
+}
+
+/// The Arrow type of a scalar JSON Schema type.
+fn scalar_type(type_name: &str, type_path: &str) -> Result<DataType, SchemaError> {
+    Ok(match type_name {
+        "integer" => DataType::Int64,
+        "number" => DataType::Float64,
+        "boolean" => DataType::Boolean,
+        "string" => DataType::Utf8,
+        "array" | "object" => {
+            return Err(unsupported(
+                type_path,
+                format!(
+                    "type '{type_name}' is not supported; flatten the model into scalar columns"
+                ),
+            ));
+        }
+        other => return Err(invalid(type_path, format!("unknown type '{other}'"))),
     })
 }
 

@@ -49,6 +49,12 @@ fn format_ok(format: Format, s: &str) -> bool {
     }
 }
 
+/// An integer bound as the unscaled value of a decimal of `scale`, if it fits.
+fn decimal_bound(bound: i64, scale: i8) -> Option<i128> {
+    let scale = u32::try_from(scale).ok()?;
+    i128::from(bound).checked_mul(10i128.checked_pow(scale)?)
+}
+
 /// Set rows of a comparison result, ignoring null results.
 fn true_rows(mask: &BooleanArray) -> Vec<usize> {
     match mask.nulls() {
@@ -64,6 +70,17 @@ fn bound_violations(op: BoundOp, bound: Bound, array: &ArrayRef) -> Result<Vec<u
             array.clone(),
             std::sync::Arc::new(Int64Array::from(vec![b])),
         ),
+        // Exact for decimals: the bound at the column's scale.
+        (DataType::Decimal128(p, s), Bound::Int(b)) if decimal_bound(b, *s).is_some() => {
+            let scaled = decimal_bound(b, *s).unwrap_or_default();
+            (
+                array.clone(),
+                std::sync::Arc::new(
+                    arrow::array::Decimal128Array::from(vec![scaled])
+                        .with_data_type(DataType::Decimal128(*p, *s)),
+                ),
+            )
+        }
         (_, Bound::Int(b)) => (
             cast(array, &DataType::Float64)?,
             std::sync::Arc::new(Float64Array::from(vec![b as f64])),

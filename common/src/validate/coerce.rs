@@ -20,7 +20,7 @@ use arrow::datatypes::{
 };
 use arrow::error::ArrowError;
 
-use super::text;
+use super::{decimal, text};
 
 pub(crate) const INT_PARSING: &str =
     "Input should be a valid integer, unable to parse string as an integer";
@@ -102,6 +102,14 @@ pub(crate) fn coerce(input: &ArrayRef, target: &DataType) -> Result<Coerced, Arr
             text_with_fast_path::<Float64Type>(&input, target, FLOAT_PARSING, text::parse_float)
         }
         (DataType::Utf8, DataType::Boolean) => Ok(text_to_bool(input.as_string::<i32>())),
+        (DataType::Utf8, DataType::Decimal128(p, s)) => {
+            Ok(decimal::text_to_decimal(input.as_string::<i32>(), *p, *s))
+        }
+        // Numbers (and other decimals) go by their exact text: never rounded into the column.
+        (s, DataType::Decimal128(p, sc)) if s.is_numeric() => {
+            let text = cast(&input, &DataType::Utf8)?;
+            Ok(decimal::text_to_decimal(text.as_string::<i32>(), *p, *sc))
+        }
         (DataType::Utf8, DataType::Date32) => Ok(text_to_date(input.as_string::<i32>())),
         (DataType::Utf8, t) if is_utc_micros(t) => text_to_timestamp(&input, target),
         (s, DataType::Int64) if s.is_floating() => float_to_int(&input),

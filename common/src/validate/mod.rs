@@ -7,6 +7,7 @@
 
 pub(crate) mod checks;
 pub(crate) mod coerce;
+mod decimal;
 pub(crate) mod formats;
 pub(crate) mod text;
 
