@@ -467,7 +467,7 @@ fn failures_are_one_clear_line_with_useful_exit_codes() {
     let bad_schema = dir.path().join("bad.json");
     std::fs::write(
         &bad_schema,
-        r#"{"type":"object","properties":{"tags":{"type":"array","items":{"type":"string"}}}}"#,
+        r#"{"type":"object","properties":{"tags":{"type":"string","not":{"const":"x"}}}}"#,
     )
     .unwrap();
     let input = dir.path().join("u.csv");

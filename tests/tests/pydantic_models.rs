@@ -149,3 +149,298 @@ fn a_parquet_decimal_column_without_a_schema_stays_an_exact_decimal() {
         "decimal128(12, 3) ['1.234', '-99.500', 'None', '123456789.001']"
     );
 }
+
+/// An `Order` with lists, sub-models, a dict, Decimal, Literal and Enum: pydantic's verdict
+/// on every line, and the exact sum of the valid items' prices.
+const ORDER_MODELS: &str = r#"
+import json, sys, random
+from decimal import Decimal
+from enum import Enum
+from typing import Literal, Optional
+from pydantic import BaseModel, Field, ValidationError
+from pydantic.json_schema import GenerateJsonSchema
+
+class WithDecimalPatterns(GenerateJsonSchema):
+    def get_decimal_pattern(self, schema):
+        return self.build_decimal_pattern(schema)
+
+class Item(BaseModel):
+    sku: str = Field(min_length=3)
+    qty: int = Field(ge=1)
+    price: Decimal = Field(max_digits=8, decimal_places=2)
+
+class Address(BaseModel):
+    city: str
+    zip: str = Field(pattern=r"^\d{5}$")
+
+class Color(str, Enum):
+    red = "red"
+    blue = "blue"
+
+class Order(BaseModel):
+    id: int
+    items: list[Item] = Field(min_length=1, max_length=4)
+    shipping: Optional[Address] = None
+    attrs: dict[str, int] = {}
+    status: Literal["new", "paid"]
+    color: Color
+    tags: list[str] = []
+
+"#;
+
+/// Writes `schema.json` and `orders.jsonl` (a few percent invalid over every nested kind) into
+/// the folder `sys.argv[1]`; prints pydantic's verdict on each line and the exact price sum.
+const ORDERS_DATA: &str = r#"
+out = sys.argv[1]
+with open(f"{out}/schema.json", "w") as f:
+    json.dump(Order.model_json_schema(schema_generator=WithDecimalPatterns), f)
+random.seed(11)
+def item(good):
+    sku = random.choice(["abc", "widget", "x-1"]) if good else random.choice(["ab", "abc"])
+    qty = random.choice([1, 2, "3"]) if good else random.choice([0, "x", 2])
+    price = random.choice(['"1.50"', "19.99", '"7"']) if good else random.choice(['"1.234"', '"123456789"', '"9.99"'])
+    return f'{{"sku": "{sku}", "qty": {json.dumps(qty)}, "price": {price}}}'
+lines, valid, errors, total = [], 0, [], Decimal(0)
+for i in range(2000):
+    bad = random.random() < 0.3
+    kind = random.choice(["item", "empty", "long", "status", "attrs", "zip", "city", "color", "ship"]) if bad else None
+    n = random.randint(1, 3)
+    items = [item(not (kind == "item" and j == n - 1)) for j in range(n)]
+    if kind == "empty": items = []
+    if kind == "long": items = [item(True) for _ in range(5)]
+    shipping = random.choice(['null', '{"city": "Oslo", "zip": "01234"}'])
+    if kind == "zip": shipping = '{"city": "Oslo", "zip": "1234"}'
+    if kind == "city": shipping = '{"zip": "01234"}'
+    if kind == "ship": shipping = '"Oslo"'
+    attrs = random.choice(['{}', '{"w": 3, "h": "4"}'])
+    if kind == "attrs": attrs = '{"w": "x"}'
+    status = "shipped" if kind == "status" else random.choice(["new", "paid"])
+    color = "green" if kind == "color" else random.choice(["red", "blue"])
+    tags = random.choice(['[]', '["a", "b"]'])
+    fields = [f'"id": {i}', f'"items": [{", ".join(items)}]', f'"shipping": {shipping}',
+              f'"attrs": {attrs}', f'"status": "{status}"', f'"color": "{color}"']
+    if random.random() < 0.5:
+        fields.append(f'"tags": {tags}')
+    line = "{" + ", ".join(fields) + "}"
+    lines.append(line)
+    try:
+        m = Order.model_validate_json(line)
+        valid += 1
+        total += sum((it.price for it in m.items), Decimal(0))
+    except ValidationError as e:
+        errors.append([i + 1, [[".".join(map(str, x["loc"])), x["msg"]] for x in e.errors()]])
+with open(f"{out}/orders.jsonl", "w") as f:
+    f.write("\n".join(lines) + "\n")
+print(json.dumps({"valid": valid, "errors": errors, "total": str(total)}))
+"#;
+
+fn orders_oracle() -> String {
+    format!("{ORDER_MODELS}{ORDERS_DATA}")
+}
+
+/// (line, [(location, message)]) of every error row, in order.
+fn located(out: &std::path::Path) -> Vec<(u64, Vec<(String, String)>)> {
+    error_rows(out)
+        .iter()
+        .map(|row| {
+            let reasons = row["errors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    (
+                        e["field"].as_str().unwrap_or_default().to_string(),
+                        e["message"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect();
+            (row["line"].as_u64().unwrap(), reasons)
+        })
+        .collect()
+}
+
+fn oracle_errors(oracle: &serde_json::Value) -> Vec<(u64, Vec<(String, String)>)> {
+    oracle["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let reasons = e[1]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| (r[0].as_str().unwrap().into(), r[1].as_str().unwrap().into()))
+                .collect();
+            (e[0].as_u64().unwrap(), reasons)
+        })
+        .collect()
+}
+
+#[test]
+fn nested_orders_validate_as_pydantic_does_and_come_out_as_real_nested_types() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_string_lossy().into_owned();
+    let oracle: serde_json::Value =
+        serde_json::from_str(python(&orders_oracle(), &[&d]).trim()).expect("oracle output");
+    let out = dir.path().join("out");
+    let report = run_ok(&[
+        "run",
+        "--input",
+        &format!("{d}/orders.jsonl"),
+        "--schema",
+        &format!("{d}/schema.json"),
+        "--output",
+        &format!("{}/", out.to_string_lossy()),
+        "--partition-size",
+        "64KiB",
+    ]);
+    assert_eq!(report["total_valid"], oracle["valid"], "{report:#}");
+    assert_eq!(located(&out), oracle_errors(&oracle));
+    let read = python(
+        "import pyarrow.parquet as pq,sys,glob\n\
+         from decimal import Decimal\n\
+         t=pq.read_table(sorted(glob.glob(sys.argv[1]+'/part-*.parquet')))\n\
+         for f in ['items','shipping','attrs','tags']: print(t.schema.field(f).type)\n\
+         total=sum((i['price'] for items in t.column('items').to_pylist() for i in items), Decimal(0))\n\
+         print(total == Decimal(sys.argv[2]), total)",
+        &[&out.to_string_lossy(), oracle["total"].as_str().unwrap()],
+    );
+    let lines: Vec<&str> = read.lines().collect();
+    assert_eq!(
+        lines[..4]
+            .iter()
+            .map(|l| l.split(" ('").next().unwrap_or_default()) // pyarrow names a map's field
+            .collect::<Vec<_>>(),
+        [
+            "list<item: struct<sku: string, qty: int64, price: decimal128(8, 2)>>",
+            "struct<city: string, zip: string>",
+            "map<string, int64",
+            "list<item: string>",
+        ],
+        "{read}"
+    );
+    assert!(lines[4].starts_with("True"), "{read}");
+}
+
+#[test]
+fn the_fleet_runs_the_nested_job_in_byte_ranges_exactly() {
+    use zoopipe_tests::fleet::*;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_string_lossy().into_owned();
+    let oracle: serde_json::Value =
+        serde_json::from_str(python(&orders_oracle(), &[&d]).trim()).expect("oracle output");
+    let (raw, lake) = (unique("raw"), unique("lake"));
+    s3::create_bucket(&raw);
+    s3::create_bucket(&lake);
+    s3::put(
+        &raw,
+        "orders.jsonl",
+        std::fs::read(dir.path().join("orders.jsonl")).unwrap(),
+    );
+    let f = fleet(3, 0);
+    let out = run(&[
+        "submit",
+        "--input",
+        &format!("s3://{raw}/orders.jsonl"),
+        "--schema",
+        &format!("{d}/schema.json"),
+        "--output",
+        &format!("s3://{lake}/orders/"),
+        "--partition-size",
+        "32KiB",
+        "--coordinator",
+        &f.url,
+        "--wait",
+        "--json",
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(report["state"], "succeeded", "{}", text(&out.stderr));
+    assert!(
+        report["partitions"]["total"].as_u64().unwrap() > 3,
+        "{report:#}"
+    );
+    assert_eq!(report["total_valid"], oracle["valid"], "{report:#}");
+    let mut rows: Vec<serde_json::Value> = Vec::new();
+    for key in s3::list(&lake, "orders/_errors/") {
+        let bytes = s3::get(&lake, &key);
+        rows.extend(
+            bytes
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .map(|l| serde_json::from_slice::<serde_json::Value>(l).unwrap()),
+        );
+    }
+    let got: Vec<(u64, Vec<(String, String)>)> = rows
+        .iter()
+        .map(|row| {
+            let reasons = row["errors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    (
+                        e["field"].as_str().unwrap_or_default().to_string(),
+                        e["message"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect();
+            (row["line"].as_u64().unwrap(), reasons)
+        })
+        .collect();
+    assert_eq!(got, oracle_errors(&oracle));
+}
+
+#[test]
+fn a_nested_parquet_file_goes_in_and_its_jsonl_rows_are_pydantics_models_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_string_lossy().into_owned();
+    // The Order model and its schema (the oracle script writes both; its JSONL is unused).
+    python(&orders_oracle(), &[&d]);
+    let write = r#"
+import sys, json, pyarrow as pa, pyarrow.parquet as pq
+from decimal import Decimal
+item = pa.struct([("sku", pa.string()), ("qty", pa.int64()), ("price", pa.decimal128(8, 2))])
+schema = pa.schema([("id", pa.int64()), ("items", pa.list_(item)),
+    ("shipping", pa.struct([("city", pa.string()), ("zip", pa.string())])),
+    ("attrs", pa.map_(pa.string(), pa.int64())), ("status", pa.string()),
+    ("color", pa.string()), ("tags", pa.list_(pa.string()))])
+rows = [{"id": i, "items": [{"sku": f"sku-{i}", "qty": 1 + i % 3, "price": Decimal(f"{i}.{i % 100:02d}")}],
+         "shipping": None if i % 2 else {"city": "Oslo", "zip": "01234"},
+         "attrs": [("w", i)], "status": "new", "color": "red", "tags": ["a"] * (i % 3)}
+        for i in range(500)]
+pq.write_table(pa.Table.from_pylist(rows, schema), sys.argv[1] + "/orders.parquet", row_group_size=100)
+"#;
+    python(write, &[&d]);
+    for (schema, out) in [(true, "with_schema"), (false, "inferred")] {
+        let output = format!("{d}/{out}/");
+        let input = format!("{d}/orders.parquet");
+        let schema_file = format!("{d}/schema.json");
+        let mut args = vec![
+            "run", "--input", &input, "--output", &output, "--format", "jsonl",
+        ];
+        if schema {
+            args.extend(["--schema", &schema_file]);
+        }
+        let report = run_ok(&args);
+        assert_eq!(report["total_valid"], 500, "{out}: {report:#}");
+        // Every row read back by pydantic equals the model built from the written values.
+        let check = format!(
+            "{ORDER_MODELS}\n{}",
+            r#"
+import glob
+lines = [l for p in sorted(glob.glob(sys.argv[1] + "/part-*.jsonl")) for l in open(p)]
+ok = 0
+for i, line in enumerate(lines):
+    got = Order.model_validate_json(line)
+    want = Order(id=i, items=[Item(sku=f"sku-{i}", qty=1 + i % 3, price=Decimal(f"{i}.{i % 100:02d}"))],
+                 shipping=None if i % 2 else Address(city="Oslo", zip="01234"), attrs={"w": i},
+                 status="new", color=Color.red, tags=["a"] * (i % 3))
+    assert got == want, (got, want)
+    ok += 1
+print(ok)
+"#
+        );
+        let ok = python(&check, &[&output]);
+        assert_eq!(ok.trim(), "500", "{out}");
+    }
+}

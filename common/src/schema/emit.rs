@@ -60,7 +60,17 @@ fn object(map: BTreeMap<&str, Value>) -> Value {
     )
 }
 
-fn property(field: &FieldSpec) -> Value {
+pub(super) fn property(field: &FieldSpec) -> Value {
+    if let Some(node) = &field.nested {
+        let mut schema = node.to_json();
+        if let Some(map) = schema.as_object_mut() {
+            map.insert("title".into(), json!(title_case(&field.name)));
+            if field.default.is_none() && !field.required {
+                map.insert("default".into(), Value::Null);
+            }
+        }
+        return schema;
+    }
     let (type_name, format) = json_type(&field.data_type);
     let mut base: BTreeMap<&str, Value> = BTreeMap::new();
     base.insert("type", json!(type_name));
@@ -139,6 +149,9 @@ impl CompiledSchema {
             .iter()
             .map(|f| {
                 let mut checks: Vec<String> = f.checks.iter().map(|c| c.words()).collect();
+                if let Some(node) = &f.nested {
+                    checks.extend(node.words());
+                }
                 if let Some(default) = &f.default {
                     checks.push(format!("default {}", super::checks::python_repr(default)));
                 }

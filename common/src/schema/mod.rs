@@ -5,6 +5,7 @@ mod checks;
 pub mod decimal;
 mod emit;
 mod infer;
+pub mod nested;
 mod parse;
 
 use std::sync::Arc;
@@ -39,6 +40,39 @@ pub struct FieldSpec {
     pub(crate) checks: Vec<Check>,
     /// `default` already converted to a one-element array of `data_type`, so filling nulls is a kernel call.
     pub(crate) default_array: Option<ArrayRef>,
+    /// A list, sub-model or dict: its tree of values (`data_type` is the tree's Arrow type).
+    pub nested: Option<Arc<nested::Node>>,
+}
+
+impl FieldSpec {
+    /// Any value of `data_type`, or null.
+    pub(crate) fn unconstrained(name: &str, data_type: DataType) -> Self {
+        Self {
+            name: name.to_string(),
+            data_type,
+            nullable: true,
+            required: false,
+            default: None,
+            optional: true,
+            checks: Vec::new(),
+            default_array: None,
+            nested: None,
+        }
+    }
+
+    fn nested(node: nested::Node) -> Self {
+        Self {
+            name: node.name.clone(),
+            data_type: node.data_type(),
+            nullable: node.optional || !node.required,
+            required: node.required,
+            default: node.default.clone(),
+            optional: node.optional,
+            checks: Vec::new(),
+            default_array: None,
+            nested: Some(Arc::new(node)),
+        }
+    }
 }
 
 /// The compiled schema: output columns in order, and the policy for unknown input columns.
@@ -70,16 +104,13 @@ impl CompiledSchema {
         let fields = schema
             .fields()
             .iter()
-            .map(|f| FieldSpec {
-                name: f.name().clone(),
-                data_type: f.data_type().clone(),
-                nullable: true,
-                required: false,
-                default: None,
-                optional: true,
-                checks: Vec::new(),
-                default_array: None,
-            })
+            .map(
+                |f| match nested::Node::from_arrow(f.name(), f.data_type()) {
+                    // Lists, structs and maps keep their shape (and travel to the tasks as such).
+                    Some(node) => FieldSpec::nested(node),
+                    None => FieldSpec::unconstrained(f.name(), f.data_type().clone()),
+                },
+            )
             .collect();
         Self::new(fields, true)
     }

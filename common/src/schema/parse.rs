@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use super::checks::{self, Check};
 use super::decimal::{self, DecimalSpec};
+use super::nested;
 use super::{FieldSpec, SchemaError};
 use crate::validate::coerce::coerce;
 
@@ -183,8 +184,27 @@ pub(super) fn parse_root(root: &Value) -> Result<(Vec<FieldSpec>, bool), SchemaE
     let required = required_names(obj.get("required"), properties, &base)?;
 
     let mut fields = Vec::with_capacity(properties.len());
+    // A leaf inside a list, model or dict compiles exactly as a top-level scalar field.
+    let leaf = |value: &Value, path: &str, name: &str, required: bool| {
+        let mut flat = Flat::default();
+        flatten(root, value, path, &mut Vec::new(), &mut flat)?;
+        build_field(name, flat, required, path)
+    };
     for (name, property) in properties {
         let path = format!("{base}.properties.{name}");
+        let is_required = required.contains(&name.as_str());
+        if let Some(node) = nested::compile(
+            root,
+            property,
+            &path,
+            name,
+            is_required,
+            &leaf,
+            &mut Vec::new(),
+        )? {
+            fields.push(FieldSpec::nested(node));
+            continue;
+        }
         let mut flat = Flat::default();
         flatten(root, property, &path, &mut Vec::new(), &mut flat)?;
         fields.push(build_field(
@@ -228,7 +248,7 @@ fn required_names<'a>(
 }
 
 /// `#/$defs/Name` (or pydantic v1's `#/definitions/Name`) → the definition and its path.
-fn resolve_ref<'a>(
+pub(super) fn resolve_ref<'a>(
     root: &'a Value,
     reference: &Value,
     path: &str,
@@ -525,6 +545,7 @@ fn build_field(
         optional: flat.nullable,
         checks: field_checks,
         default_array,
+        nested: None,
     })
 }
 

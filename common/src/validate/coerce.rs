@@ -56,7 +56,7 @@ const SAFE: CastOptions<'static> = CastOptions {
 };
 
 /// Generic message when a cast kernel rejects a value, by target type.
-fn type_message(target: &DataType) -> &'static str {
+pub(crate) fn type_message(target: &DataType) -> &'static str {
     match target {
         DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => {
             "Input should be a valid integer"

@@ -9,8 +9,10 @@ pub(crate) mod checks;
 pub(crate) mod coerce;
 mod decimal;
 pub(crate) mod formats;
+mod nested;
 pub(crate) mod text;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, BooleanArray, BooleanBufferBuilder, Scalar, new_null_array};
@@ -52,12 +54,13 @@ pub(crate) const FIELD_REQUIRED: &str = "Field required";
 pub(crate) const COLUMN_MISSING: &str = "Field required (column missing from input)";
 pub(crate) const EXTRA_FORBIDDEN: &str = "Extra inputs are not permitted";
 
-/// One error before it becomes a `FieldError`: borrowed name and message, no allocation.
+/// One error before it becomes a `FieldError`: borrowed name and message, no allocation
+/// (owned only for locations inside lists, sub-models and dicts).
 struct RowError<'a> {
     row: usize,
-    field: &'a str,
+    field: Cow<'a, str>,
     kind: ErrorKind,
-    message: &'a str,
+    message: Cow<'a, str>,
 }
 
 impl CompiledSchema {
@@ -87,9 +90,9 @@ impl CompiledSchema {
                         .filter(|&i| column.is_valid(i))
                         .map(|row| RowError {
                             row,
-                            field: field.name(),
+                            field: Cow::Borrowed(field.name()),
                             kind: ErrorKind::ExtraColumn,
-                            message: EXTRA_FORBIDDEN,
+                            message: Cow::Borrowed(EXTRA_FORBIDDEN),
                         }),
                 );
             }
@@ -155,6 +158,16 @@ fn validate_column<'a>(
     column: &ArrayRef,
     errors: &mut Vec<RowError<'a>>,
 ) -> Result<ArrayRef, ArrowError> {
+    if let Some(node) = &spec.nested {
+        let (array, found) = nested::validate(spec, node, column)?;
+        errors.extend(found.into_iter().map(|e| RowError {
+            row: e.row,
+            field: Cow::Owned(e.loc),
+            kind: e.kind,
+            message: Cow::Owned(e.message),
+        }));
+        return Ok(array);
+    }
     let coerced = coerce::coerce(column, &spec.data_type)?;
     let mut field_errors: Vec<(usize, ErrorKind, &'a str)> = coerced
         .failures
@@ -191,9 +204,9 @@ fn validate_column<'a>(
             .into_iter()
             .map(|(row, kind, message)| RowError {
                 row,
-                field: &spec.name,
+                field: Cow::Borrowed(spec.name.as_str()),
                 kind,
-                message,
+                message: Cow::Borrowed(message),
             }),
     );
     Ok(array)
@@ -204,13 +217,18 @@ fn missing_column<'a>(
     rows: usize,
     errors: &mut Vec<RowError<'a>>,
 ) -> Result<ArrayRef, ArrowError> {
+    if spec.nested.is_some() && spec.default.is_some() && !spec.required {
+        // A list/model/dict default (`tags: list[str] = []`) is validated into the column.
+        let absent = new_null_array(&arrow::datatypes::DataType::Utf8, rows);
+        return validate_column(spec, &absent, errors);
+    }
     let nulls = new_null_array(&spec.data_type, rows);
     if spec.required {
         errors.extend((0..rows).map(|row| RowError {
             row,
-            field: &spec.name,
+            field: Cow::Borrowed(spec.name.as_str()),
             kind: ErrorKind::MissingColumn,
-            message: COLUMN_MISSING,
+            message: Cow::Borrowed(COLUMN_MISSING),
         }));
         return Ok(nulls);
     }

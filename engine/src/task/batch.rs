@@ -149,7 +149,22 @@ pub fn count_errors(
     for row in errors {
         *by_type.entry(row.error_type.clone()).or_default() += 1;
         for e in &row.errors {
-            let field = e.field.clone().unwrap_or_else(|| "(record)".to_string());
+            // `items.3.sku` counts under `items.*.sku`: one counter per field, not per index.
+            let field = e.field.as_deref().map_or_else(
+                || "(record)".to_string(),
+                |f| {
+                    f.split('.')
+                        .map(|s| {
+                            if s.bytes().all(|b| b.is_ascii_digit()) {
+                                "*"
+                            } else {
+                                s
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                        .join(".")
+                },
+            );
             *by_field.entry(field).or_default() += 1;
         }
     }
