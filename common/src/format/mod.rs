@@ -9,6 +9,7 @@ pub mod ipc;
 pub mod ipc_tail;
 pub mod json;
 mod json_row;
+pub mod json_text;
 pub mod parquet;
 mod parquet_compat;
 pub mod parquet_tail;

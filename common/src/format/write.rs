@@ -24,16 +24,9 @@ pub fn unwritable(data_type: &arrow::datatypes::DataType, format: Format) -> Opt
         (T::RunEndEncoded(..), Format::Parquet | Format::Csv | Format::Jsonl) => {
             Some("run-end encoded, which only an Arrow output holds")
         }
-        (
-            T::List(_)
-            | T::LargeList(_)
-            | T::FixedSizeList(..)
-            | T::ListView(_)
-            | T::LargeListView(_)
-            | T::Struct(_)
-            | T::Map(..),
-            Format::Csv,
-        ) => Some("nested, which a CSV output cannot hold"),
+        (T::ListView(_) | T::LargeListView(_), Format::Csv) => {
+            Some("a list view, which a CSV output cannot hold")
+        }
         (
             T::List(f)
             | T::LargeList(f)
@@ -162,11 +155,20 @@ impl PartWriter {
                 .map_err(|e| encode_error("writing Parquet", e)),
             PartWriter::Csv { writer, wrote, .. } => {
                 *wrote = true;
+                // Lists, sub-models and dicts as JSON text in their cells.
+                let batch = super::json_text::for_text(batch, true)
+                    .map_err(|e| encode_error("writing CSV", e))?;
                 writer
-                    .write(batch)
+                    .write(&batch)
                     .map_err(|e| encode_error("writing CSV", e))
             }
-            PartWriter::Jsonl(w) => w.write(batch).map_err(|e| encode_error("writing JSONL", e)),
+            PartWriter::Jsonl(w) => {
+                // Decimals as strings, as pydantic's JSON mode writes them.
+                let batch = super::json_text::for_text(batch, false)
+                    .map_err(|e| encode_error("writing JSONL", e))?;
+                w.write(&batch)
+                    .map_err(|e| encode_error("writing JSONL", e))
+            }
             PartWriter::Arrow(w) => w.write(batch).map_err(|e| encode_error("writing Arrow", e)),
         }
     }
@@ -184,8 +186,10 @@ impl PartWriter {
             } => {
                 if !wrote {
                     // An empty part still carries its header.
+                    let empty = super::json_text::for_text(&RecordBatch::new_empty(schema), true)
+                        .map_err(|e| encode_error("writing CSV", e))?;
                     writer
-                        .write(&RecordBatch::new_empty(schema))
+                        .write(&empty)
                         .map_err(|e| encode_error("writing CSV", e))?;
                 }
                 writer.into_inner()
