@@ -489,3 +489,45 @@ print(len(rows))
         assert_eq!(count.trim(), report["total_valid"].to_string(), "{format}");
     }
 }
+
+#[test]
+fn schema_infer_proposes_nested_types_and_check_lists_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("orders.jsonl");
+    let mut text = String::new();
+    for i in 0..50 {
+        text.push_str(&format!(
+            "{{\"id\": {i}, \"items\": [{{\"sku\": \"a{i}\", \"qty\": 2}}], \"ship\": {{\"city\": \"x\"}}, \"tags\": [\"t\"]}}\n"
+        ));
+    }
+    std::fs::write(&input, text).unwrap();
+    let inferred = run(&["schema", "infer", &input.to_string_lossy()]);
+    assert!(
+        inferred.status.success(),
+        "{}",
+        zoopipe_tests::text(&inferred.stderr)
+    );
+    let schema = dir.path().join("inferred.json");
+    std::fs::write(&schema, &inferred.stdout).unwrap();
+    let checked = run(&["schema", "check", &schema.to_string_lossy()]);
+    let listing = zoopipe_tests::text(&checked.stdout);
+    for expected in [
+        "List(Struct(\"sku\": Utf8, \"qty\": Int64))",
+        "Struct(\"city\": Utf8)",
+        "List(Utf8)",
+    ] {
+        assert!(listing.contains(expected), "{expected} in {listing}");
+    }
+    // The proposal is usable as it is: the file converts with it, every row valid.
+    let out = dir.path().join("out");
+    let report = run_ok(&[
+        "run",
+        "--input",
+        &input.to_string_lossy(),
+        "--schema",
+        &schema.to_string_lossy(),
+        "--output",
+        &format!("{}/", out.to_string_lossy()),
+    ]);
+    assert_eq!(report["total_valid"], 50, "{report:#}");
+}

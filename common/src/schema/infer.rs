@@ -70,6 +70,9 @@ fn infer_column(column: &dyn Array) -> DataType {
         date: true,
         datetime: true,
     };
+    if let Some(nested) = json_container_type(strings) {
+        return nested;
+    }
     let mut seen = false;
     // Empty text counts as null, as an empty CSV field does.
     for value in strings.iter().flatten().filter(|v| !v.trim().is_empty()) {
@@ -83,6 +86,47 @@ fn infer_column(column: &dyn Array) -> DataType {
         candidates.data_type()
     } else {
         DataType::Utf8
+    }
+}
+
+/// Lists and objects (JSONL nested values, or CSV cells of JSON text): when every non-empty
+/// value is a JSON array or object, their Arrow type as arrow's JSON inference sees it
+/// (objects as structs; never-seen types as Utf8).
+fn json_container_type(strings: &arrow::array::StringArray) -> Option<DataType> {
+    let mut values = Vec::new();
+    for value in strings
+        .iter()
+        .flatten()
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+    {
+        if !(value.starts_with('[') || value.starts_with('{')) {
+            return None;
+        }
+        let parsed: serde_json::Value = serde_json::from_str(value).ok()?;
+        values.push(Ok::<_, arrow::error::ArrowError>(
+            serde_json::json!({ "v": parsed }),
+        ));
+    }
+    if values.is_empty() {
+        return None;
+    }
+    let schema = arrow::json::reader::infer_json_schema_from_iterator(values.into_iter()).ok()?;
+    let field = schema.field_with_name("v").ok()?;
+    Some(without_null_types(field.data_type()))
+}
+
+/// `Null` (a key only ever null in the sample) as Utf8, however deep.
+fn without_null_types(data_type: &DataType) -> DataType {
+    use std::sync::Arc;
+    let field = |f: &Field| Arc::new(f.clone().with_data_type(without_null_types(f.data_type())));
+    match data_type {
+        DataType::Null => DataType::Utf8,
+        DataType::List(f) => DataType::List(field(f)),
+        DataType::Struct(fields) => {
+            DataType::Struct(fields.iter().map(|f| field(f)).collect::<Vec<_>>().into())
+        }
+        other => other.clone(),
     }
 }
 
