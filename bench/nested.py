@@ -112,8 +112,8 @@ con = duckdb.connect()
 con.execute(f"SET threads={threads}")
 con.execute(f"""CREATE TEMP VIEW checked AS SELECT *,
   len(items) >= 1
-  AND list_bool_and(list_transform(items, i -> length(i.sku) >= 3 AND i.qty >= 1
-                                   AND round(i.price * 100) = i.price * 100))
+  AND list_bool_and(list_transform(items, lambda i: length(i.sku) >= 3 AND i.qty >= 1
+                                   AND abs(round(i.price * 100) - i.price * 100) < 1e-6))
   AND status IN ('new', 'paid', 'shipped') AS _ok
 FROM read_json('{inp}', format='newline_delimited', columns={{
   'id': 'BIGINT', 'items': 'STRUCT(sku VARCHAR, qty BIGINT, price DOUBLE)[]',

@@ -56,6 +56,10 @@ pub struct JobSpec {
     /// Target bytes of input per task.
     #[serde(default = "default_partition_size", with = "size_text")]
     pub partition_size: u64,
+    /// Cut the input into at least this many tasks when it is big enough (never below 8 MiB a
+    /// task), so every worker slot gets work: `zoopipectl run` sets its `--workers`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_tasks: Option<u32>,
     /// Rows per Arrow batch inside a task.
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,

@@ -197,6 +197,7 @@ impl TryFrom<&JobSpec> for v1::JobSpec {
             name: s.name.clone(),
             vars: s.vars.clone().into_iter().collect(),
             trace_parent: s.trace_parent.clone(),
+            min_tasks: s.min_tasks,
         })
     }
 }
@@ -242,6 +243,7 @@ impl TryFrom<v1::JobSpec> for JobSpec {
             name: p.name,
             vars: p.vars.into_iter().collect(),
             trace_parent: p.trace_parent,
+            min_tasks: p.min_tasks,
         })
     }
 }

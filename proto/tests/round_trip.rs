@@ -47,6 +47,7 @@ fn job_spec_round_trips() {
         errors: Some("s3://lake/errors/".into()),
         error_format: Some(Format::Parquet),
         partition_size: 64 << 20,
+        min_tasks: Some(8),
         batch_size: 4096,
         overwrite: true,
         max_attempts: 7,

@@ -185,6 +185,7 @@ class Order(BaseModel):
     status: Literal["new", "paid"]
     color: Color
     tags: list[str] = []
+    codes: Optional[list[int]] = Field(default=None, min_length=2)
 
 "#;
 
@@ -221,6 +222,9 @@ for i in range(2000):
               f'"attrs": {attrs}', f'"status": "{status}"', f'"color": "{color}"']
     if random.random() < 0.5:
         fields.append(f'"tags": {tags}')
+    if random.random() < 0.3:
+        # too short alone, or too short with a bad value (then only the value is reported)
+        fields.append('"codes": ' + random.choice(['[1, 2]', '[5]', '["x"]', '["y", 2]', '[]']))
     line = "{" + ", ".join(fields) + "}"
     lines.append(line)
     try:
@@ -474,7 +478,7 @@ paths = sorted(glob.glob(sys.argv[1] + "/part-*." + fmt))
 if fmt == "csv":
     rows = [r for p in paths for r in csv.DictReader(open(p, newline=""))]
     for r in rows:
-        for k in ("items", "shipping", "attrs", "tags"):
+        for k in ("items", "shipping", "attrs", "tags", "codes"):
             r[k] = json.loads(r[k]) if r[k] else None
         Order.model_validate(r)
 else:

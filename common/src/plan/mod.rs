@@ -60,6 +60,10 @@ pub struct Task {
     pub splits: Vec<Split>,
 }
 
+/// The smallest task `min_tasks` cuts input into: below it, the per-task cost outweighs the
+/// parallelism.
+const MIN_SPLIT: u64 = 8 * 1024 * 1024;
+
 pub struct Plan {
     pub tasks: Vec<Task>,
     pub inputs: Vec<InputObject>,
@@ -78,8 +82,14 @@ pub async fn plan_job(storage: &Storage, job: &mut JobConfig) -> Result<Plan> {
         }
     }
     let counter: ReadCounter = Default::default();
+    let total: u64 = inputs.iter().map(|i| i.size).sum();
+    let mut partition_size = job.spec.partition_size.max(1);
+    if let Some(slots) = job.spec.min_tasks.filter(|n| *n > 1) {
+        // One task per slot at least, when there is enough input to be worth splitting.
+        partition_size = partition_size.min((total / u64::from(slots)).max(MIN_SPLIT));
+    }
     let mut planner = Planner {
-        partition_size: job.spec.partition_size,
+        partition_size,
         tasks: Vec::new(),
         pack: Vec::new(),
         pack_bytes: 0,

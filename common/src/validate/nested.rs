@@ -10,7 +10,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use std::fmt::Write as _;
+use std::io::Write as _;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::error::ArrowError;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
@@ -31,29 +34,52 @@ pub(super) struct NestedError {
     pub(super) message: String,
     /// Position in the walk: pydantic's order within a row.
     ordinal: usize,
+    /// A too-short list or dict: pydantic reports it only when none of its values failed.
+    too_short: bool,
 }
 
-/// Where a leaf value sits: its row, location and JSON pointer, and its text.
-struct Hit {
-    row: usize,
-    ordinal: usize,
-    loc: String,
-    pointer: String,
+/// One step into a container: a member or key, or a list index.
+#[derive(Clone, Copy)]
+enum Seg<'s> {
+    Key(&'s str),
+    Index(usize),
 }
 
+/// `field.items.1.sku`, as pydantic's `loc` joined with dots.
+fn render(field: &str, path: &[Seg]) -> String {
+    let mut loc = field.to_string();
+    for seg in path {
+        loc.push('.');
+        match seg {
+            Seg::Key(k) => loc.push_str(k),
+            Seg::Index(i) => {
+                let _ = write!(loc, "{i}");
+            }
+        }
+    }
+    loc
+}
+
+/// The leaf values of one leaf field, across the batch, in walk order.
 struct Bucket<'n> {
     spec: &'n FieldSpec,
-    hits: Vec<Hit>,
-    texts: Vec<Option<String>>,
+    /// (row, position in the row's walk) of each value.
+    hits: Vec<(usize, usize)>,
+    texts: StringBuilder,
 }
 
 struct Walk<'n> {
+    field: &'n str,
     errors: Vec<NestedError>,
     buckets: Vec<Bucket<'n>>,
     bucket_of: HashMap<*const Node, usize>,
-    /// Defaults of absent sub-model members: (row, the object's pointer, key, value).
-    defaults: Vec<(usize, String, String, Value)>,
+    /// Position in the current row's walk (pydantic's order of errors within a row).
     ordinal: usize,
+    /// Errors found while walking (in both modes, so both walks count positions alike).
+    found_errors: usize,
+    /// `Some(n)`: only find where the value at position `n` sits (`found`).
+    locate: Option<usize>,
+    found: Option<String>,
 }
 
 fn plural(n: usize) -> &'static str {
@@ -61,38 +87,50 @@ fn plural(n: usize) -> &'static str {
 }
 
 impl<'n> Walk<'n> {
-    fn error(&mut self, row: usize, loc: &str, kind: ErrorKind, message: impl Into<String>) {
+    fn error(&mut self, row: usize, path: &[Seg], kind: ErrorKind, message: impl Into<String>) {
         self.ordinal += 1;
+        self.found_errors += 1;
+        if self.locate.is_some() {
+            return;
+        }
         self.errors.push(NestedError {
             row,
-            loc: loc.to_string(),
+            loc: render(self.field, path),
             kind,
             message: message.into(),
             ordinal: self.ordinal,
+            too_short: false,
         });
     }
 
-    fn walk(&mut self, node: &'n Node, value: &Value, row: usize, loc: &str, pointer: &str) {
+    fn too_short(&mut self, row: usize, path: &[Seg], message: String) {
+        self.error(row, path, ErrorKind::Constraint, message);
+        if self.locate.is_none()
+            && let Some(last) = self.errors.last_mut()
+        {
+            last.too_short = true;
+        }
+    }
+
+    fn walk<'s>(&mut self, node: &'n Node, value: &'s Value, row: usize, path: &mut Vec<Seg<'s>>)
+    where
+        'n: 's,
+    {
         self.ordinal += 1;
+        if self.locate == Some(self.ordinal) {
+            self.found = Some(render(self.field, path));
+        }
         if value.is_null() && node.optional {
             return;
         }
         match &node.shape {
             Shape::Leaf(spec) => {
-                let text = match value {
-                    Value::Null => None,
-                    Value::String(s) => Some(s.clone()),
-                    Value::Number(n) => Some(n.to_string()),
-                    Value::Bool(b) => Some(b.to_string()),
-                    Value::Array(_) | Value::Object(_) => {
-                        let message = coerce::type_message(&spec.data_type);
-                        self.error(row, loc, ErrorKind::Coercion, message);
-                        return;
-                    }
-                };
-                if text.is_none() {
+                if matches!(value, Value::Null | Value::Array(_) | Value::Object(_)) {
                     let message = coerce::type_message(&spec.data_type);
-                    self.error(row, loc, ErrorKind::Coercion, message);
+                    self.error(row, path, ErrorKind::Coercion, message);
+                    return;
+                }
+                if self.locate.is_some() {
                     return;
                 }
                 let key = node as *const Node;
@@ -102,7 +140,7 @@ impl<'n> Walk<'n> {
                         self.buckets.push(Bucket {
                             spec,
                             hits: Vec::new(),
-                            texts: Vec::new(),
+                            texts: StringBuilder::new(),
                         });
                         self.bucket_of.insert(key, self.buckets.len() - 1);
                         self.buckets.len() - 1
@@ -110,13 +148,16 @@ impl<'n> Walk<'n> {
                 };
                 let ordinal = self.ordinal;
                 let bucket = &mut self.buckets[index];
-                bucket.hits.push(Hit {
-                    row,
-                    ordinal,
-                    loc: loc.to_string(),
-                    pointer: pointer.to_string(),
-                });
-                bucket.texts.push(text);
+                bucket.hits.push((row, ordinal));
+                match value {
+                    Value::String(s) => bucket.texts.append_value(s),
+                    Value::Bool(b) => bucket.texts.append_value(if *b { "true" } else { "false" }),
+                    Value::Number(n) => {
+                        let _ = write!(bucket.texts, "{n}");
+                        bucket.texts.append_value("");
+                    }
+                    _ => bucket.texts.append_null(),
+                }
             }
             Shape::List {
                 item,
@@ -125,7 +166,7 @@ impl<'n> Walk<'n> {
                 set,
             } => {
                 let Value::Array(items) = value else {
-                    self.error(row, loc, ErrorKind::Coercion, ARRAY_TYPE);
+                    self.error(row, path, ErrorKind::Coercion, ARRAY_TYPE);
                     return;
                 };
                 let what = if *set { "Set" } else { "List" };
@@ -137,29 +178,25 @@ impl<'n> Walk<'n> {
                         plural(*max),
                         items.len()
                     );
-                    self.error(row, loc, ErrorKind::Constraint, message);
+                    self.error(row, path, ErrorKind::Constraint, message);
                     return;
                 }
-                let before = self.errors.len();
+                let before = self.found_errors;
                 for (i, element) in items.iter().enumerate() {
-                    self.walk(
-                        item,
-                        element,
-                        row,
-                        &format!("{loc}.{i}"),
-                        &format!("{pointer}/{i}"),
-                    );
+                    path.push(Seg::Index(i));
+                    self.walk(item, element, row, path);
+                    path.pop();
                 }
                 if let Some(min) = min
                     && items.len() < *min
-                    && self.errors.len() == before
+                    && self.found_errors == before
                 {
                     let message = format!(
                         "{what} should have at least {min} item{} after validation, not {}",
                         plural(*min),
                         items.len()
                     );
-                    self.error(row, loc, ErrorKind::Constraint, message);
+                    self.too_short(row, path, message);
                 }
             }
             Shape::Struct {
@@ -167,36 +204,26 @@ impl<'n> Walk<'n> {
                 forbid_extra,
             } => {
                 let Value::Object(members) = value else {
-                    self.error(row, loc, ErrorKind::Coercion, OBJECT_TYPE);
+                    self.error(row, path, ErrorKind::Coercion, OBJECT_TYPE);
                     return;
                 };
                 for field in fields {
-                    let member_loc = format!("{loc}.{}", field.name);
+                    path.push(Seg::Key(&field.name));
                     match members.get(&field.name) {
-                        Some(v) => {
-                            let member_pointer = format!("{pointer}/{}", escape(&field.name));
-                            self.walk(field, v, row, &member_loc, &member_pointer);
-                        }
+                        Some(v) => self.walk(field, v, row, path),
                         None if field.required => {
-                            self.error(row, &member_loc, ErrorKind::Constraint, FIELD_REQUIRED);
+                            self.error(row, path, ErrorKind::Constraint, FIELD_REQUIRED);
                         }
-                        None => {
-                            if let Some(default) = &field.default {
-                                self.defaults.push((
-                                    row,
-                                    pointer.to_string(),
-                                    field.name.clone(),
-                                    default.clone(),
-                                ));
-                            }
-                        }
+                        None => {}
                     }
+                    path.pop();
                 }
                 if *forbid_extra {
                     for key in members.keys() {
                         if !fields.iter().any(|f| &f.name == key) {
-                            let extra = format!("{loc}.{key}");
-                            self.error(row, &extra, ErrorKind::ExtraColumn, EXTRA_FORBIDDEN);
+                            path.push(Seg::Key(key));
+                            self.error(row, path, ErrorKind::ExtraColumn, EXTRA_FORBIDDEN);
+                            path.pop();
                         }
                     }
                 }
@@ -207,7 +234,7 @@ impl<'n> Walk<'n> {
                 max,
             } => {
                 let Value::Object(entries) = value else {
-                    self.error(row, loc, ErrorKind::Coercion, OBJECT_TYPE);
+                    self.error(row, path, ErrorKind::Coercion, OBJECT_TYPE);
                     return;
                 };
                 if let Some(max) = max
@@ -218,38 +245,29 @@ impl<'n> Walk<'n> {
                         plural(*max),
                         entries.len()
                     );
-                    self.error(row, loc, ErrorKind::Constraint, message);
+                    self.error(row, path, ErrorKind::Constraint, message);
                     return;
                 }
-                let before = self.errors.len();
+                let before = self.found_errors;
                 for (key, v) in entries {
-                    self.walk(
-                        each,
-                        v,
-                        row,
-                        &format!("{loc}.{key}"),
-                        &format!("{pointer}/{}", escape(key)),
-                    );
+                    path.push(Seg::Key(key));
+                    self.walk(each, v, row, path);
+                    path.pop();
                 }
                 if let Some(min) = min
                     && entries.len() < *min
-                    && self.errors.len() == before
+                    && self.found_errors == before
                 {
                     let message = format!(
                         "Dictionary should have at least {min} item{} after validation, not {}",
                         plural(*min),
                         entries.len()
                     );
-                    self.error(row, loc, ErrorKind::Constraint, message);
+                    self.too_short(row, path, message);
                 }
             }
         }
     }
-}
-
-/// JSON Pointer escaping of one key.
-fn escape(key: &str) -> String {
-    key.replace('~', "~0").replace('/', "~1")
 }
 
 /// The column's values as JSON: parsed text (a cell that is not JSON stays a string, and
@@ -280,24 +298,155 @@ fn json_values(name: &str, column: &ArrayRef) -> Result<Vec<Option<Value>>, Arro
     Ok(rows.into_iter().map(|mut r| r.remove(name)).collect())
 }
 
-/// A coerced leaf value as the JSON arrow's decoder reads back into the leaf's type.
-fn canonical(array: &ArrayRef, i: usize) -> Result<Value, ArrowError> {
-    Ok(match array.data_type() {
-        DataType::Int64 => {
-            Value::from(array.as_primitive::<arrow::datatypes::Int64Type>().value(i))
+/// Writes valid rows as JSON for arrow's decoder: the input's structure, each leaf replaced by
+/// its coerced value (so `"3"` in an int field becomes `3`), absent members by their default,
+/// unknown members dropped, a set's duplicates dropped.
+struct Writer<'a, 'n> {
+    buckets: &'a [Bucket<'n>],
+    bucket_of: &'a HashMap<*const Node, usize>,
+    coerced: &'a [ArrayRef],
+    formatters: Vec<Option<ArrayFormatter<'a>>>,
+    cursors: Vec<usize>,
+}
+
+fn json_err(e: serde_json::Error) -> ArrowError {
+    ArrowError::JsonError(e.to_string())
+}
+
+impl<'a, 'n> Writer<'a, 'n> {
+    fn leaf(&mut self, node: &Node, row: usize, out: &mut Vec<u8>) -> Result<(), ArrowError> {
+        let Some(&b) = self.bucket_of.get(&(node as *const Node)) else {
+            out.extend_from_slice(b"null");
+            return Ok(());
+        };
+        let hits = &self.buckets[b].hits;
+        let mut i = self.cursors[b];
+        while i < hits.len() && hits[i].0 < row {
+            i += 1; // values of rows that failed and are not written
         }
-        DataType::Float64 => Value::from(
-            array
-                .as_primitive::<arrow::datatypes::Float64Type>()
-                .value(i),
-        ),
-        DataType::Boolean => Value::Bool(array.as_boolean().value(i)),
-        DataType::Utf8 => Value::String(array.as_string::<i32>().value(i).to_string()),
-        _ => {
-            let formatter = ArrayFormatter::try_new(array.as_ref(), &FormatOptions::default())?;
-            Value::String(formatter.value(i).to_string())
+        self.cursors[b] = i + 1;
+        let array = &self.coerced[b];
+        if i >= hits.len() || array.is_null(i) {
+            out.extend_from_slice(b"null");
+            return Ok(());
         }
-    })
+        match array.data_type() {
+            DataType::Int64 => {
+                let v = array.as_primitive::<arrow::datatypes::Int64Type>().value(i);
+                let _ = write!(out, "{v}");
+            }
+            DataType::Float64 => {
+                let v = array
+                    .as_primitive::<arrow::datatypes::Float64Type>()
+                    .value(i);
+                serde_json::to_writer(&mut *out, &v).map_err(json_err)?;
+            }
+            DataType::Boolean => {
+                let v = array.as_boolean().value(i);
+                out.extend_from_slice(if v { b"true" } else { b"false" });
+            }
+            DataType::Utf8 => {
+                serde_json::to_writer(&mut *out, array.as_string::<i32>().value(i))
+                    .map_err(json_err)?;
+            }
+            _ => {
+                if self.formatters[b].is_none() {
+                    self.formatters[b] = Some(ArrayFormatter::try_new(
+                        array.as_ref(),
+                        &FormatOptions::default(),
+                    )?);
+                }
+                if let Some(formatter) = &self.formatters[b] {
+                    let text = formatter.value(i).to_string();
+                    serde_json::to_writer(&mut *out, &text).map_err(json_err)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn value(
+        &mut self,
+        node: &Node,
+        value: &Value,
+        row: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ArrowError> {
+        if value.is_null() {
+            out.extend_from_slice(b"null");
+            return Ok(());
+        }
+        match (&node.shape, value) {
+            (Shape::Leaf(_), _) => self.leaf(node, row, out)?,
+            (Shape::List { item, set, .. }, Value::Array(items)) => {
+                out.push(b'[');
+                let mut seen: Vec<Vec<u8>> = Vec::new();
+                let mut first = true;
+                for element in items {
+                    let mut one = Vec::new();
+                    self.value(item, element, row, &mut one)?;
+                    if *set {
+                        if seen.contains(&one) {
+                            continue;
+                        }
+                        seen.push(one.clone());
+                    }
+                    if !first {
+                        out.push(b',');
+                    }
+                    first = false;
+                    out.extend_from_slice(&one);
+                }
+                out.push(b']');
+            }
+            (Shape::Struct { fields, .. }, Value::Object(members)) => {
+                out.push(b'{');
+                let mut first = true;
+                for field in fields {
+                    let member = match members.get(&field.name) {
+                        Some(v) => Some(v),
+                        None => field.default.as_ref(),
+                    };
+                    let Some(member) = member else {
+                        continue;
+                    };
+                    if !first {
+                        out.push(b',');
+                    }
+                    first = false;
+                    serde_json::to_writer(&mut *out, &field.name).map_err(json_err)?;
+                    out.push(b':');
+                    if members.contains_key(&field.name) {
+                        self.value(field, member, row, out)?;
+                    } else {
+                        serde_json::to_writer(&mut *out, member).map_err(json_err)?;
+                    }
+                }
+                out.push(b'}');
+            }
+            (Shape::Map { value: each, .. }, Value::Object(entries)) => {
+                out.push(b'{');
+                for (n, (key, v)) in entries.iter().enumerate() {
+                    if n > 0 {
+                        out.push(b',');
+                    }
+                    serde_json::to_writer(&mut *out, key).map_err(json_err)?;
+                    out.push(b':');
+                    self.value(each, v, row, out)?;
+                }
+                out.push(b'}');
+            }
+            _ => out.extend_from_slice(b"null"),
+        }
+        Ok(())
+    }
+}
+
+/// Whether some error of `row` sits inside `loc` (at any depth).
+fn inside_any(parents: &std::collections::HashSet<(usize, String)>, row: usize, loc: &str) -> bool {
+    parents
+        .iter()
+        .any(|(r, parent)| *r == row && (parent == loc || parent.starts_with(&format!("{loc}."))))
 }
 
 /// Validate a container field's column; its Arrow column (failed rows null) and its errors,
@@ -309,34 +458,50 @@ pub(super) fn validate(
 ) -> Result<(ArrayRef, Vec<NestedError>), ArrowError> {
     let mut values = json_values(&spec.name, column)?;
     let mut walk = Walk {
+        field: &spec.name,
         errors: Vec::new(),
         buckets: Vec::new(),
         bucket_of: HashMap::new(),
-        defaults: Vec::new(),
         ordinal: 0,
+        found_errors: 0,
+        locate: None,
+        found: None,
     };
+    // Rows given the field's default: written as it is (pydantic does not validate defaults).
+    let mut defaulted = vec![false; values.len()];
     for (row, value) in values.iter_mut().enumerate() {
         if value.as_ref().is_none_or(Value::is_null) {
             match &spec.default {
-                Some(default) => *value = Some(default.clone()),
-                None if spec.nullable => {
-                    *value = None;
-                    continue;
+                Some(default) => {
+                    *value = Some(default.clone());
+                    defaulted[row] = true;
                 }
                 None => {
-                    walk.error(row, &spec.name, ErrorKind::Constraint, FIELD_REQUIRED);
-                    continue;
+                    *value = None;
+                    if !spec.nullable {
+                        walk.ordinal = 0;
+                        walk.error(row, &[], ErrorKind::Constraint, FIELD_REQUIRED);
+                    }
                 }
             }
         }
-        if let Some(v) = value.as_ref() {
-            walk.walk(node, v, row, &spec.name, "");
+    }
+    let values = values;
+    let mut path = Vec::new();
+    for (row, value) in values.iter().enumerate() {
+        if let Some(v) = value
+            && !defaulted[row]
+        {
+            walk.ordinal = 0;
+            path.clear();
+            walk.walk(node, v, row, &mut path);
         }
     }
     // Leaves, one column per leaf field: coerced and checked as top-level columns are.
-    let mut replacements: Vec<(usize, String, Value)> = Vec::new();
-    for bucket in &walk.buckets {
-        let texts: ArrayRef = Arc::new(arrow::array::StringArray::from(bucket.texts.clone()));
+    let mut coerced_leaves: Vec<ArrayRef> = Vec::with_capacity(walk.buckets.len());
+    let mut leaf_errors: Vec<(usize, usize, ErrorKind, String)> = Vec::new();
+    for bucket in &mut walk.buckets {
+        let texts: ArrayRef = Arc::new(bucket.texts.finish());
         let coerced = coerce::coerce(&texts, &bucket.spec.data_type)?;
         let mut failed: Vec<(usize, ErrorKind, String)> = coerced
             .failures
@@ -350,52 +515,65 @@ pub(super) fn validate(
         }
         failed.sort_by_key(|f| f.0);
         failed.dedup_by_key(|f| f.0);
-        let mut failing = failed.into_iter().peekable();
-        for (i, hit) in bucket.hits.iter().enumerate() {
-            if failing.peek().is_some_and(|f| f.0 == i) {
-                if let Some((_, kind, message)) = failing.next() {
-                    walk.errors.push(NestedError {
-                        row: hit.row,
-                        loc: hit.loc.clone(),
-                        kind,
-                        message,
-                        ordinal: hit.ordinal,
-                    });
-                }
-                continue;
-            }
-            replacements.push((hit.row, hit.pointer.clone(), canonical(&coerced.array, i)?));
+        for (i, kind, message) in failed {
+            let (row, ordinal) = bucket.hits[i];
+            leaf_errors.push((row, ordinal, kind, message));
         }
+        coerced_leaves.push(coerced.array);
+    }
+    // Where each failing leaf sits: its row walked again, to that position.
+    for (row, ordinal, kind, message) in leaf_errors {
+        walk.locate = Some(ordinal);
+        walk.found = None;
+        walk.ordinal = 0;
+        if let Some(Some(v)) = values.get(row) {
+            let mut path = Vec::new();
+            walk.walk(node, v, row, &mut path);
+        }
+        let loc = walk.found.take().unwrap_or_else(|| spec.name.clone());
+        walk.errors.push(NestedError {
+            row,
+            loc,
+            kind,
+            message,
+            ordinal,
+            too_short: false,
+        });
     }
     let mut errors = walk.errors;
     errors.sort_by_key(|e| (e.row, e.ordinal));
     errors.dedup_by(|a, b| a.row == b.row && a.loc == b.loc);
+    // A list or dict that is too short is reported only when none of its values failed (a
+    // failing leaf is known only now).
+    let inside: std::collections::HashSet<(usize, String)> = errors
+        .iter()
+        .filter_map(|e| {
+            e.loc
+                .rsplit_once('.')
+                .map(|(parent, _)| (e.row, parent.to_string()))
+        })
+        .collect();
+    errors.retain(|e| !e.too_short || !inside_any(&inside, e.row, &e.loc));
     let failed_rows: std::collections::HashSet<usize> = errors.iter().map(|e| e.row).collect();
-    for (row, pointer, canonical) in replacements {
-        if failed_rows.contains(&row) {
-            continue;
-        }
-        if let Some(Some(value)) = values.get_mut(row)
-            && let Some(slot) = value.pointer_mut(&pointer)
-        {
-            *slot = canonical;
-        }
-    }
-    for (row, pointer, key, default) in walk.defaults {
-        if let Some(Some(value)) = values.get_mut(row)
-            && let Some(Value::Object(members)) = value.pointer_mut(&pointer)
-        {
-            members.insert(key, default);
-        }
-    }
     // The valid values as the field's Arrow column, through arrow's JSON decoder.
+    let mut writer = Writer {
+        buckets: &walk.buckets,
+        bucket_of: &walk.bucket_of,
+        coerced: &coerced_leaves,
+        formatters: (0..coerced_leaves.len()).map(|_| None).collect(),
+        cursors: vec![0; coerced_leaves.len()],
+    };
     let mut lines = Vec::new();
-    for (row, value) in values.iter_mut().enumerate() {
+    for (row, value) in values.iter().enumerate() {
         match value {
             Some(v) if !failed_rows.contains(&row) => {
-                dedupe_sets(node, v);
-                serde_json::to_writer(&mut lines, &serde_json::json!({ "v": v }))
-                    .map_err(|e| ArrowError::JsonError(e.to_string()))?;
+                lines.extend_from_slice(b"{\"v\":");
+                if defaulted[row] {
+                    serde_json::to_writer(&mut lines, v).map_err(json_err)?;
+                } else {
+                    writer.value(node, v, row, &mut lines)?;
+                }
+                lines.push(b'}');
             }
             _ => lines.extend_from_slice(b"{}"),
         }
@@ -415,32 +593,4 @@ pub(super) fn validate(
         None => arrow::array::new_null_array(&spec.data_type, values.len()),
     };
     Ok((array, errors))
-}
-
-/// `set[T]`: keep the first of equal items, as pydantic's set does.
-fn dedupe_sets(node: &Node, value: &mut Value) {
-    match (&node.shape, value) {
-        (Shape::List { item, set, .. }, Value::Array(items)) => {
-            for element in items.iter_mut() {
-                dedupe_sets(item, element);
-            }
-            if *set {
-                let mut seen = std::collections::HashSet::new();
-                items.retain(|v| seen.insert(v.to_string()));
-            }
-        }
-        (Shape::Struct { fields, .. }, Value::Object(members)) => {
-            for field in fields {
-                if let Some(v) = members.get_mut(&field.name) {
-                    dedupe_sets(field, v);
-                }
-            }
-        }
-        (Shape::Map { value: each, .. }, Value::Object(entries)) => {
-            for v in entries.values_mut() {
-                dedupe_sets(each, v);
-            }
-        }
-        _ => {}
-    }
 }
