@@ -29,6 +29,7 @@ pub mod exit {
 }
 
 fn main() -> ExitCode {
+    zoopipe_engine::alloc::keep_freed_memory();
     let cli = args::Cli::parse();
     zoopipe_common::storage::install_tls_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

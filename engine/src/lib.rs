@@ -4,6 +4,7 @@
 //! (`embedded`), the operations port both fleet binaries serve (`ops`), and the flags more than
 //! one binary takes (`args`).
 
+pub mod alloc;
 pub mod args;
 pub mod commit;
 pub mod embedded;
