@@ -68,36 +68,7 @@ fn decimals_validate_as_pydantic_does_and_sum_exactly() {
         expected_errors.len()
     );
     // Every invalid line, with pydantic's locations and messages, in its order.
-    let got: Vec<(u64, Vec<(String, String)>)> = error_rows(&out)
-        .iter()
-        .map(|row| {
-            let reasons = row["errors"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|e| {
-                    (
-                        e["field"].as_str().unwrap_or_default().to_string(),
-                        e["message"].as_str().unwrap_or_default().to_string(),
-                    )
-                })
-                .collect();
-            (row["line"].as_u64().unwrap(), reasons)
-        })
-        .collect();
-    let want: Vec<(u64, Vec<(String, String)>)> = expected_errors
-        .iter()
-        .map(|e| {
-            let reasons = e[1]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| (r[0].as_str().unwrap().into(), r[1].as_str().unwrap().into()))
-                .collect();
-            (e[0].as_u64().unwrap(), reasons)
-        })
-        .collect();
-    assert_eq!(got, want);
+    assert_eq!(located(&out), oracle_errors(&oracle));
     // Real decimals, read back by pyarrow, summing exactly (as Decimals) to pydantic's sum.
     let read = python(
         "import pyarrow.parquet as pq,sys,glob\n\
@@ -242,10 +213,14 @@ fn orders_oracle() -> String {
     format!("{ORDER_MODELS}{ORDERS_DATA}")
 }
 
-/// (line, [(location, message)]) of every error row, in order.
+/// (line, [(location, message)]) of every error row of a local output, in order.
 fn located(out: &std::path::Path) -> Vec<(u64, Vec<(String, String)>)> {
-    error_rows(out)
-        .iter()
+    reasons(&error_rows(out))
+}
+
+/// (line, [(location, message)]) of error rows.
+fn reasons(rows: &[serde_json::Value]) -> Vec<(u64, Vec<(String, String)>)> {
+    rows.iter()
         .map(|row| {
             let reasons = row["errors"]
                 .as_array()
@@ -374,24 +349,7 @@ fn the_fleet_runs_the_nested_job_in_byte_ranges_exactly() {
                 .map(|l| serde_json::from_slice::<serde_json::Value>(l).unwrap()),
         );
     }
-    let got: Vec<(u64, Vec<(String, String)>)> = rows
-        .iter()
-        .map(|row| {
-            let reasons = row["errors"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|e| {
-                    (
-                        e["field"].as_str().unwrap_or_default().to_string(),
-                        e["message"].as_str().unwrap_or_default().to_string(),
-                    )
-                })
-                .collect();
-            (row["line"].as_u64().unwrap(), reasons)
-        })
-        .collect();
-    assert_eq!(got, oracle_errors(&oracle));
+    assert_eq!(reasons(&rows), oracle_errors(&oracle));
 }
 
 #[test]
