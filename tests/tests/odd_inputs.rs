@@ -410,3 +410,29 @@ fn a_big_endian_arrow_file_is_refused_before_the_job_runs_in_one_line() {
     );
     assert!(!dir.path().join("out").exists(), "nothing written");
 }
+
+#[test]
+fn many_small_files_pack_into_a_task_per_worker_at_least_every_row_once_in_order() {
+    // Each object weighs its size plus an open cost: 300 files of ~4 KB are not one task.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    let mut expected = Vec::new();
+    for f in 0..300 {
+        let mut text = String::from("id,name\n");
+        for r in 0..150 {
+            let id = f * 150 + r;
+            text.push_str(&format!("{id},name-{id}\n"));
+            expected.push(id.to_string());
+        }
+        std::fs::write(input.join(format!("part-{f:04}.csv")), text).unwrap();
+    }
+    let out = dir.path().join("out");
+    let report = convert(&input, &out, &["--format", "jsonl", "--workers", "2"]);
+    balanced(&report, expected.len() as u64, 0);
+    assert!(
+        report["partitions"]["total"].as_u64().unwrap() >= 2,
+        "{report:#}"
+    );
+    assert_eq!(local_ids(&out), expected);
+}

@@ -60,6 +60,11 @@ pub struct Task {
     pub splits: Vec<Split>,
 }
 
+/// What opening one object costs, in bytes of reading (a request's latency, as Spark's
+/// `openCostInBytes`): packing weighs each small object as its size plus this, so ten thousand
+/// tiny objects do not land in one task.
+const OPEN_COST: u64 = 1024 * 1024;
+
 /// The smallest task `min_tasks` cuts input into: below it, the per-task cost outweighs the
 /// parallelism.
 const MIN_SPLIT: u64 = 8 * 1024 * 1024;
@@ -82,7 +87,7 @@ pub async fn plan_job(storage: &Storage, job: &mut JobConfig) -> Result<Plan> {
         }
     }
     let counter: ReadCounter = Default::default();
-    let total: u64 = inputs.iter().map(|i| i.size).sum();
+    let total: u64 = inputs.iter().map(|i| i.size + OPEN_COST).sum();
     let mut partition_size = job.spec.partition_size.max(1);
     if let Some(slots) = job.spec.min_tasks.filter(|n| *n > 1) {
         // One task per slot at least, when there is enough input to be worth splitting.
@@ -297,14 +302,15 @@ impl Planner {
     /// A file read by one task; packed with its neighbours while the pack stays under the
     /// partition size (`alone`: big unsplittable files get a task to themselves).
     fn add_small(&mut self, split: Split, alone: bool) {
-        if alone || self.pack_bytes + split.size > self.partition_size {
+        let weight = split.size + OPEN_COST;
+        if alone || (!self.pack.is_empty() && self.pack_bytes + weight > self.partition_size) {
             self.flush_pack();
         }
         if alone {
             self.push_task(vec![split]);
             return;
         }
-        self.pack_bytes += split.size;
+        self.pack_bytes += weight;
         self.pack.push(split);
     }
 
