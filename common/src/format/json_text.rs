@@ -46,9 +46,9 @@ fn decimals_as_text(data_type: &DataType) -> Option<DataType> {
     }
 }
 
-/// One row per value: the column's values as JSON text (null stays null).
-fn json_cells(name: &str, column: &ArrayRef) -> Result<ArrayRef, ArrowError> {
-    let schema = Schema::new(vec![Field::new(name, column.data_type().clone(), true)]);
+/// A column's values as JSON, one per row (`None` for null), as arrow's JSON writer writes them.
+pub fn values(column: &ArrayRef) -> Result<Vec<Option<serde_json::Value>>, ArrowError> {
+    let schema = Schema::new(vec![Field::new("v", column.data_type().clone(), true)]);
     let batch = RecordBatch::try_new(Arc::new(schema), vec![column.clone()])?;
     let mut writer = arrow::json::ArrayWriter::new(Vec::new());
     writer.write(&batch)?;
@@ -56,9 +56,15 @@ fn json_cells(name: &str, column: &ArrayRef) -> Result<ArrayRef, ArrowError> {
     let rows: Vec<serde_json::Map<String, serde_json::Value>> =
         serde_json::from_slice(&writer.into_inner())
             .map_err(|e| ArrowError::JsonError(e.to_string()))?;
+    Ok(rows.into_iter().map(|mut r| r.remove("v")).collect())
+}
+
+/// One row per value: the column's values as JSON text (null stays null).
+fn json_cells(column: &ArrayRef) -> Result<ArrayRef, ArrowError> {
     Ok(Arc::new(StringArray::from(
-        rows.into_iter()
-            .map(|mut r| r.remove(name).map(|v| v.to_string()))
+        values(column)?
+            .into_iter()
+            .map(|v| v.map(|v| v.to_string()))
             .collect::<Vec<_>>(),
     )))
 }
@@ -72,7 +78,7 @@ pub fn for_text(batch: &RecordBatch, csv: bool) -> Result<RecordBatch, ArrowErro
     let mut columns = Vec::with_capacity(batch.num_columns());
     for (field, column) in schema.fields().iter().zip(batch.columns()) {
         let converted = if csv && is_nested(field.data_type()) {
-            Some(json_cells(field.name(), column)?)
+            Some(json_cells(column)?)
         } else if !csv && let Some(text_type) = decimals_as_text(field.data_type()) {
             arrow::compute::cast(column, &text_type).ok()
         } else {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::fmt::Write as _;
 use std::io::Write as _;
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringBuilder};
+use arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::error::ArrowError;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
@@ -112,6 +112,41 @@ impl<'n> Walk<'n> {
         }
     }
 
+    /// A list's or dict's length, as pydantic checks it: too long is the only error reported;
+    /// otherwise its values are walked, and too short is reported when none of them failed.
+    fn sized<'s>(
+        &mut self,
+        what: &str,
+        len: usize,
+        (min, max): (Option<usize>, Option<usize>),
+        row: usize,
+        path: &mut Vec<Seg<'s>>,
+        values: impl FnOnce(&mut Self, &mut Vec<Seg<'s>>),
+    ) {
+        if let Some(max) = max
+            && len > max
+        {
+            let message = format!(
+                "{what} should have at most {max} item{} after validation, not {len}",
+                plural(max)
+            );
+            self.error(row, path, ErrorKind::Constraint, message);
+            return;
+        }
+        let before = self.found_errors;
+        values(self, path);
+        if let Some(min) = min
+            && len < min
+            && self.found_errors == before
+        {
+            let message = format!(
+                "{what} should have at least {min} item{} after validation, not {len}",
+                plural(min)
+            );
+            self.too_short(row, path, message);
+        }
+    }
+
     fn walk<'s>(&mut self, node: &'n Node, value: &'s Value, row: usize, path: &mut Vec<Seg<'s>>)
     where
         'n: 's,
@@ -170,34 +205,13 @@ impl<'n> Walk<'n> {
                     return;
                 };
                 let what = if *set { "Set" } else { "List" };
-                if let Some(max) = max
-                    && items.len() > *max
-                {
-                    let message = format!(
-                        "{what} should have at most {max} item{} after validation, not {}",
-                        plural(*max),
-                        items.len()
-                    );
-                    self.error(row, path, ErrorKind::Constraint, message);
-                    return;
-                }
-                let before = self.found_errors;
-                for (i, element) in items.iter().enumerate() {
-                    path.push(Seg::Index(i));
-                    self.walk(item, element, row, path);
-                    path.pop();
-                }
-                if let Some(min) = min
-                    && items.len() < *min
-                    && self.found_errors == before
-                {
-                    let message = format!(
-                        "{what} should have at least {min} item{} after validation, not {}",
-                        plural(*min),
-                        items.len()
-                    );
-                    self.too_short(row, path, message);
-                }
+                self.sized(what, items.len(), (*min, *max), row, path, |walk, path| {
+                    for (i, element) in items.iter().enumerate() {
+                        path.push(Seg::Index(i));
+                        walk.walk(item, element, row, path);
+                        path.pop();
+                    }
+                });
             }
             Shape::Struct {
                 fields,
@@ -237,34 +251,20 @@ impl<'n> Walk<'n> {
                     self.error(row, path, ErrorKind::Coercion, OBJECT_TYPE);
                     return;
                 };
-                if let Some(max) = max
-                    && entries.len() > *max
-                {
-                    let message = format!(
-                        "Dictionary should have at most {max} item{} after validation, not {}",
-                        plural(*max),
-                        entries.len()
-                    );
-                    self.error(row, path, ErrorKind::Constraint, message);
-                    return;
-                }
-                let before = self.found_errors;
-                for (key, v) in entries {
-                    path.push(Seg::Key(key));
-                    self.walk(each, v, row, path);
-                    path.pop();
-                }
-                if let Some(min) = min
-                    && entries.len() < *min
-                    && self.found_errors == before
-                {
-                    let message = format!(
-                        "Dictionary should have at least {min} item{} after validation, not {}",
-                        plural(*min),
-                        entries.len()
-                    );
-                    self.too_short(row, path, message);
-                }
+                self.sized(
+                    "Dictionary",
+                    entries.len(),
+                    (*min, *max),
+                    row,
+                    path,
+                    |walk, path| {
+                        for (key, v) in entries {
+                            path.push(Seg::Key(key));
+                            walk.walk(each, v, row, path);
+                            path.pop();
+                        }
+                    },
+                );
             }
         }
     }
@@ -272,7 +272,7 @@ impl<'n> Walk<'n> {
 
 /// The column's values as JSON: parsed text (a cell that is not JSON stays a string, and
 /// fails as the wrong type), or a nested Arrow column written out as JSON.
-fn json_values(name: &str, column: &ArrayRef) -> Result<Vec<Option<Value>>, ArrowError> {
+fn json_values(column: &ArrayRef) -> Result<Vec<Option<Value>>, ArrowError> {
     if matches!(
         column.data_type(),
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
@@ -288,14 +288,7 @@ fn json_values(name: &str, column: &ArrayRef) -> Result<Vec<Option<Value>>, Arro
             })
             .collect());
     }
-    let schema = Schema::new(vec![Field::new(name, column.data_type().clone(), true)]);
-    let batch = RecordBatch::try_new(Arc::new(schema), vec![column.clone()])?;
-    let mut writer = arrow::json::ArrayWriter::new(Vec::new());
-    writer.write(&batch)?;
-    writer.finish()?;
-    let rows: Vec<serde_json::Map<String, Value>> = serde_json::from_slice(&writer.into_inner())
-        .map_err(|e| ArrowError::JsonError(e.to_string()))?;
-    Ok(rows.into_iter().map(|mut r| r.remove(name)).collect())
+    crate::format::json_text::values(column)
 }
 
 /// Writes valid rows as JSON for arrow's decoder: the input's structure, each leaf replaced by
@@ -456,7 +449,7 @@ pub(super) fn validate(
     node: &Node,
     column: &ArrayRef,
 ) -> Result<(ArrayRef, Vec<NestedError>), ArrowError> {
-    let mut values = json_values(&spec.name, column)?;
+    let mut values = json_values(column)?;
     let mut walk = Walk {
         field: &spec.name,
         errors: Vec::new(),

@@ -332,11 +332,7 @@ impl Lifecycle {
                     ),
                 )));
             };
-            let remaining = job
-                .slots
-                .values()
-                .filter(|s| !matches!(s.status, TaskStatus::Done(_)))
-                .count() as u32;
+            let remaining = job.unfinished();
             let answer = |outcome, tasks_to_run| Submitted {
                 job_id: job_id.to_string(),
                 tasks: job.slots.len() as u32,
@@ -396,11 +392,7 @@ impl Lifecycle {
         };
         if !job.ended() {
             // Two resubmissions at once: the other one resumed it already.
-            let remaining = job
-                .slots
-                .values()
-                .filter(|s| !matches!(s.status, TaskStatus::Done(_)))
-                .count() as u32;
+            let remaining = job.unfinished();
             return Submitted {
                 job_id: job_id.to_string(),
                 tasks: job.slots.len() as u32,
@@ -408,18 +400,22 @@ impl Lifecycle {
                 outcome: SubmitOutcome::AlreadyRunning,
             };
         }
-        let mut remaining = 0;
+        let remaining = job.unfinished();
         for slot in job.slots.values_mut() {
             if !matches!(slot.status, TaskStatus::Done(_)) {
                 slot.status = TaskStatus::Pending;
                 slot.handed_back = slot.attempts;
                 slot.ready_at = None;
-                remaining += 1;
             }
         }
         job.scan_from = 0;
         let mut report = JobReport::new(job_id);
-        report.state = JobState::Running;
+        // Nothing left to run: straight to the commit.
+        report.state = if remaining == 0 {
+            JobState::Committing
+        } else {
+            JobState::Running
+        };
         report.started_at = Utc::now().to_rfc3339();
         report.inputs = std::mem::take(&mut job.report.inputs);
         report.partitions.total = job.slots.len() as u64;
@@ -432,9 +428,6 @@ impl Lifecycle {
         }
         tracing::info!(job = job_id, tasks = remaining, "resuming a named job");
         if remaining == 0 {
-            if let Some(job) = self.jobs.lock().await.get_mut(job_id) {
-                job.report.state = JobState::Committing;
-            }
             self.spawn_finish(job_id);
         }
         self.work.notify_waiters();

@@ -91,6 +91,14 @@ pub struct JobProgress {
 }
 
 impl JobEntry {
+    /// Tasks without a result yet.
+    pub fn unfinished(&self) -> u32 {
+        self.slots
+            .values()
+            .filter(|s| !matches!(s.status, TaskStatus::Done(_)))
+            .count() as u32
+    }
+
     pub fn new(config: Arc<JobConfig>, slots: BTreeMap<u32, Slot>, report: JobReport) -> Self {
         let done = slots
             .values()
