@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: installs what the tests need, starts a real
-# S3-compatible server (moto) and etcd on loopback, runs every test, and stops what it started.
+# The whole test suite, as CI runs it: installs what the tests need, starts real S3-compatible
+# servers (moto, s3s-fs), etcd and PostgreSQL on loopback, runs every test, and stops what it
+# started.
 #   scripts/test.sh            # everything
 #   scripts/test.sh -- NAME    # extra arguments go to `cargo test` (and skip the deploy check)
 set -euo pipefail
@@ -21,6 +22,15 @@ if ! command -v etcd >/dev/null 2>&1; then
   echo "installing etcd-server" >&2
   sudo_=""; [ "$(id -u)" = 0 ] || sudo_=sudo
   $sudo_ apt-get update -qq && $sudo_ apt-get install -y -qq etcd-server >/dev/null
+fi
+
+# PostgreSQL (the SQL source's tests), from Debian, installed only when missing.
+pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
+if [ -z "$pg_bin" ] || [ ! -x "$pg_bin/initdb" ]; then
+  echo "installing postgresql" >&2
+  sudo_=""; [ "$(id -u)" = 0 ] || sudo_=sudo
+  $sudo_ apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq postgresql >/dev/null
+  pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 fi
 
 # The Python S3 server, pyarrow (an independent reader of our Parquet) and pydantic (the oracle
@@ -60,7 +70,35 @@ s3s_root=$(mktemp -d "$root/target/s3s-root-XXXXXX")
 "$s3s" --host 127.0.0.1 --port "$s3s_port" --access-key zoopipe-test --secret-key zoopipe-test-secret \
   "$s3s_root" >"$root/target/s3s.log" 2>&1 &
 s3s_pid=$!
-trap 'kill $moto_pid $etcd_pid $s3s_pid 2>/dev/null || true; wait $moto_pid $etcd_pid $s3s_pid 2>/dev/null || true; rm -rf "$etcd_dir" "$s3s_root"' EXIT
+# A throwaway PostgreSQL cluster under target/ with password (scram) authentication, so a wrong
+# password really fails. initdb refuses to run as root: as root it runs as the postgres user.
+pg_port=$(free_port)
+pg_dir=$(mktemp -d "$root/target/pg-XXXXXX")
+pg_pass="zoopipe-pg-$(python3 -c 'import secrets; print(secrets.token_hex(8))')"
+printf '%s' "$pg_pass" >"$pg_dir.pw"
+as_pg=()
+if [ "$(id -u)" = 0 ]; then
+  chown postgres "$pg_dir" "$pg_dir.pw"; chmod 755 "$pg_dir"
+  as_pg=(runuser -u postgres --)
+fi
+"${as_pg[@]}" "$pg_bin/initdb" -D "$pg_dir/data" -U postgres --auth=scram-sha-256 --pwfile="$pg_dir.pw" \
+  >"$root/target/pg-initdb.log" 2>&1
+"${as_pg[@]}" "$pg_bin/postgres" -D "$pg_dir/data" -p "$pg_port" -k "$pg_dir" -c listen_addresses=127.0.0.1 \
+  -c max_connections=200 >"$root/target/postgres.log" 2>&1 &
+pg_pid=$!
+stop_pg() { "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" stop -m fast >/dev/null 2>&1 || kill "$pg_pid" 2>/dev/null || true; }
+trap 'kill $moto_pid $etcd_pid $s3s_pid 2>/dev/null || true; stop_pg; wait $moto_pid $etcd_pid $s3s_pid $pg_pid 2>/dev/null || true; rm -rf "$etcd_dir" "$s3s_root" "$pg_dir" "$pg_dir.pw"' EXIT
+export ZOOPIPE_TEST_PG_BIN="$pg_bin" ZOOPIPE_TEST_PG_HOST=127.0.0.1 ZOOPIPE_TEST_PG_PORT="$pg_port"
+export ZOOPIPE_TEST_PG_PASSWORD="$pg_pass"
+python3 - "$pg_port" <<'PY'
+import socket, sys, time
+for _ in range(200):
+    try:
+        socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1).close(); sys.exit(0)
+    except OSError:
+        time.sleep(0.1)
+sys.exit("postgres did not start (see target/postgres.log)")
+PY
 export ZOOPIPE_TEST_S3S_ENDPOINT="http://127.0.0.1:$s3s_port" ZOOPIPE_TEST_S3S_ROOT="$s3s_root"
 export ZOOPIPE_TEST_S3S_KEY=zoopipe-test ZOOPIPE_TEST_S3S_SECRET=zoopipe-test-secret
 export ZOOPIPE_TEST_ETCD="http://127.0.0.1:$etcd_port"

@@ -93,6 +93,24 @@ pub struct RunArgs {
     /// Input URL: a file, a prefix ending in '/', or a glob (repeatable).
     #[arg(short, long = "input", value_name = "URL")]
     pub inputs: Vec<String>,
+    /// With a postgresql:// input: a table to export (repeatable; several go to
+    /// <output>/<table>/ each).
+    #[arg(long = "table", value_name = "NAME")]
+    pub tables: Vec<String>,
+    /// With a postgresql:// input: the query whose rows to export.
+    #[arg(long, value_name = "SQL")]
+    pub query: Option<String>,
+    /// Split the table or query by value ranges of this numeric, date or timestamp column
+    /// (bounds found at planning); a table is otherwise split into ctid page ranges.
+    #[arg(long, value_name = "COLUMN")]
+    pub partition_column: Option<String>,
+    /// Incremental loads of a named job: export only rows whose COLUMN is above the largest
+    /// value the last successful run exported.
+    #[arg(long, value_name = "COLUMN")]
+    pub since_column: Option<String>,
+    /// The first lower bound for --since-column (or a backfill's).
+    #[arg(long, value_name = "VALUE")]
+    pub since: Option<String>,
     /// Output prefix ending in '/' (part files) or one file (`users.parquet`).
     #[arg(short, long, value_name = "URL")]
     pub output: Option<String>,

@@ -32,13 +32,39 @@ pub async fn run(args: RunArgs) -> u8 {
             interrupted.store(true, Ordering::Relaxed);
         }
     });
-    let bar = progress::start(ctx.progress.clone(), args.quiet || args.json);
-    let result = run_job(ctx, spec, RunOptions { workers, interrupt }).await;
-    bar.finish().await;
-    let report = match result {
-        Ok(report) => report,
-        Err(e) => return fail(&e),
-    };
+    // Several tables are several jobs, one after another, each to its own folder.
+    let specs = spec.per_table();
+    let several = specs.len() > 1;
+    let mut worst = 0;
+    for spec in specs {
+        if let Some(table) = spec
+            .table
+            .first()
+            .filter(|_| several && !args.quiet && !args.json)
+        {
+            eprintln!("exporting table {table} to {}", spec.output);
+        }
+        let bar = progress::start(ctx.progress.clone(), args.quiet || args.json);
+        let options = RunOptions {
+            workers,
+            interrupt: interrupt.clone(),
+        };
+        let result = run_job(ctx.clone(), spec, options).await;
+        bar.finish().await;
+        let code = match result {
+            Ok(report) => finish(&args, report),
+            Err(e) => fail(&e),
+        };
+        worst = worst.max(code);
+        if interrupt.load(Ordering::Relaxed) {
+            break;
+        }
+    }
+    worst
+}
+
+/// Print and save one job's report; its exit code.
+fn finish(args: &RunArgs, report: zoopipe_common::report::JobReport) -> u8 {
     if let Some(path) = &args.report {
         let written = serde_json::to_vec_pretty(&report)
             .map_err(std::io::Error::other)
@@ -92,6 +118,21 @@ pub fn build_spec(args: &RunArgs) -> Result<JobSpec> {
         return Err(Error::config(
             "no input: pass --input URL (or give a job spec file)",
         ));
+    }
+    if !args.tables.is_empty() {
+        spec.table = args.tables.clone();
+    }
+    if let Some(q) = &args.query {
+        spec.query = Some(fill(q)?);
+    }
+    if let Some(c) = &args.partition_column {
+        spec.partition_column = Some(c.clone());
+    }
+    if let Some(c) = &args.since_column {
+        spec.since_column = Some(c.clone());
+    }
+    if let Some(v) = &args.since {
+        spec.since = Some(fill(v)?);
     }
     if let Some(o) = &args.output {
         spec.output = fill(o)?;

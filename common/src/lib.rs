@@ -15,6 +15,7 @@ pub mod report;
 pub mod schema;
 pub mod spec;
 pub mod spec_vars;
+pub mod sql;
 pub mod storage;
 pub mod validate;
 

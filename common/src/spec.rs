@@ -32,6 +32,29 @@ pub struct JobSpec {
     /// Input URLs: objects, prefixes ending in `/`, or globs.
     #[serde(alias = "input", deserialize_with = "one_or_many")]
     pub inputs: Vec<String>,
+    /// A database input (`postgresql://…`): the tables to export. Several tables make one job
+    /// each, writing to `<output>/<table>/` (`JobSpec::per_table`).
+    #[serde(
+        default,
+        alias = "tables",
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub table: Vec<String>,
+    /// A database input: a query whose rows to export (one task, or `partition_column` ranges).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// Split a table or query by value ranges of this numeric, date or timestamp column, with
+    /// bounds found at planning (otherwise a table is split into ctid page ranges).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition_column: Option<String>,
+    /// Incremental loads of a named job: each successful run records the largest value of this
+    /// column it exported, and the next run exports only rows above it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_column: Option<String>,
+    /// The first lower bound of `since_column` (or a backfill's): rows above it are exported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
     /// Input format; from each file's extension when absent.
     #[serde(default)]
     pub input_format: Option<Format>,
@@ -164,6 +187,37 @@ impl JobSpec {
         Ok(spec)
     }
 
+    /// The database input, if the job reads one (`postgresql://` or `postgres://`).
+    pub fn database_input(&self) -> Option<&str> {
+        self.inputs
+            .iter()
+            .map(String::as_str)
+            .find(|i| crate::sql::is_sql_url(i))
+    }
+
+    /// One spec per table when a database input names several: each table goes to
+    /// `<output>/<table>/` (errors to its `_errors/`), a named job gets one name per table.
+    pub fn per_table(&self) -> Vec<JobSpec> {
+        if self.table.len() <= 1 {
+            return vec![self.clone()];
+        }
+        self.table
+            .iter()
+            .map(|table| {
+                let mut spec = self.clone();
+                let folder = table.replace(['"', '/'], "");
+                spec.table = vec![table.clone()];
+                spec.output = format!("{}/{folder}/", self.output.trim_end_matches('/'));
+                spec.errors = self
+                    .errors
+                    .as_ref()
+                    .map(|e| format!("{}/{folder}/", e.trim_end_matches('/')));
+                spec.name = self.name.as_ref().map(|n| format!("{n}/{folder}"));
+                spec
+            })
+            .collect()
+    }
+
     /// Every local path (inputs, output, errors, schema file) that is relative becomes
     /// relative to `base`; URLs and absolute paths stay as they are.
     pub fn rebase_local_paths(&mut self, base: &Path) {
@@ -204,6 +258,43 @@ impl JobSpec {
                     .map_err(|e| Error::config(format!("schema {p}: {e}")))
             }
         }
+    }
+}
+
+/// A database input reads one table or one query, alone; its password (if the URL has one)
+/// stays in this process: the spec keeps the URL without it.
+fn check_database_input(spec: &mut JobSpec) -> Result<()> {
+    let sql_fields = !spec.table.is_empty()
+        || spec.query.is_some()
+        || spec.partition_column.is_some()
+        || spec.since_column.is_some();
+    let Some(position) = spec.inputs.iter().position(|i| crate::sql::is_sql_url(i)) else {
+        if sql_fields {
+            return Err(Error::config(
+                "table, query, partition_column and since_column need a postgresql:// input",
+            ));
+        }
+        return Ok(());
+    };
+    if spec.inputs.len() > 1 {
+        return Err(Error::config(
+            "a database input is read alone: give one postgresql:// URL and no other input",
+        ));
+    }
+    spec.inputs[position] = crate::sql::remember_password(&spec.inputs[position])?;
+    match (spec.table.len(), &spec.query) {
+        (0, None) => Err(Error::config(format!(
+            "{}: name what to export with --table NAME or --query SQL",
+            spec.inputs[position]
+        ))),
+        (n, Some(_)) if n > 0 => Err(Error::config("give either --table or --query, not both")),
+        (n, _) if n > 1 => Err(Error::config(
+            "several tables make several jobs: split the spec with JobSpec::per_table first",
+        )),
+        _ if spec.since.is_some() && spec.since_column.is_none() => {
+            Err(Error::config("--since needs --since-column"))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -340,7 +431,8 @@ impl JobConfig {
                 single_file: false,
             },
         };
-        for input in &spec.inputs {
+        check_database_input(&mut spec)?;
+        for input in spec.inputs.iter().filter(|i| !crate::sql::is_sql_url(i)) {
             ObjectUrl::parse(input)?;
         }
         // `.tsv` inputs are tab-separated unless a delimiter was chosen.

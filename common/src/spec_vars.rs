@@ -26,8 +26,12 @@ pub fn parse_var(text: &str) -> std::result::Result<(String, String), String> {
 /// The variables a run gets: those given, and `date` (today, UTC) unless given.
 pub fn with_defaults(given: &[(String, String)]) -> BTreeMap<String, String> {
     let mut vars: BTreeMap<String, String> = given.iter().cloned().collect();
+    let now = chrono::Utc::now();
     vars.entry("date".to_string())
-        .or_insert_with(|| chrono::Utc::now().format("%Y-%m-%d").to_string());
+        .or_insert_with(|| now.format("%Y-%m-%d").to_string());
+    // The seed's versioned paths (`v_${time}`): one value for the whole spec.
+    vars.entry("time".to_string())
+        .or_insert_with(|| now.format("%Y%m%dT%H%M%S").to_string());
     vars
 }
 

@@ -684,6 +684,22 @@ impl EtcdState {
         Ok(())
     }
 
+    /// Tasks read under a lost database snapshot: their owner keys and results go, in fenced
+    /// transactions (the tasks and attempt records stay).
+    pub async fn reset_tasks(&self, job: &str, indexes: &[u32]) -> Result<()> {
+        let ops: Vec<TxnOp> = indexes
+            .iter()
+            .flat_map(|index| {
+                ["owners", "results"]
+                    .map(|kind| TxnOp::delete(self.job_key(job, &format!("{kind}/{index}")), None))
+            })
+            .collect();
+        for chunk in ops.chunks(TASKS_PER_TXN) {
+            self.fenced(vec![], chunk.to_vec()).await?;
+        }
+        Ok(())
+    }
+
     /// Remove an ended job: every key under it, and the name keys that point at it.
     pub async fn delete_job(&self, job_id: &str) -> Result<()> {
         let names = format!("{}/names/", self.prefix);
@@ -976,6 +992,10 @@ impl JobStore for EtcdState {
 
     async fn replace_tasks(&self, job_id: &str, removed: &[u32], task: &Task) -> StoreResult<()> {
         Ok(EtcdState::replace_tasks(self, job_id, removed, task).await?)
+    }
+
+    async fn reset_tasks(&self, job_id: &str, indexes: &[u32]) -> StoreResult<()> {
+        Ok(EtcdState::reset_tasks(self, job_id, indexes).await?)
     }
 
     async fn confirm_leading(&self) -> StoreResult<()> {

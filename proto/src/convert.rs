@@ -198,6 +198,11 @@ impl TryFrom<&JobSpec> for v1::JobSpec {
             vars: s.vars.clone().into_iter().collect(),
             trace_parent: s.trace_parent.clone(),
             min_tasks: s.min_tasks,
+            table: s.table.clone(),
+            query: s.query.clone(),
+            partition_column: s.partition_column.clone(),
+            since_column: s.since_column.clone(),
+            since: s.since.clone(),
         })
     }
 }
@@ -244,6 +249,11 @@ impl TryFrom<v1::JobSpec> for JobSpec {
             vars: p.vars.into_iter().collect(),
             trace_parent: p.trace_parent,
             min_tasks: p.min_tasks,
+            table: p.table,
+            query: p.query,
+            partition_column: p.partition_column,
+            since_column: p.since_column,
+            since: p.since,
         })
     }
 }
@@ -271,6 +281,11 @@ impl From<&Split> for v1::Split {
                 start: *start as u64,
                 end: *end as u64,
                 first_row: *first_row,
+            }),
+            SplitKind::Sql(slice) => v1::split::Kind::Sql(v1::SqlSlice {
+                relation: slice.relation.clone(),
+                select: slice.select.clone(),
+                snapshot: slice.snapshot.clone(),
             }),
         };
         v1::Split {
@@ -306,6 +321,11 @@ impl TryFrom<v1::Split> for Split {
                 end: size("split.batches", u.end)?,
                 first_row: u.first_row,
             },
+            v1::split::Kind::Sql(q) => SplitKind::Sql(zoopipe_common::sql::SqlSlice {
+                relation: q.relation,
+                select: q.select,
+                snapshot: q.snapshot,
+            }),
         };
         Ok(Split {
             url: p.url,

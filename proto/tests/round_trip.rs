@@ -52,6 +52,11 @@ fn job_spec_round_trips() {
         overwrite: true,
         max_attempts: 7,
         max_error_rate: Some(0.05),
+        table: vec!["public.users".into()],
+        query: Some("select 1".into()),
+        partition_column: Some("id".into()),
+        since_column: Some("updated_at".into()),
+        since: Some("2024-01-01".into()),
     };
     let back = JobSpec::try_from(wire(&v1::JobSpec::try_from(&spec).unwrap())).unwrap();
     assert_eq!(back, spec);
@@ -105,6 +110,14 @@ fn tasks_round_trip_with_every_split_kind() {
                     end: 3,
                     first_row: 777,
                 },
+                None,
+            ),
+            split(
+                SplitKind::Sql(zoopipe_common::sql::SqlSlice {
+                    relation: "table public.users, pages 0..64".into(),
+                    select: "SELECT \"id\" FROM public.users WHERE ctid < '(64,0)'::tid".into(),
+                    snapshot: Some("00000003-0000001B-1".into()),
+                }),
                 None,
             ),
         ],

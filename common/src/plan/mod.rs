@@ -52,6 +52,8 @@ pub enum SplitKind {
         end: usize,
         first_row: u64,
     },
+    /// A slice of a database table or query (the split's `url` names the database).
+    Sql(crate::sql::SqlSlice),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -72,11 +74,25 @@ const MIN_SPLIT: u64 = 8 * 1024 * 1024;
 pub struct Plan {
     pub tasks: Vec<Task>,
     pub inputs: Vec<InputObject>,
+    /// A database input: what it reads, and the snapshot every task must see.
+    pub database: Option<DatabasePlan>,
+}
+
+pub struct DatabasePlan {
+    /// `postgresql://user@host:port/db table public.users` (never a password).
+    pub relation: String,
+    pub snapshot: crate::sql::Snapshot,
+    /// The largest `since_column` value this run exports.
+    pub high_water: Option<String>,
 }
 
 /// Expand inputs, read what planning needs (CSV headers, Parquet footers, IPC footers), infer
 /// the schema when none was given, and cut the work into tasks.
 pub async fn plan_job(storage: &Storage, job: &mut JobConfig) -> Result<Plan> {
+    if let Some(url) = job.spec.database_input() {
+        let url = url.to_string();
+        return plan_database(job, &url).await;
+    }
     let mut inputs: Vec<InputObject> = Vec::new();
     let mut seen = BTreeSet::new();
     for text in &job.spec.inputs {
@@ -258,24 +274,82 @@ pub async fn plan_job(storage: &Storage, job: &mut JobConfig) -> Result<Plan> {
                 .map_or_else(|| "the input".to_string(), |i| i.url.to_string())
         ))
     })?;
-    // Types the output cannot hold are refused now, naming the column, not at write time.
+    refuse_unwritable(&schema, job, inputs.first().map(|i| i.url.to_string()))?;
+    job.schema = Some(schema);
+    Ok(Plan {
+        tasks: planner.tasks,
+        inputs,
+        database: None,
+    })
+}
+
+/// A database input: one snapshot, slices of the table or query, the table's types as the
+/// schema unless one was given. Each slice is a task of its own.
+async fn plan_database(job: &mut JobConfig, url: &str) -> Result<Plan> {
+    let spec = &job.spec;
+    let request = crate::sql::SqlRequest {
+        table: spec.table.first().cloned(),
+        query: spec.query.clone(),
+        partition_column: spec.partition_column.clone(),
+        since_column: spec.since_column.clone(),
+        since: spec.since.clone(),
+        partition_size: spec.partition_size,
+        min_tasks: spec.min_tasks,
+    };
+    let planned = crate::sql::plan_sql(url, &request).await?;
+    let schema = match &job.schema {
+        Some(given) => given.clone(),
+        None => Arc::new(CompiledSchema::from_arrow(&planned.schema)),
+    };
+    refuse_unwritable(&schema, job, Some(planned.relation.clone()))?;
+    job.schema = Some(schema);
+    let tasks = planned
+        .slices
+        .into_iter()
+        .zip(planned.sizes)
+        .enumerate()
+        .map(|(index, (slice, size))| Task {
+            index: index as u32,
+            splits: vec![Split {
+                url: url.to_string(),
+                size,
+                // Rows arrive typed, as from an Arrow file.
+                format: Format::Arrow,
+                compression: Compression::None,
+                columns: None,
+                kind: SplitKind::Sql(slice),
+                pin: Pin::default(),
+            }],
+        })
+        .collect();
+    Ok(Plan {
+        tasks,
+        inputs: Vec::new(),
+        database: Some(DatabasePlan {
+            relation: planned.relation,
+            snapshot: planned.snapshot,
+            high_water: planned.high_water,
+        }),
+    })
+}
+
+/// Types the output cannot hold are refused now, naming the column, not at write time.
+fn refuse_unwritable(
+    schema: &CompiledSchema,
+    job: &JobConfig,
+    input: Option<String>,
+) -> Result<()> {
     for field in schema.arrow_schema().fields() {
         if let Some(why) = crate::format::write::unwritable(field.data_type(), job.output.format) {
             return Err(Error::config(format!(
                 "{}: column '{}' ({}) is {why}; choose another --format, or give a --schema",
-                inputs
-                    .first()
-                    .map_or_else(|| "the input".to_string(), |i| i.url.to_string()),
+                input.as_deref().unwrap_or("the input"),
                 field.name(),
                 field.data_type(),
             )));
         }
     }
-    job.schema = Some(schema);
-    Ok(Plan {
-        tasks: planner.tasks,
-        inputs,
-    })
+    Ok(())
 }
 
 struct Planner {

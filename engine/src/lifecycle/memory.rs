@@ -135,6 +135,16 @@ impl JobStore for MemoryStore {
         })
     }
 
+    async fn reset_tasks(&self, job_id: &str, indexes: &[u32]) -> StoreResult<()> {
+        self.with(|s| {
+            for index in indexes {
+                let key = (job_id.to_string(), *index);
+                s.results.remove(&key);
+                s.owners.remove(&key);
+            }
+        })
+    }
+
     async fn confirm_leading(&self) -> StoreResult<()> {
         Ok(())
     }

@@ -19,7 +19,7 @@ mod table;
 pub use memory::MemoryStore;
 pub use retry::{Decision, FailureKind, decide};
 pub use store::{JobStore, NameClaim, StoreError, StoreResult, persist};
-pub use table::{AttemptProgress, JobEntry, JobProgress, Slot, TaskStatus};
+pub use table::{AttemptProgress, DatabaseView, JobEntry, JobProgress, Slot, TaskStatus};
 
 use crate::commit::{
     check_inputs_outside_output, check_output_free, commit, error_rate_exceeded, publish,
@@ -294,6 +294,22 @@ impl Lifecycle {
         let count = slots.len() as u32;
         let mut entry = JobEntry::new(Arc::new(config), slots, report);
         entry.bytes_total = plan.inputs.iter().map(|i| i.size).sum();
+        if let Some(database) = plan.database {
+            entry.report.inputs = vec![database.relation];
+            entry.bytes_total = entry
+                .slots
+                .values()
+                .flat_map(|s| &s.task.splits)
+                .map(|s| s.size)
+                .sum();
+            let snapshot = Arc::new(database.snapshot);
+            self.watch_snapshot(&job_id, &snapshot);
+            entry.database = Some(DatabaseView {
+                snapshot: Some(snapshot),
+                snapshots: 1,
+                high_water: database.high_water,
+            });
+        }
         self.jobs.lock().await.insert(job_id.clone(), entry);
         tracing::info!(job = job_id, tasks = count, "job submitted");
         self.work.notify_waiters();
@@ -456,6 +472,9 @@ impl Lifecycle {
                 if job.ended() || job.report.state == JobState::Committing {
                     continue;
                 }
+                if job.reads_database() && current_snapshot(job).is_none() {
+                    continue; // a new snapshot is being taken (`resnapshot`)
+                }
                 let mut waiting = false;
                 for (index, slot) in job.slots.range_mut(job.scan_from..) {
                     if picks.len() as u32 >= free {
@@ -495,6 +514,7 @@ impl Lifecycle {
             let Some(job) = jobs.get_mut(&job_id) else {
                 continue;
             };
+            let snapshot = current_snapshot(job);
             let Some(slot) = job.slots.get_mut(&index) else {
                 continue;
             };
@@ -513,7 +533,7 @@ impl Lifecycle {
                     };
                     out.push(Assignment {
                         job_id: job_id.clone(),
-                        task: slot.task.clone(),
+                        task: with_snapshot(&slot.task, snapshot.as_deref()),
                         attempt,
                         token,
                         config: job.config.clone(),
@@ -613,6 +633,10 @@ impl Lifecycle {
         }
         if job.done == job.slots.len() && job.report.state == JobState::Running {
             job.report.state = JobState::Committing;
+            // Every row is read: the snapshot's transaction can end.
+            if let Some(view) = job.database.as_mut() {
+                view.snapshot = None;
+            }
             self.spawn_finish(job_id);
         }
         Ok(true)
@@ -973,6 +997,9 @@ impl Lifecycle {
     /// Make `report` (from `ending_report`) the job's end in the table; `recorded`: the store
     /// has it already.
     fn apply_end(&self, job: &mut JobEntry, report: JobReport, recorded: bool) -> Ended {
+        if let Some(view) = job.database.as_mut() {
+            view.snapshot = None;
+        }
         let discard_parts: Vec<TaskResult> = if job.config.spec.name.is_none() {
             job.results().map(|(_, r)| r.clone()).collect()
         } else {
@@ -1224,13 +1251,163 @@ impl Lifecycle {
             tracing::info!(job = job_id, state = ?entry.report.state, "job reloaded");
             jobs.insert(job_id, entry);
         }
+        // A database job's snapshot died with the old leader: a new one, every task again.
+        let resnapshot: Vec<String> = jobs
+            .iter()
+            .filter(|(_, j)| !j.ended() && j.report.state != JobState::Committing)
+            .filter(|(_, j)| j.reads_database())
+            .map(|(id, _)| id.clone())
+            .collect();
         let count = jobs.len();
         drop(jobs);
         for id in to_finish {
             self.spawn_finish(&id);
         }
+        for id in resnapshot {
+            let me = self.clone();
+            tokio::spawn(async move { me.resnapshot(&id).await });
+        }
         self.work.notify_waiters();
         count
+    }
+
+    /// Notice when a database job's snapshot is lost (the database restarted, the connection
+    /// was cut) while its tasks still need it, and take a new one.
+    fn watch_snapshot(
+        self: &Arc<Self>,
+        job_id: &str,
+        snapshot: &Arc<zoopipe_common::sql::Snapshot>,
+    ) {
+        let held = Arc::downgrade(snapshot);
+        let (me, job_id) = (Arc::downgrade(self), job_id.to_string());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                // Dropped on purpose (all rows read, the job ended): nothing to watch.
+                let Some(snapshot) = held.upgrade() else {
+                    return;
+                };
+                if snapshot.is_alive() {
+                    continue;
+                }
+                drop(snapshot);
+                if let Some(me) = me.upgrade() {
+                    tracing::warn!(job = job_id, "the job's database snapshot was lost");
+                    me.resnapshot(&job_id).await;
+                }
+                return;
+            }
+        });
+    }
+
+    /// Give a database job a new snapshot and read everything again under it: results and
+    /// running attempts of the old one are dropped (their owner keys and results deleted, so a
+    /// late result is refused), so no output ever mixes two snapshots. Runs after a failover
+    /// (the old leader's transaction is gone with it) and when the snapshot is lost.
+    pub async fn resnapshot(self: &Arc<Self>, job_id: &str) {
+        let config = {
+            let mut jobs = self.jobs.lock().await;
+            let Some(job) = jobs.get_mut(job_id) else {
+                return;
+            };
+            if job.ended() || job.report.state == JobState::Committing || !job.reads_database() {
+                return;
+            }
+            let view = job.database.get_or_insert(DatabaseView {
+                snapshot: None,
+                snapshots: 0,
+                high_water: None,
+            });
+            view.snapshot = None;
+            job.config.clone()
+        };
+        // The same planning, under a new snapshot: its slices are the stored ones (the first
+        // and last are open-ended), its high-water mark is the new snapshot's.
+        let mut attempt = 0;
+        let planned = loop {
+            let mut again = (*config).clone();
+            match zoopipe_common::plan::plan_job(&self.storage, &mut again).await {
+                Ok(plan) => break plan.database,
+                Err(e) if e.is_retryable() && attempt < 30 => {
+                    attempt += 1;
+                    tracing::warn!(job = job_id, error = %e, "cannot take a new snapshot yet");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+                Err(e) => {
+                    let ended = {
+                        let mut jobs = self.jobs.lock().await;
+                        jobs.get_mut(job_id).and_then(|job| {
+                            let message = format!(
+                                "the job's database snapshot was lost and no new one could be taken: {e}"
+                            );
+                            self.end_job(job, JobState::Failed, message)
+                        })
+                    };
+                    self.wrap_up(ended).await;
+                    return;
+                }
+            }
+        };
+        let Some(planned) = planned else {
+            return;
+        };
+        let snapshot = Arc::new(planned.snapshot);
+        let (reset, stale) = {
+            let mut jobs = self.jobs.lock().await;
+            let Some(job) = jobs.get_mut(job_id) else {
+                return;
+            };
+            if job.ended() || job.report.state == JobState::Committing {
+                return;
+            }
+            let mut reset = Vec::new();
+            let mut stale = Vec::new();
+            for (index, slot) in job.slots.iter_mut() {
+                match std::mem::replace(&mut slot.status, TaskStatus::Pending) {
+                    TaskStatus::Done(result) => {
+                        job.done -= 1;
+                        stale.push(*result);
+                        reset.push(*index);
+                    }
+                    TaskStatus::Running { uploads, .. } => {
+                        self.abort_uploads(uploads);
+                        reset.push(*index);
+                    }
+                    other => slot.status = other,
+                }
+                slot.ready_at = None;
+            }
+            job.scan_from = 0;
+            let view = job.database.get_or_insert(DatabaseView {
+                snapshot: None,
+                snapshots: 0,
+                high_water: None,
+            });
+            view.snapshots += 1;
+            view.high_water = planned.high_water;
+            // Handed out only once the old attempts' keys are gone (below): until then a claim
+            // finds them and waits.
+            view.snapshot = Some(snapshot.clone());
+            (reset, stale)
+        };
+        let store = self.store.clone();
+        let cleared = persist("reset tasks read under a lost snapshot", job_id, || {
+            store.reset_tasks(job_id, &reset)
+        })
+        .await;
+        if let Err(e) = cleared {
+            tracing::warn!(job = job_id, error = %e, "cannot reset the old snapshot's tasks");
+        }
+        for result in &stale {
+            discard(&self.storage, result).await;
+        }
+        tracing::info!(
+            job = job_id,
+            tasks = reset.len(),
+            "new database snapshot: every task reads again"
+        );
+        self.watch_snapshot(job_id, &snapshot);
+        self.work.notify_waiters();
     }
 
     /// Forget one job (removed from the store: past its retention).
@@ -1252,6 +1429,22 @@ impl Lifecycle {
         }
         self.jobs.lock().await.clear();
     }
+}
+
+/// The snapshot a database job's tasks must enter now (`None`: none is held).
+fn current_snapshot(job: &JobEntry) -> Option<Arc<zoopipe_common::sql::Snapshot>> {
+    job.database.as_ref()?.snapshot.clone()
+}
+
+/// The task as handed out: its database slices name the job's current snapshot.
+fn with_snapshot(task: &Task, snapshot: Option<&zoopipe_common::sql::Snapshot>) -> Task {
+    let mut task = task.clone();
+    for split in &mut task.splits {
+        if let SplitKind::Sql(slice) = &mut split.kind {
+            slice.snapshot = snapshot.map(|s| s.id().to_string());
+        }
+    }
+    task
 }
 
 /// For each misaligned file, the tasks of its ranges and the whole-file task replacing them
@@ -1294,6 +1487,7 @@ pub fn partition_name(task: &Task) -> String {
         SplitKind::Bytes { start, end } => format!(" bytes {start}..{end}"),
         SplitKind::RowGroups { start, end } => format!(" row groups {start}..{end}"),
         SplitKind::Batches { start, end, .. } => format!(" record batches {start}..{end}"),
+        SplitKind::Sql(slice) => format!(" {}", slice.relation),
     };
     let more = match task.splits.len() {
         1 => String::new(),

@@ -71,6 +71,9 @@ pub trait JobStore: Send + Sync + 'static {
     /// way to `task`, which runs anew.
     async fn replace_tasks(&self, job_id: &str, removed: &[u32], task: &Task) -> StoreResult<()>;
     /// `Ok` while this process may still write the job's outputs (it still leads).
+    /// Tasks read under a lost database snapshot: their owner keys and results go (a late
+    /// result of theirs is refused); the tasks and their attempt counts stay.
+    async fn reset_tasks(&self, job_id: &str, indexes: &[u32]) -> StoreResult<()>;
     async fn confirm_leading(&self) -> StoreResult<()>;
     /// Store an ended job's report and its final state together.
     async fn finish_job(&self, report: &JobReport) -> StoreResult<()>;

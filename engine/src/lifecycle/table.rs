@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
-use zoopipe_common::plan::Task;
+use zoopipe_common::plan::{SplitKind, Task};
 use zoopipe_common::report::{JobReport, JobState, TaskResult};
 use zoopipe_common::spec::JobConfig;
 
@@ -66,6 +66,18 @@ pub struct JobEntry {
     pub done: usize,
     /// Input bytes the plan covers.
     pub bytes_total: u64,
+    /// A database job's view (see `Lifecycle::resnapshot`).
+    pub database: Option<DatabaseView>,
+}
+
+/// What a database job's tasks must see. Tasks are handed out only while `snapshot` holds;
+/// it is dropped (the exporting transaction ends) once every task has its result.
+pub struct DatabaseView {
+    pub snapshot: Option<Arc<zoopipe_common::sql::Snapshot>>,
+    /// Snapshots taken so far (more than one: a lost one was replaced and every task re-read).
+    pub snapshots: u32,
+    /// The largest `since_column` value the job exports, under the current snapshot.
+    pub high_water: Option<String>,
 }
 
 /// What a running attempt has read so far (from its worker's heartbeats).
@@ -112,7 +124,18 @@ impl JobEntry {
             scan_from: 0,
             done,
             bytes_total: 0,
+            database: None,
         }
+    }
+
+    /// Whether its tasks read a database (and so need the job's snapshot).
+    pub fn reads_database(&self) -> bool {
+        self.slots.values().any(|s| {
+            s.task
+                .splits
+                .iter()
+                .any(|split| matches!(split.kind, SplitKind::Sql(_)))
+        })
     }
 
     pub fn ended(&self) -> bool {

@@ -11,6 +11,7 @@ use zoopipe_common::format::{BatchSource, Format, SourceBatch};
 use zoopipe_common::plan::{Split, SplitKind, open_decoder, split_url};
 use zoopipe_common::report::RangeReport;
 use zoopipe_common::spec::JobConfig;
+use zoopipe_common::sql::{CopyRows, Database};
 use zoopipe_common::storage::{ObjectReader, ReadCounter};
 use zoopipe_common::{Error, Result};
 
@@ -25,6 +26,22 @@ pub fn read_split(
     counter: &ReadCounter,
     emit: &mut dyn FnMut(SourceBatch) -> Result<()>,
 ) -> Result<Option<RangeReport>> {
+    if let SplitKind::Sql(slice) = &split.kind {
+        let database = Database::parse(&split.url)?;
+        let source: Arc<str> = format!("{} {}", database.shown(), slice.relation).into();
+        let mut rows = CopyRows::open(
+            &ctx.runtime,
+            database,
+            slice,
+            source,
+            job.spec.batch_size,
+            counter.clone(),
+        )?;
+        while let Some(batch) = rows.next_batch()? {
+            emit(batch)?;
+        }
+        return Ok(None);
+    }
     let url = split_url(split)?;
     let store = ctx.storage.store(&url)?;
     let source: Arc<str> = split.url.as_str().into();

@@ -1,0 +1,386 @@
+//! Planning a database input: one snapshot for the job, the columns and their Arrow types, and
+//! the slices tasks read: ctid page ranges of a table (no key column needed, as DuckDB's
+//! scanner does), or value ranges of `--partition-column` with bounds found under the snapshot.
+//! The first and last slices are open-ended, so a new snapshot (after a failover) still sees
+//! every row through the same slices.
+
+use super::connect::Database;
+use super::snapshot::Snapshot;
+use super::types::{ColumnType, SqlColumn};
+use super::{SqlSlice, quote_ident, quote_literal};
+use crate::{Error, Result};
+use arrow::datatypes::{Field, Schema};
+use tokio_postgres::types::Type;
+
+/// What a database input asks for (the job spec's `table` / `query` / … fields).
+#[derive(Clone, Debug, Default)]
+pub struct SqlRequest {
+    pub table: Option<String>,
+    pub query: Option<String>,
+    pub partition_column: Option<String>,
+    pub since_column: Option<String>,
+    /// Export only rows whose `since_column` is above this (the last run's high-water mark).
+    pub since: Option<String>,
+    pub partition_size: u64,
+    pub min_tasks: Option<u32>,
+}
+
+pub struct SqlPlan {
+    pub slices: Vec<SqlSlice>,
+    /// Bytes each slice is expected to read (for progress and packing), in slice order.
+    pub sizes: Vec<u64>,
+    pub schema: Schema,
+    pub snapshot: Snapshot,
+    /// `table public.users` or `query`.
+    pub relation: String,
+    /// The largest `since_column` value this run exports (recorded when it succeeds).
+    pub high_water: Option<String>,
+}
+
+/// More slices than this make tasks too small to be worth their connection.
+const MAX_SLICES: u64 = 10_000;
+
+pub async fn plan_sql(url: &str, request: &SqlRequest) -> Result<SqlPlan> {
+    let database = Database::parse(url)?;
+    let snapshot = Snapshot::export(&database).await?;
+    let client = snapshot.client();
+    let shown = database.shown().to_string();
+    let db_error = |doing: &str, e: tokio_postgres::Error| database.error(doing, &e);
+
+    // What rows come from: a table (resolved and checked), or the query as a subquery.
+    let (from, relation, table) = match (&request.table, &request.query) {
+        (Some(name), None) => {
+            let row = client
+                .query_opt(
+                    "SELECT c.oid::int8, quote_ident(n.nspname) || '.' || quote_ident(c.relname), \
+                     c.relkind::text, has_table_privilege(c.oid, 'SELECT') \
+                     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE c.oid = to_regclass($1)",
+                    &[name],
+                )
+                .await
+                .map_err(|e| db_error(&format!("looking up table {name}"), e))?
+                .ok_or_else(|| Error::config(format!("{shown}: table {name} does not exist")))?;
+            let qualified: String = row.get(1);
+            let kind: String = row.get(2);
+            if !row.get::<_, bool>(3) {
+                return Err(Error::AccessDenied {
+                    url: shown,
+                    detail: format!("permission denied for table {qualified}"),
+                });
+            }
+            let oid: i64 = row.get(0);
+            let relation = format!("table {qualified}");
+            (qualified.clone(), relation, Some((oid, kind)))
+        }
+        (None, Some(query)) => (format!("({query}) AS q"), "query".to_string(), None),
+        (Some(_), Some(_)) => {
+            return Err(Error::config("give either --table or --query, not both"));
+        }
+        (None, None) => {
+            return Err(Error::config(format!(
+                "{shown}: a database input needs --table NAME or --query SQL"
+            )));
+        }
+    };
+    let described = client
+        .prepare(&format!("SELECT * FROM {from}"))
+        .await
+        .map_err(|e| db_error(&format!("reading {relation}"), e))?;
+    let mut columns = Vec::new();
+    for c in described.columns() {
+        let kind = ColumnType::of(c.type_(), c.type_modifier()).map_err(|why| {
+            Error::config(format!("{shown} {relation}: column '{}': {why}", c.name()))
+        })?;
+        columns.push((
+            SqlColumn {
+                name: c.name().to_string(),
+                pg_type: c.type_().name().to_string(),
+                kind,
+            },
+            c.type_().clone(),
+        ));
+    }
+    if columns.is_empty() {
+        return Err(Error::config(format!("{shown} {relation} has no columns")));
+    }
+    let column_type = |name: &str| -> Result<Type> {
+        columns
+            .iter()
+            .find(|(c, _)| c.name == name)
+            .map(|(_, t)| t.clone())
+            .ok_or_else(|| {
+                Error::config(format!(
+                    "{shown} {relation}: column {name} does not exist (it has {})",
+                    columns
+                        .iter()
+                        .map(|(c, _)| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })
+    };
+    let select_list = columns
+        .iter()
+        .map(|(c, _)| quote_ident(&c.name))
+        .collect::<Vec<_>>()
+        .join(", ");
+
+    // Incremental loads: only rows above the last run's mark; this run's mark is their max.
+    let mut filter: Option<String> = None;
+    let mut high_water = None;
+    if let Some(column) = &request.since_column {
+        let ty = column_type(column)?;
+        if !orderable(&ty) {
+            return Err(Error::config(format!(
+                "{shown} {relation}: --since-column {column} is {}; it must be a number, date or timestamp",
+                ty.name()
+            )));
+        }
+        if let Some(since) = &request.since {
+            filter = Some(format!(
+                "{} > {}::{}",
+                quote_ident(column),
+                quote_literal(since),
+                ty.name()
+            ));
+        }
+        let mark = client
+            .query_one(
+                &format!(
+                    "SELECT max({})::text FROM {from}{}",
+                    quote_ident(column),
+                    where_clause(filter.as_deref(), None)
+                ),
+                &[],
+            )
+            .await
+            .map_err(|e| db_error(&format!("reading {relation}"), e))?;
+        high_water = mark
+            .get::<_, Option<String>>(0)
+            .or_else(|| request.since.clone());
+    }
+
+    let mut slices = Vec::new();
+    let mut sizes = Vec::new();
+    let select = |predicate: Option<&str>| {
+        format!(
+            "SELECT {select_list} FROM {from}{}",
+            where_clause(filter.as_deref(), predicate)
+        )
+    };
+    match (&request.partition_column, &table) {
+        (Some(column), _) => {
+            let ty = column_type(column)?;
+            if !orderable(&ty) {
+                return Err(Error::config(format!(
+                    "{shown} {relation}: --partition-column {column} is {}; it must be a number, date or timestamp",
+                    ty.name()
+                )));
+            }
+            let bytes = estimated_bytes(client, &select(None)).await.unwrap_or(0);
+            let n = slice_count(bytes, request);
+            let bounds = value_bounds(client, &from, column, &ty, filter.as_deref(), n)
+                .await
+                .map_err(|e| db_error(&format!("finding the bounds of {column}"), e))?;
+            let col = quote_ident(column);
+            let literal = |b: &str| format!("{}::{}", quote_literal(b), ty.name());
+            let count = bounds.len() + 1;
+            for i in 0..count {
+                let predicate = match (i.checked_sub(1).map(|j| &bounds[j]), bounds.get(i)) {
+                    (None, None) => None,
+                    (None, Some(hi)) => Some(format!("({col} < {} OR {col} IS NULL)", literal(hi))),
+                    (Some(lo), Some(hi)) => Some(format!(
+                        "{col} >= {} AND {col} < {}",
+                        literal(lo),
+                        literal(hi)
+                    )),
+                    (Some(lo), None) => Some(format!("{col} >= {}", literal(lo))),
+                };
+                let part = match (i.checked_sub(1).map(|j| &bounds[j]), bounds.get(i)) {
+                    (None, None) => String::new(),
+                    (None, Some(hi)) => format!(", {column} < {hi} or null"),
+                    (Some(lo), Some(hi)) => format!(", {column} in [{lo}, {hi})"),
+                    (Some(lo), None) => format!(", {column} >= {lo}"),
+                };
+                slices.push(SqlSlice {
+                    relation: format!("{relation}{part}"),
+                    select: select(predicate.as_deref()),
+                    snapshot: None,
+                });
+                sizes.push(bytes / count as u64);
+            }
+        }
+        (None, Some((oid, kind))) if matches!(kind.as_str(), "r" | "m") => {
+            let row = client
+                .query_one(
+                    "SELECT pg_relation_size($1::int8::oid)::int8, current_setting('block_size')::int8",
+                    &[oid],
+                )
+                .await
+                .map_err(|e| db_error(&format!("sizing {relation}"), e))?;
+            let (bytes, block): (i64, i64) = (row.get(0), row.get(1));
+            let pages = (bytes / block.max(1)).max(0) as u64;
+            let n = slice_count(bytes as u64, request).min(pages.max(1));
+            let step = pages.div_ceil(n).max(1);
+            let tid = |page: u64| format!("'({page},0)'::tid");
+            for i in 0..n {
+                let (lo, hi) = (i * step, (i + 1) * step);
+                let last = i + 1 == n || hi >= pages;
+                let predicate = match (i == 0, last) {
+                    (true, true) => None,
+                    (true, false) => Some(format!("ctid < {}", tid(hi))),
+                    (false, false) => Some(format!("ctid >= {} AND ctid < {}", tid(lo), tid(hi))),
+                    (false, true) => Some(format!("ctid >= {}", tid(lo))),
+                };
+                let part = if n == 1 {
+                    String::new()
+                } else if last {
+                    format!(", pages {lo}..")
+                } else {
+                    format!(", pages {lo}..{hi}")
+                };
+                slices.push(SqlSlice {
+                    relation: format!("{relation}{part}"),
+                    select: select(predicate.as_deref()),
+                    snapshot: None,
+                });
+                sizes.push(step * block as u64);
+                if last {
+                    break;
+                }
+            }
+        }
+        // Views, partitioned parents, foreign tables, queries: one slice.
+        _ => {
+            let bytes = estimated_bytes(client, &select(None)).await.unwrap_or(0);
+            slices.push(SqlSlice {
+                relation: relation.clone(),
+                select: select(None),
+                snapshot: None,
+            });
+            sizes.push(bytes);
+        }
+    }
+    let schema = Schema::new(
+        columns
+            .iter()
+            .map(|(c, _)| Field::new(&c.name, c.kind.arrow(), true))
+            .collect::<Vec<_>>(),
+    );
+    Ok(SqlPlan {
+        slices,
+        sizes,
+        schema,
+        snapshot,
+        relation: format!("{shown} {relation}"),
+        high_water,
+    })
+}
+
+fn where_clause(filter: Option<&str>, predicate: Option<&str>) -> String {
+    match (filter, predicate) {
+        (None, None) => String::new(),
+        (Some(f), None) => format!(" WHERE {f}"),
+        (None, Some(p)) => format!(" WHERE {p}"),
+        (Some(f), Some(p)) => format!(" WHERE ({f}) AND ({p})"),
+    }
+}
+
+/// How many slices: about one per `partition_size` bytes, at least `min_tasks` when the input
+/// is worth splitting (8 MiB a slice at least), never more than `MAX_SLICES`.
+fn slice_count(bytes: u64, request: &SqlRequest) -> u64 {
+    let mut n = bytes.div_ceil(request.partition_size.max(1));
+    if let Some(slots) = request.min_tasks {
+        n = n.max(u64::from(slots).min(bytes / (8 * 1024 * 1024)));
+    }
+    n.clamp(1, MAX_SLICES)
+}
+
+fn orderable(ty: &Type) -> bool {
+    matches!(
+        *ty,
+        Type::INT2
+            | Type::INT4
+            | Type::INT8
+            | Type::NUMERIC
+            | Type::FLOAT4
+            | Type::FLOAT8
+            | Type::DATE
+            | Type::TIMESTAMP
+            | Type::TIMESTAMPTZ
+    )
+}
+
+/// The planner's estimate of what a query returns, in bytes (rows × width).
+async fn estimated_bytes(client: &tokio_postgres::Client, select: &str) -> Option<u64> {
+    // The simple protocol returns the plan as text (the extended one would need a json type).
+    let messages = client
+        .simple_query(&format!("EXPLAIN (FORMAT JSON) {select}"))
+        .await
+        .ok()?;
+    let plan = messages.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+        _ => None,
+    })?;
+    let plan: serde_json::Value = serde_json::from_str(&plan).ok()?;
+    let top = plan.get(0)?.get("Plan")?;
+    let rows = top.get("Plan Rows")?.as_f64()?;
+    let width = top.get("Plan Width")?.as_f64()?;
+    Some((rows * width.max(1.0)) as u64)
+}
+
+/// Up to `n - 1` distinct cut points between the column's smallest and largest value, spread
+/// evenly, computed by the database in the column's own type.
+async fn value_bounds(
+    client: &tokio_postgres::Client,
+    from: &str,
+    column: &str,
+    ty: &Type,
+    filter: Option<&str>,
+    n: u64,
+) -> std::result::Result<Vec<String>, tokio_postgres::Error> {
+    let col = quote_ident(column);
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT min({col})::text, max({col})::text FROM {from}{}",
+                where_clause(filter, None)
+            ),
+            &[],
+        )
+        .await?;
+    let (Some(lo), Some(hi)) = (
+        row.get::<_, Option<String>>(0),
+        row.get::<_, Option<String>>(1),
+    ) else {
+        return Ok(Vec::new());
+    };
+    if n <= 1 || lo == hi {
+        return Ok(Vec::new());
+    }
+    let t = ty.name();
+    let (lo, hi) = (quote_literal(&lo), quote_literal(&hi));
+    let point = match *ty {
+        Type::INT2 | Type::INT4 | Type::INT8 => {
+            format!("floor({lo}::numeric + ({hi}::numeric - {lo}::numeric) * g / {n})::{t}")
+        }
+        Type::NUMERIC => format!("({lo}::numeric + ({hi}::numeric - {lo}::numeric) * g / {n})"),
+        Type::FLOAT4 | Type::FLOAT8 => {
+            format!("({lo}::float8 + ({hi}::float8 - {lo}::float8) * g / {n})::{t}")
+        }
+        Type::DATE => format!("({lo}::date + (({hi}::date - {lo}::date) * g / {n})::int)"),
+        _ => format!("({lo}::{t} + ({hi}::{t} - {lo}::{t}) * g / {n})"),
+    };
+    let rows = client
+        .query(
+            &format!(
+                "SELECT b::text FROM (SELECT DISTINCT {point} AS b FROM generate_series(1, {}) g) s \
+                 WHERE b > {lo}::{t} ORDER BY b",
+                n - 1
+            ),
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
+}

@@ -1,0 +1,72 @@
+//! The job's one view of the database: a `REPEATABLE READ` transaction that exported its
+//! snapshot (`pg_export_snapshot()`) and stays open while any task may still read. Every task
+//! enters it with `SET TRANSACTION SNAPSHOT`, so rows that move during the export are seen
+//! exactly once, and totals are those of one instant.
+
+use super::connect::Database;
+use crate::Result;
+use tokio_postgres::Client;
+
+pub struct Snapshot {
+    id: String,
+    client: Client,
+    database: Database,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "snapshot {} of {}", self.id, self.database.shown())
+    }
+}
+
+impl Snapshot {
+    /// Open the transaction and export its snapshot.
+    pub async fn export(database: &Database) -> Result<Self> {
+        let client = database.connect().await?;
+        client
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(|e| database.error("starting a transaction", &e))?;
+        let row = client
+            .query_one("SELECT pg_export_snapshot()", &[])
+            .await
+            .map_err(|e| database.error("exporting a snapshot", &e))?;
+        let id: String = row.get(0);
+        tracing::info!(
+            database = database.shown(),
+            snapshot = id,
+            "snapshot exported"
+        );
+        Ok(Self {
+            id,
+            client,
+            database: database.clone(),
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The exporting transaction: planning queries run in it, so they see what tasks will.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.database
+    }
+
+    /// False once the transaction is gone (database restart, connection cut): tasks can no
+    /// longer enter the snapshot.
+    pub fn is_alive(&self) -> bool {
+        !self.client.is_closed()
+    }
+
+    /// Resolves when the transaction is gone.
+    pub async fn lost(&self) {
+        while self.is_alive() {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
+}
