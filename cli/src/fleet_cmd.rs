@@ -80,6 +80,31 @@ pub async fn submit(args: SubmitArgs) -> u8 {
         Ok(s) => s,
         Err(e) => return crate::fail(&e),
     };
+    // The password of a database URL never leaves this process: the coordinator and the
+    // workers connect with their own credentials (PGPASSWORD, ~/.pgpass, a Kubernetes Secret).
+    for input in &mut spec.inputs {
+        if zoopipe_common::sql::is_sql_url(input) {
+            match zoopipe_common::sql::remember_password(input) {
+                Ok(redacted) if redacted != *input => {
+                    eprintln!(
+                        "note: the password in {redacted} is not sent to the fleet; its coordinator and workers use their own PGPASSWORD or ~/.pgpass"
+                    );
+                    *input = redacted;
+                }
+                Ok(_) => {}
+                Err(e) => return crate::fail(&e),
+            }
+        }
+    }
+    // Several tables are several jobs.
+    let mut worst = 0;
+    for spec in spec.per_table() {
+        worst = worst.max(submit_one(spec, &args).await);
+    }
+    worst
+}
+
+async fn submit_one(mut spec: zoopipe_common::spec::JobSpec, args: &SubmitArgs) -> u8 {
     // Other processes with other working directories read these paths.
     if let Err(e) = spec.absolutize_local_paths() {
         return crate::fail(&e);
@@ -138,7 +163,7 @@ pub async fn submit(args: SubmitArgs) -> u8 {
         return 0;
     }
     let fleet = FleetArgs {
-        coordinator: args.coordinator,
+        coordinator: args.coordinator.clone(),
         json: args.run.json,
     };
     watch(&fleet, &response.job_id, args.run.quiet).await

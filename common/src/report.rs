@@ -199,6 +199,18 @@ pub struct JobReport {
     /// Totals per worker ("embedded" for `zoopipectl run`).
     #[serde(default)]
     pub workers: BTreeMap<String, WorkerTotals>,
+    /// A database input: the snapshots the job read under. One is the rule; two or more mean
+    /// a snapshot was lost (failover, database restart) and every task read again under the
+    /// last, so the output holds one snapshot's rows.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub snapshots: u32,
+    /// The largest `since_column` value exported: the next incremental run starts above it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub high_water: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl JobReport {
@@ -224,6 +236,8 @@ impl JobReport {
             message: None,
             tasks: Vec::new(),
             workers: BTreeMap::new(),
+            snapshots: 0,
+            high_water: None,
         }
     }
 

@@ -359,3 +359,46 @@ fn to_json_schema_round_trips() {
     let again = CompiledSchema::from_json_schema(&emitted).unwrap();
     assert_eq!(*again.arrow_schema(), inferred);
 }
+
+#[test]
+fn typed_columns_keep_their_exact_arrow_types_through_json_schema() {
+    use arrow::datatypes::Fields;
+    // What a database table or a Parquet file without a schema plans with, on its way to the
+    // fleet's workers as JSON Schema.
+    let interval = Fields::from(vec![
+        Field::new("months", DataType::Int32, false),
+        Field::new("days", DataType::Int32, false),
+        Field::new("microseconds", DataType::Int64, false),
+    ]);
+    let arrow = Schema::new(vec![
+        Field::new("small", DataType::Int16, true),
+        Field::new("count", DataType::Int32, true),
+        Field::new("ratio", DataType::Float32, true),
+        Field::new("at", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+        Field::new(
+            "at_utc",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            true,
+        ),
+        Field::new("clock", DataType::Time64(TimeUnit::Microsecond), true),
+        Field::new("blob", DataType::Binary, true),
+        Field::new("price", DataType::Decimal128(10, 2), true),
+        Field::new(
+            "ids",
+            DataType::List(Arc::new(Field::new("item", DataType::Int32, true))),
+            true,
+        ),
+        Field::new("span", DataType::Struct(interval), true),
+    ]);
+    let planned = CompiledSchema::from_arrow(&arrow);
+    let json = planned.to_json_schema("Record");
+    let back = CompiledSchema::from_json_schema(&json).unwrap();
+    let types = |s: &CompiledSchema| -> Vec<DataType> {
+        s.arrow_schema()
+            .fields()
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect()
+    };
+    assert_eq!(types(&back), types(&planned), "{json:#}");
+}

@@ -570,6 +570,8 @@ impl From<&JobReport> for v1::JobReport {
                     (k.clone(), totals)
                 })
                 .collect(),
+            snapshots: r.snapshots,
+            high_water: r.high_water.clone(),
         }
     }
 }
@@ -630,6 +632,8 @@ impl TryFrom<v1::JobReport> for JobReport {
                     (k, totals)
                 })
                 .collect(),
+            snapshots: p.snapshots,
+            high_water: p.high_water,
         })
     }
 }

@@ -77,6 +77,13 @@ pub(super) fn property(field: &FieldSpec) -> Value {
     if let Some(format) = format {
         base.insert("format", json!(format));
     }
+    // Types the JSON type alone would widen or change (int16, float32, a timestamp without a
+    // zone, time, binary) keep their exact Arrow type on the way to the tasks.
+    if !super::parse::natural_type(type_name, format).is_some_and(|t| t == field.data_type)
+        && !matches!(field.data_type, DataType::Decimal128(_, _))
+    {
+        base.insert(super::parse::ARROW_TYPE, json!(field.data_type.to_string()));
+    }
     for check in &field.checks {
         base.insert(check.keyword, check.value.clone());
     }

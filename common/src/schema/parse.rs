@@ -27,8 +27,13 @@ const ANNOTATIONS: [&str; 7] = [
     "$comment",
 ];
 
+/// Our keyword for the exact Arrow type of a column whose JSON type does not say it (written
+/// by `schema infer` and by planning for typed inputs, e.g. `int16`, `float32`, `binary`).
+pub(super) const ARROW_TYPE: &str = "x-arrow-type";
+
 /// Keywords a flattened property may carry besides `type`.
-const FIELD_KEYWORDS: [&str; 12] = [
+const FIELD_KEYWORDS: [&str; 13] = [
+    ARROW_TYPE,
     "format",
     "minimum",
     "maximum",
@@ -514,6 +519,15 @@ fn build_field(
         }
     }
 
+    if let Some((exact, exact_path)) = flat.get(ARROW_TYPE) {
+        let text = exact
+            .as_str()
+            .ok_or_else(|| invalid(exact_path, "x-arrow-type must be a string"))?;
+        data_type = text
+            .parse::<DataType>()
+            .map_err(|e| invalid(exact_path, format!("'{text}' is not an Arrow type: {e}")))?;
+    }
+
     let mut field_checks = Vec::new();
     for keyword in CHECK_ORDER {
         if let Some((value, keyword_path)) = flat.get(keyword) {
@@ -546,6 +560,15 @@ fn build_field(
         checks: field_checks,
         default_array,
         nested: None,
+    })
+}
+
+/// The Arrow type a JSON type (and format) compiles to without `x-arrow-type`.
+pub(super) fn natural_type(type_name: &str, format: Option<&str>) -> Option<DataType> {
+    Some(match (type_name, format) {
+        (_, Some("date-time")) => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        (_, Some("date")) => DataType::Date32,
+        (t, _) => scalar_type(t, "").ok()?,
     })
 }
 

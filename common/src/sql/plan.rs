@@ -178,8 +178,11 @@ pub async fn plan_sql(url: &str, request: &SqlRequest) -> Result<SqlPlan> {
                     ty.name()
                 )));
             }
+            // The planner's estimate of the result; at least a slice per task slot, as the
+            // column was asked for (ConnectorX's partition_num, Spark's numPartitions).
             let bytes = estimated_bytes(client, &select(None)).await.unwrap_or(0);
-            let n = slice_count(bytes, request);
+            let slots = u64::from(request.min_tasks.unwrap_or(1));
+            let n = slice_count(bytes, request).max(slots.min(MAX_SLICES));
             let bounds = value_bounds(client, &from, column, &ty, filter.as_deref(), n)
                 .await
                 .map_err(|e| db_error(&format!("finding the bounds of {column}"), e))?;
@@ -376,7 +379,7 @@ async fn value_bounds(
         .query(
             &format!(
                 "SELECT b::text FROM (SELECT DISTINCT {point} AS b FROM generate_series(1, {}) g) s \
-                 WHERE b > {lo}::{t} ORDER BY b",
+                 WHERE s.b > {lo}::{t} ORDER BY s.b",
                 n - 1
             ),
             &[],

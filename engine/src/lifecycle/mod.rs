@@ -304,6 +304,8 @@ impl Lifecycle {
                 .sum();
             let snapshot = Arc::new(database.snapshot);
             self.watch_snapshot(&job_id, &snapshot);
+            entry.report.snapshots = 1;
+            entry.report.high_water = database.high_water.clone();
             entry.database = Some(DatabaseView {
                 snapshot: Some(snapshot),
                 snapshots: 1,
@@ -1313,9 +1315,10 @@ impl Lifecycle {
             if job.ended() || job.report.state == JobState::Committing || !job.reads_database() {
                 return;
             }
+            // Reloaded after a failover: the old leader's snapshot was the first.
             let view = job.database.get_or_insert(DatabaseView {
                 snapshot: None,
-                snapshots: 0,
+                snapshots: job.report.snapshots.max(1),
                 high_water: None,
             });
             view.snapshot = None;
@@ -1385,6 +1388,8 @@ impl Lifecycle {
             });
             view.snapshots += 1;
             view.high_water = planned.high_water;
+            job.report.snapshots = view.snapshots;
+            job.report.high_water = view.high_water.clone();
             // Handed out only once the old attempts' keys are gone (below): until then a claim
             // finds them and waits.
             view.snapshot = Some(snapshot.clone());
