@@ -79,7 +79,7 @@ pub(super) fn property(field: &FieldSpec) -> Value {
     }
     // Types the JSON type alone would widen or change (int16, float32, a timestamp without a
     // zone, time, binary) keep their exact Arrow type on the way to the tasks.
-    if !super::parse::natural_type(type_name, format).is_some_and(|t| t == field.data_type)
+    if super::parse::natural_type(type_name, format).is_none_or(|t| t != field.data_type)
         && !matches!(field.data_type, DataType::Decimal128(_, _))
     {
         base.insert(super::parse::ARROW_TYPE, json!(field.data_type.to_string()));
