@@ -197,22 +197,34 @@ impl JobSpec {
 
     /// One spec per table when a database input names several: each table goes to
     /// `<output>/<table>/` (errors to its `_errors/`), a named job gets one name per table.
+    /// `${table}` in the output (or errors) is the table's name: `s3://lake/raw/${table}.parquet`.
     pub fn per_table(&self) -> Vec<JobSpec> {
-        if self.table.len() <= 1 {
+        if self.table.is_empty() {
             return vec![self.clone()];
         }
+        let several = self.table.len() > 1;
         self.table
             .iter()
             .map(|table| {
                 let mut spec = self.clone();
                 let folder = table.replace(['"', '/'], "");
                 spec.table = vec![table.clone()];
-                spec.output = format!("{}/{folder}/", self.output.trim_end_matches('/'));
-                spec.errors = self
-                    .errors
-                    .as_ref()
-                    .map(|e| format!("{}/{folder}/", e.trim_end_matches('/')));
-                spec.name = self.name.as_ref().map(|n| format!("{n}/{folder}"));
+                let place = |location: &str| {
+                    if location.contains("${table}") {
+                        location.replace("${table}", &folder)
+                    } else if several {
+                        format!("{}/{folder}/", location.trim_end_matches('/'))
+                    } else {
+                        location.to_string()
+                    }
+                };
+                spec.output = place(&self.output);
+                spec.errors = self.errors.as_deref().map(place);
+                if let Some(value) = spec.vars.get_mut("table") {
+                    *value = folder.clone();
+                } else if several {
+                    spec.name = self.name.as_ref().map(|n| format!("{n}/{folder}"));
+                }
                 spec
             })
             .collect()
@@ -431,6 +443,15 @@ impl JobConfig {
                 single_file: false,
             },
         };
+        if [Some(&spec.output), spec.errors.as_ref()]
+            .into_iter()
+            .flatten()
+            .any(|l| l.contains("${table}"))
+        {
+            return Err(Error::config(
+                "${table} in the output names each table of a database input: give --table",
+            ));
+        }
         check_database_input(&mut spec)?;
         for input in spec.inputs.iter().filter(|i| !crate::sql::is_sql_url(i)) {
             ObjectUrl::parse(input)?;

@@ -29,6 +29,9 @@ pub fn with_defaults(given: &[(String, String)]) -> BTreeMap<String, String> {
     let now = chrono::Utc::now();
     vars.entry("date".to_string())
         .or_insert_with(|| now.format("%Y-%m-%d").to_string());
+    // Filled per table by `JobSpec::per_table` (`s3://lake/raw/${table}.parquet`).
+    vars.entry("table".to_string())
+        .or_insert_with(|| "${table}".to_string());
     // The seed's versioned paths (`v_${time}`): one value for the whole spec.
     vars.entry("time".to_string())
         .or_insert_with(|| now.format("%Y%m%dT%H%M%S").to_string());

@@ -700,6 +700,26 @@ impl EtcdState {
         Ok(())
     }
 
+    /// An incremental named job's mark (`<prefix>/marks/<name>`).
+    pub async fn mark(&self, name: &str) -> Result<Option<String>> {
+        let response = self.client.clone().get(self.mark_key(name), None).await?;
+        Ok(response
+            .kvs()
+            .first()
+            .map(|kv| String::from_utf8_lossy(kv.value()).into_owned()))
+    }
+
+    pub async fn set_mark(&self, name: &str, value: &str) -> Result<()> {
+        let ops = vec![TxnOp::put(self.mark_key(name), value, None)];
+        self.fenced(vec![], ops).await?;
+        Ok(())
+    }
+
+    fn mark_key(&self, name: &str) -> String {
+        let name = percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC);
+        format!("{}/marks/{name}", self.prefix)
+    }
+
     /// Remove an ended job: every key under it, and the name keys that point at it.
     pub async fn delete_job(&self, job_id: &str) -> Result<()> {
         let names = format!("{}/names/", self.prefix);
@@ -996,6 +1016,14 @@ impl JobStore for EtcdState {
 
     async fn reset_tasks(&self, job_id: &str, indexes: &[u32]) -> StoreResult<()> {
         Ok(EtcdState::reset_tasks(self, job_id, indexes).await?)
+    }
+
+    async fn mark(&self, name: &str) -> StoreResult<Option<String>> {
+        Ok(EtcdState::mark(self, name).await?)
+    }
+
+    async fn set_mark(&self, name: &str, value: &str) -> StoreResult<()> {
+        Ok(EtcdState::set_mark(self, name, value).await?)
     }
 
     async fn confirm_leading(&self) -> StoreResult<()> {

@@ -145,6 +145,33 @@ impl JobStore for MemoryStore {
         })
     }
 
+    /// The embedded mode has no server: marks live in files under `ZOOPIPE_STATE_DIR`
+    /// (default `~/.local/state/zoopipe`), one per job name, so daily runs on one machine (or a
+    /// pod with that directory on a volume) go on where the last one stopped.
+    async fn mark(&self, name: &str) -> StoreResult<Option<String>> {
+        match std::fs::read_to_string(mark_file(name)?) {
+            Ok(text) => Ok(Some(text.trim_end_matches('\n').to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::Unavailable(format!(
+                "reading the mark of {name}: {e}"
+            ))),
+        }
+    }
+
+    async fn set_mark(&self, name: &str, value: &str) -> StoreResult<()> {
+        let file = mark_file(name)?;
+        let write = || -> std::io::Result<()> {
+            if let Some(dir) = file.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            // Written aside, then renamed: a crash leaves the old mark or the new one.
+            let temp = file.with_extension("tmp");
+            std::fs::write(&temp, format!("{value}\n"))?;
+            std::fs::rename(&temp, &file)
+        };
+        write().map_err(|e| StoreError::Unavailable(format!("writing the mark of {name}: {e}")))
+    }
+
     async fn confirm_leading(&self) -> StoreResult<()> {
         Ok(())
     }
@@ -152,4 +179,23 @@ impl JobStore for MemoryStore {
     async fn finish_job(&self, report: &JobReport) -> StoreResult<()> {
         self.set_job_state(&report.job_id, report.state).await
     }
+}
+
+/// Where the embedded mode keeps the mark of job `name`.
+fn mark_file(name: &str) -> StoreResult<std::path::PathBuf> {
+    let dir = match std::env::var_os("ZOOPIPE_STATE_DIR") {
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => std::env::var_os("XDG_STATE_HOME")
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".local/state"))
+            })
+            .ok_or_else(|| {
+                StoreError::Unavailable("no HOME or ZOOPIPE_STATE_DIR for the job's mark".into())
+            })?
+            .join("zoopipe"),
+    };
+    let file: String =
+        percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC).to_string();
+    Ok(dir.join("marks").join(file))
 }

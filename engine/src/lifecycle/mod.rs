@@ -216,6 +216,11 @@ impl Lifecycle {
             }
             name_key = Some(key);
         }
+        // An incremental job starts above the mark its last successful run left (unless
+        // `since` is given: a first bound, or a backfill).
+        if let (Some(name), Some(_), None) = (&spec.name, &spec.since_column, &spec.since) {
+            spec.since = self.store.mark(name).await?;
+        }
         let job_id = new_job_id();
         tracing::Span::current().record("job", job_id.as_str());
         if spec.trace_parent.is_none() {
@@ -917,6 +922,18 @@ impl Lifecycle {
             report.message = Some(format!("commit failed: {e}"));
             // `_report.json` may already say succeeded while `_SUCCESS` is missing: say failed.
             let _ = write_report(&self.storage, &config, &report).await;
+        }
+        // The output is published: the next incremental run starts above what it holds.
+        if let (JobState::Succeeded, Some(name), Some(_), Some(mark)) = (
+            report.state,
+            &config.spec.name,
+            &config.spec.since_column,
+            &report.high_water,
+        ) {
+            if let Err(e) = persist("the job's mark", &job_id, || store.set_mark(name, mark)).await
+            {
+                tracing::error!(job = report.job_id, error = %e, "could not record the job's mark");
+            }
         }
         if let Err(e) = persist("the job's end", &job_id, || store.finish_job(&report)).await {
             // Another leader records it (it commits again from the manifest, idempotently).

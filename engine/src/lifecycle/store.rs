@@ -74,6 +74,10 @@ pub trait JobStore: Send + Sync + 'static {
     /// Tasks read under a lost database snapshot: their owner keys and results go (a late
     /// result of theirs is refused); the tasks and their attempt counts stay.
     async fn reset_tasks(&self, job_id: &str, indexes: &[u32]) -> StoreResult<()>;
+    /// An incremental named job's mark: the largest `since_column` value its last successful
+    /// run exported (the next run reads rows above it).
+    async fn mark(&self, name: &str) -> StoreResult<Option<String>>;
+    async fn set_mark(&self, name: &str, value: &str) -> StoreResult<()>;
     async fn confirm_leading(&self) -> StoreResult<()>;
     /// Store an ended job's report and its final state together.
     async fn finish_job(&self, report: &JobReport) -> StoreResult<()>;
