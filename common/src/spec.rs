@@ -209,17 +209,11 @@ impl JobSpec {
                 let mut spec = self.clone();
                 let folder = table.replace(['"', '/'], "");
                 spec.table = vec![table.clone()];
-                let place = |location: &str| {
-                    if location.contains("${table}") {
-                        location.replace("${table}", &folder)
-                    } else if several {
-                        format!("{}/{folder}/", location.trim_end_matches('/'))
-                    } else {
-                        location.to_string()
-                    }
-                };
-                spec.output = place(&self.output);
-                spec.errors = self.errors.as_deref().map(place);
+                spec.output = table_location(&self.output, &folder, several);
+                spec.errors = self
+                    .errors
+                    .as_deref()
+                    .map(|e| table_location(e, &folder, several));
                 if let Some(value) = spec.vars.get_mut("table") {
                     *value = folder.clone();
                 } else if several {
@@ -270,6 +264,17 @@ impl JobSpec {
                     .map_err(|e| Error::config(format!("schema {p}: {e}")))
             }
         }
+    }
+}
+
+/// Where one table of several goes: `${table}` filled in, else a folder of its own.
+fn table_location(location: &str, table: &str, several: bool) -> String {
+    if location.contains("${table}") {
+        location.replace("${table}", table)
+    } else if several {
+        format!("{}/{table}/", location.trim_end_matches('/'))
+    } else {
+        location.to_string()
     }
 }
 
