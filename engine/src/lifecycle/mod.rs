@@ -929,11 +929,9 @@ impl Lifecycle {
             &config.spec.name,
             &config.spec.since_column,
             &report.high_water,
-        ) {
-            if let Err(e) = persist("the job's mark", &job_id, || store.set_mark(name, mark)).await
-            {
-                tracing::error!(job = report.job_id, error = %e, "could not record the job's mark");
-            }
+        ) && let Err(e) = persist("the job's mark", &job_id, || store.set_mark(name, mark)).await
+        {
+            tracing::error!(job = report.job_id, error = %e, "could not record the job's mark");
         }
         if let Err(e) = persist("the job's end", &job_id, || store.finish_job(&report)).await {
             // Another leader records it (it commits again from the manifest, idempotently).
