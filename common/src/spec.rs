@@ -501,6 +501,26 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_database_export_spec_makes_one_job_per_table() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/k8s/base/job/db-export.yaml");
+        let vars = crate::spec_vars::with_defaults(&[("date".into(), "2024-05-01".into())]);
+        let spec = JobSpec::from_file_with(&path, &vars).unwrap();
+        let jobs = spec.per_table();
+        assert_eq!(jobs.len(), 4);
+        assert_eq!(jobs[1].table, ["orders"]);
+        assert_eq!(jobs[1].output, "s3://data-lake/raw/orders/date=2024-05-01/");
+        assert_eq!(
+            jobs[1].vars["table"], "orders",
+            "one idempotency key per table"
+        );
+        assert_eq!(jobs[1].name.as_deref(), Some("db-export"));
+        for job in jobs {
+            JobConfig::new("j".into(), job).unwrap();
+        }
+    }
+
+    #[test]
     fn outputs_are_prefixes_or_single_files() {
         let spec: JobSpec =
             serde_norway::from_str("input: a.csv\noutput: s3://lake/users.parquet\n").unwrap();

@@ -601,3 +601,75 @@ fn incremental_runs_export_only_rows_above_the_last_mark() {
     assert_ids(&ids, 1201..=1500);
     assert_eq!(backfill["high_water"], "2024-01-02 01:00:00+00");
 }
+
+#[test]
+fn a_schema_validates_database_rows_as_it_validates_file_rows() {
+    let name = table("people");
+    sql(&format!(
+        "CREATE TABLE {name} (id int8, email text, age int4, balance numeric(12,2), joined date);
+         INSERT INTO {name} SELECT g, CASE WHEN g % 10 = 0 THEN 'not-an-email' ELSE 'u' || g || '@example.com' END,
+                CASE WHEN g % 25 = 0 THEN -1 ELSE 20 + g % 50 END, g * 10.5, date '2020-01-01' + g
+         FROM generate_series(1, 1000) g;"
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let schema = dir.path().join("person.schema.json");
+    // As pydantic writes it for: id: int; email: EmailStr-like pattern; age: int = Field(ge=0);
+    // balance: Decimal = Field(max_digits=10, decimal_places=1); joined: date.
+    std::fs::write(
+        &schema,
+        serde_json::json!({
+            "title": "Person", "type": "object",
+            "properties": {
+                "id": {"title": "Id", "type": "integer"},
+                "email": {"title": "Email", "type": "string", "pattern": "^[^@]+@[^@]+$"},
+                "age": {"title": "Age", "type": "integer", "minimum": 0},
+                "balance": {"title": "Balance", "anyOf": [{"type": "number"}, {"type": "string"}]},
+                "joined": {"title": "Joined", "type": "string", "format": "date"}
+            },
+            "required": ["id", "email", "age", "balance", "joined"]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let out = dir.path().join("people");
+    let report = run_ok(&[
+        "run",
+        "--input",
+        &url(),
+        "--table",
+        &name,
+        "--schema",
+        &schema.to_string_lossy(),
+        "--output",
+        &format!("{}/", out.display()),
+    ]);
+    // Every 10th email is bad, every 25th age; every 50th row fails both.
+    assert_eq!(report["total_processed"], 1000, "{report:#}");
+    assert_eq!(report["total_errors"], 100 + 40 - 20, "{report:#}");
+    assert_eq!(report["errors_by_field"]["email"], 100, "{report:#}");
+    assert_eq!(report["errors_by_field"]["age"], 40, "{report:#}");
+    let errors = zoopipe_tests::error_rows(&out);
+    let row_50 = errors
+        .iter()
+        .find(|e| e["values"]["id"] == "50" || e["values"]["id"] == 50)
+        .unwrap_or_else(|| panic!("the error row of id 50: {errors:?}"));
+    let reasons = row_50["errors"].to_string();
+    assert!(reasons.contains("String should match pattern"), "{reasons}");
+    assert!(
+        reasons.contains("Input should be greater than or equal to 0"),
+        "{reasons}"
+    );
+    assert!(
+        row_50["source"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("public.{name}")),
+        "{row_50}"
+    );
+    let types = python(
+        "import sys, pyarrow.parquet as pq\nprint(pq.read_schema(sys.argv[1] + '/part-00000.parquet'))",
+        &[&out.to_string_lossy()],
+    );
+    assert!(types.contains("joined: date32"), "{types}");
+    assert!(types.contains("age: int64"), "{types}");
+}
