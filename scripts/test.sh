@@ -83,8 +83,16 @@ if [ "$(id -u)" = 0 ]; then
 fi
 "${as_pg[@]}" "$pg_bin/initdb" -D "$pg_dir/data" -U postgres --auth=scram-sha-256 --pwfile="$pg_dir.pw" \
   >"$root/target/pg-initdb.log" 2>&1
+# TLS with Debian's self-signed "snakeoil" certificate (CN localhost; the postgres user may read
+# its key), when the ssl-cert package made one: sslmode=require/verify-* are tested against it.
+pg_tls=()
+snakeoil_cert=/etc/ssl/certs/ssl-cert-snakeoil.pem snakeoil_key=/etc/ssl/private/ssl-cert-snakeoil.key
+if [ -r "$snakeoil_cert" ] && "${as_pg[@]}" test -r "$snakeoil_key"; then
+  pg_tls=(-c ssl=on -c "ssl_cert_file=$snakeoil_cert" -c "ssl_key_file=$snakeoil_key")
+  export ZOOPIPE_TEST_PG_TLS_CERT="$snakeoil_cert"
+fi
 "${as_pg[@]}" "$pg_bin/postgres" -D "$pg_dir/data" -p "$pg_port" -k "$pg_dir" -c listen_addresses=127.0.0.1 \
-  -c max_connections=200 >"$root/target/postgres.log" 2>&1 &
+  -c max_connections=200 "${pg_tls[@]}" >"$root/target/postgres.log" 2>&1 &
 pg_pid=$!
 stop_pg() { "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" stop -m fast >/dev/null 2>&1 || kill "$pg_pid" 2>/dev/null || true; }
 trap 'kill $moto_pid $etcd_pid $s3s_pid 2>/dev/null || true; stop_pg; wait $moto_pid $etcd_pid $s3s_pid $pg_pid 2>/dev/null || true; rm -rf "$etcd_dir" "$s3s_root" "$pg_dir" "$pg_dir.pw"' EXIT

@@ -673,3 +673,82 @@ fn a_schema_validates_database_rows_as_it_validates_file_rows() {
     assert!(types.contains("joined: date32"), "{types}");
     assert!(types.contains("age: int64"), "{types}");
 }
+
+#[test]
+fn sslmodes_mean_what_they_mean_in_libpq() {
+    // scripts/test.sh serves TLS with Debian's self-signed certificate for "localhost".
+    let cert = std::env::var("ZOOPIPE_TEST_PG_TLS_CERT")
+        .expect("ZOOPIPE_TEST_PG_TLS_CERT (scripts/test.sh, from the ssl-cert package)");
+    let query = "SELECT ssl::text AS tls FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+    let export = |host: &str, params: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("tls");
+        let input = format!(
+            "postgresql://postgres:{}@{host}:{}/postgres?{params}",
+            password(),
+            port()
+        );
+        let result = run(&[
+            "run",
+            "--input",
+            &input,
+            "--query",
+            query,
+            "--format",
+            "jsonl",
+            "--output",
+            &format!("{}/", out.display()),
+            "--quiet",
+        ]);
+        let rows = if out.exists() {
+            zoopipe_tests::parts(&out)
+                .iter()
+                .flat_map(|p| zoopipe_tests::read_jsonl(p))
+                .collect::<Vec<_>>()
+        } else {
+            Vec::new()
+        };
+        (result, rows)
+    };
+    for (host, params) in [
+        ("127.0.0.1", "sslmode=require".to_string()),
+        (
+            "localhost",
+            format!("sslmode=verify-full&sslrootcert={cert}"),
+        ),
+        ("127.0.0.1", format!("sslmode=verify-ca&sslrootcert={cert}")),
+    ] {
+        let (result, rows) = export(host, &params);
+        assert!(
+            result.status.success(),
+            "{params}: {}",
+            text(&result.stderr)
+        );
+        assert_eq!(
+            rows,
+            [serde_json::json!({"tls": "true"})],
+            "{params}: encrypted"
+        );
+    }
+    let (plain, rows) = export("127.0.0.1", "sslmode=disable");
+    assert!(plain.status.success(), "{}", text(&plain.stderr));
+    assert_eq!(rows, [serde_json::json!({"tls": "false"})]);
+    // verify-full checks the name; without a root certificate it refuses to guess.
+    for (params, expected) in [
+        (
+            format!("sslmode=verify-full&sslrootcert={cert}"),
+            "not valid for name \"127.0.0.1\"",
+        ),
+        (
+            "sslmode=verify-full".to_string(),
+            "needs the server's root certificate",
+        ),
+    ] {
+        let (result, _) = export("127.0.0.1", &params);
+        let stderr = text(&result.stderr);
+        assert_eq!(result.status.code(), Some(2), "{params}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(expected), "{params}: {stderr}");
+        assert!(!stderr.contains(&password()), "{stderr}");
+    }
+}

@@ -6,6 +6,7 @@
 //! and hands to tasks is [`Database::redacted`], and the password waits in this process's
 //! memory ([`remember_password`]). Other processes (fleet workers) use their own environment.
 
+use super::tls::TlsMode;
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
@@ -41,6 +42,8 @@ pub fn remember_password(url: &str) -> Result<String> {
 #[derive(Clone)]
 pub struct Database {
     config: Config,
+    tls: TlsMode,
+    root_cert: Option<std::path::PathBuf>,
     /// `postgresql://user@host:port/db`: what messages and stored specs show.
     shown: String,
 }
@@ -95,9 +98,11 @@ impl Database {
             enc(&dbname)
         );
         let mut ssl = env("PGSSLMODE");
+        let mut root_cert = None;
         for (key, value) in parsed.query_pairs() {
             match key.as_ref() {
                 "sslmode" => ssl = Some(value.into_owned()),
+                "sslrootcert" => root_cert = Some(value.into_owned()),
                 "connect_timeout" => {
                     let secs: u64 = value.parse().map_err(|_| {
                         Error::config(format!("{shown}: connect_timeout '{value}' is not seconds"))
@@ -109,24 +114,22 @@ impl Database {
                 }
                 other => {
                     return Err(Error::config(format!(
-                        "{shown}: unknown connection parameter '{other}' (sslmode, connect_timeout, application_name)"
+                        "{shown}: unknown connection parameter '{other}' (sslmode, sslrootcert, connect_timeout, application_name)"
                     )));
                 }
             }
         }
-        config.ssl_mode(match ssl.as_deref().unwrap_or("prefer") {
-            "disable" | "allow" | "prefer" => SslMode::Disable,
-            mode @ ("require" | "verify-ca" | "verify-full") => {
-                return Err(Error::config(format!(
-                    "{shown}: sslmode={mode} is not supported yet (this build connects without TLS); use an encrypted tunnel or sslmode=disable"
-                )));
-            }
-            other => {
-                return Err(Error::config(format!(
-                    "{shown}: unknown sslmode '{other}' (disable, prefer, require, verify-ca, verify-full)"
-                )));
-            }
+        let tls = TlsMode::parse(ssl.as_deref().unwrap_or("prefer"), &shown)?;
+        config.ssl_mode(if tls == TlsMode::Off {
+            SslMode::Disable
+        } else {
+            SslMode::Require
         });
+        let root_cert = if tls == TlsMode::Off {
+            None
+        } else {
+            super::tls::root_file(root_cert.as_deref())
+        };
         let key = redact(&parsed);
         let password = PASSWORDS
             .lock()
@@ -138,7 +141,12 @@ impl Database {
         if let Some(password) = password {
             config.password(password);
         }
-        Ok(Self { config, shown })
+        Ok(Self {
+            config,
+            tls,
+            root_cert,
+            shown,
+        })
     }
 
     /// The URL without its password: for messages, stored specs and reports.
@@ -149,16 +157,24 @@ impl Database {
     /// Connect; a refusal is one line naming the database (`AccessDenied` for credentials and
     /// permissions, `Transient` for an unreachable server).
     pub async fn connect(&self) -> Result<Client> {
-        let (client, connection) = self
-            .config
-            .connect(NoTls)
-            .await
-            .map_err(|e| self.error("connecting", &e))?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "database connection ended");
-            }
-        });
+        let client = if self.tls == TlsMode::Off {
+            let (client, connection) = self
+                .config
+                .connect(NoTls)
+                .await
+                .map_err(|e| self.error("connecting", &e))?;
+            tokio::spawn(drive(connection));
+            client
+        } else {
+            let tls = super::tls::client_config(&self.tls, self.root_cert.clone(), &self.shown)?;
+            let (client, connection) = self
+                .config
+                .connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
+                .await
+                .map_err(|e| self.error("connecting", &e))?;
+            tokio::spawn(drive(connection));
+            client
+        };
         Ok(client)
     }
 
@@ -168,6 +184,11 @@ impl Database {
         let url = self.shown.clone();
         let Some(db) = e.as_db_error() else {
             let text = chain(e);
+            let lower = text.to_ascii_lowercase();
+            if lower.contains("tls") || lower.contains("certificate") {
+                // A refused certificate or a server without TLS: no retry changes that.
+                return Error::Config(format!("{url}: {doing}: {text}"));
+            }
             return Error::Transient {
                 url,
                 message: format!("{doing}: cannot reach the database: {text}"),
@@ -210,6 +231,17 @@ impl Database {
         } else {
             Error::Config(format!("{url}: {doing}: {message}"))
         }
+    }
+}
+
+/// Run a connection until it ends (its client is dropped, or the server goes away).
+async fn drive<S, T>(connection: tokio_postgres::Connection<S, T>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    if let Err(e) = connection.await {
+        tracing::debug!(error = %e, "database connection ended");
     }
 }
 

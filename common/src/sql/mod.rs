@@ -8,6 +8,7 @@ mod copy;
 mod decode;
 mod plan;
 mod snapshot;
+mod tls;
 mod types;
 
 pub use connect::{Database, is_sql_url, remember_password};

@@ -479,7 +479,7 @@ impl Lifecycle {
                 if job.ended() || job.report.state == JobState::Committing {
                     continue;
                 }
-                if job.reads_database() && current_snapshot(job).is_none() {
+                if job.reads_database && current_snapshot(job).is_none() {
                     continue; // a new snapshot is being taken (`resnapshot`)
                 }
                 let mut waiting = false;
@@ -529,6 +529,17 @@ impl Lifecycle {
                 continue;
             }
             match claimed {
+                // The job's snapshot was dropped while this claim was in flight (a new one is
+                // being taken): the task waits for it; its owner key goes.
+                Ok(Some(token)) if job.reads_database && snapshot.is_none() => {
+                    slot.status = TaskStatus::Pending;
+                    slot.attempts -= 1;
+                    job.scan_from = 0;
+                    let (store, job_id) = (self.store.clone(), job_id.clone());
+                    tokio::spawn(async move {
+                        let _ = store.release(&job_id, index, token).await;
+                    });
+                }
                 Ok(Some(token)) => {
                     slot.status = TaskStatus::Running {
                         worker: worker.to_string(),
@@ -633,6 +644,25 @@ impl Lifecycle {
             return Ok(true);
         };
         if let Some(slot) = job.slots.get_mut(&result.index) {
+            // The table moved on while the store took the result: a database job took a new
+            // snapshot and reset the task (its store keys go too). Rows of the old snapshot
+            // must not be committed beside the new one's.
+            let current = match &slot.status {
+                TaskStatus::Running { token: t, .. } => *t == token,
+                TaskStatus::Done(done) => done.attempt == result.attempt,
+                _ => false,
+            };
+            if !current {
+                drop(jobs);
+                tracing::warn!(
+                    job = job_id,
+                    task = result.index,
+                    attempt = result.attempt,
+                    "result of a reset attempt refused"
+                );
+                discard(&self.storage, &result).await;
+                return Ok(false);
+            }
             if !matches!(slot.status, TaskStatus::Done(_)) {
                 job.done += 1;
             }
@@ -1272,7 +1302,7 @@ impl Lifecycle {
         let resnapshot: Vec<String> = jobs
             .iter()
             .filter(|(_, j)| !j.ended() && j.report.state != JobState::Committing)
-            .filter(|(_, j)| j.reads_database())
+            .filter(|(_, j)| j.reads_database)
             .map(|(id, _)| id.clone())
             .collect();
         let count = jobs.len();
@@ -1327,7 +1357,7 @@ impl Lifecycle {
             let Some(job) = jobs.get_mut(job_id) else {
                 return;
             };
-            if job.ended() || job.report.state == JobState::Committing || !job.reads_database() {
+            if job.ended() || job.report.state == JobState::Committing || !job.reads_database {
                 return;
             }
             // Reloaded after a failover: the old leader's snapshot was the first.
@@ -1370,7 +1400,36 @@ impl Lifecycle {
             return;
         };
         let snapshot = Arc::new(planned.snapshot);
-        let (reset, stale) = {
+        // Which tasks read under the old snapshot: every one with a result or an attempt. No
+        // task is handed out meanwhile (the job holds no snapshot), so the set cannot grow.
+        let reset: Vec<u32> = {
+            let jobs = self.jobs.lock().await;
+            let Some(job) = jobs.get(job_id) else {
+                return;
+            };
+            if job.ended() || job.report.state == JobState::Committing {
+                return;
+            }
+            job.slots
+                .iter()
+                .filter(|(_, s)| {
+                    matches!(s.status, TaskStatus::Done(_) | TaskStatus::Running { .. })
+                })
+                .map(|(i, _)| *i)
+                .collect()
+        };
+        // Their owner keys and results go first: from now on a late result of an old attempt
+        // is refused by the store, and the table below refuses one the store took before.
+        let store = self.store.clone();
+        let cleared = persist("reset tasks read under a lost snapshot", job_id, || {
+            store.reset_tasks(job_id, &reset)
+        })
+        .await;
+        if let Err(e) = cleared {
+            tracing::warn!(job = job_id, error = %e, "cannot reset the old snapshot's tasks");
+            return; // not leading any more: the next leader takes its own snapshot
+        }
+        let stale = {
             let mut jobs = self.jobs.lock().await;
             let Some(job) = jobs.get_mut(job_id) else {
                 return;
@@ -1378,19 +1437,17 @@ impl Lifecycle {
             if job.ended() || job.report.state == JobState::Committing {
                 return;
             }
-            let mut reset = Vec::new();
             let mut stale = Vec::new();
-            for (index, slot) in job.slots.iter_mut() {
+            for index in &reset {
+                let Some(slot) = job.slots.get_mut(index) else {
+                    continue;
+                };
                 match std::mem::replace(&mut slot.status, TaskStatus::Pending) {
                     TaskStatus::Done(result) => {
                         job.done -= 1;
                         stale.push(*result);
-                        reset.push(*index);
                     }
-                    TaskStatus::Running { uploads, .. } => {
-                        self.abort_uploads(uploads);
-                        reset.push(*index);
-                    }
+                    TaskStatus::Running { uploads, .. } => self.abort_uploads(uploads),
                     other => slot.status = other,
                 }
                 slot.ready_at = None;
@@ -1403,21 +1460,11 @@ impl Lifecycle {
             });
             view.snapshots += 1;
             view.high_water = planned.high_water;
+            view.snapshot = Some(snapshot.clone());
             job.report.snapshots = view.snapshots;
             job.report.high_water = view.high_water.clone();
-            // Handed out only once the old attempts' keys are gone (below): until then a claim
-            // finds them and waits.
-            view.snapshot = Some(snapshot.clone());
-            (reset, stale)
+            stale
         };
-        let store = self.store.clone();
-        let cleared = persist("reset tasks read under a lost snapshot", job_id, || {
-            store.reset_tasks(job_id, &reset)
-        })
-        .await;
-        if let Err(e) = cleared {
-            tracing::warn!(job = job_id, error = %e, "cannot reset the old snapshot's tasks");
-        }
         for result in &stale {
             discard(&self.storage, result).await;
         }

@@ -68,6 +68,8 @@ pub struct JobEntry {
     pub bytes_total: u64,
     /// A database job's view (see `Lifecycle::resnapshot`).
     pub database: Option<DatabaseView>,
+    /// Whether its tasks read a database (and so need the job's snapshot).
+    pub reads_database: bool,
 }
 
 /// What a database job's tasks must see. Tasks are handed out only while `snapshot` holds;
@@ -116,6 +118,12 @@ impl JobEntry {
             .values()
             .filter(|s| matches!(s.status, TaskStatus::Done(_)))
             .count();
+        let reads_database = slots.values().any(|s| {
+            s.task
+                .splits
+                .iter()
+                .any(|split| matches!(split.kind, SplitKind::Sql(_)))
+        });
         Self {
             config,
             slots,
@@ -125,17 +133,8 @@ impl JobEntry {
             done,
             bytes_total: 0,
             database: None,
+            reads_database,
         }
-    }
-
-    /// Whether its tasks read a database (and so need the job's snapshot).
-    pub fn reads_database(&self) -> bool {
-        self.slots.values().any(|s| {
-            s.task
-                .splits
-                .iter()
-                .any(|split| matches!(split.kind, SplitKind::Sql(_)))
-        })
     }
 
     pub fn ended(&self) -> bool {
