@@ -166,7 +166,13 @@ impl Decoder {
             Self::Text(b) => append_text(b, v),
             Self::Jsonb(b) => append_text(b, v.get(1..).unwrap_or_default()),
             Self::Uuid(b) => {
-                b.append_value(uuid::Uuid::from_bytes(fixed(v)).hyphenated().to_string())
+                // Formatted on the stack: no String per row.
+                let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+                b.append_value(
+                    uuid::Uuid::from_bytes(fixed(v))
+                        .hyphenated()
+                        .encode_lower(&mut text),
+                )
             }
             Self::Bytea(b) => b.append_value(v),
             Self::Date(b) => b.append_value(be_i32(v).saturating_add(PG_EPOCH_DAYS)),
