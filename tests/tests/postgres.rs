@@ -752,3 +752,47 @@ fn sslmodes_mean_what_they_mean_in_libpq() {
         assert!(!stderr.contains(&password()), "{stderr}");
     }
 }
+
+#[test]
+fn a_lost_snapshot_is_replaced_and_every_task_read_again() {
+    let rows = 20_000;
+    let name = accounts(rows);
+    let (stop, handle) = transfers(&name, rows);
+    let app = format!("zp_lost_{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("accounts");
+    let mut child = std::process::Command::new(zoopipe_tests::zoopipectl())
+        .args(["run", "--input"])
+        .arg(format!("{}?application_name={app}", url()))
+        .args(["--table", &name, "--output"])
+        .arg(format!("{}/", out.display()))
+        .args(["--partition-size", "64KiB", "--batch-size", "500", "--workers", "2", "--json"])
+        .env("ZOOPIPE_WORKER_BATCH_DELAY_MS", "30")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The planner's transaction: idle in its transaction, its last statement a planning one
+    // (tasks' connections run COPY). Cut it as a database restart or a proxy would.
+    let holder = format!(
+        "SELECT count(pg_terminate_backend(pid))::text FROM pg_stat_activity
+         WHERE application_name = '{app}' AND state = 'idle in transaction'
+           AND query NOT LIKE 'COPY%' AND query NOT LIKE 'BEGIN%'"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    std::thread::sleep(Duration::from_millis(1500));
+    while sql_value(&holder) == "0" {
+        assert!(std::time::Instant::now() < deadline, "no snapshot holder seen");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let output = child.wait_with_output().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    handle.join().unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(
+        report["snapshots"].as_u64().unwrap_or(0) >= 2,
+        "a new snapshot was taken: {report:#}"
+    );
+    assert_one_snapshot(&out, rows);
+}
