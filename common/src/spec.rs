@@ -55,6 +55,11 @@ pub struct JobSpec {
     /// The first lower bound of `since_column` (or a backfill's): rows above it are exported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<String>,
+    /// The upper bound of `since_column` (rows at or below it): set by planning to the
+    /// largest value under the job's snapshot, so a new snapshot (failover) exports the same
+    /// range and the run's mark is known wherever it ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
     /// Input format; from each file's extension when absent.
     #[serde(default)]
     pub input_format: Option<Format>,
@@ -185,6 +190,17 @@ impl JobSpec {
         let dir = path.parent().unwrap_or(Path::new(""));
         spec.rebase_local_paths(dir);
         Ok(spec)
+    }
+
+    /// Where an incremental job's mark is kept: its name, and its table when it names one
+    /// (each table of a multi-table export has its own).
+    pub fn mark_name(&self) -> Option<String> {
+        let name = self.name.as_ref()?;
+        self.since_column.as_ref()?;
+        Some(match self.table.first() {
+            Some(table) if self.table.len() == 1 => format!("{name}/{table}"),
+            _ => name.clone(),
+        })
     }
 
     /// The database input, if the job reads one (`postgresql://` or `postgres://`).

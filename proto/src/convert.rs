@@ -203,6 +203,7 @@ impl TryFrom<&JobSpec> for v1::JobSpec {
             partition_column: s.partition_column.clone(),
             since_column: s.since_column.clone(),
             since: s.since.clone(),
+            until: s.until.clone(),
         })
     }
 }
@@ -254,6 +255,7 @@ impl TryFrom<v1::JobSpec> for JobSpec {
             partition_column: p.partition_column,
             since_column: p.since_column,
             since: p.since,
+            until: p.until,
         })
     }
 }

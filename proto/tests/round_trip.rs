@@ -57,6 +57,7 @@ fn job_spec_round_trips() {
         partition_column: Some("id".into()),
         since_column: Some("updated_at".into()),
         since: Some("2024-01-01".into()),
+        until: Some("2024-01-02".into()),
     };
     let back = JobSpec::try_from(wire(&v1::JobSpec::try_from(&spec).unwrap())).unwrap();
     assert_eq!(back, spec);

@@ -761,12 +761,20 @@ fn a_lost_snapshot_is_replaced_and_every_task_read_again() {
     let app = format!("zp_lost_{}", std::process::id());
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("accounts");
-    let mut child = std::process::Command::new(zoopipe_tests::zoopipectl())
+    let child = std::process::Command::new(zoopipe_tests::zoopipectl())
         .args(["run", "--input"])
         .arg(format!("{}?application_name={app}", url()))
         .args(["--table", &name, "--output"])
         .arg(format!("{}/", out.display()))
-        .args(["--partition-size", "64KiB", "--batch-size", "500", "--workers", "2", "--json"])
+        .args([
+            "--partition-size",
+            "64KiB",
+            "--batch-size",
+            "500",
+            "--workers",
+            "2",
+            "--json",
+        ])
         .env("ZOOPIPE_WORKER_BATCH_DELAY_MS", "30")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -782,7 +790,10 @@ fn a_lost_snapshot_is_replaced_and_every_task_read_again() {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     std::thread::sleep(Duration::from_millis(1500));
     while sql_value(&holder) == "0" {
-        assert!(std::time::Instant::now() < deadline, "no snapshot holder seen");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no snapshot holder seen"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let output = child.wait_with_output().unwrap();

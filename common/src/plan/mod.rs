@@ -293,10 +293,13 @@ async fn plan_database(job: &mut JobConfig, url: &str) -> Result<Plan> {
         partition_column: spec.partition_column.clone(),
         since_column: spec.since_column.clone(),
         since: spec.since.clone(),
+        until: spec.until.clone(),
         partition_size: spec.partition_size,
         min_tasks: spec.min_tasks,
     };
     let planned = crate::sql::plan_sql(url, &request).await?;
+    // The range this run exports is fixed now: a new snapshot reads the same one.
+    job.spec.until = planned.high_water.clone();
     let schema = match &job.schema {
         Some(given) => given.clone(),
         None => Arc::new(CompiledSchema::from_arrow(&planned.schema)),

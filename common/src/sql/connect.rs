@@ -29,8 +29,12 @@ pub fn is_sql_url(text: &str) -> bool {
 pub fn remember_password(url: &str) -> Result<String> {
     let parsed = parse(url)?;
     let redacted = redact(&parsed);
-    if !parsed.password().unwrap_or("").is_empty() {
-        let password = decode(parsed.password().unwrap_or(""));
+    let in_query = parsed
+        .query_pairs()
+        .find(|(k, _)| k == "password")
+        .map(|(_, v)| v.into_owned());
+    if !parsed.password().unwrap_or("").is_empty() || in_query.is_some() {
+        let password = in_query.unwrap_or_else(|| decode(parsed.password().unwrap_or("")));
         if let Ok(mut known) = PASSWORDS.lock() {
             known.insert(redacted.clone(), password);
         }
@@ -90,6 +94,9 @@ impl Database {
             .port(port)
             .dbname(&dbname)
             .application_name("zoopipe")
+            // Bounds and marks go from one session to another as text: every session writes
+            // and reads them the same way, whatever the role's or database's settings.
+            .options("-c DateStyle=ISO -c TimeZone=UTC -c extra_float_digits=3 -c idle_in_transaction_session_timeout=0")
             .connect_timeout(CONNECT_TIMEOUT);
         let shown = format!(
             "postgresql://{}@{}:{port}/{}",
@@ -112,6 +119,7 @@ impl Database {
                 "application_name" => {
                     config.application_name(value.as_ref());
                 }
+                "password" => {}
                 other => {
                     return Err(Error::config(format!(
                         "{shown}: unknown connection parameter '{other}' (sslmode, sslrootcert, connect_timeout, application_name)"
@@ -120,10 +128,10 @@ impl Database {
             }
         }
         let tls = TlsMode::parse(ssl.as_deref().unwrap_or("prefer"), &shown)?;
-        config.ssl_mode(if tls == TlsMode::Off {
-            SslMode::Disable
-        } else {
-            SslMode::Require
+        config.ssl_mode(match tls {
+            TlsMode::Off => SslMode::Disable,
+            TlsMode::Prefer => SslMode::Prefer,
+            _ => SslMode::Require,
         });
         let root_cert = if tls == TlsMode::Off {
             None
@@ -136,6 +144,12 @@ impl Database {
             .ok()
             .and_then(|known| known.get(&key).cloned())
             .or_else(|| Some(decode(parsed.password().unwrap_or(""))).filter(|p| !p.is_empty()))
+            .or_else(|| {
+                parsed
+                    .query_pairs()
+                    .find(|(k, _)| k == "password")
+                    .map(|(_, v)| v.into_owned())
+            })
             .or_else(|| env("PGPASSWORD"))
             .or_else(|| pgpass(&host, port, &dbname, &user));
         if let Some(password) = password {
@@ -263,6 +277,17 @@ fn parse(url: &str) -> Result<url::Url> {
 fn redact(parsed: &url::Url) -> String {
     let mut shown = parsed.clone();
     let _ = shown.set_password(None);
+    // libpq also takes `?password=`: it goes the same way.
+    let kept: Vec<(String, String)> = parsed
+        .query_pairs()
+        .filter(|(k, _)| k != "password")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    if kept.is_empty() {
+        shown.set_query(None);
+    } else {
+        shown.query_pairs_mut().clear().extend_pairs(kept);
+    }
     shown.to_string()
 }
 
@@ -355,6 +380,9 @@ mod tests {
         assert!(!format!("{db:?}").contains("cret"));
         let redacted = remember_password("postgres://bob:pw@h/d").unwrap();
         assert_eq!(redacted, "postgres://bob@h/d");
+        let redacted =
+            remember_password("postgres://bob@h/d?password=pw2&sslmode=disable").unwrap();
+        assert_eq!(redacted, "postgres://bob@h/d?sslmode=disable");
         let bad = Database::parse("postgresql://u:topsecret@h/d?sslmode=bogus").unwrap_err();
         assert!(!bad.to_string().contains("topsecret"));
         assert!(is_sql_url("postgres://h/d") && !is_sql_url("s3://b/k"));

@@ -22,6 +22,8 @@ use tokio::sync::{mpsc, oneshot};
 const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
 /// COPY data is handed from the network task to the decoder in blocks of about this size.
 const BLOCK: usize = 256 * 1024;
+/// Values a batch holds at most, in COPY bytes.
+const BATCH_BYTES: usize = 256 * 1024 * 1024;
 
 pub struct CopyRows {
     source: Arc<str>,
@@ -39,6 +41,7 @@ pub struct CopyRows {
     next_row: u64,
     batch_first: u64,
     rows_in_batch: usize,
+    batch_bytes: usize,
     /// Rows that could not be decoded, waiting for the next batch to carry them.
     rejects: Vec<Reject>,
     spans: Vec<Option<(usize, usize)>>,
@@ -84,6 +87,7 @@ impl CopyRows {
             next_row: 0,
             batch_first: 0,
             rows_in_batch: 0,
+            batch_bytes: 0,
             rejects: Vec::new(),
         })
     }
@@ -110,7 +114,14 @@ impl CopyRows {
             self.at += 19 + extension;
             self.header_seen = true;
         }
-        while self.rows_in_batch < self.batch_size && !self.ended {
+        // A batch ends at `batch_size` rows, at `BATCH_BYTES` of values (Utf8 offsets are
+        // 32-bit: 64k rows of 40 KiB documents would overflow them), or at `batch_size`
+        // rejected rows (a slice where every row fails must not pile up in memory).
+        while self.rows_in_batch < self.batch_size
+            && self.batch_bytes < BATCH_BYTES
+            && self.rejects.len() < self.batch_size
+            && !self.ended
+        {
             let row_start = self.at;
             let data = &self.buffer[row_start..];
             let Some(count) = data.get(..2).map(|b| i16::from_be_bytes([b[0], b[1]])) else {
@@ -192,6 +203,7 @@ impl CopyRows {
                 decoder.append(span.map(|(s, e)| &self.buffer[s..e]));
             }
             self.rows_in_batch += 1;
+            self.batch_bytes += pos;
         }
         Ok(true)
     }
@@ -233,6 +245,7 @@ impl CopyRows {
         // The next batch starts after every row decoded so far, rejected ones included.
         self.batch_first = self.next_row;
         self.rows_in_batch = 0;
+        self.batch_bytes = 0;
         let rejected: Vec<Reject> = self
             .rejects
             .drain(..)
@@ -393,9 +406,14 @@ async fn begin(database: &Database, slice: &SqlSlice) -> Result<tokio_postgres::
         setup.push_str(&format!("SET TRANSACTION SNAPSHOT {};", quote_literal(id)));
     }
     client.batch_execute(&setup).await.map_err(|e| {
-        let gone = e
-            .as_db_error()
-            .is_some_and(|db| db.message().contains("snapshot"));
+        // SET TRANSACTION SNAPSHOT refuses an id whose exporting transaction ended with
+        // invalid_parameter_value ("invalid snapshot identifier"), whatever the language.
+        let gone = slice.snapshot.is_some()
+            && e.as_db_error().is_some_and(|db| {
+                *db.code() == tokio_postgres::error::SqlState::INVALID_PARAMETER_VALUE
+                    || *db.code()
+                        == tokio_postgres::error::SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE
+            });
         if gone {
             // The planner's transaction ended (failover, database restart): the job takes a
             // new snapshot and runs its SQL tasks again; this attempt is not to blame.

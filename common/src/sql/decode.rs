@@ -337,34 +337,35 @@ fn numeric(v: &[u8], precision: u8, scale: i8) -> Result<i128, String> {
     }
     let too_many_digits =
         || format!("Decimal input should have no more than {precision} digits in total");
-    let mut acc: i128 = 0;
+    let too_many_places = || {
+        format!(
+            "Decimal input should have no more than {scale} decimal place{}",
+            if scale == 1 { "" } else { "s" }
+        )
+    };
+    // Each base-10000 group is scaled to the column's places on its own, so no intermediate
+    // sum grows past what the column holds (38 digits fit i128; 40 would not).
+    let mut value: i128 = 0;
     for i in 0..ndigits {
         let digit = i128::from(word(4 + i)?);
-        acc = acc
-            .checked_mul(10_000)
-            .and_then(|a| a.checked_add(digit))
-            .ok_or_else(too_many_digits)?;
-    }
-    // The digits stand for acc × 10000^(weight − ndigits + 1); the column wants × 10^scale.
-    let shift = 4 * (weight - ndigits as i32 + 1) + i32::from(scale);
-    let value = if shift >= 0 {
-        10i128
-            .checked_pow(shift as u32)
-            .and_then(|p| acc.checked_mul(p))
-            .ok_or_else(too_many_digits)?
-    } else {
-        let divisor = 10i128.checked_pow((-shift) as u32);
-        match divisor {
-            Some(d) if acc % d == 0 => acc / d,
-            _ if acc == 0 => 0,
-            _ => {
-                return Err(format!(
-                    "Decimal input should have no more than {scale} decimal place{}",
-                    if scale == 1 { "" } else { "s" }
-                ));
-            }
+        if digit == 0 {
+            continue;
         }
-    };
+        // This group stands for digit × 10^(4·(weight − i)); the column wants × 10^scale.
+        let exponent = 4 * (weight - i as i32) + i32::from(scale);
+        let term = if exponent >= 0 {
+            10i128
+                .checked_pow(exponent as u32)
+                .and_then(|p| digit.checked_mul(p))
+                .ok_or_else(too_many_digits)?
+        } else {
+            match 10i128.checked_pow((-exponent) as u32) {
+                Some(d) if digit % d == 0 => digit / d,
+                _ => return Err(too_many_places()),
+            }
+        };
+        value = value.checked_add(term).ok_or_else(too_many_digits)?;
+    }
     if value.unsigned_abs() >= 10u128.pow(u32::from(precision)) {
         return Err(too_many_digits());
     }
@@ -390,7 +391,8 @@ fn array_items(v: &[u8]) -> Result<Vec<Option<&[u8]>>, String> {
     }
     let count = int(12)?.max(0) as usize;
     let mut at = 20;
-    let mut items = Vec::with_capacity(count);
+    // The count comes from the wire: never reserve more than the value could hold.
+    let mut items = Vec::with_capacity(count.min(v.len() / 4));
     for _ in 0..count {
         let len = int(at)?;
         at += 4;
@@ -435,9 +437,19 @@ mod tests {
         assert_eq!(numeric(&zero, 10, 2), Ok(0));
         let nan = numeric_bytes(&[], 0, 0xC000, 0);
         assert!(numeric(&nan, 10, 2).unwrap_err().contains("NaN"));
-        // 1e30 with 18 places does not fit 38 digits... it does: 31 + 18 = 49 > 38.
+        // 1e28 with 18 places: 29 + 18 = 47 digits, more than 38.
         let big = numeric_bytes(&[1], 7, 0, 0);
         assert!(numeric(&big, 38, 18).unwrap_err().contains("38 digits"));
+        // 20 + 18 digits, ten groups: fits Decimal128(38, 18) exactly.
+        let widest = numeric_bytes(
+            &[9999, 9999, 9999, 9999, 9999, 9999, 9999, 9999, 9999, 9900],
+            4,
+            0,
+            18,
+        );
+        assert_eq!(numeric(&widest, 38, 18), Ok(10i128.pow(38) - 1));
+        // Zero in a column of many places.
+        assert_eq!(numeric(&zero, 38, 37), Ok(0));
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub struct SqlRequest {
     pub since_column: Option<String>,
     /// Export only rows whose `since_column` is above this (the last run's high-water mark).
     pub since: Option<String>,
+    /// ... and at or below this (the range an earlier planning of the same job fixed).
+    pub until: Option<String>,
     pub partition_size: u64,
     pub min_tasks: Option<u32>,
 }
@@ -73,7 +75,12 @@ pub async fn plan_sql(url: &str, request: &SqlRequest) -> Result<SqlPlan> {
             let relation = format!("table {qualified}");
             (qualified.clone(), relation, Some((oid, kind)))
         }
-        (None, Some(query)) => (format!("({query}) AS q"), "query".to_string(), None),
+        (None, Some(query)) => {
+            // A query as users write it: a trailing `;` or `-- comment` must not break the
+            // subquery around it.
+            let query = query.trim().trim_end_matches(';').trim_end();
+            (format!("({query}\n) AS q"), "query".to_string(), None)
+        }
         (Some(_), Some(_)) => {
             return Err(Error::config("give either --table or --query, not both"));
         }
@@ -137,14 +144,20 @@ pub async fn plan_sql(url: &str, request: &SqlRequest) -> Result<SqlPlan> {
                 ty.name()
             )));
         }
+        let col = quote_ident(column);
+        let bound = |value: &str| format!("{}::{}", quote_literal(value), ty.name());
+        let mut conditions = Vec::new();
         if let Some(since) = &request.since {
-            filter = Some(format!(
-                "{} > {}::{}",
-                quote_ident(column),
-                quote_literal(since),
-                ty.name()
-            ));
+            conditions.push(format!("{col} > {}", bound(since)));
         }
+        if let Some(until) = &request.until {
+            // Planned before (a new snapshot after a failover): the same range again.
+            conditions.push(format!("{col} <= {}", bound(until)));
+            high_water = Some(until.clone());
+        }
+        filter = (!conditions.is_empty()).then(|| conditions.join(" AND "));
+    }
+    if let (Some(column), None) = (&request.since_column, &request.until) {
         let mark = client
             .query_one(
                 &format!(
@@ -159,6 +172,20 @@ pub async fn plan_sql(url: &str, request: &SqlRequest) -> Result<SqlPlan> {
         high_water = mark
             .get::<_, Option<String>>(0)
             .or_else(|| request.since.clone());
+        // Rows above the mark that commit later belong to the next run, not to this one.
+        if let Some(mark) = &high_water {
+            let ty = column_type(column)?;
+            let upper = format!(
+                "{} <= {}::{}",
+                quote_ident(column),
+                quote_literal(mark),
+                ty.name()
+            );
+            filter = Some(match filter {
+                Some(f) => format!("{f} AND {upper}"),
+                None => upper,
+            });
+        }
     }
 
     let mut slices = Vec::new();
@@ -180,7 +207,7 @@ pub async fn plan_sql(url: &str, request: &SqlRequest) -> Result<SqlPlan> {
             }
             // The planner's estimate of the result; at least a slice per task slot, as the
             // column was asked for (ConnectorX's partition_num, Spark's numPartitions).
-            let bytes = estimated_bytes(client, &select(None)).await.unwrap_or(0);
+            let bytes = estimated_bytes(&database, client, &select(None), &relation).await?;
             let slots = u64::from(request.min_tasks.unwrap_or(1));
             let n = slice_count(bytes, request).max(slots.min(MAX_SLICES));
             let bounds = value_bounds(client, &from, column, &ty, filter.as_deref(), n)
@@ -222,7 +249,9 @@ pub async fn plan_sql(url: &str, request: &SqlRequest) -> Result<SqlPlan> {
                 )
                 .await
                 .map_err(|e| db_error(&format!("sizing {relation}"), e))?;
-            let (bytes, block): (i64, i64) = (row.get(0), row.get(1));
+            // NULL when the table was dropped meanwhile.
+            let bytes: i64 = row.try_get::<_, Option<i64>>(0).ok().flatten().unwrap_or(0);
+            let block: i64 = row.try_get(1).unwrap_or(8192);
             let pages = (bytes / block.max(1)).max(0) as u64;
             let n = slice_count(bytes as u64, request).min(pages.max(1));
             let step = pages.div_ceil(n).max(1);
@@ -256,7 +285,7 @@ pub async fn plan_sql(url: &str, request: &SqlRequest) -> Result<SqlPlan> {
         }
         // Views, partitioned parents, foreign tables, queries: one slice.
         _ => {
-            let bytes = estimated_bytes(client, &select(None)).await.unwrap_or(0);
+            let bytes = estimated_bytes(&database, client, &select(None), &relation).await?;
             slices.push(SqlSlice {
                 relation: relation.clone(),
                 select: select(None),
@@ -315,22 +344,33 @@ fn orderable(ty: &Type) -> bool {
     )
 }
 
-/// The planner's estimate of what a query returns, in bytes (rows × width).
-async fn estimated_bytes(client: &tokio_postgres::Client, select: &str) -> Option<u64> {
+/// The planner's estimate of what a query returns, in bytes (rows × width). EXPLAIN also
+/// checks the query's privileges (preparing it does not): a query on a table the role cannot
+/// read fails here, at planning, in one line.
+async fn estimated_bytes(
+    database: &Database,
+    client: &tokio_postgres::Client,
+    select: &str,
+    relation: &str,
+) -> Result<u64> {
     // The simple protocol returns the plan as text (the extended one would need a json type).
     let messages = client
         .simple_query(&format!("EXPLAIN (FORMAT JSON) {select}"))
         .await
-        .ok()?;
+        .map_err(|e| database.error(&format!("reading {relation}"), &e))?;
     let plan = messages.iter().find_map(|m| match m {
         tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
         _ => None,
-    })?;
-    let plan: serde_json::Value = serde_json::from_str(&plan).ok()?;
-    let top = plan.get(0)?.get("Plan")?;
-    let rows = top.get("Plan Rows")?.as_f64()?;
-    let width = top.get("Plan Width")?.as_f64()?;
-    Some((rows * width.max(1.0)) as u64)
+    });
+    let estimate = plan
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|plan| {
+            let top = plan.get(0)?.get("Plan")?.clone();
+            let rows = top.get("Plan Rows")?.as_f64()?;
+            let width = top.get("Plan Width")?.as_f64()?;
+            Some((rows * width.max(1.0)) as u64)
+        });
+    Ok(estimate.unwrap_or(0))
 }
 
 /// Up to `n - 1` distinct cut points between the column's smallest and largest value, spread
@@ -372,7 +412,7 @@ async fn value_bounds(
         Type::FLOAT4 | Type::FLOAT8 => {
             format!("({lo}::float8 + ({hi}::float8 - {lo}::float8) * g / {n})::{t}")
         }
-        Type::DATE => format!("({lo}::date + (({hi}::date - {lo}::date) * g / {n})::int)"),
+        Type::DATE => format!("({lo}::date + (({hi}::date - {lo}::date)::int8 * g / {n})::int)"),
         _ => format!("({lo}::{t} + ({hi}::{t} - {lo}::{t}) * g / {n})"),
     };
     let rows = client

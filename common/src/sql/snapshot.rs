@@ -63,10 +63,15 @@ impl Snapshot {
         !self.client.is_closed()
     }
 
-    /// Resolves when the transaction is gone.
-    pub async fn lost(&self) {
-        while self.is_alive() {
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    /// Whether the transaction still answers within `patience`: a host that vanished without
+    /// closing the connection (no FIN) is noticed too.
+    pub async fn answers(&self, patience: std::time::Duration) -> bool {
+        if !self.is_alive() {
+            return false;
         }
+        matches!(
+            tokio::time::timeout(patience, self.client.simple_query("SELECT 1")).await,
+            Ok(Ok(_))
+        )
     }
 }

@@ -1,5 +1,5 @@
-//! TLS to PostgreSQL with libpq's `sslmode` meanings, through rustls (ring):
-//! `require` encrypts without checking the server's certificate (unless a root certificate is
+//! TLS to PostgreSQL with libpq's `sslmode` meanings, through rustls (ring): `prefer` (the
+//! default) encrypts when the server offers TLS and falls back to plain; `require` encrypts without checking the server's certificate (unless a root certificate is
 //! given, which makes it `verify-ca`, as in libpq); `verify-ca` checks the chain against the
 //! root certificate; `verify-full` checks the chain and that it names the host. Roots come from
 //! `sslrootcert` (URL), `PGSSLROOTCERT`, or `~/.postgresql/root.crt`.
@@ -18,6 +18,8 @@ use std::sync::Arc;
 #[derive(Clone, Debug, PartialEq)]
 pub enum TlsMode {
     Off,
+    /// libpq's default: TLS when the server offers it (unverified, as `require`), else plain.
+    Prefer,
     Require,
     VerifyCa,
     VerifyFull,
@@ -26,8 +28,8 @@ pub enum TlsMode {
 impl TlsMode {
     pub fn parse(mode: &str, shown: &str) -> Result<Self> {
         Ok(match mode {
-            // `prefer` without a TLS-capable attempt first: connections are plain.
-            "disable" | "allow" | "prefer" => Self::Off,
+            "disable" | "allow" => Self::Off,
+            "prefer" => Self::Prefer,
             "require" => Self::Require,
             "verify-ca" => Self::VerifyCa,
             "verify-full" => Self::VerifyFull,
@@ -66,7 +68,7 @@ pub fn client_config(mode: &TlsMode, roots: Option<PathBuf>, shown: &str) -> Res
         (mode, _) => mode,
     };
     let config = match mode {
-        TlsMode::Require => builder
+        TlsMode::Prefer | TlsMode::Require => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(Unverified(provider)))
             .with_no_client_auth(),

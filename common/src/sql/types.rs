@@ -129,6 +129,11 @@ fn numeric(typmod: i32) -> Result<ColumnType, String> {
     let precision = (bits >> 16) & 0xffff;
     // The scale is an 11-bit signed number since PostgreSQL 15 (numeric(5, -2)).
     let scale = ((bits & 0x7ff) ^ 0x400) - 0x400;
+    if scale > precision {
+        return Err(format!(
+            "numeric({precision},{scale}) has more places than digits, which Decimal128 cannot hold (cast it in --query)"
+        ));
+    }
     if !(1..=38).contains(&precision) {
         return Err(format!(
             "numeric({precision},{scale}) has more than 38 digits, more than Decimal128 holds (cast it in --query, e.g. to text)"

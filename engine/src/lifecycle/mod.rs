@@ -218,8 +218,9 @@ impl Lifecycle {
         }
         // An incremental job starts above the mark its last successful run left (unless
         // `since` is given: a first bound, or a backfill).
-        if let (Some(name), Some(_), None) = (&spec.name, &spec.since_column, &spec.since) {
-            spec.since = self.store.mark(name).await?;
+        if let (Some(mark), None) = (spec.mark_name(), &spec.since) {
+            spec.since = self.store.mark(&mark).await?;
+            spec.until = None;
         }
         let job_id = new_job_id();
         tracing::Span::current().record("job", job_id.as_str());
@@ -315,6 +316,7 @@ impl Lifecycle {
                 snapshot: Some(snapshot),
                 snapshots: 1,
                 high_water: database.high_water,
+                renewing: false,
             });
         }
         self.jobs.lock().await.insert(job_id.clone(), entry);
@@ -445,6 +447,7 @@ impl Lifecycle {
         job.report = report;
         job.started = Instant::now();
         let tasks = job.slots.len() as u32;
+        let reads_database = job.reads_database;
         drop(jobs);
         if let Ok(mut done) = self.wrapped_up.lock() {
             done.remove(job_id);
@@ -452,6 +455,12 @@ impl Lifecycle {
         tracing::info!(job = job_id, tasks = remaining, "resuming a named job");
         if remaining == 0 {
             self.spawn_finish(job_id);
+        } else if reads_database {
+            // The ended run's snapshot is gone with it: the tasks left, and those done under
+            // the old snapshot, read again under a new one (never two snapshots in one output).
+            let me = self.clone();
+            let id = job_id.to_string();
+            tokio::spawn(async move { me.resnapshot(&id).await });
         }
         self.work.notify_waiters();
         Submitted {
@@ -643,12 +652,17 @@ impl Lifecycle {
         let Some(job) = jobs.get_mut(job_id) else {
             return Ok(true);
         };
-        if let Some(slot) = job.slots.get_mut(&result.index) {
+        {
             // The table moved on while the store took the result: a database job took a new
             // snapshot and reset the task (its store keys go too). Rows of the old snapshot
             // must not be committed beside the new one's.
+            let resnapshotting = job.reads_database && current_snapshot(job).is_none();
+            let Some(slot) = job.slots.get_mut(&result.index) else {
+                return Ok(true);
+            };
             let current = match &slot.status {
-                TaskStatus::Running { token: t, .. } => *t == token,
+                // While a new snapshot is taken every attempt of the old one is void.
+                TaskStatus::Running { token: t, .. } => *t == token && !resnapshotting,
                 TaskStatus::Done(done) => done.attempt == result.attempt,
                 _ => false,
             };
@@ -704,6 +718,17 @@ impl Lifecycle {
             );
             if !owns || job.ended() {
                 return Ok(()); // a stale attempt: the task is already elsewhere
+            }
+            // A database task that failed may have found the snapshot gone (a host that
+            // vanished without closing the connection): look now rather than at the next probe.
+            if let Some(snapshot) = current_snapshot(job) {
+                let (me, id) = (self.clone(), job_id.to_string());
+                tokio::spawn(async move {
+                    if !snapshot.answers(SNAPSHOT_PATIENCE).await {
+                        drop(snapshot);
+                        me.resnapshot(&id).await;
+                    }
+                });
             }
             self.settle(job, index, kind, message)
         };
@@ -954,12 +979,9 @@ impl Lifecycle {
             let _ = write_report(&self.storage, &config, &report).await;
         }
         // The output is published: the next incremental run starts above what it holds.
-        if let (JobState::Succeeded, Some(name), Some(_), Some(mark)) = (
-            report.state,
-            &config.spec.name,
-            &config.spec.since_column,
-            &report.high_water,
-        ) && let Err(e) = persist("the job's mark", &job_id, || store.set_mark(name, mark)).await
+        if let (JobState::Succeeded, Some(name), Some(mark)) =
+            (report.state, config.spec.mark_name(), &config.spec.until)
+            && let Err(e) = persist("the job's mark", &job_id, || store.set_mark(&name, mark)).await
         {
             tracing::error!(job = report.job_id, error = %e, "could not record the job's mark");
         }
@@ -1329,12 +1351,12 @@ impl Lifecycle {
         let (me, job_id) = (Arc::downgrade(self), job_id.to_string());
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                tokio::time::sleep(SNAPSHOT_PROBE).await;
                 // Dropped on purpose (all rows read, the job ended): nothing to watch.
                 let Some(snapshot) = held.upgrade() else {
                     return;
                 };
-                if snapshot.is_alive() {
+                if snapshot.answers(SNAPSHOT_PATIENCE).await {
                     continue;
                 }
                 drop(snapshot);
@@ -1352,7 +1374,7 @@ impl Lifecycle {
     /// late result is refused), so no output ever mixes two snapshots. Runs after a failover
     /// (the old leader's transaction is gone with it) and when the snapshot is lost.
     pub async fn resnapshot(self: &Arc<Self>, job_id: &str) {
-        let config = {
+        let (config, entry) = {
             let mut jobs = self.jobs.lock().await;
             let Some(job) = jobs.get_mut(job_id) else {
                 return;
@@ -1361,14 +1383,49 @@ impl Lifecycle {
                 return;
             }
             // Reloaded after a failover: the old leader's snapshot was the first.
+            let first = job.report.snapshots.max(1);
             let view = job.database.get_or_insert(DatabaseView {
                 snapshot: None,
-                snapshots: job.report.snapshots.max(1),
+                snapshots: first,
                 high_water: None,
+                renewing: false,
             });
+            if view.renewing {
+                return; // one is being taken already
+            }
             view.snapshot = None;
-            job.config.clone()
+            if view.snapshots >= MAX_SNAPSHOTS {
+                let message = format!(
+                    "the job's database snapshot was lost {} times; nothing was mixed, but the job gives up (check the database's stability and idle_in_transaction_session_timeout)",
+                    view.snapshots
+                );
+                let ended = self.end_job(job, JobState::Failed, message);
+                drop(jobs);
+                self.wrap_up(ended).await;
+                return;
+            }
+            view.renewing = true;
+            (job.config.clone(), job.started)
         };
+        self.renew_snapshot(job_id, config, entry).await;
+        // Whatever happened, the next loss may be handled (by this entry: a reloaded one has
+        // its own flag).
+        if let Some(job) = self.jobs.lock().await.get_mut(job_id)
+            && job.started == entry
+            && let Some(view) = job.database.as_mut()
+        {
+            view.renewing = false;
+        }
+    }
+
+    /// `resnapshot`'s work, on the table entry that started at `entry` (a failover may replace
+    /// the entry meanwhile: then this stops).
+    async fn renew_snapshot(
+        self: &Arc<Self>,
+        job_id: &str,
+        config: Arc<JobConfig>,
+        entry: Instant,
+    ) {
         // The same planning, under a new snapshot: its slices are the stored ones (the first
         // and last are open-ended), its high-water mark is the new snapshot's.
         let mut attempt = 0;
@@ -1384,7 +1441,7 @@ impl Lifecycle {
                 Err(e) => {
                     let ended = {
                         let mut jobs = self.jobs.lock().await;
-                        jobs.get_mut(job_id).and_then(|job| {
+                        jobs.get_mut(job_id).filter(|j| j.started == entry).and_then(|job| {
                             let message = format!(
                                 "the job's database snapshot was lost and no new one could be taken: {e}"
                             );
@@ -1404,7 +1461,7 @@ impl Lifecycle {
         // task is handed out meanwhile (the job holds no snapshot), so the set cannot grow.
         let reset: Vec<u32> = {
             let jobs = self.jobs.lock().await;
-            let Some(job) = jobs.get(job_id) else {
+            let Some(job) = jobs.get(job_id).filter(|j| j.started == entry) else {
                 return;
             };
             if job.ended() || job.report.state == JobState::Committing {
@@ -1431,7 +1488,7 @@ impl Lifecycle {
         }
         let stale = {
             let mut jobs = self.jobs.lock().await;
-            let Some(job) = jobs.get_mut(job_id) else {
+            let Some(job) = jobs.get_mut(job_id).filter(|j| j.started == entry) else {
                 return;
             };
             if job.ended() || job.report.state == JobState::Committing {
@@ -1457,6 +1514,7 @@ impl Lifecycle {
                 snapshot: None,
                 snapshots: 0,
                 high_water: None,
+                renewing: true,
             });
             view.snapshots += 1;
             view.high_water = planned.high_water;
@@ -1497,6 +1555,12 @@ impl Lifecycle {
         self.jobs.lock().await.clear();
     }
 }
+
+/// How often a database job's snapshot is checked, and how long it may take to answer.
+const SNAPSHOT_PROBE: std::time::Duration = std::time::Duration::from_secs(2);
+const SNAPSHOT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+/// A job whose snapshot keeps being lost gives up after this many.
+const MAX_SNAPSHOTS: u32 = 10;
 
 /// The snapshot a database job's tasks must enter now (`None`: none is held).
 fn current_snapshot(job: &JobEntry) -> Option<Arc<zoopipe_common::sql::Snapshot>> {

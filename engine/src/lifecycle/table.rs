@@ -80,6 +80,8 @@ pub struct DatabaseView {
     pub snapshots: u32,
     /// The largest `since_column` value the job exports, under the current snapshot.
     pub high_water: Option<String>,
+    /// A new snapshot is being taken (`Lifecycle::resnapshot`): never two at once.
+    pub renewing: bool,
 }
 
 /// What a running attempt has read so far (from its worker's heartbeats).
