@@ -30,6 +30,13 @@ of it; Polars runs the two sinks and the row count as one plan
 
 --no-schema (CSV only): convert to D/data.parquet (zstd) with the engine's own
 type inference, no checks; valid = rows written, invalid = 0.
+
+Object storage (Polars, validation job only; bench/small_files.sh): --input may be a URL
+such as 's3://bucket/prefix/*.csv' (a glob over many objects) and --out-dir a URL prefix;
+--storage-options '{"aws_endpoint_url": ..., ...}' (JSON) is passed to the scan and to the
+sinks as Polars' storage_options, with credential_provider=None (the keys given are the
+credentials). With an output URL, valid / invalid come from the plan's own count (the
+caller reads the footers back), not from local Parquet footers.
 """
 import argparse
 import json
@@ -155,18 +162,26 @@ def run_duckdb(inp, out_dir, threads, fmt):
     return rows_read, valid, invalid
 
 
-def run_polars(inp, out_dir, threads, fmt):
+def is_url(path):
+    return "://" in path
+
+
+def run_polars(inp, out_dir, threads, fmt, storage_options=None):
     # The thread pool size is fixed when polars is first imported.
     os.environ["POLARS_MAX_THREADS"] = str(threads)
     import polars as pl
 
+    # Object storage: the same options for the scan and (for an output URL) the sinks.
+    cloud = {"storage_options": storage_options, "credential_provider": None} if storage_options else {}
+    src_cloud = cloud if is_url(inp) else {}
+    out_cloud = cloud if is_url(out_dir) else {}
     if fmt == "csv":
-        lf = pl.scan_csv(inp, has_header=True, infer_schema=False, empty_string_is_null=True)
+        lf = pl.scan_csv(inp, has_header=True, infer_schema=False, empty_string_is_null=True, **src_cloud)
     elif fmt == "jsonl":
         # Every value as text: a JSON number/bool becomes its JSON text, "abc" stays abc.
-        lf = pl.scan_ndjson(inp, schema={c: pl.String for c in COLUMNS})
+        lf = pl.scan_ndjson(inp, schema={c: pl.String for c in COLUMNS}, **src_cloud)
     else:
-        lf = pl.scan_parquet(inp)
+        lf = pl.scan_parquet(inp, **src_cloud)
     src = lf.collect_schema()
     missing = [c for c in COLUMNS if c not in src]
     if missing:
@@ -221,17 +236,24 @@ def run_polars(inp, out_dir, threads, fmt):
     valid_lf = checked.filter(pl.col("reason") == "").select([t[c].alias(c) for c in COLUMNS])
     # Errors: the input's values (text, or typed for typed input) + reason.
     err_lf = checked.filter(pl.col("reason") != "").select(COLUMNS + ["reason"])
-    valid_path = os.path.join(out_dir, "valid.parquet")
-    err_path = os.path.join(out_dir, "errors.parquet")
+    if is_url(out_dir):
+        valid_path = out_dir.rstrip("/") + "/valid.parquet"
+        err_path = out_dir.rstrip("/") + "/errors.parquet"
+    else:
+        valid_path = os.path.join(out_dir, "valid.parquet")
+        err_path = os.path.join(out_dir, "errors.parquet")
     count_lf = checked.select(
         pl.len().alias("read"), (pl.col("reason") == "").sum().alias("valid")
     )
     _, _, counts = pl.collect_all([
-        valid_lf.sink_parquet(valid_path, compression="zstd", lazy=True),
-        err_lf.sink_parquet(err_path, compression="zstd", lazy=True),
+        valid_lf.sink_parquet(valid_path, compression="zstd", lazy=True, **out_cloud),
+        err_lf.sink_parquet(err_path, compression="zstd", lazy=True, **out_cloud),
         count_lf,
     ], engine="streaming")
     rows_read = int(counts["read"][0])
+    if is_url(out_dir):
+        valid = int(counts["valid"][0])
+        return rows_read, valid, rows_read - valid
     # Count what was actually written, from the Parquet footers.
     import pyarrow.parquet as pq
     valid = pq.ParquetFile(valid_path).metadata.num_rows
@@ -279,9 +301,16 @@ def main(argv=None):
                     help="input format (default: from the extension)")
     ap.add_argument("--no-schema", action="store_true",
                     help="no validation: convert the CSV to Parquet with inferred types")
+    ap.add_argument("--storage-options", metavar="JSON",
+                    help="Polars storage_options (a JSON object) for URL inputs / outputs (s3://...)")
     a = ap.parse_args(argv)
-    os.makedirs(a.out_dir, exist_ok=True)
-    inp, out_dir = os.path.abspath(a.input), os.path.abspath(a.out_dir)
+    storage_options = json.loads(a.storage_options) if a.storage_options else None
+    if (is_url(a.input) or is_url(a.out_dir)) and (a.engine != "polars" or a.no_schema):
+        ap.error("URL inputs / outputs are only implemented for --engine polars with a schema")
+    if not is_url(a.out_dir):
+        os.makedirs(a.out_dir, exist_ok=True)
+    inp = a.input if is_url(a.input) else os.path.abspath(a.input)
+    out_dir = a.out_dir if is_url(a.out_dir) else os.path.abspath(a.out_dir)
     fmt = a.format or input_format(inp)
     if a.no_schema:
         if fmt != "csv":
@@ -289,8 +318,10 @@ def main(argv=None):
         fn = convert_duckdb if a.engine == "duckdb" else convert_polars
         rows_read, valid, invalid = fn(inp, out_dir, a.threads)
     else:
-        fn = run_duckdb if a.engine == "duckdb" else run_polars
-        rows_read, valid, invalid = fn(inp, out_dir, a.threads, fmt)
+        if a.engine == "duckdb":
+            rows_read, valid, invalid = run_duckdb(inp, out_dir, a.threads, fmt)
+        else:
+            rows_read, valid, invalid = run_polars(inp, out_dir, a.threads, fmt, storage_options)
     print(json.dumps({"engine": a.engine, "threads": a.threads, "format": fmt,
                       "schema": not a.no_schema, "rows_read": rows_read,
                       "rows_valid": valid, "rows_invalid": invalid}), flush=True)

@@ -33,6 +33,18 @@ pub fn print(report: &JobReport) {
     for (k, v) in rows {
         table.add_row(vec![k.to_string(), v]);
     }
+    if report.snapshots > 1 {
+        table.add_row(vec![
+            "snapshots".to_string(),
+            format!(
+                "{} (a lost one was replaced: every task read again under the last)",
+                report.snapshots
+            ),
+        ]);
+    }
+    if let Some(mark) = &report.high_water {
+        table.add_row(vec!["exported up to".to_string(), mark.clone()]);
+    }
     if !report.errors_by_field.is_empty() {
         let mut by_field: Vec<_> = report.errors_by_field.iter().collect();
         by_field.sort_by(|a, b| b.1.cmp(a.1));

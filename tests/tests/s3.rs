@@ -249,3 +249,80 @@ fn a_failed_job_leaves_no_object_and_no_open_upload() {
     }
     assert_eq!(s3::open_uploads(&lake), 0);
 }
+
+#[test]
+fn small_objects_fetched_ahead_keep_their_order_and_their_pins() {
+    // One task of 200 small objects: their GETs overlap (fetched ahead), their rows do not
+    // move, and an object rewritten after planning still fails the job in one line.
+    let (raw, lake) = (unique("raw"), unique("lake"));
+    s3::create_bucket(&raw);
+    s3::create_bucket(&lake);
+    let mut expected = Vec::new();
+    for f in 0..200 {
+        let mut text = String::from("id,name\n");
+        for r in 0..40 {
+            let id = f * 40 + r;
+            text.push_str(&format!("{id},name-{id}\n"));
+            expected.push(id.to_string());
+        }
+        s3::put(&raw, &format!("small/obj-{f:04}.csv"), text.into_bytes());
+    }
+    let report = run_ok(&[
+        "run",
+        "--input",
+        &format!("s3://{raw}/small/"),
+        "--output",
+        &format!("s3://{lake}/out/"),
+        "--format",
+        "jsonl",
+        "--workers",
+        "1",
+        "--partition-size",
+        "1GiB",
+    ]);
+    assert_eq!(report["partitions"]["total"], 1, "{report:#}");
+    assert_eq!(report["total_processed"], 8000, "{report:#}");
+    let part = String::from_utf8(s3::get(&lake, "out/part-00000.jsonl")).unwrap();
+    let ids: Vec<String> = part
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].to_string())
+        .collect();
+    assert_eq!(ids, expected, "rows in object order");
+
+    let child = Command::new(zoopipectl())
+        .args(["run", "--input", &format!("s3://{raw}/small/"), "--output"])
+        .arg(format!("s3://{lake}/again/"))
+        .args([
+            "--workers",
+            "1",
+            "--partition-size",
+            "1GiB",
+            "--batch-size",
+            "40",
+        ])
+        .env("ZOOPIPE_WORKER_BATCH_DELAY_MS", "20")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    s3::put(
+        &raw,
+        "small/obj-0190.csv",
+        b"id,name\n1,rewritten\n".to_vec(),
+    );
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("obj-0190.csv changed since the job was planned"),
+        "{stderr}"
+    );
+    let left = s3::list(&lake, "again/");
+    assert!(
+        !left
+            .iter()
+            .any(|n| n.contains("part-") || n.ends_with("_SUCCESS")),
+        "nothing published: {left:?}"
+    );
+}

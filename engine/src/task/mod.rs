@@ -3,6 +3,7 @@
 //! (invisible) for the commit. The fleet worker and the embedded runner both call `attempt`.
 
 mod batch;
+mod prefetch;
 mod process;
 mod progress;
 mod source;

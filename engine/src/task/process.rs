@@ -2,6 +2,7 @@
 //! from its surroundings.
 
 use super::batch::{count_errors, route};
+use super::prefetch::Prefetch;
 use super::progress::Progress;
 use super::source::read_split;
 use std::sync::Arc;
@@ -184,11 +185,19 @@ pub fn process_blocking(
         reported_bytes = bytes;
         Ok(())
     };
-    for split in &task.splits {
-        if let Some(range) = read_split(ctx, job, split, &counter, &mut on_batch)? {
+    let mut prefetch = Prefetch::new(
+        &task.splits,
+        ctx.storage.clone(),
+        ctx.runtime.clone(),
+        counter.clone(),
+    );
+    for (i, split) in task.splits.iter().enumerate() {
+        let fetched = prefetch.take(i).transpose()?;
+        if let Some(range) = read_split(ctx, job, split, fetched, &counter, &mut on_batch)? {
             result.ranges.push(range);
         }
     }
+    drop(prefetch);
     let bytes = counter.load(Ordering::Relaxed);
     Progress::add(&ctx.progress.bytes_read, bytes - reported_bytes);
     let output = PartInfo::new(output.finish()?, result.rows_valid);

@@ -17,12 +17,13 @@ use zoopipe_common::{Error, Result};
 
 const READ_BUFFER: usize = 256 * 1024;
 
-/// Read one split through its format's `BatchSource`; byte-range splits also report how their
-/// records lined up.
+/// Read one split through its format's `BatchSource` (`fetched`: its whole content, fetched
+/// ahead); byte-range splits also report how their records lined up.
 pub fn read_split(
     ctx: &TaskContext,
     job: &JobConfig,
     split: &Split,
+    fetched: Option<bytes::Bytes>,
     counter: &ReadCounter,
     emit: &mut dyn FnMut(SourceBatch) -> Result<()>,
 ) -> Result<Option<RangeReport>> {
@@ -109,7 +110,12 @@ pub fn read_split(
             }
         }
         (Format::Csv | Format::Jsonl, SplitKind::Whole) => {
-            let decoded = open_decoder(open(0, split.size), split.compression);
+            // A small object fetched ahead (`prefetch`) is read from memory.
+            let raw: Box<dyn std::io::Read + Send> = match fetched {
+                Some(bytes) => Box::new(std::io::Cursor::new(bytes)),
+                None => Box::new(open(0, split.size)),
+            };
+            let decoded = open_decoder(raw, split.compression);
             let mut reader = BufReader::with_capacity(READ_BUFFER, decoded);
             let base = skip_bom(&mut reader, split)?;
             if split.format == Format::Csv {

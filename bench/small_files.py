@@ -1,0 +1,465 @@
+#!/usr/bin/env python3
+"""Many small objects on S3: zoopipectl beside Polars, same prefix, same run (bench/small_files.sh
+sets up the venv, moto and the build, then calls this).
+
+For each --objects count N: the users rows of gen_users.py (same generator, seed and share of
+invalid rows; the first N*R rows of `gen_users.py N*R`, byte for byte) are cut into N CSV
+objects of R rows each, about --object-bytes (4 KB) with the header in every object, uploaded
+concurrently (boto3, a thread pool) to s3://bench/small-N/part-NNNNN.csv on moto's S3 server on
+loopback (bench/s3_server.py, as bench/s3.sh), and the same rows as one object
+s3://bench/one-N/users.csv. Then, for each thread count T, layout (N objects, one object) and
+engine, `repeat` runs, each a fresh process reaped with os.wait4() (wall time, peak RSS of the
+process tree, as bench.py):
+
+    zoopipe  zoopipectl run --input s3://bench/small-N/ (or s3://bench/one-N/users.csv)
+                 --output s3://bench/out-zoopipe/ --format parquet --compression zstd
+                 --schema bench/users.schema.json --workers T --quiet --report FILE
+             with AWS_ENDPOINT_URL=http://127.0.0.1:PORT AWS_ACCESS_KEY_ID=testing
+             AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
+    polars   python bench/peers.py --engine polars --threads T --format csv
+                 --input 's3://bench/small-N/*.csv' (or s3://bench/one-N/users.csv)
+                 --out-dir s3://bench/out-polars/ --storage-options '{"aws_endpoint_url": ...}'
+             (pl.scan_csv(..., storage_options=..., infer_schema=False), the checks of
+             bench/run.sh, valid and invalid rows sunk to Parquet (zstd); POLARS_MAX_THREADS=T)
+
+The output prefix is emptied before each run (not timed). After each run its valid rows are read
+back from the Parquet footers (not timed) and must equal what the engine reported; both engines
+must report the same read / valid / invalid for the same rows (otherwise an ERROR line and exit
+status 1). Every request moto answers during a run is that run's (nothing else talks to the
+server then). Prints a markdown table and writes it to the `small_files` section of RESULTS.md.
+"""
+import argparse
+import collections
+import concurrent.futures
+import datetime
+import io
+import json
+import os
+import platform
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+import gen_users  # noqa: E402
+from results_section import replace_section  # noqa: E402
+from s3 import binary_note, classify, empty_prefix, read_log, rel, start_logged_moto  # noqa: E402
+from sql import cpu_busy, cpu_model, last_json, timed  # noqa: E402
+
+BUCKET = "bench"
+ENGINES = ("zoopipe", "polars")
+LAYOUTS = ("small", "one")  # N objects of ~4 KB, the same rows as one object
+TARGET_VS_POLARS = 1.5     # the issue: >= 1.5x Polars' rows/s on the many-object prefix
+TARGET_MANY_VS_ONE = 3.0   # the issue: the many-object run within 3x of the one-object run
+CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}
+
+
+# --- The data -------------------------------------------------------------------------------
+
+def gen_lines(rows, seed, rate):
+    """The data lines of `gen_users.py ROWS OUT --seed S --invalid-rate R` (same chunks, same
+    bytes; no newline) and how many of them were made invalid."""
+    lines, bad = [], 0
+    for ci, start in enumerate(range(0, rows, gen_users.CHUNK)):
+        body, b = gen_users.chunk_lines(seed, ci, min(gen_users.CHUNK, rows - start), rate)
+        lines += body[:-1].split(b"\n")  # every chunk ends with one newline
+        bad += b
+    if len(lines) != rows:
+        raise SystemExit(f"small_files: generated {len(lines)} lines, {rows} asked")
+    return lines, bad
+
+
+def rows_per_object(object_bytes, seed, rate):
+    """Rows per object so that header + rows is about object_bytes (mean line length measured
+    on the generator's first 10 000 rows)."""
+    body, _ = gen_users.chunk_lines(seed, 0, 10_000, rate)
+    mean = len(body) / 10_000
+    return max(1, round((object_bytes - len(gen_users.HEADER)) / mean))
+
+
+def upload(s3, objects, jobs):
+    """PUT every (key, body) with `jobs` concurrent requests; seconds taken."""
+    t0 = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(jobs) as ex:
+        futures = [ex.submit(s3.put_object, Bucket=BUCKET, Key=k, Body=b) for k, b in objects]
+        for f in concurrent.futures.as_completed(futures):
+            f.result()
+    return time.perf_counter() - t0
+
+
+def prepare(s3, n, rpo, a):
+    """Generate N objects of `rpo` rows and the same rows as one object, upload both."""
+    rows = n * rpo
+    t0 = time.perf_counter()
+    lines, bad = gen_lines(rows, a.seed, a.invalid_rate)
+    head = gen_users.HEADER
+    objects = [(f"small-{n}/part-{i:05d}.csv", head + b"\n".join(lines[i * rpo:(i + 1) * rpo]) + b"\n")
+               for i in range(n)]
+    one = head + b"\n".join(lines) + b"\n"
+    del lines
+    gen_s = time.perf_counter() - t0
+    sizes = [len(b) for _, b in objects]
+    up_small = upload(s3, objects, a.upload_jobs)
+    del objects
+    up_one = upload(s3, [(f"one-{n}/users.csv", one)], 1)
+    d = {"rows": rows, "bad": bad, "small_bytes": sum(sizes), "min": min(sizes), "max": max(sizes),
+         "one_bytes": len(one), "gen_s": gen_s, "up_small_s": up_small, "up_one_s": up_one}
+    print(f"[bench] {n:,} objects x {rpo} rows ({rows:,} rows, {bad:,} made invalid): "
+          f"{d['small_bytes'] / 1e6:.1f} MB, objects {d['min']:,}..{d['max']:,} B, uploaded to "
+          f"s3://{BUCKET}/small-{n}/ in {up_small:.1f}s ({n / up_small:.0f} PUT/s, {a.upload_jobs} at once); "
+          f"one object s3://{BUCKET}/one-{n}/users.csv {len(one) / 1e6:.1f} MB in {up_one:.1f}s; "
+          f"generated in {gen_s:.1f}s", file=sys.stderr, flush=True)
+    return d
+
+
+# --- Outputs --------------------------------------------------------------------------------
+
+def hidden(relpath):
+    """Under a `_*` or `.*` folder, or named so (zoopipe's _errors/, staging, markers)."""
+    return any(p.startswith(("_", ".")) for p in relpath.split("/"))
+
+
+def output_parquet_rows(s3, out):
+    """{relative path: rows from the footer} of the *.parquet files an engine wrote under `out`
+    (an s3://bench/ prefix or a local directory), outside `_*` / `.*` paths."""
+    import pyarrow.parquet as pq
+    found = {}
+    if out.startswith("s3://"):
+        prefix = out[len(f"s3://{BUCKET}/"):]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
+            for o in page.get("Contents", []):
+                relpath = o["Key"][len(prefix):]
+                if relpath.endswith(".parquet") and not hidden(relpath):
+                    body = s3.get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read()
+                    found[relpath] = pq.ParquetFile(io.BytesIO(body)).metadata.num_rows
+    else:
+        for d, dirs, files in os.walk(out):
+            for f in files:
+                relpath = os.path.relpath(os.path.join(d, f), out).replace(os.sep, "/")
+                if relpath.endswith(".parquet") and not hidden(relpath):
+                    found[relpath] = pq.ParquetFile(os.path.join(d, f)).metadata.num_rows
+    return found
+
+
+def clear_output(s3, out):
+    if out.startswith("s3://"):
+        empty_prefix(s3, BUCKET, out[len(f"s3://{BUCKET}/"):])
+    else:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def request_mix(reqs):
+    c = collections.Counter()
+    for r in reqs:
+        op = classify(r)
+        c["GET" if op.startswith("GET") else op if op in ("LIST", "HEAD") else "write"] += 1
+    c["all"] = len(reqs)
+    return c
+
+
+def mix_text(c):
+    if not c:
+        return "-"
+    parts = [f"{c[k]:,} {k}" for k in ("GET", "HEAD", "LIST", "write") if c.get(k)]
+    return f"{c['all']:,}: " + ", ".join(parts)
+
+
+# --- Runs -----------------------------------------------------------------------------------
+
+def source(engine, layout, n):
+    if layout == "one":
+        return f"s3://{BUCKET}/one-{n}/users.csv"
+    return f"s3://{BUCKET}/small-{n}/" if engine == "zoopipe" else f"s3://{BUCKET}/small-{n}/*.csv"
+
+
+def command(engine, layout, n, threads, a, out, report):
+    if engine == "zoopipe":
+        return [a.bin, "run", "--input", source(engine, layout, n), "--output", out,
+                "--format", "parquet", "--compression", "zstd", "--schema", rel(a.schema),
+                "--workers", str(threads), "--quiet", "--report", report]
+    return [a.python, rel(os.path.join(HERE, "peers.py")), "--engine", "polars", "--threads", str(threads),
+            "--format", "csv", "--input", source(engine, layout, n), "--out-dir", out,
+            "--storage-options", json.dumps(a.storage_options)]
+
+
+def shown(cmd):
+    return shlex.join(rel(p) if os.path.isabs(p) and p.startswith(ROOT) else p for p in cmd)
+
+
+def run_cell(engine, layout, n, threads, a, s3, work, warnings):
+    """`repeat` runs of one engine on one layout at one thread count; a result dict."""
+    if a.output_to == "s3":
+        out = f"s3://{BUCKET}/out-{engine}/"
+    else:
+        out = os.path.join(work, f"out_{engine}") + "/"
+    report = os.path.join(work, "zoopipe_report.json")
+    cmd = command(engine, layout, n, threads, a, out, report)
+    env = dict(a.env, POLARS_MAX_THREADS=str(threads))
+    what = f"{n:,} objects" if layout == "small" else f"1 object (rows of {n:,})"
+    print(f"== {what}, {engine} threads={threads}: {shown(cmd)}", flush=True)
+    runs, counts, tasks, failed = [], None, None, None
+    for i in range(a.repeat):
+        clear_output(s3, out)
+        try:
+            os.remove(report)
+        except FileNotFoundError:
+            pass
+        time.sleep(0.3)  # let the request log catch up with the cleanup
+        mark = os.path.getsize(a.reqlog)
+        rc, wall, rss, sout, serr = timed(cmd, env, work)
+        time.sleep(0.3)
+        mix = request_mix(read_log(a.reqlog, mark))
+        if rc != 0:
+            failed = f"exit {rc}"
+            print(f"   run {i + 1}: FAILED (exit {rc}) after {wall:.2f}s; stderr:")
+            print("   | " + "\n   | ".join((serr.strip() or "(empty)").splitlines()[-40:]))
+            break
+        if engine == "zoopipe":
+            try:
+                with open(report) as f:
+                    rep = json.load(f)
+                got = (int(rep["total_processed"]), int(rep["total_valid"]), int(rep["total_errors"]))
+                tasks = rep.get("partitions", {}).get("total")
+            except (OSError, ValueError, KeyError, TypeError) as ex:
+                failed = f"no report ({ex})"
+        else:
+            d = last_json(sout) or {}
+            try:
+                got = (int(d["rows_read"]), int(d["rows_valid"]), int(d["rows_invalid"]))
+            except (KeyError, TypeError, ValueError):
+                failed = "no JSON counts on stdout"
+        if failed:
+            print(f"   run {i + 1}: {failed}; stderr:\n   | " + "\n   | ".join(serr.strip().splitlines()[-20:]))
+            break
+        files = output_parquet_rows(s3, out)
+        written = files.get("valid.parquet", 0) if engine == "polars" else sum(files.values())
+        print(f"   run {i + 1}: {wall:.2f}s, peak RSS {rss / 1024:.0f} MiB, read/valid/invalid "
+              f"{got[0]}/{got[1]}/{got[2]}" + (f", {tasks} tasks" if engine == "zoopipe" else "")
+              + f", {written} valid rows in {len(files)} Parquet file(s), requests {mix_text(mix)}", flush=True)
+        if written != got[1] or (engine == "polars" and files.get("errors.parquet", 0) != got[2]):
+            failed = f"wrote {written} valid rows, reported {got[1]}"
+            msg = f"ERROR: {what}, {engine} threads={threads}: {failed} (files: {files})"
+            print("   " + msg)
+            warnings.append(msg)
+            break
+        if counts is not None and got != counts:
+            msg = f"WARNING: {what}, {engine} threads={threads}: counts changed between runs: {counts} then {got}"
+            print("   " + msg)
+            warnings.append(msg)
+        counts = got
+        runs.append({"wall": wall, "rss": rss, "mix": mix})
+    clear_output(s3, out)
+    if failed and not runs:
+        return {"failed": failed, "counts": counts}
+    med = sorted(runs, key=lambda r: r["wall"])[len(runs) // 2]
+    return {"wall": statistics.median(r["wall"] for r in runs), "rss": max(r["rss"] for r in runs),
+            "runs": len(runs), "failed": failed, "counts": counts, "tasks": tasks, "mix": med["mix"]}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--objects", default="1000 10000", help="object counts, e.g. \"1000 10000\"")
+    ap.add_argument("--object-bytes", type=int, default=4096, help="about this many bytes per object")
+    ap.add_argument("--threads", default="1 2")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--engines", default=" ".join(ENGINES))
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--invalid-rate", type=float, default=0.02)
+    ap.add_argument("--output-to", choices=["s3", "local"], default="s3",
+                    help="where both engines write: the bucket (default) or a local directory")
+    ap.add_argument("--upload-jobs", type=int, default=16, help="concurrent PUTs while uploading")
+    ap.add_argument("--bin", default=os.path.join(ROOT, "target/release/zoopipectl"))
+    ap.add_argument("--schema", default=os.path.join(HERE, "users.schema.json"))
+    ap.add_argument("--python", default=sys.executable)
+    ap.add_argument("--results", default=os.path.join(HERE, "RESULTS.md"))
+    ap.add_argument("--command-line", default="bench/small_files.sh")
+    a = ap.parse_args()
+    object_counts = [int(x) for x in a.objects.split()]
+    threads = [int(t) for t in a.threads.split()]
+    engines = a.engines.split()
+    for e in engines:
+        if e not in ENGINES:
+            ap.error(f"unknown engine {e!r}; known: {' '.join(ENGINES)}")
+    if not object_counts or min(object_counts) < 1 or not threads or min(threads) < 1 or a.repeat < 1:
+        ap.error("--objects, --threads and --repeat must be positive integers")
+    have_ours = "zoopipe" in engines and os.access(a.bin, os.X_OK)
+    if "zoopipe" in engines and not have_ours:
+        print(f"NOTE: {rel(a.bin)} not found or not executable; zoopipe rows will say 'n/a'")
+    import boto3
+    from botocore.config import Config
+
+    data = os.path.join(HERE, "data")
+    os.makedirs(data, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="small-", dir=data)
+    endpoint, a.reqlog, stop_server = start_logged_moto(a.python, work)
+    # Each engine gets the loopback endpoint and the test keys: zoopipe from the AWS_* variables
+    # (as bench/s3.sh), Polars from storage_options (as the issue asks; it would also read them
+    # from the environment). Other AWS_* settings of the caller (profile, session token) are dropped.
+    a.env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    a.env.update(CREDS, AWS_ENDPOINT_URL=endpoint)
+    a.storage_options = {"aws_endpoint_url": endpoint, "aws_access_key_id": CREDS["AWS_ACCESS_KEY_ID"],
+                         "aws_secret_access_key": CREDS["AWS_SECRET_ACCESS_KEY"],
+                         "aws_region": CREDS["AWS_REGION"], "aws_allow_http": "true"}
+    results, datasets, warnings, busy = {}, {}, [], []
+    rpo = rows_per_object(a.object_bytes, a.seed, a.invalid_rate)
+    try:
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name=CREDS["AWS_REGION"],
+                          aws_access_key_id=CREDS["AWS_ACCESS_KEY_ID"],
+                          aws_secret_access_key=CREDS["AWS_SECRET_ACCESS_KEY"],
+                          config=Config(max_pool_connections=max(10, a.upload_jobs),
+                                        retries={"max_attempts": 5, "mode": "standard"}))
+        s3.create_bucket(Bucket=BUCKET)
+        print(f"== moto on {endpoint}; {rpo} rows per object (about {a.object_bytes} B)", flush=True)
+        for n in object_counts:
+            datasets[n] = prepare(s3, n, rpo, a)
+            b = cpu_busy()
+            busy.append(b)
+            if b is not None and b > 0.25:
+                msg = (f"WARNING: {b:.2f} cores were busy before the {n:,}-object runs: something else "
+                       "is using the CPU, timings are not clean")
+                print(msg, flush=True)
+                warnings.append(msg)
+            for t in threads:
+                for layout in LAYOUTS:
+                    for e in engines:
+                        if e == "zoopipe" and not have_ours:
+                            results[(n, layout, t, e)] = {"failed": "binary missing"}
+                            continue
+                        results[(n, layout, t, e)] = run_cell(e, layout, n, t, a, s3, work, warnings)
+    finally:
+        stop_server()
+        shutil.rmtree(work, ignore_errors=True)
+
+    # Counts: the same rows must give the same read / valid / invalid whatever the engine, the
+    # layout and the thread count; read = the rows uploaded. The generator's own count of rows
+    # it made invalid should match too (a WARNING only: it is the generator's word, not an engine's).
+    for n in object_counts:
+        seen = {}
+        for (n2, layout, t, e), r in results.items():
+            if n2 == n and r.get("counts"):
+                seen.setdefault(r["counts"], []).append(f"{e}@{t} {layout}")
+        if len(seen) > 1:
+            warnings.append(f"ERROR: {n:,} objects: the engines disagree on read/valid/invalid: " + "; ".join(
+                f"{'/'.join(map(str, c))} <- {', '.join(who)}" for c, who in seen.items()))
+        for c, who in seen.items():
+            if c[0] != datasets[n]["rows"]:
+                warnings.append(f"ERROR: {n:,} objects: {', '.join(who)} read {c[0]} rows, "
+                                f"{datasets[n]['rows']} uploaded")
+            elif c[2] != datasets[n]["bad"]:
+                warnings.append(f"WARNING: {n:,} objects: {', '.join(who)} found {c[2]} invalid rows, "
+                                f"the generator made {datasets[n]['bad']} invalid")
+
+    lines = ["| objects | engine | threads | median wall s | objects/s | rows/s | tasks | peak RSS MiB "
+             "| vs Polars | S3 requests (median run) | read / valid / invalid |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+    verdicts = []
+    for n in object_counts:
+        rows = datasets[n]["rows"]
+        for t in threads:
+            for layout in LAYOUTS:
+                nobj = n if layout == "small" else 1
+                label = f"{n:,}" if layout == "small" else f"1 (rows of {n:,})"
+                pl_r = results.get((n, layout, t, "polars"), {})
+                pl_rps = rows / pl_r["wall"] if "wall" in pl_r else None
+                for e in engines:
+                    r = results[(n, layout, t, e)]
+                    c = r.get("counts")
+                    cs = f"{c[0]} / {c[1]} / {c[2]}" if c else "-"
+                    if "wall" not in r:
+                        lines.append(f"| {label} | {e} | {t} | n/a ({r['failed']}) | | | | | | | {cs} |")
+                        continue
+                    rps = rows / r["wall"]
+                    ratio = f"{rps / pl_rps:.2f}x" if pl_rps else "-"
+                    note = f" ({r['runs']} of {a.repeat} runs; then {r['failed']})" if r.get("failed") else ""
+                    tasks = str(r["tasks"]) if e == "zoopipe" and r.get("tasks") is not None else "-"
+                    lines.append(f"| {label} | {e} | {t} | {r['wall']:.2f}{note} | {nobj / r['wall']:,.0f} "
+                                 f"| {rps / 1e6:.3f} M | {tasks} | {r['rss'] / 1024:.0f} | {ratio} "
+                                 f"| {mix_text(r['mix'])} | {cs} |")
+            z_small = results.get((n, "small", t, "zoopipe"), {})
+            z_one = results.get((n, "one", t, "zoopipe"), {})
+            p_small = results.get((n, "small", t, "polars"), {})
+            p_one = results.get((n, "one", t, "polars"), {})
+            if "wall" in z_small and "wall" in p_small:
+                x = p_small["wall"] / z_small["wall"]
+                one = (f"; on the one object {p_one['wall'] / z_one['wall']:.2f}x"
+                       if "wall" in z_one and "wall" in p_one else "")
+                verdicts.append(f"- {n:,} objects, {t} thread(s): zoopipe {x:.2f}x Polars' rows/s (target >= "
+                                f"{TARGET_VS_POLARS:.1f}x: {'met' if x >= TARGET_VS_POLARS else 'NOT met'}){one}")
+            if "wall" in z_small and "wall" in z_one:
+                x = z_small["wall"] / z_one["wall"]
+                pol = (f"; Polars {p_small['wall'] / p_one['wall']:.2f}x"
+                       if "wall" in p_small and "wall" in p_one else "")
+                verdicts.append(f"- {n:,} objects, {t} thread(s): zoopipe many-object / one-object wall time "
+                                f"{z_small['wall']:.2f} / {z_one['wall']:.2f} s = {x:.2f}x (target <= "
+                                f"{TARGET_MANY_VS_ONE:.0f}x: {'met' if x <= TARGET_MANY_VS_ONE else 'NOT met'}){pol}")
+    table = "\n".join(lines)
+    print()
+    print(table)
+    print()
+    print("\n".join(verdicts))
+    for w in warnings:
+        print(w)
+
+    mem = ""
+    try:
+        with open("/proc/meminfo") as f:
+            mem = f", {int(f.readline().split()[1]) / 1024 / 1024:.1f} GiB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    vers = subprocess.run([a.python, "-c", "import polars, moto, boto3, sys; "
+                           "print(f'Python {sys.version.split()[0]}, polars {polars.__version__}, "
+                           "moto {moto.__version__}, boto3 {boto3.__version__}')"],
+                          capture_output=True, text=True).stdout.strip()
+    git = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True).stdout.strip() or "no commit"
+    sizes = "; ".join(
+        f"{n:,} objects: {d['rows']:,} rows ({d['bad']:,} made invalid), {d['small_bytes'] / 1e6:.1f} MB in "
+        f"objects of {d['min']:,}..{d['max']:,} B (uploaded in {d['up_small_s']:.0f}s, {a.upload_jobs} PUTs at "
+        f"once), one object {d['one_bytes'] / 1e6:.1f} MB" for n, d in datasets.items())
+    out_desc = (f"`s3://{BUCKET}/out-ENGINE/` (emptied before each run, not timed)" if a.output_to == "s3"
+                else "a local directory under bench/data/ (emptied before each run, not timed)")
+    body = [
+        "## Many small objects on S3 beside Polars (`bench/small_files.sh`)", "",
+        f"- command: `{a.command_line}`",
+        f"- date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M:%S UTC')}",
+        f"- machine: nproc {os.cpu_count()}, {cpu_model()}{mem}, {platform.system()} {platform.release()}; "
+        "the S3 server (moto, one Python process, objects in memory) runs on the same cores",
+        f"- software: {vers}; repo at {git}",
+        f"- zoopipectl: `{rel(a.bin)}`{binary_note(a.bin)}",
+        f"- data: the users rows of `gen_users.py` (seed {a.seed}, invalid rate {a.invalid_rate}), {rpo} rows "
+        f"per object with the header in each, under `s3://{BUCKET}/small-N/`, and the same rows as one "
+        f"object `s3://{BUCKET}/one-N/users.csv`: {sizes}",
+        "- zoopipe: `AWS_ENDPOINT_URL=http://127.0.0.1:PORT AWS_ACCESS_KEY_ID=testing "
+        "AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 zoopipectl run --input "
+        f"s3://{BUCKET}/small-N/ (or s3://{BUCKET}/one-N/users.csv) --output OUT --format parquet "
+        "--compression zstd --schema bench/users.schema.json --workers T --quiet --report FILE`; tasks = "
+        "the report's `partitions.total`",
+        f"- polars: `bench/peers.py --engine polars --threads T --format csv --input "
+        f"'s3://{BUCKET}/small-N/*.csv' --out-dir OUT --storage-options '{{aws_endpoint_url, "
+        "aws_access_key_id, aws_secret_access_key, aws_region, aws_allow_http}}'`: `pl.scan_csv(..., "
+        "infer_schema=False, storage_options=..., credential_provider=None)`, the checks of `bench/run.sh`, "
+        "valid and invalid rows sunk to Parquet (zstd) in one streaming plan; POLARS_MAX_THREADS=T; the "
+        "whole Python process is measured (interpreter and imports: a few tenths of a second)",
+        f"- outputs: {out_desc}; each run's valid rows read back from the Parquet footers",
+        f"- {a.repeat} runs per cell: median wall time, max peak RSS (whole process tree, wait4); "
+        "objects/s = objects / median wall s, rows/s = rows / median wall s; vs Polars = our rows/s over "
+        "Polars' for the same layout and threads; S3 requests = what moto answered during the median run "
+        "(GET, HEAD, LIST, write = PUT / multipart / DELETE); cores busy before the runs: "
+        + ", ".join("?" if b is None else f"{b:.2f}" for b in busy),
+        "",
+        table,
+        "",
+    ] + verdicts + ([""] + [f"- {w}" for w in warnings] if warnings else [])
+    replace_section(a.results, "small_files", "\n".join(body))
+    print(f"\nwrote {rel(a.results)}")
+    return 1 if any(w.startswith("ERROR") for w in warnings) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
