@@ -43,8 +43,14 @@ impl v1::job_service_server::JobService for JobApi {
         let spec = request
             .spec
             .ok_or_else(|| Status::invalid_argument("spec is missing"))?;
-        let spec =
+        let mut spec =
             zoopipe_common::spec::JobSpec::try_from(spec).map_err(IntoStatus::into_status)?;
+        // At least a task per worker slot of the fleet as it is now, when the input is big
+        // enough (as `run` does with its --workers).
+        if spec.min_tasks.is_none() {
+            let slots = self.0.total_slots().await;
+            spec.min_tasks = (slots > 1).then_some(slots);
+        }
         let submitted = self
             .0
             .lifecycle
@@ -186,6 +192,9 @@ impl v1::worker_service_server::WorkerService for WorkerApi {
             .lock()
             .await
             .insert(r.worker_id.clone(), lease);
+        if let Ok(mut slots) = self.0.slots.lock() {
+            slots.insert(r.worker_id.clone(), r.slots);
+        }
         tracing::info!(worker = r.worker_id, slots = r.slots, "worker registered");
         let ttl_ms = self.0.lease_ttl_s as u64 * 1000;
         Ok(Response::new(v1::RegisterWorkerResponse {

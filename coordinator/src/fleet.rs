@@ -34,6 +34,8 @@ pub struct Fleet {
     pub(crate) lifecycle: Arc<Lifecycle>,
     /// Registered workers and their leases.
     pub(crate) workers: Mutex<HashMap<String, i64>>,
+    /// Each registered worker's task slots (for `min_tasks`: a task per slot).
+    pub(crate) slots: std::sync::Mutex<HashMap<String, u32>>,
     /// When each worker's last heartbeat came.
     pub(crate) heartbeats: std::sync::Mutex<HashMap<String, Instant>>,
     /// Each job's spec as sent to workers with its tasks (converted once).
@@ -64,6 +66,7 @@ impl Fleet {
             state,
             lifecycle,
             workers: Mutex::new(HashMap::new()),
+            slots: std::sync::Mutex::new(HashMap::new()),
             heartbeats: std::sync::Mutex::new(HashMap::new()),
             wire_specs: std::sync::Mutex::new(HashMap::new()),
             lease_ttl_s,
@@ -87,6 +90,15 @@ impl Fleet {
             .read()
             .map(|r| *r)
             .unwrap_or(Duration::from_secs(7 * 86_400))
+    }
+
+    /// Task slots of the workers registered now.
+    pub async fn total_slots(&self) -> u32 {
+        let workers = self.workers.lock().await;
+        let Ok(slots) = self.slots.lock() else {
+            return 0;
+        };
+        workers.keys().filter_map(|w| slots.get(w)).sum()
     }
 
     /// Jobs by state, tasks of unfinished jobs by state, and registered workers: for metrics.
