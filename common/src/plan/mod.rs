@@ -13,6 +13,7 @@ use crate::schema::CompiledSchema;
 use crate::spec::JobConfig;
 use crate::storage::{InputObject, ObjectUrl, Pin, ReadCounter, Storage};
 use crate::{Error, Result};
+use futures::StreamExt;
 use sample::{
     SAMPLE_BYTES, csv_header, infer_text_schema, json_columns, parquet_schema, read_head,
 };
@@ -67,6 +68,9 @@ pub struct Task {
 /// tiny objects do not land in one task.
 const OPEN_COST: u64 = 1024 * 1024;
 
+/// Heads of text inputs read at once during planning.
+const HEADS_AHEAD: usize = 16;
+
 /// The smallest task `min_tasks` cuts input into: below it, the per-task cost outweighs the
 /// parallelism.
 const MIN_SPLIT: u64 = 8 * 1024 * 1024;
@@ -116,14 +120,31 @@ pub async fn plan_job(storage: &Storage, job: &mut JobConfig) -> Result<Plan> {
         pack_bytes: 0,
     };
     let mut schema = job.schema.clone();
-    for object in &inputs {
-        let (detected, compression) = detect(object.url.file_name());
-        let format = job.spec.input_format.or(detected).ok_or_else(|| {
-            Error::config(format!(
-                "{}: cannot tell the format from the name; pass --input-format",
-                object.url
-            ))
-        })?;
+    let kinds = inputs
+        .iter()
+        .map(|object| {
+            let (detected, compression) = detect(object.url.file_name());
+            let format = job.spec.input_format.or(detected).ok_or_else(|| {
+                Error::config(format!(
+                    "{}: cannot tell the format from the name; pass --input-format",
+                    object.url
+                ))
+            })?;
+            Ok((format, compression))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    // The heads of text inputs (CSV headers, JSON keys, the sample for inference) are read a
+    // few at a time, in order: ten thousand small objects are not ten thousand GETs in a row.
+    // (A plain loop, not iterator adapters: their closures would make the planning future
+    // not `Send` for callers that spawn it.)
+    let mut wanted = Vec::new();
+    for (object, (format, compression)) in inputs.iter().zip(&kinds) {
+        if matches!(format, Format::Csv | Format::Jsonl) {
+            wanted.push(read_head(storage, object, *compression, SAMPLE_BYTES));
+        }
+    }
+    let mut heads = futures::stream::iter(wanted).buffered(HEADS_AHEAD);
+    for (object, &(format, compression)) in inputs.iter().zip(&kinds) {
         let url = object.url.to_string();
         let split = |columns: Option<Vec<String>>, kind| Split {
             url: url.clone(),
@@ -136,7 +157,9 @@ pub async fn plan_job(storage: &Storage, job: &mut JobConfig) -> Result<Plan> {
         };
         match format {
             Format::Csv | Format::Jsonl => {
-                let (head, at_eof) = read_head(storage, object, compression, SAMPLE_BYTES).await?;
+                let (head, at_eof) = heads.next().await.ok_or_else(|| {
+                    Error::config(format!("{url}: its head was not read (a planning bug)"))
+                })??;
                 let (columns, is_array) = match format {
                     Format::Csv => {
                         let (names, _) =
@@ -264,6 +287,7 @@ pub async fn plan_job(storage: &Storage, job: &mut JobConfig) -> Result<Plan> {
         }
     }
     planner.flush_pack();
+    drop(heads);
     // Without a schema, columns come from the inputs; inputs that are all empty name none, and
     // a part without columns is a file no reader opens.
     let schema = schema.filter(|s| !s.fields().is_empty()).ok_or_else(|| {
