@@ -68,6 +68,31 @@ pub struct Task {
 /// tiny objects do not land in one task.
 const OPEN_COST: u64 = 1024 * 1024;
 
+/// Whether a text object is read whole by one task and planning needs nothing from it: with
+/// a schema given (nothing to infer), a CSV with a header line (its task reads the header),
+/// or JSON lines (their columns are the schema's). Planning then makes no request for it,
+/// which for ten thousand small objects is ten thousand GETs fewer.
+fn read_whole_without_head(
+    job: &JobConfig,
+    object: &InputObject,
+    format: Format,
+    compression: Compression,
+    partition_size: u64,
+) -> bool {
+    // Small and plain: its task holds it in memory (fetched ahead), header line and all.
+    let whole = object.size <= partition_size.min(SMALL_OBJECT) && compression == Compression::None;
+    let readable = match format {
+        Format::Csv => job.spec.csv.header,
+        Format::Jsonl => !crate::format::json::may_be_array(object.url.file_name()),
+        _ => false,
+    };
+    job.schema.is_some() && whole && readable
+}
+
+/// Objects up to this size are read whole into memory by their task (fetched ahead while the
+/// task parses earlier ones).
+pub const SMALL_OBJECT: u64 = 4 * 1024 * 1024;
+
 /// Heads of text inputs read at once during planning.
 const HEADS_AHEAD: usize = 16;
 
@@ -138,13 +163,16 @@ pub async fn plan_job(storage: &Storage, job: &mut JobConfig) -> Result<Plan> {
     // (A plain loop, not iterator adapters: their closures would make the planning future
     // not `Send` for callers that spawn it.)
     let mut wanted = Vec::new();
+    let mut head_free = Vec::with_capacity(inputs.len());
     for (object, (format, compression)) in inputs.iter().zip(&kinds) {
-        if matches!(format, Format::Csv | Format::Jsonl) {
+        let free = read_whole_without_head(job, object, *format, *compression, partition_size);
+        head_free.push(free);
+        if matches!(format, Format::Csv | Format::Jsonl) && !free {
             wanted.push(read_head(storage, object, *compression, SAMPLE_BYTES));
         }
     }
     let mut heads = futures::stream::iter(wanted).buffered(HEADS_AHEAD);
-    for (object, &(format, compression)) in inputs.iter().zip(&kinds) {
+    for ((object, &(format, compression)), free) in inputs.iter().zip(&kinds).zip(head_free) {
         let url = object.url.to_string();
         let split = |columns: Option<Vec<String>>, kind| Split {
             url: url.clone(),
@@ -156,6 +184,17 @@ pub async fn plan_job(storage: &Storage, job: &mut JobConfig) -> Result<Plan> {
             pin: object.pin.clone(),
         };
         match format {
+            // Nothing to learn from its head: the task reads its CSV header itself.
+            Format::Csv | Format::Jsonl if free => {
+                let columns = match format {
+                    Format::Csv => None,
+                    _ => json_columns(&[], true, schema.as_deref(), false).into(),
+                };
+                planner.add_small(
+                    split(columns, SplitKind::Whole),
+                    object.size > planner.partition_size,
+                );
+            }
             Format::Csv | Format::Jsonl => {
                 let (head, at_eof) = heads.next().await.ok_or_else(|| {
                     Error::config(format!("{url}: its head was not read (a planning bug)"))

@@ -8,12 +8,10 @@ use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use tokio::task::JoinHandle;
 use zoopipe_common::format::Format;
-use zoopipe_common::plan::{Split, SplitKind, split_url};
+use zoopipe_common::plan::{SMALL_OBJECT, Split, SplitKind, split_url};
 use zoopipe_common::storage::{ReadCounter, Storage, get_pinned};
 use zoopipe_common::{Error, Result};
 
-/// Objects up to this size are fetched whole and ahead; bigger ones stream as before.
-const SMALL: u64 = 4 * 1024 * 1024;
 /// How far ahead: this many objects, and at most this many bytes, are in flight or waiting.
 const AHEAD_OBJECTS: usize = 16;
 const AHEAD_BYTES: u64 = 32 * 1024 * 1024;
@@ -119,5 +117,5 @@ fn small_whole(split: &Split) -> bool {
     matches!(split.kind, SplitKind::Whole)
         && matches!(split.format, Format::Csv | Format::Jsonl)
         && split.size > 0
-        && split.size <= SMALL
+        && split.size <= SMALL_OBJECT
 }

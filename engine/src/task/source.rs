@@ -119,6 +119,11 @@ pub fn read_split(
             let mut reader = BufReader::with_capacity(READ_BUFFER, decoded);
             let base = skip_bom(&mut reader, split)?;
             if split.format == Format::Csv {
+                // Planned without reading it: the header comes from the object itself.
+                let columns = match &split.columns {
+                    None if csv.header => header_of(&mut reader, csv, split)?,
+                    _ => columns,
+                };
                 Box::new(CsvRecords::new(
                     reader, csv, columns, source, base, 1, None, csv.header, batch_size,
                 ))
@@ -201,6 +206,27 @@ fn skip_bom<R: BufRead>(reader: &mut R, split: &Split) -> Result<u64> {
         return Ok(BOM.len() as u64);
     }
     Ok(0)
+}
+
+/// The column names on a CSV object's header line, without consuming it.
+fn header_of<R: BufRead>(
+    reader: &mut R,
+    csv: &zoopipe_common::format::CsvOptions,
+    split: &Split,
+) -> Result<Arc<[String]>> {
+    let head = reader
+        .fill_buf()
+        .map_err(|e| Error::io(format!("reading {}", split.url), e))?;
+    // Such objects are small and in memory (planning chose them so): the buffer holds the
+    // first 256 KiB, or all of it.
+    let at_eof = head.len() < READ_BUFFER;
+    match zoopipe_common::format::csv::read_header(head, at_eof, csv) {
+        Some((names, _)) => Ok(names.into()),
+        None => Err(Error::corrupt(
+            split.url.clone(),
+            "the header line is longer than 256 KiB",
+        )),
+    }
 }
 
 /// Whether a JSON input is an array (`[`) rather than JSON lines, without consuming it.
