@@ -48,10 +48,15 @@ impl ErrorRow {
 }
 
 fn kind_name(e: &FieldError) -> String {
-    serde_json::to_value(e.kind)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
+    use crate::validate::ErrorKind;
+    match e.kind {
+        ErrorKind::Coercion => "coercion",
+        ErrorKind::Constraint => "constraint",
+        ErrorKind::MissingColumn => "missing_column",
+        ErrorKind::ExtraColumn => "extra_column",
+        ErrorKind::MalformedRecord => "malformed_record",
+    }
+    .to_string()
 }
 
 /// The Arrow shape of error rows in CSV/Parquet/Arrow outputs.
