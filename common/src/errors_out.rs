@@ -239,3 +239,27 @@ mod shift_tests {
         assert_eq!(shift_line(b"[1,2]", 7), None);
     }
 }
+
+#[cfg(test)]
+mod kind_tests {
+    use super::*;
+    use crate::validate::ErrorKind;
+
+    #[test]
+    fn error_type_names_are_the_serde_names() {
+        for kind in [
+            ErrorKind::Coercion,
+            ErrorKind::Constraint,
+            ErrorKind::MissingColumn,
+            ErrorKind::ExtraColumn,
+            ErrorKind::MalformedRecord,
+        ] {
+            let e = FieldError {
+                field: None,
+                kind,
+                message: String::new(),
+            };
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind_name(&e));
+        }
+    }
+}
