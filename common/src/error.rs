@@ -132,8 +132,9 @@ impl Error {
     }
 }
 
-/// The error and its sources on one line: object_store nests the useful part deep down.
-fn chain(err: &dyn std::error::Error) -> String {
+/// The error and its sources on one line: object_store and tokio-postgres nest the useful
+/// part deep down.
+pub(crate) fn chain(err: &dyn std::error::Error) -> String {
     let mut out = err.to_string();
     let mut source = err.source();
     while let Some(s) = source {

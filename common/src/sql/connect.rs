@@ -197,7 +197,7 @@ impl Database {
         use tokio_postgres::error::SqlState;
         let url = self.shown.clone();
         let Some(db) = e.as_db_error() else {
-            let text = chain(e);
+            let text = crate::error::chain(e);
             let lower = text.to_ascii_lowercase();
             if lower.contains("tls") || lower.contains("certificate") {
                 // A refused certificate or a server without TLS: no retry changes that.
@@ -352,20 +352,6 @@ fn split_pgpass(line: &str) -> Vec<String> {
         }
     }
     fields
-}
-
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

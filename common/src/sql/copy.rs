@@ -361,15 +361,13 @@ async fn stream(
     if columns_tx.send(described).is_err() || failed {
         return;
     }
+    let failure =
+        |e: tokio_postgres::Error| Err(database.error(&format!("reading {}", slice.relation), &e));
     let copy = format!("COPY ({}) TO STDOUT (FORMAT binary)", slice.select);
     let mut rows = match client.copy_out(copy.as_str()).await {
         Ok(rows) => Box::pin(rows),
         Err(e) => {
-            let _ = blocks
-                .send(Err(
-                    database.error(&format!("reading {}", slice.relation), &e)
-                ))
-                .await;
+            let _ = blocks.send(failure(e)).await;
             return;
         }
     };
@@ -384,11 +382,7 @@ async fn stream(
                 }
             }
             Err(e) => {
-                let _ = blocks
-                    .send(Err(
-                        database.error(&format!("reading {}", slice.relation), &e)
-                    ))
-                    .await;
+                let _ = blocks.send(failure(e)).await;
                 return;
             }
         }
