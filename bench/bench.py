@@ -28,19 +28,27 @@ def rel(p):
     return os.path.relpath(p, ROOT)
 
 
-# Scenarios: name -> (input kind, validate with the schema?)
+# Scenarios: name -> (input kind, validate with the schema?). csv_errors is the csv job on
+# another CSV (--csv-errors: same generator, seed and N, --errors-rate invalid rows, 25 %).
 SCENARIOS = {
     "csv": ("csv", True),
     "jsonl": ("jsonl", True),
     "parquet": ("parquet", True),
     "noschema": ("csv", False),
+    "csv_errors": ("csv_errors", True),
 }
 LABELS = {
     "csv": "CSV→Parquet",
     "jsonl": "JSONL→Parquet",
     "parquet": "Parquet→Parquet",
     "noschema": "CSV→Parquet, no schema",
+    "csv_errors": "CSV→Parquet, 25 % invalid",  # set from --errors-rate in main()
 }
+# The inputs holding the same rows (the clean CSV and its JSONL / Parquet forms): every
+# validation scenario on them must give the same counts. csv_errors holds other rows.
+SAME_ROWS = ("csv", "jsonl", "parquet")
+# Scenario csv_errors: our rows/s there over our rows/s in csv, at the same thread count.
+ERRORS_TARGET = 0.7
 
 
 def command(engine, threads, a, scenario, out_dir):
@@ -191,6 +199,9 @@ def main():
     ap.add_argument("--csv", required=True)
     ap.add_argument("--jsonl", help="the same rows as JSONL (scenario jsonl)")
     ap.add_argument("--parquet", help="the same rows as Parquet (scenario parquet)")
+    ap.add_argument("--csv-errors", help="the error-heavy CSV (scenario csv_errors)")
+    ap.add_argument("--errors-rate", type=float, default=0.25,
+                    help="the invalid rate --csv-errors was generated with (for the label)")
     ap.add_argument("--scenarios", default="csv jsonl parquet noschema",
                     help="any of: " + " ".join(SCENARIOS))
     ap.add_argument("--rows", type=int, required=True)
@@ -204,13 +215,14 @@ def main():
     ap.add_argument("--results", default=os.path.join(HERE, "RESULTS.md"))
     ap.add_argument("--command-line", default="", help="the command to quote in RESULTS.md")
     a = ap.parse_args()
-    a.inputs = {"csv": a.csv, "jsonl": a.jsonl, "parquet": a.parquet}
+    a.inputs = {"csv": a.csv, "jsonl": a.jsonl, "parquet": a.parquet, "csv_errors": a.csv_errors}
+    LABELS["csv_errors"] = f"CSV→Parquet, {a.errors_rate * 100:g} % invalid"
     scenarios = a.scenarios.split()
     for sc in scenarios:
         if sc not in SCENARIOS:
             ap.error(f"unknown scenario {sc!r}; known: {' '.join(SCENARIOS)}")
         if not a.inputs[SCENARIOS[sc][0]]:
-            ap.error(f"scenario {sc} needs --{SCENARIOS[sc][0]}")
+            ap.error(f"scenario {sc} needs --{SCENARIOS[sc][0].replace('_', '-')}")
     data_dir = os.path.dirname(os.path.abspath(a.csv))
     a.report = os.path.join(data_dir, "zoopipe_report.json")
     a_tmp = os.path.join(data_dir, ".runlogs")
@@ -259,7 +271,7 @@ def main():
                 warnings.append(f"WARNING: {sc}: {', '.join(who)} read {c[0]} rows, {a.rows} generated")
             if not SCENARIOS[sc][1] and c[2] != 0:
                 warnings.append(f"WARNING: {sc}: {', '.join(who)} rejected {c[2]} rows without a schema")
-    if len({counts[k] for k in counts if SCENARIOS[k[0]][1]}) > 1:
+    if len({counts[k] for k in counts if SCENARIOS[k[0]][1] and SCENARIOS[k[0]][0] in SAME_ROWS}) > 1:
         warnings.append("WARNING: the validation scenarios do not all give the same counts "
                         "(the JSONL and Parquet files hold the CSV's rows)")
 
@@ -284,8 +296,37 @@ def main():
                 lines.append(f"| {LABELS[sc]} | {e} | {t} | {r['wall']:.2f}{note} | {mb / r['wall']:.1f} "
                              f"| {rps / 1e6:.3f} M | {r['rss'] / 1024:.0f} | {ratio} | {cs} |")
     table = "\n".join(lines)
+
+    # Error-heavy vs clean, ours only: rows/s of csv_errors over rows/s of csv at each thread
+    # count (both read a.rows rows), when both scenarios ran in this invocation.
+    ratio_lines = []
+    if "csv_errors" in scenarios and "zoopipe" in engines:
+        head = (f"zoopipe, error-heavy / clean throughput (rows/s of {LABELS['csv_errors']} ÷ rows/s "
+                f"of {LABELS['csv']}, same thread count); target ≥ {ERRORS_TARGET}× the clean-input "
+                "throughput:")
+        if "csv" not in scenarios:
+            ratio_lines = [head, "- not computed: scenario csv did not run in this invocation "
+                                 "(run `--scenarios \"csv csv_errors\"`)"]
+        else:
+            ratio_lines = [head]
+            for t in threads:
+                clean, heavy = results[("csv", t, "zoopipe")], results[("csv_errors", t, "zoopipe")]
+                if "wall" not in clean or "wall" not in heavy:
+                    why = "; ".join(f"{sc}: {r['failed']}" for sc, r in
+                                    (("csv", clean), ("csv_errors", heavy)) if "wall" not in r)
+                    ratio_lines.append(f"- threads {t}: n/a ({why})")
+                    continue
+                c_rps, h_rps = a.rows / clean["wall"], a.rows / heavy["wall"]
+                ratio = h_rps / c_rps
+                verdict = "meets the target" if ratio >= ERRORS_TARGET else "BELOW the target"
+                ratio_lines.append(f"- threads {t}: {h_rps / 1e6:.3f} M / {c_rps / 1e6:.3f} M rows/s "
+                                   f"= {ratio:.2f}x ({verdict} of {ERRORS_TARGET}x)")
+
     print()
     print(table)
+    if ratio_lines:
+        print()
+        print("\n".join(ratio_lines))
     for w in warnings:
         print(w)
 
@@ -307,7 +348,7 @@ def main():
     git = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
                          capture_output=True, text=True).stdout.strip() or "no commit"
     inputs = "; ".join(f"`{rel(a.inputs[k])}` {os.path.getsize(a.inputs[k]) / 1e6:.1f} MB"
-                       for k in ("csv", "jsonl", "parquet")
+                       for k in ("csv", "jsonl", "parquet", "csv_errors")
                        if a.inputs[k] and any(SCENARIOS[sc][0] == k for sc in scenarios))
     body = [
         "## Engines side by side (`bench/run.sh`)", "",
@@ -322,6 +363,8 @@ def main():
         "",
         table,
     ]
+    if ratio_lines:
+        body += [""] + ratio_lines
     if warnings:
         body += [""] + [f"- {w}" for w in warnings]
     body += ["", "See bench/README.md for what each column means."]

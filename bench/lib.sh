@@ -26,17 +26,18 @@ ensure_venv() {
 }
 
 # bench/data/users_N.csv, generated once per (N, seed, invalid rate, generator version).
-# ensure_csv ROWS SEED INVALID_RATE; sets CSV and META.
+# ensure_csv ROWS SEED INVALID_RATE [SUFFIX]; sets CSV and META. SUFFIX names another file,
+# bench/data/users_N<SUFFIX>.csv (run.sh: `_inv25` for the 25 %-invalid data of csv_errors).
 ensure_csv() {
-  local rows="$1" seed="$2" rate="$3"
-  CSV="$DATA/users_${rows}.csv"
+  local rows="$1" seed="$2" rate="$3" suffix="${4:-}"
+  CSV="$DATA/users_${rows}${suffix}.csv"
   META="$CSV.meta"
   mkdir -p "$DATA"
   local want="rows=$rows seed=$seed invalid_rate=$rate gen=$(sha256sum "$BENCH/gen_users.py" | cut -c1-16)"
   if [[ -f "$CSV" && -f "$META" && "$(cat "$META")" == "$want" ]]; then
     log "reusing $CSV ($(du -h "$CSV" | cut -f1))"
   else
-    log "generating $CSV ($rows rows, seed $seed)"
+    log "generating $CSV ($rows rows, seed $seed, invalid rate $rate)"
     rm -f "$META"
     "$PY" "$BENCH/gen_users.py" "$rows" "$CSV" --seed "$seed" --invalid-rate "$rate"
     printf '%s\n' "$want" > "$META"

@@ -2,7 +2,7 @@
 # ZooPipe benchmark: zoopipectl vs DuckDB vs Polars on the same files, same run.
 #
 #   bench/run.sh [--rows N] [--threads "1 2"] [--repeat 3] [--keep] [--seed S]
-#                [--scenarios "csv jsonl parquet noschema"]
+#                [--scenarios "csv jsonl parquet noschema"]   (also: csv_errors)
 #                [--engines "zoopipe duckdb polars"] [--no-build] [--bin PATH]
 #
 # From a fresh clone: creates bench/.venv (duckdb, polars, pydantic[email], pyarrow,
@@ -11,8 +11,11 @@
 # the generators are unchanged), runs every engine `repeat` times per scenario and
 # thread count, prints one markdown table and writes it to bench/RESULTS.md.
 # Scenarios: csv, jsonl, parquet (-> Parquet, validated with users.schema.json),
-# noschema (CSV -> Parquet, inferred types). --keep leaves the last outputs in
-# bench/data/out_*/. --bin benchmarks another zoopipectl binary (e.g. a snapshot).
+# noschema (CSV -> Parquet, inferred types), csv_errors (not in the default list: the
+# csv job on bench/data/users_N_inv25.csv, 25 % invalid rows; with csv in the same run,
+# our error-heavy / clean rows/s ratio is printed against the 0.7x target).
+# --keep leaves the last outputs in bench/data/out_*/. --bin benchmarks another
+# zoopipectl binary (e.g. a snapshot).
 set -euo pipefail
 
 BENCH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -25,12 +28,16 @@ REPEAT=3
 KEEP=""
 SEED=42
 INVALID_RATE=0.02
+# Scenario csv_errors: the same generator, seed and N, this invalid rate, its own cached file
+# (bench/data/users_N<ERRORS_SUFFIX>.csv with its .meta).
+ERRORS_RATE=0.25
+ERRORS_SUFFIX=_inv25
 ENGINES="zoopipe duckdb polars"
 SCENARIOS="csv jsonl parquet noschema"
 BUILD=1
 BIN="$ROOT/target/release/zoopipectl"
 
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --rows) ROWS="$2"; shift 2 ;;
@@ -62,7 +69,13 @@ if [[ " $ENGINES " == *" zoopipe "* && $BUILD == 1 ]]; then
 fi
 
 # 3. Data, generated once per (N, seed, invalid rate, generator version); the same rows as
-# JSONL and Parquet (make_formats.py) for the scenarios that need them.
+# JSONL and Parquet (make_formats.py) for the scenarios that need them. csv_errors reads a
+# second CSV, 25 % invalid (ensure_csv sets CSV and META: the clean ones are set last).
+CSV_ERRORS=""
+if [[ " $SCENARIOS " == *" csv_errors "* ]]; then
+  ensure_csv "$ROWS" "$SEED" "$ERRORS_RATE" "$ERRORS_SUFFIX"
+  CSV_ERRORS="$CSV"
+fi
 ensure_csv "$ROWS" "$SEED" "$INVALID_RATE"
 JSONL="${CSV%.csv}.jsonl"
 PARQUET="${CSV%.csv}.parquet"
@@ -72,6 +85,7 @@ PARQUET="${CSV%.csv}.parquet"
 # 4. Time every engine; bench.py prints the table and writes RESULTS.md.
 cd "$ROOT"
 exec "$PY" "$BENCH/bench.py" --csv "$CSV" --jsonl "$JSONL" --parquet "$PARQUET" \
+  ${CSV_ERRORS:+--csv-errors "$CSV_ERRORS" --errors-rate "$ERRORS_RATE"} \
   --scenarios "$SCENARIOS" --rows "$ROWS" --threads "$THREADS" \
   --repeat "$REPEAT" --engines "$ENGINES" $KEEP --zoopipe-bin "$BIN" --python "$PY" \
   --command-line "bench/run.sh${ORIG_ARGS[*]:+$(printf ' %q' "${ORIG_ARGS[@]}")}"
