@@ -37,6 +37,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 from results_section import replace_section  # noqa: E402
 from s3 import binary_note, rel  # noqa: E402
+from bench import cpu_model  # noqa: E402
 
 TABLE = "bench_sql"
 ENGINES = ("zoopipe", "connectorx")
@@ -174,17 +175,6 @@ def cpu_busy(seconds=2.0):
         return None
     total = t1 - t0
     return (total - (i1 - i0)) / total * (os.cpu_count() or 1) if total > 0 else 0.0
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def command(engine, threads, a, out_dir, report):
