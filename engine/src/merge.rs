@@ -178,44 +178,35 @@ pub(crate) async fn finalize_errors(
     let (ctx2, parts) = (ctx.clone(), parts.to_vec());
     let job_id = job.job_id.clone();
     let options = job.spec.write.clone();
-    let outputs = blocking(move || {
+    if !target.single_file {
+        // Every staged part becomes a part of its own: independent, so a few at a time (an
+        // error-heavy job renumbers hundreds of MB of them).
+        return blocking(move || {
+            finalize_parts(&ctx2, &target, &options, &staging, &job_id, &parts)
+        })
+        .await;
+    }
+    // One errors object: every part appended in task order.
+    blocking(move || {
         let ctx = ctx2;
         let mut outputs = Vec::new();
         let mut merged: Option<ErrorWriter> = None;
         let mut merged_rows = 0;
         for ErrorPart {
-            index,
-            part,
-            line_offset: offset,
+            part, line_offset, ..
         } in &parts
         {
-            let url = &part.url;
-            if !url.starts_with(&staging) {
+            if !part.url.starts_with(&staging) {
                 outputs.push(part.clone());
                 continue;
             }
-            let open_writer = |dest: &ObjectUrl| -> Result<ErrorWriter> {
-                let sink = StagedWriter::start(&ctx.runtime, &ctx.storage, dest)?;
-                ErrorWriter::new(target.format, sink, &options)
-            };
-            let mut own = None;
-            let writer = if target.single_file {
-                if merged.is_none() {
-                    merged = Some(open_writer(&target.url)?);
-                }
-                merged.as_mut()
-            } else {
-                let dest = target.part_url(&job_id, *index);
-                own = Some(open_writer(&dest)?);
-                own.as_mut()
-            };
-            let Some(writer) = writer else { continue };
-            copy_error_rows(&ctx, url, *offset, writer)?;
-            merged_rows += part.rows;
-            if let Some(w) = own {
-                let staged = w.finish()?;
-                ctx.runtime.block_on(staged.publish(&ctx.storage))?;
-                outputs.push(ManifestPart::new(&staged, part.rows));
+            if merged.is_none() {
+                let sink = StagedWriter::start(&ctx.runtime, &ctx.storage, &target.url)?;
+                merged = Some(ErrorWriter::new(target.format, sink, &options)?);
+            }
+            if let Some(writer) = merged.as_mut() {
+                copy_error_rows(&ctx, &part.url, *line_offset, writer)?;
+                merged_rows += part.rows;
             }
         }
         if let Some(w) = merged {
@@ -225,8 +216,70 @@ pub(crate) async fn finalize_errors(
         }
         Ok(outputs)
     })
-    .await?;
-    Ok(outputs)
+    .await
+}
+
+/// `finalize_errors` for a prefix: each part renumbered into its final part, on up to four
+/// threads; the results in the parts' order.
+fn finalize_parts(
+    ctx: &TaskContext,
+    target: &zoopipe_common::spec::OutputTarget,
+    options: &zoopipe_common::format::write::WriteOptions,
+    staging: &str,
+    job_id: &str,
+    parts: &[ErrorPart],
+) -> Result<Vec<ManifestPart>> {
+    let one = |ErrorPart {
+                   index,
+                   part,
+                   line_offset,
+               }: &ErrorPart|
+     -> Result<ManifestPart> {
+        if !part.url.starts_with(staging) {
+            return Ok(part.clone());
+        }
+        let dest = target.part_url(job_id, *index);
+        let sink = StagedWriter::start(&ctx.runtime, &ctx.storage, &dest)?;
+        let mut writer = ErrorWriter::new(target.format, sink, options)?;
+        copy_error_rows(ctx, &part.url, *line_offset, &mut writer)?;
+        let staged = writer.finish()?;
+        ctx.runtime.block_on(staged.publish(&ctx.storage))?;
+        Ok(ManifestPart::new(&staged, part.rows))
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 4);
+    let mut done: Vec<(usize, Result<ManifestPart>)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let one = &one;
+                scope.spawn(move || {
+                    parts
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| i % threads == t)
+                        .map(|(i, p)| (i, one(p)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| {
+                w.join().unwrap_or_else(|_| {
+                    vec![(
+                        usize::MAX,
+                        Err(Error::Io {
+                            context: "renumbering error parts".into(),
+                            source: std::io::Error::other("a thread panicked"),
+                        }),
+                    )]
+                })
+            })
+            .collect()
+    });
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
 }
 
 fn copy_error_rows(
