@@ -23,7 +23,7 @@ pub async fn run(args: RunArgs) -> u8 {
         .map(|w| w as usize)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
         .max(1);
-    let ctx = TaskContext::new(Storage::new());
+    let storage = Storage::new();
     let interrupt = Arc::new(AtomicBool::new(false));
     let interrupted = interrupt.clone();
     tokio::spawn(async move {
@@ -44,12 +44,14 @@ pub async fn run(args: RunArgs) -> u8 {
         {
             eprintln!("exporting table {table} to {}", spec.output);
         }
+        // A context per job: its cancel flag and progress counters are that job's.
+        let ctx = TaskContext::new(storage.clone());
         let bar = progress::start(ctx.progress.clone(), args.quiet || args.json);
         let options = RunOptions {
             workers,
             interrupt: interrupt.clone(),
         };
-        let result = run_job(ctx.clone(), spec, options).await;
+        let result = run_job(ctx, spec, options).await;
         bar.finish().await;
         let code = match result {
             Ok(report) => finish(&args, report),

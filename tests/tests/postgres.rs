@@ -425,6 +425,50 @@ fn bad_inputs_fail_in_one_line_without_secrets() {
         }
         assert!(!out.exists(), "nothing written for {args:?}");
     }
+    // No password anywhere: said so, not "cannot reach".
+    let bare = std::process::Command::new(zoopipe_tests::zoopipectl())
+        .args([
+            "run",
+            "--input",
+            &url_without_password(),
+            "--table",
+            &name,
+            "--output",
+        ])
+        .arg(format!("{}/", out.display()))
+        .env_remove("PGPASSWORD")
+        .env("PGPASSFILE", dir.path().join("no-such-pgpass"))
+        .output()
+        .unwrap();
+    let stderr = text(&bare.stderr);
+    assert_eq!(bare.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("none was found"), "{stderr}");
+}
+
+#[test]
+fn several_tables_are_several_jobs_each_to_its_own_object() {
+    let (a, b) = (accounts(300), accounts(500));
+    let dir = tempfile::tempdir().unwrap();
+    let output = format!("{}/lake/${{table}}.parquet", dir.path().display());
+    let result = run(&[
+        "run",
+        "--input",
+        &url(),
+        "--table",
+        &a,
+        "--table",
+        &b,
+        "--output",
+        &output,
+        "--quiet",
+    ]);
+    assert!(result.status.success(), "{}", text(&result.stderr));
+    for (table, rows) in [(&a, 300), (&b, 500)] {
+        let file = dir.path().join("lake").join(format!("{table}.parquet"));
+        let (ids, total) = ids_and_total(&file);
+        assert_ids(&ids, 1..=rows);
+        assert_eq!(total, rows * 100);
+    }
 }
 
 /// A fleet whose coordinator and workers take the database password from their environment.

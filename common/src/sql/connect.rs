@@ -199,6 +199,12 @@ impl Database {
         let Some(db) = e.as_db_error() else {
             let text = crate::error::chain(e);
             let lower = text.to_ascii_lowercase();
+            if lower.contains("password missing") {
+                return Error::AccessDenied {
+                    url,
+                    detail: "the server wants a password and none was found: give it in the URL, PGPASSWORD or ~/.pgpass".into(),
+                };
+            }
             if lower.contains("tls") || lower.contains("certificate") {
                 // A refused certificate or a server without TLS: no retry changes that.
                 return Error::Config(format!("{url}: {doing}: {text}"));
