@@ -1426,8 +1426,9 @@ impl Lifecycle {
         config: Arc<JobConfig>,
         entry: Instant,
     ) {
-        // The same planning, under a new snapshot: its slices are the stored ones (the first
-        // and last are open-ended), its high-water mark is the new snapshot's.
+        // The same planning, under a new snapshot: the stored slices still cover every row
+        // (the first and last are open-ended), and an incremental range stays the one fixed
+        // when the job was first planned (`until`).
         let mut attempt = 0;
         let planned = loop {
             let mut again = (*config).clone();
