@@ -513,7 +513,7 @@ fn fleet_exports_one_snapshot_through_a_coordinator_failover() {
         "--partition-size",
         "64KiB",
         "--batch-size",
-        "500",
+        "100",
         "--coordinator",
         &f.url,
     ]);
@@ -525,7 +525,18 @@ fn fleet_exports_one_snapshot_through_a_coordinator_failover() {
     );
     let job = text(&submitted.stdout).trim().to_string();
     // Some tasks finish under the first snapshot; then the coordinator dies with it.
-    std::thread::sleep(Duration::from_millis(2500));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = run(&["status", &job, "--coordinator", &f.url, "--json"]);
+        let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap_or_default();
+        let done = status["tasks"].as_array().map_or(0, Vec::len);
+        assert_eq!(status["state"], "running", "still running: {status:#}");
+        if done >= 3 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no task finished");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     restart_coordinator_with_password(&mut f);
     let report = fleet::wait_ended(&f, &job, Duration::from_secs(120));
     stop.store(true, Ordering::Relaxed);
@@ -814,12 +825,12 @@ fn a_lost_snapshot_is_replaced_and_every_task_read_again() {
             "--partition-size",
             "64KiB",
             "--batch-size",
-            "500",
+            "100",
             "--workers",
             "2",
             "--json",
         ])
-        .env("ZOOPIPE_WORKER_BATCH_DELAY_MS", "30")
+        .env("ZOOPIPE_WORKER_BATCH_DELAY_MS", "40")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -832,7 +843,7 @@ fn a_lost_snapshot_is_replaced_and_every_task_read_again() {
            AND query NOT LIKE 'COPY%' AND query NOT LIKE 'BEGIN%'"
     );
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(Duration::from_millis(500));
     while sql_value(&holder) == "0" {
         assert!(
             std::time::Instant::now() < deadline,
