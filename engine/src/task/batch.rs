@@ -1,7 +1,7 @@
 //! One source batch through validation: valid rows to the output writer, everything else to
 //! error rows with source position, original values and every reason.
 
-use arrow::array::{Array, ArrayRef, BooleanArray};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
 use arrow::compute::filter_record_batch;
 use arrow::record_batch::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
@@ -145,9 +145,12 @@ fn row_values(
 ) -> serde_json::Map<String, serde_json::Value> {
     let mut values = serde_json::Map::with_capacity(names.len());
     for ((name, column), formatter) in names.iter().zip(columns).zip(formatters) {
-        let text = match formatter {
-            Some(f) if !column.is_null(row) => serde_json::Value::String(f.value(row).to_string()),
-            _ => serde_json::Value::Null,
+        let text = match (column.as_string_opt::<i32>(), formatter) {
+            _ if column.is_null(row) => serde_json::Value::Null,
+            // Text input (CSV, JSONL): the value as it is, without the Display machinery.
+            (Some(strings), _) => serde_json::Value::String(strings.value(row).to_owned()),
+            (None, Some(f)) => serde_json::Value::String(f.value(row).to_string()),
+            (None, None) => serde_json::Value::Null,
         };
         values.insert((*name).clone(), text);
     }
