@@ -83,14 +83,19 @@ if [ "$(id -u)" = 0 ]; then
 fi
 "${as_pg[@]}" "$pg_bin/initdb" -D "$pg_dir/data" -U postgres --auth=scram-sha-256 --pwfile="$pg_dir.pw" \
   >"$root/target/pg-initdb.log" 2>&1
-# TLS with Debian's self-signed "snakeoil" certificate (CN localhost; the postgres user may read
-# its key), when the ssl-cert package made one: sslmode=require/verify-* are tested against it.
-pg_tls=()
-snakeoil_cert=/etc/ssl/certs/ssl-cert-snakeoil.pem snakeoil_key=/etc/ssl/private/ssl-cert-snakeoil.key
-if [ -r "$snakeoil_cert" ] && "${as_pg[@]}" test -r "$snakeoil_key"; then
-  pg_tls=(-c ssl=on -c "ssl_cert_file=$snakeoil_cert" -c "ssl_key_file=$snakeoil_key")
-  export ZOOPIPE_TEST_PG_TLS_CERT="$snakeoil_cert"
+# TLS with a throwaway self-signed certificate for "localhost" (not a CA, as rustls wants of a
+# server certificate): sslmode=require/verify-* are tested against it.
+if ! command -v openssl >/dev/null 2>&1; then
+  sudo_=""; [ "$(id -u)" = 0 ] || sudo_=sudo
+  $sudo_ apt-get update -qq && $sudo_ apt-get install -y -qq openssl >/dev/null
 fi
+openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=localhost" \
+  -addext "subjectAltName=DNS:localhost" -addext "basicConstraints=critical,CA:FALSE" \
+  -keyout "$pg_dir/server.key" -out "$pg_dir/server.crt" >/dev/null 2>&1
+chmod 600 "$pg_dir/server.key"
+if [ "$(id -u)" = 0 ]; then chown postgres "$pg_dir/server.key" "$pg_dir/server.crt"; fi
+pg_tls=(-c ssl=on -c "ssl_cert_file=$pg_dir/server.crt" -c "ssl_key_file=$pg_dir/server.key")
+export ZOOPIPE_TEST_PG_TLS_CERT="$pg_dir/server.crt"
 "${as_pg[@]}" "$pg_bin/postgres" -D "$pg_dir/data" -p "$pg_port" -k "$pg_dir" -c listen_addresses=127.0.0.1 \
   -c max_connections=200 "${pg_tls[@]}" >"$root/target/postgres.log" 2>&1 &
 pg_pid=$!

@@ -731,9 +731,9 @@ fn a_schema_validates_database_rows_as_it_validates_file_rows() {
 
 #[test]
 fn sslmodes_mean_what_they_mean_in_libpq() {
-    // scripts/test.sh serves TLS with Debian's self-signed certificate for "localhost".
+    // scripts/test.sh serves TLS with a self-signed certificate for "localhost".
     let cert = std::env::var("ZOOPIPE_TEST_PG_TLS_CERT")
-        .expect("ZOOPIPE_TEST_PG_TLS_CERT (scripts/test.sh, from the ssl-cert package)");
+        .expect("ZOOPIPE_TEST_PG_TLS_CERT (scripts/test.sh makes the certificate)");
     let query = "SELECT ssl::text AS tls FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
     let export = |host: &str, params: &str| {
         let dir = tempfile::tempdir().unwrap();
