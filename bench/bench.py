@@ -93,6 +93,27 @@ def cpu_model():
     return platform.processor() or "unknown"
 
 
+def ram_note():
+    """", N GiB RAM" for the machine line ("" if unknown)."""
+    try:
+        with open("/proc/meminfo") as f:
+            return f", {int(f.readline().split()[1]) / 1024 / 1024:.1f} GiB RAM"
+    except (OSError, ValueError, IndexError):
+        return ""
+
+
+def versions(python, modules):
+    """"Python X, mod Y, ..." as the venv's interpreter reports them."""
+    code = ("import sys, importlib; print(', '.join([f'Python {sys.version.split()[0]}'] + "
+            f"[m + ' ' + importlib.import_module(m).__version__ for m in {list(modules)!r}]))")
+    return subprocess.run([python, "-c", code], capture_output=True, text=True).stdout.strip()
+
+
+def git_head():
+    return subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True).stdout.strip() or "no commit"
+
+
 def warm(path):
     # Read the input once so every engine starts from the same (warm) page cache.
     with open(path, "rb") as f:
@@ -335,18 +356,9 @@ def main():
         ncpu = int(subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip())
     except (OSError, ValueError):
         pass
-    mem = ""
-    try:
-        with open("/proc/meminfo") as f:
-            kib = int(f.readline().split()[1])
-        mem = f", {kib / 1024 / 1024:.1f} GiB RAM"
-    except (OSError, ValueError, IndexError):
-        pass
-    vers = subprocess.run([a.python, "-c", "import duckdb, polars, sys; "
-                           "print(f'Python {sys.version.split()[0]}, duckdb {duckdb.__version__}, "
-                           "polars {polars.__version__}')"], capture_output=True, text=True).stdout.strip()
-    git = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
-                         capture_output=True, text=True).stdout.strip() or "no commit"
+    mem = ram_note()
+    vers = versions(a.python, ["duckdb", "polars"])
+    git = git_head()
     inputs = "; ".join(f"`{rel(a.inputs[k])}` {os.path.getsize(a.inputs[k]) / 1e6:.1f} MB"
                        for k in ("csv", "jsonl", "parquet", "csv_errors")
                        if a.inputs[k] and any(SCENARIOS[sc][0] == k for sc in scenarios))

@@ -50,6 +50,7 @@ sys.path.insert(0, HERE)
 import gen_users  # noqa: E402
 from results_section import replace_section  # noqa: E402
 from s3 import binary_note, classify, empty_prefix, read_log, rel, start_logged_moto  # noqa: E402
+from bench import git_head, ram_note, versions  # noqa: E402
 from sql import cpu_busy, cpu_model, last_json, timed  # noqa: E402
 
 BUCKET = "bench"
@@ -406,18 +407,9 @@ def main():
     for w in warnings:
         print(w)
 
-    mem = ""
-    try:
-        with open("/proc/meminfo") as f:
-            mem = f", {int(f.readline().split()[1]) / 1024 / 1024:.1f} GiB RAM"
-    except (OSError, ValueError, IndexError):
-        pass
-    vers = subprocess.run([a.python, "-c", "import polars, moto, boto3, sys; "
-                           "print(f'Python {sys.version.split()[0]}, polars {polars.__version__}, "
-                           "moto {moto.__version__}, boto3 {boto3.__version__}')"],
-                          capture_output=True, text=True).stdout.strip()
-    git = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
-                         capture_output=True, text=True).stdout.strip() or "no commit"
+    mem = ram_note()
+    vers = versions(a.python, ['polars', 'moto', 'boto3'])
+    git = git_head()
     sizes = "; ".join(
         f"{n:,} objects: {d['rows']:,} rows ({d['bad']:,} made invalid), {d['small_bytes'] / 1e6:.1f} MB in "
         f"objects of {d['min']:,}..{d['max']:,} B (uploaded in {d['up_small_s']:.0f}s, {a.upload_jobs} PUTs at "

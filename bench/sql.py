@@ -37,7 +37,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 from results_section import replace_section  # noqa: E402
 from s3 import binary_note, rel  # noqa: E402
-from bench import cpu_model  # noqa: E402
+from bench import cpu_model, git_head, ram_note, versions  # noqa: E402
 
 TABLE = "bench_sql"
 ENGINES = ("zoopipe", "connectorx")
@@ -357,17 +357,9 @@ def main():
     for w in warnings:
         print(w)
 
-    mem = ""
-    try:
-        with open("/proc/meminfo") as f:
-            mem = f", {int(f.readline().split()[1]) / 1024 / 1024:.1f} GiB RAM"
-    except (OSError, ValueError, IndexError):
-        pass
-    vers = subprocess.run([a.python, "-c", "import connectorx, pyarrow, sys; "
-                           "print(f'Python {sys.version.split()[0]}, connectorx {connectorx.__version__}, "
-                           "pyarrow {pyarrow.__version__}')"], capture_output=True, text=True).stdout.strip()
-    git = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
-                         capture_output=True, text=True).stdout.strip() or "no commit"
+    mem = ram_note()
+    vers = versions(a.python, ['connectorx', 'pyarrow'])
+    git = git_head()
     sizes = "; ".join(f"{rows:,} rows: heap {tables[rows]['heap'] / 1e6:.1f} MB "
                       f"({tables[rows]['total'] / 1e6:.1f} MB with index), generated in {tables[rows]['gen']:.0f}s"
                       for rows in row_counts)

@@ -113,8 +113,6 @@ pub struct DatabasePlan {
     /// `postgresql://user@host:port/db table public.users` (never a password).
     pub relation: String,
     pub snapshot: crate::sql::Snapshot,
-    /// The largest `since_column` value this run exports.
-    pub high_water: Option<String>,
 }
 
 /// Expand inputs, read what planning needs (CSV headers, Parquet footers, IPC footers), infer
@@ -396,7 +394,6 @@ async fn plan_database(job: &mut JobConfig, url: &str) -> Result<Plan> {
         database: Some(DatabasePlan {
             relation: planned.relation,
             snapshot: planned.snapshot,
-            high_water: planned.high_water,
         }),
     })
 }

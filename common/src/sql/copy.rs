@@ -432,23 +432,8 @@ async fn describe(
         .prepare(&slice.select)
         .await
         .map_err(|e| database.error(&format!("reading {}", slice.relation), &e))?;
-    statement
-        .columns()
-        .iter()
-        .map(|c| {
-            let kind = ColumnType::of(c.type_(), c.type_modifier()).map_err(|why| {
-                Error::config(format!(
-                    "{} {}: column '{}': {why}",
-                    database.shown(),
-                    slice.relation,
-                    c.name()
-                ))
-            })?;
-            Ok(SqlColumn {
-                name: c.name().to_string(),
-                pg_type: c.type_().name().to_string(),
-                kind,
-            })
-        })
-        .collect()
+    super::types::describe(
+        &statement,
+        &format!("{} {}", database.shown(), slice.relation),
+    )
 }

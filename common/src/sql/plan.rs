@@ -6,7 +6,7 @@
 
 use super::connect::Database;
 use super::snapshot::Snapshot;
-use super::types::{ColumnType, SqlColumn};
+use super::types::describe;
 use super::{SqlSlice, quote_ident, quote_literal};
 use crate::{Error, Result};
 use arrow::datatypes::{Field, Schema};
@@ -94,34 +94,21 @@ pub async fn plan_sql(url: &str, request: &SqlRequest) -> Result<SqlPlan> {
         .prepare(&format!("SELECT * FROM {from}"))
         .await
         .map_err(|e| db_error(&format!("reading {relation}"), e))?;
-    let mut columns = Vec::new();
-    for c in described.columns() {
-        let kind = ColumnType::of(c.type_(), c.type_modifier()).map_err(|why| {
-            Error::config(format!("{shown} {relation}: column '{}': {why}", c.name()))
-        })?;
-        columns.push((
-            SqlColumn {
-                name: c.name().to_string(),
-                pg_type: c.type_().name().to_string(),
-                kind,
-            },
-            c.type_().clone(),
-        ));
-    }
+    let columns = describe(&described, &format!("{shown} {relation}"))?;
     if columns.is_empty() {
         return Err(Error::config(format!("{shown} {relation} has no columns")));
     }
     let column_type = |name: &str| -> Result<Type> {
         columns
             .iter()
-            .find(|(c, _)| c.name == name)
-            .map(|(_, t)| t.clone())
+            .find(|c| c.name == name)
+            .map(|c| c.ty.clone())
             .ok_or_else(|| {
                 Error::config(format!(
                     "{shown} {relation}: column {name} does not exist (it has {})",
                     columns
                         .iter()
-                        .map(|(c, _)| c.name.as_str())
+                        .map(|c| c.name.as_str())
                         .collect::<Vec<_>>()
                         .join(", ")
                 ))
@@ -129,7 +116,7 @@ pub async fn plan_sql(url: &str, request: &SqlRequest) -> Result<SqlPlan> {
     };
     let select_list = columns
         .iter()
-        .map(|(c, _)| quote_ident(&c.name))
+        .map(|c| quote_ident(&c.name))
         .collect::<Vec<_>>()
         .join(", ");
 
@@ -297,7 +284,7 @@ pub async fn plan_sql(url: &str, request: &SqlRequest) -> Result<SqlPlan> {
     let schema = Schema::new(
         columns
             .iter()
-            .map(|(c, _)| Field::new(&c.name, c.kind.arrow(), true))
+            .map(|c| Field::new(&c.name, c.kind.arrow(), true))
             .collect::<Vec<_>>(),
     );
     Ok(SqlPlan {

@@ -10,12 +10,13 @@ use tokio_postgres::Client;
 pub struct Snapshot {
     id: String,
     client: Client,
-    database: Database,
+    /// The database, as messages show it.
+    shown: String,
 }
 
 impl std::fmt::Debug for Snapshot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "snapshot {} of {}", self.id, self.database.shown())
+        write!(f, "snapshot {} of {}", self.id, self.shown)
     }
 }
 
@@ -40,7 +41,7 @@ impl Snapshot {
         Ok(Self {
             id,
             client,
-            database: database.clone(),
+            shown: database.shown().to_string(),
         })
     }
 
@@ -51,10 +52,6 @@ impl Snapshot {
     /// The exporting transaction: planning queries run in it, so they see what tasks will.
     pub fn client(&self) -> &Client {
         &self.client
-    }
-
-    pub fn database(&self) -> &Database {
-        &self.database
     }
 
     /// False once the transaction is gone (database restart, connection cut): tasks can no

@@ -36,12 +36,34 @@ pub enum ColumnType {
     Array(Box<ColumnType>),
 }
 
-/// A result column: its name, the type as PostgreSQL names it, and how it is decoded.
+/// A result column: its name, its PostgreSQL type, and how it is decoded.
 #[derive(Clone, Debug)]
 pub struct SqlColumn {
     pub name: String,
-    pub pg_type: String,
+    pub ty: Type,
     pub kind: ColumnType,
+}
+
+/// The columns `statement` returns, each with its decoding; a type we cannot decode is refused
+/// naming the column (`what`: the database and relation, for the message).
+pub fn describe(
+    statement: &tokio_postgres::Statement,
+    what: &str,
+) -> crate::Result<Vec<SqlColumn>> {
+    statement
+        .columns()
+        .iter()
+        .map(|c| {
+            let kind = ColumnType::of(c.type_(), c.type_modifier()).map_err(|why| {
+                crate::Error::config(format!("{what}: column '{}': {why}", c.name()))
+            })?;
+            Ok(SqlColumn {
+                name: c.name().to_string(),
+                ty: c.type_().clone(),
+                kind,
+            })
+        })
+        .collect()
 }
 
 impl ColumnType {

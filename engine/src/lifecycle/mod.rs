@@ -311,11 +311,9 @@ impl Lifecycle {
             let snapshot = Arc::new(database.snapshot);
             self.watch_snapshot(&job_id, &snapshot);
             entry.report.snapshots = 1;
-            entry.report.high_water = database.high_water.clone();
+            entry.report.high_water = entry.config.spec.until.clone();
             entry.database = Some(DatabaseView {
                 snapshot: Some(snapshot),
-                snapshots: 1,
-                high_water: database.high_water,
                 renewing: false,
             });
         }
@@ -1382,22 +1380,20 @@ impl Lifecycle {
             if job.ended() || job.report.state == JobState::Committing || !job.reads_database {
                 return;
             }
-            // Reloaded after a failover: the old leader's snapshot was the first.
-            let first = job.report.snapshots.max(1);
             let view = job.database.get_or_insert(DatabaseView {
                 snapshot: None,
-                snapshots: first,
-                high_water: None,
                 renewing: false,
             });
             if view.renewing {
                 return; // one is being taken already
             }
             view.snapshot = None;
-            if view.snapshots >= MAX_SNAPSHOTS {
+            // Reloaded after a failover (or resumed): the lost snapshot was the first.
+            job.report.snapshots = job.report.snapshots.max(1);
+            if job.report.snapshots >= MAX_SNAPSHOTS {
                 let message = format!(
                     "the job's database snapshot was lost {} times; nothing was mixed, but the job gives up (check the database's stability and idle_in_transaction_session_timeout)",
-                    view.snapshots
+                    job.report.snapshots
                 );
                 let ended = self.end_job(job, JobState::Failed, message);
                 drop(jobs);
@@ -1513,15 +1509,11 @@ impl Lifecycle {
             job.scan_from = 0;
             let view = job.database.get_or_insert(DatabaseView {
                 snapshot: None,
-                snapshots: 0,
-                high_water: None,
                 renewing: true,
             });
-            view.snapshots += 1;
-            view.high_water = planned.high_water;
             view.snapshot = Some(snapshot.clone());
-            job.report.snapshots = view.snapshots;
-            job.report.high_water = view.high_water.clone();
+            job.report.snapshots += 1;
+            job.report.high_water = job.config.spec.until.clone();
             stale
         };
         for result in &stale {

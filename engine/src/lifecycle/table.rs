@@ -73,13 +73,10 @@ pub struct JobEntry {
 }
 
 /// What a database job's tasks must see. Tasks are handed out only while `snapshot` holds;
-/// it is dropped (the exporting transaction ends) once every task has its result.
+/// it is dropped (the exporting transaction ends) once every task has its result. How many
+/// were taken is the report's `snapshots`; the incremental range is the spec's.
 pub struct DatabaseView {
     pub snapshot: Option<Arc<zoopipe_common::sql::Snapshot>>,
-    /// Snapshots taken so far (more than one: a lost one was replaced and every task re-read).
-    pub snapshots: u32,
-    /// The largest `since_column` value the job exports, under the current snapshot.
-    pub high_water: Option<String>,
     /// A new snapshot is being taken (`Lifecycle::resnapshot`): never two at once.
     pub renewing: bool,
 }
