@@ -328,7 +328,7 @@ fn small_objects_fetched_ahead_keep_their_order_and_their_pins() {
 }
 
 #[test]
-fn with_a_schema_small_csv_objects_are_planned_without_reading_them() {
+fn with_a_schema_each_small_csv_header_is_read_by_its_task() {
     // Planning makes no request for small CSVs when a schema is given: each task reads its
     // objects' header lines itself, so columns in another order, a header-only object and an
     // empty one all come out right.
