@@ -3,7 +3,8 @@
 //! `ZOOPIPE_FAULT_STOP_AT=<name>` it stops itself there (SIGSTOP, as a frozen process) until it
 //! gets SIGCONT; with `ZOOPIPE_FAULT_FAIL_ONCE_AT=<name>` the first call there reports a
 //! failure (an answer lost on the way); `ZOOPIPE_FAULT_FAIL_TASK=<index>` makes every attempt
-//! of that task fail with a transient error (a poison partition); `ZOOPIPE_WORKER_BATCH_DELAY_MS`
+//! of that task fail with a transient error (a poison partition); `ZOOPIPE_FAULT_UNANSWERED=<name>`
+//! leaves every question asked at that point unanswered; `ZOOPIPE_WORKER_BATCH_DELAY_MS`
 //! slows every batch down (so tests and demos can act mid-task). Nothing happens when they are
 //! unset.
 
@@ -34,6 +35,11 @@ pub fn fail_once(name: &str) -> bool {
             tracing::error!(point = name, "ZOOPIPE_FAULT_FAIL_ONCE_AT: failing here");
             true
         }
+}
+
+/// `ZOOPIPE_FAULT_UNANSWERED`: the question asked at this point is never answered.
+pub fn unanswered(name: &str) -> bool {
+    std::env::var("ZOOPIPE_FAULT_UNANSWERED").is_ok_and(|v| v == name)
 }
 
 /// `ZOOPIPE_FAULT_FAIL_TASK`: every attempt of this task fails (transiently).

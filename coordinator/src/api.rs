@@ -336,6 +336,16 @@ impl v1::worker_service_server::WorkerService for WorkerApi {
             .map_err(IntoStatus::into_status)?;
         Ok(Response::new(v1::FailTaskResponse {}))
     }
+
+    async fn line_offset(
+        &self,
+        request: Request<v1::LineOffsetRequest>,
+    ) -> Result<Response<v1::LineOffsetResponse>, Status> {
+        forward_to_leader!(self.0, WorkerServiceClient, line_offset, request);
+        let r = request.into_inner();
+        let lines = self.0.lifecycle.line_offset(&r.job_id, r.index).await;
+        Ok(Response::new(v1::LineOffsetResponse { lines }))
+    }
 }
 
 fn submitted_to(s: Submitted) -> v1::SubmitJobResponse {

@@ -25,13 +25,18 @@ const LOCAL: &str = "local";
 /// Run a job on this machine. `Err` means it could not start (bad spec, schema, input or
 /// output); a job that started always returns its report, whose `state` says how it ended.
 pub async fn run_job(
-    ctx: TaskContext,
+    mut ctx: TaskContext,
     mut spec: JobSpec,
     options: RunOptions,
 ) -> Result<JobReport> {
     // Every local runner gets a task when the input is big enough.
     spec.min_tasks.get_or_insert(options.workers.max(1) as u32);
     let lifecycle = Lifecycle::new(Arc::new(MemoryStore::default()), ctx.storage.clone());
+    let lines = lifecycle.clone();
+    ctx.line_offsets = Some(Arc::new(move |job, index| {
+        let lines = lines.clone();
+        Box::pin(async move { lines.line_offset(&job, index).await })
+    }));
     let progress = ctx.progress.clone();
     lifecycle.on_commit(move |_| progress.committing.store(true, Ordering::Relaxed));
     let submitted = lifecycle.submit(spec, false).await.map_err(|e| match e {

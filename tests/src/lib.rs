@@ -26,8 +26,14 @@ pub fn zoopipectl() -> PathBuf {
 
 /// Run `zoopipectl ARGS` and return its output.
 pub fn run(args: &[&str]) -> Output {
+    run_env(&[], args)
+}
+
+/// `run` with these environment variables set.
+pub fn run_env(env: &[(&str, &str)], args: &[&str]) -> Output {
     Command::new(zoopipectl())
         .args(args)
+        .envs(env.iter().copied())
         .env("RUST_BACKTRACE", "0")
         .output()
         .expect("zoopipectl runs")
@@ -39,9 +45,14 @@ pub fn text(bytes: &[u8]) -> String {
 
 /// Run and require success, returning the parsed JSON report (`--json`).
 pub fn run_ok(args: &[&str]) -> serde_json::Value {
+    run_ok_env(&[], args)
+}
+
+/// `run_ok` with these environment variables set.
+pub fn run_ok_env(env: &[(&str, &str)], args: &[&str]) -> serde_json::Value {
     let mut all: Vec<&str> = args.to_vec();
     all.push("--json");
-    let out = run(&all);
+    let out = run_env(env, &all);
     assert!(
         out.status.success(),
         "zoopipectl {args:?} failed ({}):\nstdout: {}\nstderr: {}",

@@ -36,6 +36,31 @@ fn a_job_spreads_over_three_workers_and_commits_once() {
     assert!(report["partitions"]["total"].as_u64().unwrap() >= 4);
     assert_eq!(output_ids(&job.lake), job.valid);
     assert_eq!(s3::open_uploads(&job.lake), 0);
+    // Error rows name their true lines, in ranges that do not start their file too (their
+    // workers asked the coordinator for the lines before them, or the commit renumbered them).
+    let lines: Vec<(String, u64)> = s3::list(&job.lake, "users/_errors/")
+        .iter()
+        .filter(|name| name.ends_with(".jsonl"))
+        .flat_map(|name| {
+            text(&s3::get(&job.lake, name))
+                .lines()
+                .map(|line| {
+                    let row: serde_json::Value = serde_json::from_str(line).unwrap();
+                    let source = row["source"].as_str().unwrap();
+                    let file = source.rsplit('/').next().unwrap().to_string();
+                    (file, row["line"].as_u64().unwrap())
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let expected: Vec<(String, u64)> = (0..4)
+        .flat_map(|f| {
+            (0..1500)
+                .filter(move |j| (f * 1500 + j) % 7 == 3)
+                .map(move |j| (format!("users-{f:02}.csv"), j as u64 + 2))
+        })
+        .collect();
+    assert_eq!(lines, expected);
     // Per-worker totals add up to the job's.
     let workers = report["workers"].as_object().unwrap();
     assert!(workers.len() >= 2, "work was spread: {workers:?}");

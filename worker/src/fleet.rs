@@ -82,6 +82,10 @@ impl Drain {
 /// Run until a drain is requested, then finish (within the grace period) or hand back the
 /// running tasks, and return.
 pub async fn run(client: Client, ctx: TaskContext, options: WorkerOptions, drain: Arc<Drain>) {
+    let ctx = TaskContext {
+        line_offsets: Some(line_offsets(client.clone())),
+        ..ctx
+    };
     let slots = Arc::new(Semaphore::new(options.slots));
     let running: Running = Arc::default();
     let mut beats = None;
@@ -301,6 +305,25 @@ async fn acquire_loop(
             });
         }
     }
+}
+
+/// Line offsets asked of the coordinator. An unanswered question is an unknown offset (the
+/// task's error rows are then renumbered at commit), never a failed task.
+fn line_offsets(client: Client) -> zoopipe_engine::task::LineOffsets {
+    Arc::new(move |job_id, index| {
+        let mut client = client.clone();
+        Box::pin(async move {
+            let mut request = tonic::Request::new(v1::LineOffsetRequest { job_id, index });
+            request.set_timeout(Duration::from_secs(2));
+            match client.line_offset(request).await {
+                Ok(answer) => answer.into_inner().lines,
+                Err(status) => {
+                    tracing::debug!(message = status.message(), "line offset not answered");
+                    None
+                }
+            }
+        })
+    })
 }
 
 fn job_config(job_id: &str, spec: Option<&v1::JobSpec>) -> Result<JobConfig, String> {

@@ -516,6 +516,30 @@ pub fn line_bases(ranges: &[RangeReport]) -> HashMap<(String, u64), u64> {
     bases
 }
 
+/// The lines of `url` before byte `start`, if the counted `ranges` cover `[0, start)` without
+/// a gap (while a job runs, some are not counted yet): what a range starting at `start` adds
+/// to its own line numbers.
+pub fn lines_before<'a>(
+    ranges: impl IntoIterator<Item = &'a RangeReport>,
+    url: &str,
+    start: u64,
+) -> Option<u64> {
+    let mut before: Vec<&RangeReport> = ranges
+        .into_iter()
+        .filter(|r| r.url == url && r.start < start)
+        .collect();
+    before.sort_by_key(|r| r.start);
+    let (mut at, mut lines) = (0, 0);
+    for r in before {
+        if r.start != at {
+            return None;
+        }
+        at = r.end;
+        lines += r.outcome.lines;
+    }
+    (at == start).then_some(lines)
+}
+
 fn by_file(ranges: &[RangeReport]) -> BTreeMap<String, Vec<&RangeReport>> {
     let mut files: BTreeMap<String, Vec<&RangeReport>> = BTreeMap::new();
     for r in ranges {

@@ -1263,6 +1263,23 @@ impl Lifecycle {
         stop
     }
 
+    /// The lines of the input before task `index`'s first byte range, once the tasks that hold
+    /// every range before it are done (its error rows are then numbered as they are written:
+    /// `task::errors`). `Some(0)` for a task that starts its file.
+    pub async fn line_offset(&self, job_id: &str, index: u32) -> Option<u64> {
+        let jobs = self.jobs.lock().await;
+        let job = jobs.get(job_id)?;
+        let split = job.slots.get(&index)?.task.splits.first()?;
+        let SplitKind::Bytes { start, .. } = split.kind else {
+            return Some(0);
+        };
+        let counted = job.slots.values().flat_map(|s| match &s.status {
+            TaskStatus::Done(result) => result.ranges.as_slice(),
+            _ => &[],
+        });
+        zoopipe_common::plan::lines_before(counted, &split.url, start)
+    }
+
     /// Whether the task's latest attempt is running (not done, not pending).
     pub async fn is_running(&self, job_id: &str, index: u32) -> bool {
         self.jobs.lock().await.get(job_id).is_some_and(|j| {

@@ -1,12 +1,11 @@
 //! One source batch through validation: valid rows to the output writer, everything else to
 //! error rows with source position, original values and every reason.
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
+use arrow::array::BooleanArray;
 use arrow::compute::filter_record_batch;
 use arrow::record_batch::RecordBatch;
-use arrow::util::display::{ArrayFormatter, FormatOptions};
 use std::collections::{BTreeMap, HashMap};
-use zoopipe_common::errors_out::ErrorRow;
+use zoopipe_common::errors_out::{ErrorRows, Position};
 use zoopipe_common::format::{Positions, SourceBatch};
 use zoopipe_common::schema::CompiledSchema;
 use zoopipe_common::validate::{ErrorKind, FieldError};
@@ -15,7 +14,7 @@ use zoopipe_common::{Error, Result};
 /// What came out of one batch.
 pub struct Routed {
     pub valid: RecordBatch,
-    pub errors: Vec<ErrorRow>,
+    pub errors: ErrorRows,
     pub rows_read: u64,
 }
 
@@ -36,53 +35,26 @@ pub fn route(schema: &CompiledSchema, input: SourceBatch) -> Result<Routed> {
             input.batch.num_rows(),
         )?;
     }
-    let position = |row: usize| -> (Option<u64>, Option<u64>) {
+    let position = |row: usize| -> Position {
         match &input.positions {
             Positions::Lines(lines) => (lines.get(row).copied(), None),
             Positions::Rows { first } => (None, Some(first + row as u64)),
         }
     };
-    let mut errors = Vec::with_capacity(invalid.len() + input.rejects.len());
-    // One formatter per column for the whole batch, not one per cell: at a quarter of rows
-    // invalid, building them per cell cost more than validating.
-    let options = FormatOptions::default();
-    let names: Vec<&String> = input
-        .batch
-        .schema_ref()
-        .fields()
-        .iter()
-        .map(|f| f.name())
-        .collect();
-    let formatters: Vec<Option<ArrayFormatter>> = input
-        .batch
-        .columns()
-        .iter()
-        .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).ok())
-        .collect();
-    for (row, reasons) in invalid {
-        let (line, index) = position(row);
-        let mut error = ErrorRow::new(&source, line, index, reasons);
-        error.values = row_values(&names, input.batch.columns(), &formatters, row);
-        errors.push(error);
-    }
     let by_line = matches!(input.positions, Positions::Lines(_));
-    for reject in input.rejects {
-        let (line, index) = if by_line {
-            (Some(reject.position), None)
-        } else {
-            (None, Some(reject.position))
-        };
-        let mut error = ErrorRow::new(&source, line, index, vec![reject.error]);
-        error.values = reject
-            .values
-            .into_iter()
-            .map(|(k, v)| (k, serde_json::Value::String(v)))
-            .collect();
-        error.raw = Some(reject.raw);
-        errors.push(error);
-    }
-    // Errors in file order, rejected records among the rows they sat between.
-    errors.sort_by_key(|e| (e.line, e.row));
+    let rejected = input
+        .rejects
+        .into_iter()
+        .map(|reject| {
+            let at = if by_line {
+                (Some(reject.position), None)
+            } else {
+                (None, Some(reject.position))
+            };
+            (at, reject)
+        })
+        .collect();
+    let errors = ErrorRows::new(&source, &input.batch, invalid, position, rejected)?;
     Ok(Routed {
         valid,
         errors,
@@ -136,36 +108,15 @@ fn reject_extra_keys(
     })
 }
 
-/// The original values of one row, as text.
-fn row_values(
-    names: &[&String],
-    columns: &[ArrayRef],
-    formatters: &[Option<ArrayFormatter>],
-    row: usize,
-) -> serde_json::Map<String, serde_json::Value> {
-    let mut values = serde_json::Map::with_capacity(names.len());
-    for ((name, column), formatter) in names.iter().zip(columns).zip(formatters) {
-        let text = match (column.as_string_opt::<i32>(), formatter) {
-            _ if column.is_null(row) => serde_json::Value::Null,
-            // Text input (CSV, JSONL): the value as it is, without the Display machinery.
-            (Some(strings), _) => serde_json::Value::String(strings.value(row).to_owned()),
-            (None, Some(f)) => serde_json::Value::String(f.value(row).to_string()),
-            (None, None) => serde_json::Value::Null,
-        };
-        values.insert((*name).clone(), text);
-    }
-    values
-}
-
 /// Add a routed batch's errors to the per-field and per-type counters.
 pub fn count_errors(
-    errors: &[ErrorRow],
+    errors: &ErrorRows,
     by_field: &mut BTreeMap<String, u64>,
     by_type: &mut BTreeMap<String, u64>,
 ) {
-    for row in errors {
-        *by_type.entry(row.error_type.clone()).or_default() += 1;
-        for e in &row.errors {
+    for (error_type, reasons) in errors.reasons() {
+        *by_type.entry(error_type.to_string()).or_default() += 1;
+        for e in reasons {
             // `items.3.sku` counts under `items.*.sku`: one counter per field, not per index.
             let field = e.field.as_deref().map_or_else(
                 || "(record)".to_string(),

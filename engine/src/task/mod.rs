@@ -3,12 +3,13 @@
 //! (invisible) for the commit. The fleet worker and the embedded runner both call `attempt`.
 
 mod batch;
+mod errors;
 mod prefetch;
 mod process;
 mod progress;
 mod source;
 
-pub use process::{TaskContext, discard, error_part_url, process, process_blocking, staged_errors};
+pub use process::{LineOffsets, TaskContext, discard, process, process_blocking};
 pub use progress::Progress;
 
 use crate::lifecycle::{Assignment, FailureKind};

@@ -2,6 +2,7 @@
 //! from its surroundings.
 
 use super::batch::{count_errors, route};
+use super::errors::ErrorSink;
 use super::prefetch::Prefetch;
 use super::progress::Progress;
 use super::source::read_split;
@@ -9,13 +10,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use tokio::runtime::Handle;
-use zoopipe_common::errors_out::{ErrorRow, ErrorWriter};
-use zoopipe_common::format::Format;
 use zoopipe_common::format::write::PartWriter;
-use zoopipe_common::plan::{SplitKind, Task};
+use zoopipe_common::plan::Task;
 use zoopipe_common::report::{PartInfo, TaskResult};
 use zoopipe_common::spec::JobConfig;
-use zoopipe_common::storage::{ObjectUrl, ReadCounter, StagedWriter, Storage};
+use zoopipe_common::storage::{ReadCounter, StagedWriter, Storage};
 use zoopipe_common::{Error, Result};
 
 /// What a task needs from its surroundings.
@@ -34,7 +33,15 @@ pub struct TaskContext {
     /// Woken when an upload opens, so the fleet worker reports it at once rather than at the
     /// next regular heartbeat (a worker killed in between would leave it unknown).
     pub upload_opened: Arc<tokio::sync::Notify>,
+    /// Where a task whose byte range does not start its file asks for its line offset (see
+    /// `task::errors`); `None`: its error rows are always renumbered at commit.
+    pub line_offsets: Option<LineOffsets>,
 }
+
+/// `(job id, task index)` → the lines of the file before the task's first range, once every
+/// range before it is counted (`Lifecycle::line_offset`; over gRPC for fleet workers).
+pub type LineOffsets =
+    Arc<dyn Fn(String, u32) -> futures::future::BoxFuture<'static, Option<u64>> + Send + Sync>;
 
 impl TaskContext {
     /// A context on the current runtime with fresh counters and no cancellation.
@@ -47,10 +54,11 @@ impl TaskContext {
             batch_delay: zoopipe_common::fault::batch_delay(),
             opened: Default::default(),
             upload_opened: Default::default(),
+            line_offsets: None,
         }
     }
 
-    fn opened(&self, sink: &StagedWriter) {
+    pub(super) fn opened(&self, sink: &StagedWriter) {
         if let (Some(upload), Ok(mut opened)) = (sink.open_upload(), self.opened.lock()) {
             opened.push(upload);
             self.upload_opened.notify_one();
@@ -90,35 +98,6 @@ fn task_index_of(e: &tokio::task::JoinError) -> String {
     }
 }
 
-/// Where a task's error rows go before commit: their final part, or a JSONL staging part when
-/// the commit must renumber lines or merge them into one object.
-pub fn error_part_url(job: &JobConfig, task: &Task) -> (ObjectUrl, Format) {
-    if staged_errors(job, task) {
-        let url = job
-            .errors
-            .staging(&job.job_id)
-            .join(&format!("errors-{:05}.jsonl", task.index));
-        (url, Format::Jsonl)
-    } else {
-        (
-            job.errors.part_url(&job.job_id, task.index),
-            job.errors.format,
-        )
-    }
-}
-
-/// Error parts are staged when line numbers are relative (a range not at the file start) or
-/// when all errors merge into one object.
-pub fn staged_errors(job: &JobConfig, task: &Task) -> bool {
-    job.errors.single_file || lines_relative(task)
-}
-
-fn lines_relative(task: &Task) -> bool {
-    task.splits
-        .iter()
-        .any(|s| matches!(s.kind, SplitKind::Bytes { start, .. } if start > 0))
-}
-
 pub fn process_blocking(
     ctx: &TaskContext,
     job: &JobConfig,
@@ -145,16 +124,14 @@ pub fn process_blocking(
         sink,
         &job.spec.write,
     )?;
-    let mut errors: Option<ErrorWriter> = None;
+    let mut errors = ErrorSink::new(ctx, job, task);
     let mut result = TaskResult {
         index: task.index,
         attempt,
-        error_lines_relative: lines_relative(task),
         ..TaskResult::default()
     };
     let counter = ReadCounter::default();
     let mut reported_bytes = 0;
-    let mut error_rows = 0u64;
     let mut on_batch = |batch| -> Result<()> {
         if ctx.cancel.load(Ordering::Relaxed) {
             return Err(Error::Cancelled);
@@ -168,18 +145,18 @@ pub fn process_blocking(
         }
         result.rows_read += routed.rows_read;
         result.rows_valid += routed.valid.num_rows() as u64;
-        result.rows_invalid += routed.errors.len() as u64;
+        let invalid = routed.errors.len() as u64;
+        result.rows_invalid += invalid;
         if !routed.errors.is_empty() {
-            write_errors(ctx, job, task, &mut errors, &routed.errors)?;
-            error_rows += routed.errors.len() as u64;
             count_errors(
                 &routed.errors,
                 &mut result.errors_by_field,
                 &mut result.errors_by_type,
             );
+            errors.write(routed.errors)?;
         }
         Progress::add(&ctx.progress.rows_read, routed.rows_read);
-        Progress::add(&ctx.progress.rows_invalid, routed.errors.len() as u64);
+        Progress::add(&ctx.progress.rows_invalid, invalid);
         let bytes = counter.load(Ordering::Relaxed);
         Progress::add(&ctx.progress.bytes_read, bytes - reported_bytes);
         reported_bytes = bytes;
@@ -201,33 +178,13 @@ pub fn process_blocking(
     let bytes = counter.load(Ordering::Relaxed);
     Progress::add(&ctx.progress.bytes_read, bytes - reported_bytes);
     let output = PartInfo::new(output.finish()?, result.rows_valid);
-    let errors = match errors {
-        Some(writer) => Some(PartInfo::new(writer.finish()?, error_rows)),
-        None => None,
-    };
+    let written = errors.finish(started)?;
+    result.error_lines_relative = written.lines_relative;
+    let errors = written.part;
     result.bytes_read = bytes;
     result.bytes_written = output.bytes + errors.as_ref().map_or(0, |e| e.bytes);
     result.duration_s = started.elapsed().as_secs_f64();
     result.output = Some(output);
     result.error_part = errors;
     Ok(result)
-}
-
-fn write_errors(
-    ctx: &TaskContext,
-    job: &JobConfig,
-    task: &Task,
-    writer: &mut Option<ErrorWriter>,
-    rows: &[ErrorRow],
-) -> Result<()> {
-    if writer.is_none() {
-        let (url, format) = error_part_url(job, task);
-        let sink = StagedWriter::start(&ctx.runtime, &ctx.storage, &url)?;
-        ctx.opened(&sink);
-        *writer = Some(ErrorWriter::new(format, sink, &job.spec.write)?);
-    }
-    match writer {
-        Some(w) => w.write(rows),
-        None => Ok(()),
-    }
 }

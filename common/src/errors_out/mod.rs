@@ -1,13 +1,17 @@
 //! Invalid rows as output: every row that failed keeps its source (object URL and line, or row
 //! index), its original values and every reason. JSONL by default (nested `errors` / `values`),
-//! or any other output format with those two as JSON text columns.
+//! or any other output format with those two as JSON text columns. Tasks hold and write them
+//! column-wise (`ErrorRows`); `ErrorRow` is one row read back.
+
+mod rows;
+
+pub use rows::{ErrorRows, Position};
 
 use crate::format::Format;
 use crate::format::write::{PartWriter, WriteOptions};
 use crate::storage::{StagedObject, StagedWriter};
 use crate::validate::FieldError;
 use crate::{Error, Result};
-use arrow::array::{ArrayRef, Int64Array, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
@@ -34,7 +38,11 @@ pub struct ErrorRow {
 
 impl ErrorRow {
     pub fn new(source: &str, line: Option<u64>, row: Option<u64>, errors: Vec<FieldError>) -> Self {
-        let error_type = errors.first().map(kind_name).unwrap_or_default();
+        let error_type = errors
+            .first()
+            .map(kind_name)
+            .unwrap_or_default()
+            .to_string();
         Self {
             source: source.to_string(),
             line,
@@ -47,7 +55,7 @@ impl ErrorRow {
     }
 }
 
-fn kind_name(e: &FieldError) -> String {
+fn kind_name(e: &FieldError) -> &'static str {
     use crate::validate::ErrorKind;
     match e.kind {
         ErrorKind::Coercion => "coercion",
@@ -56,7 +64,6 @@ fn kind_name(e: &FieldError) -> String {
         ErrorKind::ExtraColumn => "extra_column",
         ErrorKind::MalformedRecord => "malformed_record",
     }
-    .to_string()
 }
 
 /// The Arrow shape of error rows in CSV/Parquet/Arrow outputs.
@@ -76,35 +83,11 @@ pub fn error_schema() -> SchemaRef {
 
 /// Error rows in the shape of [`error_schema`] (also what Flight clients receive).
 pub fn to_batch(rows: &[ErrorRow]) -> Result<RecordBatch> {
-    let text = |f: &dyn Fn(&ErrorRow) -> Option<String>| -> ArrayRef {
-        Arc::new(rows.iter().map(f).collect::<StringArray>())
-    };
-    let int = |f: &dyn Fn(&ErrorRow) -> Option<u64>| -> ArrayRef {
-        Arc::new(
-            rows.iter()
-                .map(|r| f(r).map(|v| v as i64))
-                .collect::<Int64Array>(),
-        )
-    };
-    let columns = vec![
-        text(&|r| Some(r.source.clone())),
-        int(&|r| r.line),
-        int(&|r| r.row),
-        text(&|r| Some(r.error_type.clone())),
-        text(&|r| r.errors.first().and_then(|e| e.field.clone())),
-        text(&|r| {
-            Some(
-                r.errors
-                    .first()
-                    .map(|e| e.message.clone())
-                    .unwrap_or_default(),
-            )
-        }),
-        text(&|r| serde_json::to_string(&r.errors).ok()),
-        text(&|r| serde_json::to_string(&r.values).ok()),
-        text(&|r| r.raw.clone()),
-    ];
-    RecordBatch::try_new(error_schema(), columns).map_err(|e| Error::Encode {
+    let batches = ErrorRows::from_rows(rows.to_vec())
+        .iter()
+        .map(|r| r.to_batch(0))
+        .collect::<Result<Vec<_>>>()?;
+    arrow::compute::concat_batches(&error_schema(), &batches).map_err(|e| Error::Encode {
         context: "building error rows".into(),
         message: e.to_string(),
     })
@@ -156,6 +139,22 @@ impl ErrorWriter {
                 }
                 writer.write(&to_batch(rows)?)
             }
+        }
+    }
+
+    /// Write one batch's error rows, their line numbers moved on by `line_offset`.
+    pub fn write_rows(&mut self, rows: &ErrorRows, line_offset: u64) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        match self {
+            ErrorWriter::Jsonl { sink, line } => {
+                line.clear();
+                rows.write_jsonl(line_offset, line);
+                sink.write_all(line)
+                    .map_err(|e| Error::io("writing error rows", e))
+            }
+            ErrorWriter::Batches(writer) => writer.write(&rows.to_batch(line_offset)?),
         }
     }
 
