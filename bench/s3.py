@@ -13,9 +13,11 @@ S3 operation. Prints markdown tables and writes them to the `s3` section of RESU
 """
 import argparse
 import collections
+import concurrent.futures
 import datetime
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -24,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -111,8 +114,37 @@ def start_logged_moto(python, work):
     Returns (endpoint, request log path, stop function); stops it on SIGTERM too."""
     reqlog = os.path.join(work, "requests.jsonl")
     port = free_port()
-    srv = subprocess.Popen([python, os.path.join(HERE, "s3_server.py"), "--port", str(port), "--log", reqlog],
-                           stdout=open(os.path.join(work, "moto.log"), "wb"), stderr=subprocess.STDOUT,
+    cmd = [python, os.path.join(HERE, "s3_server.py"), "--port", str(port), "--log", reqlog]
+    endpoint, stop_server = _start_server("moto", cmd, port, os.path.join(work, "moto.log"))
+    return endpoint, reqlog, stop_server
+
+
+def start_logged_localbucket(python, work):
+    """localbucket (`localbucket --host 127.0.0.1 --port PORT DIR`, the package in the venv of
+    `python`) on a free loopback port, objects as files under work/localbucket/. Its own log
+    (stderr) has one line per request; read it with read_localbucket_log. Returns (endpoint, log
+    path, stop function); stops it on SIGTERM too. The bucket is not created here.
+
+    Started as `python -c "import localbucket; <TCP_NODELAY>; localbucket.main()" ARGS` rather than
+    the `localbucket` script: its http.server handler writes the headers and the body of each
+    answer in two writes with Nagle's algorithm on, so each small answer waits for the client's
+    delayed ACK (~40 ms): ~180 GET/s of 4 KB with 8 boto3 threads, against ~800/s with
+    TCP_NODELAY (and moto ~290/s). Same server, same arguments, that one socket option."""
+    root = os.path.join(work, "localbucket")
+    os.makedirs(root, exist_ok=True)
+    log = os.path.join(work, "localbucket.log")
+    port = free_port()
+    cmd = [python, "-c", "import sys, localbucket; sys.argv[0] = 'localbucket'; "
+           "localbucket.S3Handler.disable_nagle_algorithm = True; localbucket.main()",
+           "--host", "127.0.0.1", "--port", str(port), root]
+    endpoint, stop_server = _start_server("localbucket", cmd, port, log)
+    return endpoint, log, stop_server
+
+
+def _start_server(name, cmd, port, log):
+    """Start an S3 server (its own session, output to `log`), wait until the port answers.
+    Returns (endpoint, stop function); SIGTERM stops it too."""
+    srv = subprocess.Popen(cmd, stdout=open(log, "ab"), stderr=subprocess.STDOUT,
                            stdin=subprocess.DEVNULL, start_new_session=True)
 
     def stop_server(*_):
@@ -133,16 +165,46 @@ def start_logged_moto(python, work):
         except OSError:
             if srv.poll() is not None or time.time() > deadline:
                 stop_server()
-                raise SystemExit("moto server did not start; see " + os.path.join(work, "moto.log"))
+                raise SystemExit(f"{name} server did not start; see {log}")
             time.sleep(0.2)
-    return f"http://127.0.0.1:{port}", reqlog, stop_server
+    return f"http://127.0.0.1:{port}", stop_server
 
 
-def empty_prefix(s3, bucket, prefix):
-    """Delete every object and abort every multipart upload under `prefix`."""
+# localbucket's request line (http.server's log_request through its logger):
+#   2025-01-01 12:00:00 [INFO]: 127.0.0.1 "GET /bench/key?x=y HTTP/1.1" 200 -
+LOCALBUCKET_LINE = re.compile(r'\[INFO\]: \S+ "([A-Z]+) (\S+) HTTP/[0-9.]+" (\d{3}) ')
+
+
+def read_localbucket_log(path, start):
+    """The requests localbucket logged after byte `start`, as read_log's records (method, path,
+    query, status; its log has no headers, sizes or times: `range` is a placeholder set when the
+    answer was 206 Partial Content, `copy` is always false)."""
+    with open(path, errors="replace") as f:
+        f.seek(start)
+        text = f.read()
+    out = []
+    for line in text.splitlines():
+        m = LOCALBUCKET_LINE.search(line)
+        if m:
+            target = urllib.parse.urlsplit(m.group(2))
+            out.append({"method": m.group(1), "path": urllib.parse.unquote(target.path),
+                        "query": target.query, "range": "bytes=?" if m.group(3) == "206" else None,
+                        "copy": False, "status": int(m.group(3))})
+    return out
+
+
+def empty_prefix(s3, bucket, prefix, bulk=True, jobs=16):
+    """Delete every object and abort every multipart upload under `prefix`. bulk=False (servers
+    without DeleteObjects or ListMultipartUploads, such as localbucket): one DELETE per object,
+    `jobs` at once, and unfinished uploads are left alone."""
     keys = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         keys += [{"Key": o["Key"]} for o in page.get("Contents", [])]
+    if not bulk:
+        with concurrent.futures.ThreadPoolExecutor(jobs) as ex:
+            for f in [ex.submit(s3.delete_object, Bucket=bucket, Key=k["Key"]) for k in keys]:
+                f.result()
+        return
     for i in range(0, len(keys), 1000):
         s3.delete_objects(Bucket=bucket, Delete={"Objects": keys[i:i + 1000]})
     for u in s3.list_multipart_uploads(Bucket=bucket, Prefix=prefix).get("Uploads", []):

@@ -1,32 +1,48 @@
 #!/usr/bin/env python3
 """Many small objects on S3: zoopipectl beside Polars, same prefix, same run (bench/small_files.sh
-sets up the venv, moto and the build, then calls this).
+sets up the venv, the S3 server and the build, then calls this).
 
 For each --objects count N: the users rows of gen_users.py (same generator, seed and share of
 invalid rows; the first N*R rows of `gen_users.py N*R`, byte for byte) are cut into N CSV
 objects of R rows each, about --object-bytes (4 KB) with the header in every object, uploaded
-concurrently (boto3, a thread pool) to s3://bench/small-N/part-NNNNN.csv on moto's S3 server on
-loopback (bench/s3_server.py, as bench/s3.sh), and the same rows as one object
-s3://bench/one-N/users.csv. Then, for each thread count T, layout (N objects, one object) and
-engine, `repeat` runs, each a fresh process reaped with os.wait4() (wall time, peak RSS of the
-process tree, as bench.py):
+concurrently (boto3, a thread pool) to s3://bench/small-N/part-NNNNN.csv on a loopback S3
+server, and the same rows as one object s3://bench/one-N/users.csv. --server picks it:
+
+    localbucket  (default) `localbucket --host 127.0.0.1 --port PORT DIR`, objects as files in a
+                 temporary DIR, with TCP_NODELAY on its sockets (without it every small answer
+                 waits ~40 ms for a delayed ACK: see s3.start_logged_localbucket). No
+                 DeleteObjects: zoopipectl runs with AWS_DISABLE_BULK_DELETE=true and the bench
+                 deletes one object at a time. Its LIST walks the whole bucket for each page of
+                 1,000 keys (~0.2 s a page at 10,000 objects on a busy 2-core host): both engines
+                 pay that on the many-object prefix.
+    moto         moto's S3 server with a request log (bench/s3_server.py, as bench/s3.sh), objects
+                 in memory; ~340 requests/s, too slow to show the target on many objects.
+
+Then, for each thread count T, layout (N objects, one object) and engine, `repeat` runs, each a
+fresh process reaped with os.wait4() (wall time, peak RSS of the process tree, as bench.py):
 
     zoopipe  zoopipectl run --input s3://bench/small-N/ (or s3://bench/one-N/users.csv)
                  --output s3://bench/out-zoopipe/ --format parquet --compression zstd
                  --schema bench/users.schema.json --workers T --quiet --report FILE
              with AWS_ENDPOINT_URL=http://127.0.0.1:PORT AWS_ACCESS_KEY_ID=testing
-             AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
+             AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 (path style and plain http
+             follow from the http:// endpoint) and, on localbucket, AWS_DISABLE_BULK_DELETE=true
     polars   python bench/peers.py --engine polars --threads T --format csv
                  --input 's3://bench/small-N/*.csv' (or s3://bench/one-N/users.csv)
-                 --out-dir s3://bench/out-polars/ --storage-options '{"aws_endpoint_url": ...}'
+                 --out-dir s3://bench/out-polars/ --storage-options '{"aws_endpoint_url": ...,
+                 "aws_allow_http": "true", "aws_virtual_hosted_style_request": "false", ...}'
              (pl.scan_csv(..., storage_options=..., infer_schema=False), the checks of
              bench/run.sh, valid and invalid rows sunk to Parquet (zstd); POLARS_MAX_THREADS=T)
 
 The output prefix is emptied before each run (not timed). After each run its valid rows are read
 back from the Parquet footers (not timed) and must equal what the engine reported; both engines
 must report the same read / valid / invalid for the same rows (otherwise an ERROR line and exit
-status 1). Every request moto answers during a run is that run's (nothing else talks to the
-server then). Prints a markdown table and writes it to the `small_files` section of RESULTS.md.
+status 1). Every request the server answers during a run is that run's (nothing else talks to
+it then). After the runs on N objects both data sets are deleted (not timed), so the next count
+lists a bucket holding only its own data. Prints a markdown table (objects/s, rows/s, tasks, peak
+RSS, ratio to Polars), the verdicts against the issue's targets (>= 1.5x Polars on the
+many-object prefix; many-object run within 3x of the one-object run) and writes them to the
+`small_files` section of --results (bench/RESULTS.md).
 """
 import argparse
 import collections
@@ -49,7 +65,8 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 import gen_users  # noqa: E402
 from results_section import replace_section  # noqa: E402
-from s3 import binary_note, classify, empty_prefix, read_log, rel, start_logged_moto  # noqa: E402
+from s3 import (binary_note, classify, empty_prefix, read_localbucket_log, read_log, rel,  # noqa: E402
+                start_logged_localbucket, start_logged_moto)
 from bench import git_head, ram_note, versions  # noqa: E402
 from sql import cpu_busy, cpu_model, last_json, timed  # noqa: E402
 
@@ -59,6 +76,15 @@ LAYOUTS = ("small", "one")  # N objects of ~4 KB, the same rows as one object
 TARGET_VS_POLARS = 1.5     # the issue: >= 1.5x Polars' rows/s on the many-object prefix
 TARGET_MANY_VS_ONE = 3.0   # the issue: the many-object run within 3x of the one-object run
 CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}
+# --server: how to start it, read its request log, whether it has DeleteObjects (bulk delete) and
+# ListMultipartUploads, and what it is (for the machine line).
+SERVERS = {
+    "localbucket": {"start": start_logged_localbucket, "read_log": read_localbucket_log, "bulk": False,
+                    "what": "localbucket: one Python process, http.server with a thread per connection "
+                            "and TCP_NODELAY, objects as files in a temporary directory"},
+    "moto": {"start": start_logged_moto, "read_log": read_log, "bulk": True,
+             "what": "moto: one Python process, objects in memory"},
+}
 
 
 # --- The data -------------------------------------------------------------------------------
@@ -148,9 +174,9 @@ def output_parquet_rows(s3, out):
     return found
 
 
-def clear_output(s3, out):
+def clear_output(s3, out, bulk):
     if out.startswith("s3://"):
-        empty_prefix(s3, BUCKET, out[len(f"s3://{BUCKET}/"):])
+        empty_prefix(s3, BUCKET, out[len(f"s3://{BUCKET}/"):], bulk=bulk)
     else:
         shutil.rmtree(out, ignore_errors=True)
 
@@ -206,7 +232,7 @@ def run_cell(engine, layout, n, threads, a, s3, work, warnings):
     print(f"== {what}, {engine} threads={threads}: {shown(cmd)}", flush=True)
     runs, counts, tasks, failed = [], None, None, None
     for i in range(a.repeat):
-        clear_output(s3, out)
+        clear_output(s3, out, a.bulk)
         try:
             os.remove(report)
         except FileNotFoundError:
@@ -215,7 +241,7 @@ def run_cell(engine, layout, n, threads, a, s3, work, warnings):
         mark = os.path.getsize(a.reqlog)
         rc, wall, rss, sout, serr = timed(cmd, env, work)
         time.sleep(0.3)
-        mix = request_mix(read_log(a.reqlog, mark))
+        mix = request_mix(a.read_log(a.reqlog, mark))
         if rc != 0:
             failed = f"exit {rc}"
             print(f"   run {i + 1}: FAILED (exit {rc}) after {wall:.2f}s; stderr:")
@@ -255,7 +281,7 @@ def run_cell(engine, layout, n, threads, a, s3, work, warnings):
             warnings.append(msg)
         counts = got
         runs.append({"wall": wall, "rss": rss, "mix": mix})
-    clear_output(s3, out)
+    clear_output(s3, out, a.bulk)
     if failed and not runs:
         return {"failed": failed, "counts": counts}
     med = sorted(runs, key=lambda r: r["wall"])[len(runs) // 2]
@@ -272,6 +298,8 @@ def main():
     ap.add_argument("--engines", default=" ".join(ENGINES))
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--invalid-rate", type=float, default=0.02)
+    ap.add_argument("--server", choices=sorted(SERVERS), default="localbucket",
+                    help="the loopback S3 server: localbucket (default, fast) or moto")
     ap.add_argument("--output-to", choices=["s3", "local"], default="s3",
                     help="where both engines write: the bucket (default) or a local directory")
     ap.add_argument("--upload-jobs", type=int, default=16, help="concurrent PUTs while uploading")
@@ -298,15 +326,24 @@ def main():
     data = os.path.join(HERE, "data")
     os.makedirs(data, exist_ok=True)
     work = tempfile.mkdtemp(prefix="small-", dir=data)
-    endpoint, a.reqlog, stop_server = start_logged_moto(a.python, work)
+    server = SERVERS[a.server]
+    a.read_log, a.bulk = server["read_log"], server["bulk"]
+    endpoint, a.reqlog, stop_server = server["start"](a.python, work)
     # Each engine gets the loopback endpoint and the test keys: zoopipe from the AWS_* variables
-    # (as bench/s3.sh), Polars from storage_options (as the issue asks; it would also read them
-    # from the environment). Other AWS_* settings of the caller (profile, session token) are dropped.
+    # (as bench/s3.sh; an http:// endpoint gives it path style and plain http), Polars from
+    # storage_options (as the issue asks; it would also read them from the environment). Other
+    # AWS_* settings of the caller (profile, session token, CA bundle) are dropped. localbucket has
+    # no DeleteObjects, which object_store's delete() uses unless told otherwise.
     a.env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     a.env.update(CREDS, AWS_ENDPOINT_URL=endpoint)
+    if not a.bulk:
+        a.env["AWS_DISABLE_BULK_DELETE"] = "true"
+    a.zoopipe_env = " ".join(f"{k}={v}" for k, v in sorted(a.env.items())
+                             if k.startswith("AWS_") and k != "AWS_ENDPOINT_URL")
     a.storage_options = {"aws_endpoint_url": endpoint, "aws_access_key_id": CREDS["AWS_ACCESS_KEY_ID"],
                          "aws_secret_access_key": CREDS["AWS_SECRET_ACCESS_KEY"],
-                         "aws_region": CREDS["AWS_REGION"], "aws_allow_http": "true"}
+                         "aws_region": CREDS["AWS_REGION"], "aws_allow_http": "true",
+                         "aws_virtual_hosted_style_request": "false"}
     results, datasets, warnings, busy = {}, {}, [], []
     rpo = rows_per_object(a.object_bytes, a.seed, a.invalid_rate)
     try:
@@ -314,9 +351,10 @@ def main():
                           aws_access_key_id=CREDS["AWS_ACCESS_KEY_ID"],
                           aws_secret_access_key=CREDS["AWS_SECRET_ACCESS_KEY"],
                           config=Config(max_pool_connections=max(10, a.upload_jobs),
-                                        retries={"max_attempts": 5, "mode": "standard"}))
+                                        retries={"max_attempts": 5, "mode": "standard"},
+                                        s3={"addressing_style": "path"}))
         s3.create_bucket(Bucket=BUCKET)
-        print(f"== moto on {endpoint}; {rpo} rows per object (about {a.object_bytes} B)", flush=True)
+        print(f"== {a.server} on {endpoint}; {rpo} rows per object (about {a.object_bytes} B)", flush=True)
         for n in object_counts:
             datasets[n] = prepare(s3, n, rpo, a)
             b = cpu_busy()
@@ -333,6 +371,8 @@ def main():
                             results[(n, layout, t, e)] = {"failed": "binary missing"}
                             continue
                         results[(n, layout, t, e)] = run_cell(e, layout, n, t, a, s3, work, warnings)
+            for prefix in (f"small-{n}/", f"one-{n}/"):
+                empty_prefix(s3, BUCKET, prefix, bulk=a.bulk, jobs=a.upload_jobs)
     finally:
         stop_server()
         shutil.rmtree(work, ignore_errors=True)
@@ -408,7 +448,7 @@ def main():
         print(w)
 
     mem = ram_note()
-    vers = versions(a.python, ['polars', 'moto', 'boto3'])
+    vers = versions(a.python, ['polars', a.server, 'boto3'])
     git = git_head()
     sizes = "; ".join(
         f"{n:,} objects: {d['rows']:,} rows ({d['bad']:,} made invalid), {d['small_bytes'] / 1e6:.1f} MB in "
@@ -421,27 +461,27 @@ def main():
         f"- command: `{a.command_line}`",
         f"- date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M:%S UTC')}",
         f"- machine: nproc {os.cpu_count()}, {cpu_model()}{mem}, {platform.system()} {platform.release()}; "
-        "the S3 server (moto, one Python process, objects in memory) runs on the same cores",
+        f"the S3 server ({server['what']}) runs on the same cores",
         f"- software: {vers}; repo at {git}",
         f"- zoopipectl: `{rel(a.bin)}`{binary_note(a.bin)}",
         f"- data: the users rows of `gen_users.py` (seed {a.seed}, invalid rate {a.invalid_rate}), {rpo} rows "
         f"per object with the header in each, under `s3://{BUCKET}/small-N/`, and the same rows as one "
         f"object `s3://{BUCKET}/one-N/users.csv`: {sizes}",
-        "- zoopipe: `AWS_ENDPOINT_URL=http://127.0.0.1:PORT AWS_ACCESS_KEY_ID=testing "
-        "AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 zoopipectl run --input "
+        f"- zoopipe: `AWS_ENDPOINT_URL=http://127.0.0.1:PORT {a.zoopipe_env} zoopipectl run --input "
         f"s3://{BUCKET}/small-N/ (or s3://{BUCKET}/one-N/users.csv) --output OUT --format parquet "
         "--compression zstd --schema bench/users.schema.json --workers T --quiet --report FILE`; tasks = "
         "the report's `partitions.total`",
         f"- polars: `bench/peers.py --engine polars --threads T --format csv --input "
         f"'s3://{BUCKET}/small-N/*.csv' --out-dir OUT --storage-options '{{aws_endpoint_url, "
-        "aws_access_key_id, aws_secret_access_key, aws_region, aws_allow_http}}'`: `pl.scan_csv(..., "
+        "aws_access_key_id, aws_secret_access_key, aws_region, aws_allow_http, "
+        "aws_virtual_hosted_style_request=false}'`: `pl.scan_csv(..., "
         "infer_schema=False, storage_options=..., credential_provider=None)`, the checks of `bench/run.sh`, "
         "valid and invalid rows sunk to Parquet (zstd) in one streaming plan; POLARS_MAX_THREADS=T; the "
         "whole Python process is measured (interpreter and imports: a few tenths of a second)",
         f"- outputs: {out_desc}; each run's valid rows read back from the Parquet footers",
         f"- {a.repeat} runs per cell: median wall time, max peak RSS (whole process tree, wait4); "
         "objects/s = objects / median wall s, rows/s = rows / median wall s; vs Polars = our rows/s over "
-        "Polars' for the same layout and threads; S3 requests = what moto answered during the median run "
+        "Polars' for the same layout and threads; S3 requests = what the server answered during the median run "
         "(GET, HEAD, LIST, write = PUT / multipart / DELETE); cores busy before the runs: "
         + ", ".join("?" if b is None else f"{b:.2f}" for b in busy),
         "",
