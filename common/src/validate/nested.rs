@@ -7,7 +7,6 @@
 //! column-wise by the same code as top-level columns. The valid values then become the Arrow
 //! column (`List` / `Struct` / `Map`) through arrow's JSON decoder.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use std::fmt::Write as _;
@@ -17,8 +16,7 @@ use arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::error::ArrowError;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
-use serde_json::Value;
-
+use super::tape::{Json, Tape, Token};
 use super::{EXTRA_FORBIDDEN, ErrorKind, FIELD_REQUIRED, checks, coerce};
 use crate::schema::FieldSpec;
 use crate::schema::nested::{Node, Shape};
@@ -68,11 +66,22 @@ struct Bucket<'n> {
     texts: StringBuilder,
 }
 
+/// Which bucket holds each leaf field's values: a handful per container field, so a list
+/// scanned by address beats hashing.
+#[derive(Default)]
+struct BucketOf(Vec<(*const Node, usize)>);
+
+impl BucketOf {
+    fn get(&self, node: *const Node) -> Option<usize> {
+        self.0.iter().find(|(n, _)| *n == node).map(|(_, b)| *b)
+    }
+}
+
 struct Walk<'n> {
     field: &'n str,
     errors: Vec<NestedError>,
     buckets: Vec<Bucket<'n>>,
-    bucket_of: HashMap<*const Node, usize>,
+    bucket_of: BucketOf,
     /// Position in the current row's walk (pydantic's order of errors within a row).
     ordinal: usize,
     /// Errors found while walking (in both modes, so both walks count positions alike).
@@ -147,7 +156,7 @@ impl<'n> Walk<'n> {
         }
     }
 
-    fn walk<'s>(&mut self, node: &'n Node, value: &'s Value, row: usize, path: &mut Vec<Seg<'s>>)
+    fn walk<'s>(&mut self, node: &'n Node, value: Json<'s, '_>, row: usize, path: &mut Vec<Seg<'s>>)
     where
         'n: 's,
     {
@@ -160,7 +169,10 @@ impl<'n> Walk<'n> {
         }
         match &node.shape {
             Shape::Leaf(spec) => {
-                if matches!(value, Value::Null | Value::Array(_) | Value::Object(_)) {
+                if matches!(
+                    value.token(),
+                    Token::Null | Token::Array { .. } | Token::Object { .. }
+                ) {
                     let message = coerce::type_message(&spec.data_type);
                     self.error(row, path, ErrorKind::Coercion, message);
                     return;
@@ -169,28 +181,25 @@ impl<'n> Walk<'n> {
                     return;
                 }
                 let key = node as *const Node;
-                let index = match self.bucket_of.get(&key) {
-                    Some(i) => *i,
+                let index = match self.bucket_of.get(key) {
+                    Some(i) => i,
                     None => {
                         self.buckets.push(Bucket {
                             spec,
                             hits: Vec::new(),
                             texts: StringBuilder::new(),
                         });
-                        self.bucket_of.insert(key, self.buckets.len() - 1);
+                        self.bucket_of.0.push((key, self.buckets.len() - 1));
                         self.buckets.len() - 1
                     }
                 };
                 let ordinal = self.ordinal;
                 let bucket = &mut self.buckets[index];
                 bucket.hits.push((row, ordinal));
-                match value {
-                    Value::String(s) => bucket.texts.append_value(s),
-                    Value::Bool(b) => bucket.texts.append_value(if *b { "true" } else { "false" }),
-                    Value::Number(n) => {
-                        let _ = write!(bucket.texts, "{n}");
-                        bucket.texts.append_value("");
-                    }
+                match value.token() {
+                    Token::String(s) => bucket.texts.append_value(s),
+                    Token::Bool(b) => bucket.texts.append_value(if *b { "true" } else { "false" }),
+                    Token::Number(n) => bucket.texts.append_value(n),
                     _ => bucket.texts.append_null(),
                 }
             }
@@ -200,13 +209,14 @@ impl<'n> Walk<'n> {
                 max,
                 set,
             } => {
-                let Value::Array(items) = value else {
+                if !value.is_array() {
                     self.error(row, path, ErrorKind::Coercion, ARRAY_TYPE);
                     return;
-                };
+                }
                 let what = if *set { "Set" } else { "List" };
-                self.sized(what, items.len(), (*min, *max), row, path, |walk, path| {
-                    for (i, element) in items.iter().enumerate() {
+                let len = value.items().count();
+                self.sized(what, len, (*min, *max), row, path, |walk, path| {
+                    for (i, element) in value.items().enumerate() {
                         path.push(Seg::Index(i));
                         walk.walk(item, element, row, path);
                         path.pop();
@@ -217,13 +227,13 @@ impl<'n> Walk<'n> {
                 fields,
                 forbid_extra,
             } => {
-                let Value::Object(members) = value else {
+                if !value.is_object() {
                     self.error(row, path, ErrorKind::Coercion, OBJECT_TYPE);
                     return;
-                };
+                }
                 for field in fields {
                     path.push(Seg::Key(&field.name));
-                    match members.get(&field.name) {
+                    match value.get(&field.name) {
                         Some(v) => self.walk(field, v, row, path),
                         None if field.required => {
                             self.error(row, path, ErrorKind::Constraint, FIELD_REQUIRED);
@@ -233,8 +243,8 @@ impl<'n> Walk<'n> {
                     path.pop();
                 }
                 if *forbid_extra {
-                    for key in members.keys() {
-                        if !fields.iter().any(|f| &f.name == key) {
+                    for (key, _) in value.members() {
+                        if !fields.iter().any(|f| f.name == key) {
                             path.push(Seg::Key(key));
                             self.error(row, path, ErrorKind::ExtraColumn, EXTRA_FORBIDDEN);
                             path.pop();
@@ -247,10 +257,11 @@ impl<'n> Walk<'n> {
                 min,
                 max,
             } => {
-                let Value::Object(entries) = value else {
+                if !value.is_object() {
                     self.error(row, path, ErrorKind::Coercion, OBJECT_TYPE);
                     return;
-                };
+                }
+                let entries = value.members();
                 self.sized(
                     "Dictionary",
                     entries.len(),
@@ -270,9 +281,9 @@ impl<'n> Walk<'n> {
     }
 }
 
-/// The column's values as JSON: parsed text (a cell that is not JSON stays a string, and
-/// fails as the wrong type), or a nested Arrow column written out as JSON.
-fn json_values(column: &ArrayRef) -> Result<Vec<Option<Value>>, ArrowError> {
+/// The column's cells as JSON text: text as it is (parsed onto the tape later; a cell that is
+/// not JSON stays a string, and fails as the wrong type), a nested Arrow column written out.
+fn json_texts(column: &ArrayRef) -> Result<Vec<Option<String>>, ArrowError> {
     if matches!(
         column.data_type(),
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
@@ -281,14 +292,13 @@ fn json_values(column: &ArrayRef) -> Result<Vec<Option<Value>>, ArrowError> {
         return Ok(text
             .as_string::<i32>()
             .iter()
-            .map(|cell| {
-                cell.map(|s| {
-                    serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.to_string()))
-                })
-            })
+            .map(|cell| cell.map(str::to_string))
             .collect());
     }
-    crate::format::json_text::values(column)
+    Ok(crate::format::json_text::values(column)?
+        .into_iter()
+        .map(|v| v.map(|v| v.to_string()))
+        .collect())
 }
 
 /// Writes valid rows as JSON for arrow's decoder: the input's structure, each leaf replaced by
@@ -296,7 +306,7 @@ fn json_values(column: &ArrayRef) -> Result<Vec<Option<Value>>, ArrowError> {
 /// unknown members dropped, a set's duplicates dropped.
 struct Writer<'a, 'n> {
     buckets: &'a [Bucket<'n>],
-    bucket_of: &'a HashMap<*const Node, usize>,
+    bucket_of: &'a BucketOf,
     coerced: &'a [ArrayRef],
     formatters: Vec<Option<ArrayFormatter<'a>>>,
     cursors: Vec<usize>,
@@ -308,7 +318,7 @@ fn json_err(e: serde_json::Error) -> ArrowError {
 
 impl<'a, 'n> Writer<'a, 'n> {
     fn leaf(&mut self, node: &Node, row: usize, out: &mut Vec<u8>) -> Result<(), ArrowError> {
-        let Some(&b) = self.bucket_of.get(&(node as *const Node)) else {
+        let Some(b) = self.bucket_of.get(node as *const Node) else {
             out.extend_from_slice(b"null");
             return Ok(());
         };
@@ -361,7 +371,7 @@ impl<'a, 'n> Writer<'a, 'n> {
     fn value(
         &mut self,
         node: &Node,
-        value: &Value,
+        value: Json<'_, '_>,
         row: usize,
         out: &mut Vec<u8>,
     ) -> Result<(), ArrowError> {
@@ -369,13 +379,13 @@ impl<'a, 'n> Writer<'a, 'n> {
             out.extend_from_slice(b"null");
             return Ok(());
         }
-        match (&node.shape, value) {
-            (Shape::Leaf(_), _) => self.leaf(node, row, out)?,
-            (Shape::List { item, set, .. }, Value::Array(items)) => {
+        match &node.shape {
+            Shape::Leaf(_) => self.leaf(node, row, out)?,
+            Shape::List { item, set, .. } if value.is_array() => {
                 out.push(b'[');
                 let mut seen: Vec<Vec<u8>> = Vec::new();
                 let mut first = true;
-                for element in items {
+                for element in value.items() {
                     let mut one = Vec::new();
                     self.value(item, element, row, &mut one)?;
                     if *set {
@@ -392,34 +402,33 @@ impl<'a, 'n> Writer<'a, 'n> {
                 }
                 out.push(b']');
             }
-            (Shape::Struct { fields, .. }, Value::Object(members)) => {
+            Shape::Struct { fields, .. } if value.is_object() => {
                 out.push(b'{');
                 let mut first = true;
                 for field in fields {
-                    let member = match members.get(&field.name) {
-                        Some(v) => Some(v),
-                        None => field.default.as_ref(),
-                    };
-                    let Some(member) = member else {
+                    let member = value.get(&field.name);
+                    if member.is_none() && field.default.is_none() {
                         continue;
-                    };
+                    }
                     if !first {
                         out.push(b',');
                     }
                     first = false;
                     serde_json::to_writer(&mut *out, &field.name).map_err(json_err)?;
                     out.push(b':');
-                    if members.contains_key(&field.name) {
-                        self.value(field, member, row, out)?;
-                    } else {
-                        serde_json::to_writer(&mut *out, member).map_err(json_err)?;
+                    match (member, &field.default) {
+                        (Some(member), _) => self.value(field, member, row, out)?,
+                        (None, Some(default)) => {
+                            serde_json::to_writer(&mut *out, default).map_err(json_err)?
+                        }
+                        (None, None) => {}
                     }
                 }
                 out.push(b'}');
             }
-            (Shape::Map { value: each, .. }, Value::Object(entries)) => {
+            Shape::Map { value: each, .. } if value.is_object() => {
                 out.push(b'{');
-                for (n, (key, v)) in entries.iter().enumerate() {
+                for (n, (key, v)) in value.members().into_iter().enumerate() {
                     if n > 0 {
                         out.push(b',');
                     }
@@ -449,12 +458,17 @@ pub(super) fn validate(
     node: &Node,
     column: &ArrayRef,
 ) -> Result<(ArrayRef, Vec<NestedError>), ArrowError> {
-    let mut values = json_values(column)?;
+    let texts = json_texts(column)?;
+    let mut tape = Tape::default();
+    let mut values: Vec<Option<usize>> = texts
+        .iter()
+        .map(|t| t.as_deref().map(|t| tape.push(t)))
+        .collect();
     let mut walk = Walk {
         field: &spec.name,
         errors: Vec::new(),
         buckets: Vec::new(),
-        bucket_of: HashMap::new(),
+        bucket_of: BucketOf::default(),
         ordinal: 0,
         found_errors: 0,
         locate: None,
@@ -463,14 +477,11 @@ pub(super) fn validate(
     // Rows given the field's default: written as it is (pydantic does not validate defaults).
     let mut defaulted = vec![false; values.len()];
     for (row, value) in values.iter_mut().enumerate() {
-        if value.as_ref().is_none_or(Value::is_null) {
+        if value.is_none_or(|at| tape.get(at).is_null()) {
+            *value = None;
             match &spec.default {
-                Some(default) => {
-                    *value = Some(default.clone());
-                    defaulted[row] = true;
-                }
+                Some(_) => defaulted[row] = true,
                 None => {
-                    *value = None;
                     if !spec.nullable {
                         walk.ordinal = 0;
                         walk.error(row, &[], ErrorKind::Constraint, FIELD_REQUIRED);
@@ -482,12 +493,10 @@ pub(super) fn validate(
     let values = values;
     let mut path = Vec::new();
     for (row, value) in values.iter().enumerate() {
-        if let Some(v) = value
-            && !defaulted[row]
-        {
+        if let Some(at) = *value {
             walk.ordinal = 0;
             path.clear();
-            walk.walk(node, v, row, &mut path);
+            walk.walk(node, tape.get(at), row, &mut path);
         }
     }
     // Leaves, one column per leaf field: coerced and checked as top-level columns are.
@@ -519,9 +528,9 @@ pub(super) fn validate(
         walk.locate = Some(ordinal);
         walk.found = None;
         walk.ordinal = 0;
-        if let Some(Some(v)) = values.get(row) {
+        if let Some(Some(at)) = values.get(row) {
             let mut path = Vec::new();
-            walk.walk(node, v, row, &mut path);
+            walk.walk(node, tape.get(*at), row, &mut path);
         }
         let loc = walk.found.take().unwrap_or_else(|| spec.name.clone());
         walk.errors.push(NestedError {
@@ -558,17 +567,19 @@ pub(super) fn validate(
     };
     let mut lines = Vec::new();
     for (row, value) in values.iter().enumerate() {
-        match value {
-            Some(v) if !failed_rows.contains(&row) => {
+        match (value, &spec.default) {
+            _ if failed_rows.contains(&row) => lines.extend_from_slice(b"{}"),
+            (Some(at), _) => {
                 lines.extend_from_slice(b"{\"v\":");
-                if defaulted[row] {
-                    serde_json::to_writer(&mut lines, v).map_err(json_err)?;
-                } else {
-                    writer.value(node, v, row, &mut lines)?;
-                }
+                writer.value(node, tape.get(*at), row, &mut lines)?;
                 lines.push(b'}');
             }
-            _ => lines.extend_from_slice(b"{}"),
+            (None, Some(default)) if defaulted[row] => {
+                lines.extend_from_slice(b"{\"v\":");
+                serde_json::to_writer(&mut lines, default).map_err(json_err)?;
+                lines.push(b'}');
+            }
+            (None, _) => lines.extend_from_slice(b"{}"),
         }
         lines.push(b'\n');
     }

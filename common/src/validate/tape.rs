@@ -1,0 +1,437 @@
+//! JSON text parsed into one flat tape of tokens that borrow from the text, for walking
+//! container fields (`nested`): no map per object, no hashing, no allocation per value (only
+//! strings with escapes own their text). What it accepts, and the text of each number, are
+//! what `serde_json` accepts and prints, so results equal those of a parsed `Value`.
+
+use std::borrow::Cow;
+
+/// Deepest nesting accepted (as `serde_json`'s recursion limit).
+const MAX_DEPTH: usize = 128;
+
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum Token<'a> {
+    Null,
+    Bool(bool),
+    /// A number as `serde_json` prints it once parsed (integers as written).
+    Number(Cow<'a, str>),
+    String(Cow<'a, str>),
+    /// `len` elements follow; the token after the array is at `end`.
+    Array { len: u32, end: u32 },
+    /// `len` (key, value) pairs follow, each key a `String` token; the token after it is at
+    /// `end`.
+    Object { len: u32, end: u32 },
+}
+
+/// The values of many cells, one after another.
+#[derive(Default)]
+pub(super) struct Tape<'a> {
+    tokens: Vec<Token<'a>>,
+}
+
+/// One value on a tape.
+#[derive(Clone, Copy)]
+pub(super) struct Json<'t, 'a> {
+    tape: &'t Tape<'a>,
+    at: usize,
+}
+
+impl<'a> Tape<'a> {
+    /// Parse `text` as one JSON value onto the tape and return where it starts; a text that
+    /// is not JSON is kept as one string (it then fails as the wrong type, as with `Value`).
+    pub fn push(&mut self, text: &'a str) -> usize {
+        let start = self.tokens.len();
+        let mut parser = Parser {
+            text: text.as_bytes(),
+            source: text,
+            pos: 0,
+            tokens: &mut self.tokens,
+        };
+        let parsed = parser.value(0).is_some() && {
+            parser.skip_ws();
+            parser.pos == parser.text.len()
+        };
+        if !parsed {
+            self.tokens.truncate(start);
+            self.tokens.push(Token::String(Cow::Borrowed(text)));
+        }
+        start
+    }
+
+    pub fn get(&self, at: usize) -> Json<'_, 'a> {
+        Json { tape: self, at }
+    }
+}
+
+impl<'t, 'a> Json<'t, 'a> {
+    pub fn token(&self) -> &'t Token<'a> {
+        &self.tape.tokens[self.at]
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(self.token(), Token::Null)
+    }
+
+    /// The token after this value (and everything inside it).
+    fn next(&self) -> usize {
+        match self.token() {
+            Token::Array { end, .. } | Token::Object { end, .. } => *end as usize,
+            _ => self.at + 1,
+        }
+    }
+
+    fn at(&self, at: usize) -> Self {
+        Json {
+            tape: self.tape,
+            at,
+        }
+    }
+
+    /// An array's elements (nothing for anything else).
+    pub fn items(self) -> impl Iterator<Item = Json<'t, 'a>> {
+        let len = match self.token() {
+            Token::Array { len, .. } => *len as usize,
+            _ => 0,
+        };
+        let mut at = self.at + 1;
+        (0..len).map(move |_| {
+            let item = self.at(at);
+            at = item.next();
+            item
+        })
+    }
+
+    /// An object's members in order, as written (a repeated key appears twice).
+    fn raw_members(self) -> impl Iterator<Item = (&'t str, Json<'t, 'a>)> {
+        let len = match self.token() {
+            Token::Object { len, .. } => *len as usize,
+            _ => 0,
+        };
+        let mut at = self.at + 1;
+        (0..len).map(move |_| {
+            let key = match &self.tape.tokens[at] {
+                Token::String(k) => k.as_ref(),
+                _ => "",
+            };
+            let value = self.at(at + 1);
+            at = value.next();
+            (key, value)
+        })
+    }
+
+    /// An object's members as a parsed map holds them: a repeated key keeps its first place
+    /// and its last value.
+    pub fn members(self) -> Vec<(&'t str, Json<'t, 'a>)> {
+        let mut out: Vec<(&'t str, Json<'t, 'a>)> = Vec::new();
+        for (key, value) in self.raw_members() {
+            match out.iter_mut().find(|(k, _)| *k == key) {
+                Some(slot) => slot.1 = value,
+                None => out.push((key, value)),
+            }
+        }
+        out
+    }
+
+    /// The value of member `key` (the last one, if repeated).
+    pub fn get(self, key: &str) -> Option<Json<'t, 'a>> {
+        self.raw_members()
+            .filter(|(k, _)| *k == key)
+            .last()
+            .map(|(_, v)| v)
+    }
+
+    pub fn is_object(&self) -> bool {
+        matches!(self.token(), Token::Object { .. })
+    }
+
+    pub fn is_array(&self) -> bool {
+        matches!(self.token(), Token::Array { .. })
+    }
+
+    /// The value as compact JSON text, as `serde_json` writes a parsed `Value`.
+    #[cfg(test)]
+    pub fn write(self, out: &mut Vec<u8>) {
+        match self.token() {
+            Token::Null => out.extend_from_slice(b"null"),
+            Token::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+            Token::Number(n) => out.extend_from_slice(n.as_bytes()),
+            Token::String(s) => {
+                let _ = serde_json::to_writer(&mut *out, s.as_ref());
+            }
+            Token::Array { .. } => {
+                out.push(b'[');
+                for (i, item) in self.items().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    item.write(out);
+                }
+                out.push(b']');
+            }
+            Token::Object { .. } => {
+                out.push(b'{');
+                for (i, (key, value)) in self.members().into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    let _ = serde_json::to_writer(&mut *out, key);
+                    out.push(b':');
+                    value.write(out);
+                }
+                out.push(b'}');
+            }
+        }
+    }
+}
+
+struct Parser<'p, 'a> {
+    text: &'a [u8],
+    source: &'a str,
+    pos: usize,
+    tokens: &'p mut Vec<Token<'a>>,
+}
+
+impl<'a> Parser<'_, 'a> {
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.text.get(self.pos) {
+            self.pos += 1;
+        }
+    }
+
+    fn literal(&mut self, word: &[u8], token: Token<'a>) -> Option<()> {
+        if self.text[self.pos..].starts_with(word) {
+            self.pos += word.len();
+            self.tokens.push(token);
+            Some(())
+        } else {
+            None
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> Option<()> {
+        self.skip_ws();
+        match *self.text.get(self.pos)? {
+            b'n' => self.literal(b"null", Token::Null),
+            b't' => self.literal(b"true", Token::Bool(true)),
+            b'f' => self.literal(b"false", Token::Bool(false)),
+            b'"' => {
+                let s = self.string()?;
+                self.tokens.push(Token::String(s));
+                Some(())
+            }
+            b'[' => self.array(depth + 1),
+            b'{' => self.object(depth + 1),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => None,
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.pos += 1;
+        let at = self.tokens.len();
+        self.tokens.push(Token::Array { len: 0, end: 0 });
+        let mut len = 0u32;
+        self.skip_ws();
+        if self.text.get(self.pos) == Some(&b']') {
+            self.pos += 1;
+        } else {
+            loop {
+                self.value(depth)?;
+                len += 1;
+                self.skip_ws();
+                match self.text.get(self.pos)? {
+                    b',' => self.pos += 1,
+                    b']' => {
+                        self.pos += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        let end = u32::try_from(self.tokens.len()).ok()?;
+        self.tokens[at] = Token::Array { len, end };
+        Some(())
+    }
+
+    fn object(&mut self, depth: usize) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.pos += 1;
+        let at = self.tokens.len();
+        self.tokens.push(Token::Object { len: 0, end: 0 });
+        let mut len = 0u32;
+        self.skip_ws();
+        if self.text.get(self.pos) == Some(&b'}') {
+            self.pos += 1;
+        } else {
+            loop {
+                self.skip_ws();
+                if self.text.get(self.pos) != Some(&b'"') {
+                    return None;
+                }
+                let key = self.string()?;
+                self.tokens.push(Token::String(key));
+                self.skip_ws();
+                if self.text.get(self.pos) != Some(&b':') {
+                    return None;
+                }
+                self.pos += 1;
+                self.value(depth)?;
+                len += 1;
+                self.skip_ws();
+                match self.text.get(self.pos)? {
+                    b',' => self.pos += 1,
+                    b'}' => {
+                        self.pos += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        let end = u32::try_from(self.tokens.len()).ok()?;
+        self.tokens[at] = Token::Object { len, end };
+        Some(())
+    }
+
+    /// A string (the opening quote at `pos`): borrowed when it has no escapes.
+    fn string(&mut self) -> Option<Cow<'a, str>> {
+        let start = self.pos + 1;
+        let mut i = start;
+        loop {
+            match *self.text.get(i)? {
+                b'"' => {
+                    self.pos = i + 1;
+                    return Some(Cow::Borrowed(&self.source[start..i]));
+                }
+                b'\\' => break,
+                0..=0x1f => return None,
+                _ => i += 1,
+            }
+        }
+        // Escapes: let serde_json decode them (rare in data, and exactly its rules).
+        let mut end = i;
+        loop {
+            match *self.text.get(end)? {
+                b'"' => break,
+                b'\\' => end += 2,
+                0..=0x1f => return None,
+                _ => end += 1,
+            }
+        }
+        let decoded: String = serde_json::from_str(self.source.get(start - 1..=end)?).ok()?;
+        self.pos = end + 1;
+        Some(Cow::Owned(decoded))
+    }
+
+    fn number(&mut self) -> Option<()> {
+        let start = self.pos;
+        let t = self.text;
+        let mut i = start;
+        if t[i] == b'-' {
+            i += 1;
+        }
+        match t.get(i)? {
+            b'0' => i += 1,
+            b'1'..=b'9' => {
+                while t.get(i).is_some_and(u8::is_ascii_digit) {
+                    i += 1;
+                }
+            }
+            _ => return None,
+        }
+        let mut integer = true;
+        if t.get(i) == Some(&b'.') {
+            integer = false;
+            i += 1;
+            if !t.get(i).is_some_and(u8::is_ascii_digit) {
+                return None;
+            }
+            while t.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+        }
+        if matches!(t.get(i), Some(b'e' | b'E')) {
+            integer = false;
+            i += 1;
+            if matches!(t.get(i), Some(b'+' | b'-')) {
+                i += 1;
+            }
+            if !t.get(i).is_some_and(u8::is_ascii_digit) {
+                return None;
+            }
+            while t.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+        }
+        self.pos = i;
+        let text = &self.source[start..i];
+        // An integer that fits prints as written ("-0" excepted); anything else as serde_json
+        // prints the number it parses.
+        let as_written =
+            integer && text != "-0" && (text.parse::<u64>().is_ok() || text.parse::<i64>().is_ok());
+        let number = if as_written {
+            Cow::Borrowed(text)
+        } else {
+            Cow::Owned(text.parse::<serde_json::Number>().ok()?.to_string())
+        };
+        self.tokens.push(Token::Number(number));
+        Some(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    /// Text that parses writes back exactly as serde_json writes its `Value`; text that does
+    /// not is one string.
+    #[test]
+    fn the_tape_reads_and_writes_json_as_serde_json_does() {
+        let cases = [
+            r#"{"a":[1,2.50,-0,1e2,18446744073709551616,-9223372036854775808],"b":{"c":null,"d":true}}"#,
+            r#" [ {"k" : "v\"\u00e9\ud83d\ude00" } , [] , {} ] "#,
+            r#"{"x":1,"y":2,"x":3}"#,
+            r#""just a string""#,
+            "12.300",
+            "-1.5E-3",
+            "[1,]",
+            "{\"a\":1",
+            "01",
+            "nul",
+            "[1] 2",
+            "\"tab\tinside\"",
+            "not json",
+            "",
+        ];
+        for text in cases {
+            let mut tape = Tape::default();
+            let at = tape.push(text);
+            let mut ours = Vec::new();
+            tape.get(at).write(&mut ours);
+            let expected = match serde_json::from_str::<Value>(text) {
+                Ok(v) => serde_json::to_string(&v).unwrap(),
+                Err(_) => serde_json::to_string(text).unwrap(),
+            };
+            assert_eq!(String::from_utf8(ours).unwrap(), expected, "{text}");
+        }
+        let mut tape = Tape::default();
+        let at = tape.push(r#"{"x":1,"y":[1,[2,3],4],"x":3}"#);
+        let root = tape.get(at);
+        assert_eq!(root.get("x").map(|v| v.token().clone()), Some(Token::Number("3".into())));
+        let keys: Vec<&str> = root.members().iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, ["x", "y"]);
+        let y = root.get("y").unwrap();
+        assert_eq!(y.items().count(), 3);
+        assert!(y.items().nth(1).unwrap().is_array());
+        let deep = "[".repeat(200) + &"]".repeat(200);
+        let mut tape = Tape::default();
+        let at = tape.push(&deep);
+        assert!(matches!(tape.get(at).token(), Token::String(_)));
+    }
+}
