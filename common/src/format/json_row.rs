@@ -7,9 +7,7 @@
 //! Any failure (not an object, bad JSON, trailing bytes) returns `None` without touching the
 //! caller's columns, so the caller can take the slow path and its exact error messages.
 
-use serde::Deserialize;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::Value;
 use std::collections::HashMap;
 use std::fmt;
 use std::io::Write;
@@ -163,15 +161,11 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
 
     // Numbers print exactly as `serde_json::Number` prints them (the slow path's text).
     fn visit_i64<E>(self, v: i64) -> Result<Slot, E> {
-        Ok(self.text(|b| {
-            let _ = write!(b, "{}", serde_json::Number::from(v));
-        }))
+        Ok(self.text(|b| b.extend_from_slice(itoa::Buffer::new().format(v).as_bytes())))
     }
 
     fn visit_u64<E>(self, v: u64) -> Result<Slot, E> {
-        Ok(self.text(|b| {
-            let _ = write!(b, "{}", serde_json::Number::from(v));
-        }))
+        Ok(self.text(|b| b.extend_from_slice(itoa::Buffer::new().format(v).as_bytes())))
     }
 
     fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Slot, E> {
@@ -190,25 +184,147 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
         Ok(Slot::Null)
     }
 
-    // Nested values (rare) keep the slow path's compact JSON text.
+    // Nested values: their compact JSON text, written as they are read.
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Slot, A::Error> {
-        let value = Value::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
-        Ok(self.text(|b| {
-            let _ = write!(b, "{value}");
-        }))
+        let start = self.0.len();
+        CompactSeed(self.0).visit_seq(seq)?;
+        Ok(Slot::Text(start..self.0.len()))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Slot, A::Error> {
-        let value = Value::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
-        Ok(self.text(|b| {
-            let _ = write!(b, "{value}");
-        }))
+        let start = self.0.len();
+        CompactSeed(self.0).visit_map(map)?;
+        Ok(Slot::Text(start..self.0.len()))
+    }
+}
+
+/// An object key written as JSON text (no `String` per key).
+struct KeyText<'a>(&'a mut Vec<u8>);
+
+impl<'de> DeserializeSeed<'de> for KeyText<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeyText<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a key")
+    }
+
+    fn visit_str<E>(self, key: &str) -> Result<(), E> {
+        let _ = serde_json::to_writer(&mut *self.0, key);
+        Ok(())
+    }
+}
+
+/// Any JSON value written back as compact JSON text while it is read (no `Value` built):
+/// what `serde_json` prints for the parsed value, except that a key repeated inside a nested
+/// object stays repeated (its readers keep the last value, as a parsed map does).
+struct CompactSeed<'a>(&'a mut Vec<u8>);
+
+impl<'de> DeserializeSeed<'de> for CompactSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for CompactSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<(), E> {
+        let _ = serde_json::to_writer(&mut *self.0, v);
+        Ok(())
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<(), E> {
+        self.0
+            .extend_from_slice(if v { b"true" } else { b"false" });
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
+        self.0
+            .extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
+        self.0
+            .extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+        Ok(())
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<(), E> {
+        let number =
+            serde_json::Number::from_f64(v).ok_or_else(|| E::custom("not a finite number"))?;
+        let _ = write!(self.0, "{number}");
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        self.0.extend_from_slice(b"null");
+        Ok(())
+    }
+
+    fn visit_none<E>(self) -> Result<(), E> {
+        self.0.extend_from_slice(b"null");
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        self.0.push(b'[');
+        let mut first = true;
+        loop {
+            let comma = self.0.len();
+            if !first {
+                self.0.push(b',');
+            }
+            if seq.next_element_seed(CompactSeed(self.0))?.is_none() {
+                self.0.truncate(comma);
+                break;
+            }
+            first = false;
+        }
+        self.0.push(b']');
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        self.0.push(b'{');
+        let mut first = true;
+        loop {
+            let comma = self.0.len();
+            if !first {
+                self.0.push(b',');
+            }
+            if map.next_key_seed(KeyText(self.0))?.is_none() {
+                self.0.truncate(comma);
+                break;
+            }
+            first = false;
+            self.0.push(b':');
+            map.next_value_seed(CompactSeed(self.0))?;
+        }
+        self.0.push(b'}');
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     /// The slow path's text of one field, from a parsed `Value`.
     fn slow(value: &Value) -> Slot {

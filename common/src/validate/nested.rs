@@ -10,7 +10,6 @@
 use std::sync::Arc;
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 
 use arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema};
@@ -336,7 +335,7 @@ impl<'a, 'n> Writer<'a, 'n> {
         match array.data_type() {
             DataType::Int64 => {
                 let v = array.as_primitive::<arrow::datatypes::Int64Type>().value(i);
-                let _ = write!(out, "{v}");
+                out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
             }
             DataType::Float64 => {
                 let v = array
