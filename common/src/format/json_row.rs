@@ -248,8 +248,7 @@ impl<'de> Visitor<'de> for CompactSeed<'_> {
     }
 
     fn visit_bool<E>(self, v: bool) -> Result<(), E> {
-        self.0
-            .extend_from_slice(if v { b"true" } else { b"false" });
+        self.0.extend_from_slice(if v { b"true" } else { b"false" });
         Ok(())
     }
 

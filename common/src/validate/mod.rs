@@ -10,6 +10,7 @@ pub(crate) mod coerce;
 mod decimal;
 pub(crate) mod formats;
 mod nested;
+mod nested_arrow;
 mod tape;
 pub(crate) mod text;
 

@@ -11,14 +11,15 @@ use std::sync::Arc;
 
 use std::fmt::Write as _;
 
-use arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
-use arrow::datatypes::{DataType, Field, Schema};
-use arrow::error::ArrowError;
-use arrow::util::display::{ArrayFormatter, FormatOptions};
+use super::nested_arrow;
 use super::tape::{Json, Tape, Token};
 use super::{EXTRA_FORBIDDEN, ErrorKind, FIELD_REQUIRED, checks, coerce};
 use crate::schema::FieldSpec;
 use crate::schema::nested::{Node, Shape};
+use arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::error::ArrowError;
+use arrow::util::display::{ArrayFormatter, FormatOptions};
 
 const ARRAY_TYPE: &str = "Input should be a valid array";
 const OBJECT_TYPE: &str = "Input should be an object";
@@ -85,6 +86,8 @@ struct Walk<'n> {
     ordinal: usize,
     /// Errors found while walking (in both modes, so both walks count positions alike).
     found_errors: usize,
+    /// By tape position: where each bucketed leaf value sits in its bucket (`u32::MAX`: none).
+    slots: Vec<u32>,
     /// `Some(n)`: only find where the value at position `n` sits (`found`).
     locate: Option<usize>,
     found: Option<String>,
@@ -194,7 +197,13 @@ impl<'n> Walk<'n> {
                 };
                 let ordinal = self.ordinal;
                 let bucket = &mut self.buckets[index];
+                let slot = bucket.hits.len() as u32;
                 bucket.hits.push((row, ordinal));
+                let at = value.index();
+                if self.slots.len() <= at {
+                    self.slots.resize(at + 1, u32::MAX);
+                }
+                self.slots[at] = slot;
                 match value.token() {
                     Token::String(s) => bucket.texts.append_value(s),
                     Token::Bool(b) => bucket.texts.append_value(if *b { "true" } else { "false" }),
@@ -443,6 +452,21 @@ impl<'a, 'n> Writer<'a, 'n> {
     }
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Tests compare the direct route with the JSON route.
+    static JSON_ROUTE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// How many columns the direct route built.
+    static DIRECT_BUILT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+fn json_route_forced() -> bool {
+    #[cfg(test)]
+    return JSON_ROUTE.with(|f| f.get());
+    #[cfg(not(test))]
+    false
+}
+
 /// Whether some error of `row` sits inside `loc` (at any depth).
 fn inside_any(parents: &std::collections::HashSet<(usize, String)>, row: usize, loc: &str) -> bool {
     parents
@@ -458,11 +482,13 @@ pub(super) fn validate(
     column: &ArrayRef,
 ) -> Result<(ArrayRef, Vec<NestedError>), ArrowError> {
     let texts = json_texts(column)?;
+    let default_text = spec.default.as_ref().map(|d| d.to_string());
     let mut tape = Tape::default();
     let mut values: Vec<Option<usize>> = texts
         .iter()
         .map(|t| t.as_deref().map(|t| tape.push(t)))
         .collect();
+    let default_at = default_text.as_deref().map(|t| tape.push(t));
     let mut walk = Walk {
         field: &spec.name,
         errors: Vec::new(),
@@ -470,6 +496,7 @@ pub(super) fn validate(
         bucket_of: BucketOf::default(),
         ordinal: 0,
         found_errors: 0,
+        slots: Vec::new(),
         locate: None,
         found: None,
     };
@@ -556,7 +583,33 @@ pub(super) fn validate(
         .collect();
     errors.retain(|e| !e.too_short || !inside_any(&inside, e.row, &e.loc));
     let failed_rows: std::collections::HashSet<usize> = errors.iter().map(|e| e.row).collect();
-    // The valid values as the field's Arrow column, through arrow's JSON decoder.
+    // The valid values as the field's Arrow column: built from the tape where that covers the
+    // field, else through arrow's JSON decoder.
+    if nested_arrow::covers(node) && !json_route_forced() {
+        let tops: Vec<_> = values
+            .iter()
+            .enumerate()
+            .map(|(row, value)| match (value, default_at) {
+                _ if failed_rows.contains(&row) => None,
+                (Some(at), _) => Some(tape.get(*at)),
+                (None, Some(at)) if defaulted[row] => Some(tape.get(at)),
+                (None, _) => None,
+            })
+            .collect();
+        let bucket = |n: &Node| walk.bucket_of.get(n as *const Node);
+        let leaves = nested_arrow::Leaves {
+            coerced: &coerced_leaves,
+            bucket: &bucket,
+            slot: &walk.slots,
+        };
+        if let Some(array) = nested_arrow::build(node, &tops, &leaves)?
+            && array.data_type() == &spec.data_type
+        {
+            #[cfg(test)]
+            DIRECT_BUILT.with(|n| n.set(n.get() + 1));
+            return Ok((array, errors));
+        }
+    }
     let mut writer = Writer {
         buckets: &walk.buckets,
         bucket_of: &walk.bucket_of,
@@ -596,4 +649,98 @@ pub(super) fn validate(
         None => arrow::array::new_null_array(&spec.data_type, values.len()),
     };
     Ok((array, errors))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{DIRECT_BUILT, JSON_ROUTE};
+    use crate::schema::CompiledSchema;
+    use arrow::array::{ArrayRef, RecordBatch, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+
+    /// The column built from the tape equals what arrow's JSON decoder makes of the same
+    /// values, for every shape (nulls, absent and repeated members, coerced leaves, failed
+    /// rows, top-level defaults); a tree the direct route does not cover (a set, a member
+    /// default) takes the JSON route.
+    #[test]
+    fn the_direct_route_builds_what_the_json_route_decodes() {
+        let schema = r##"{"$defs": {
+            "Item": {"type": "object", "required": ["sku", "qty"], "properties": {
+                "sku": {"type": "string", "minLength": 3}, "qty": {"type": "integer"},
+                "price": {"anyOf": [{"type": "number"}, {"type": "string"}], "default": null},
+                "tags": {"type": "array", "items": {"type": "string"}}}},
+            "Address": {"type": "object", "required": ["zip"], "properties": {
+                "zip": {"type": "string"}, "lines": {"type": "array", "items": {"type": "string"}}}}},
+            "type": "object", "required": ["id", "items"], "properties": {
+            "id": {"type": "integer"},
+            "items": {"type": "array", "items": {"$ref": "#/$defs/Item"}},
+            "shipping": {"anyOf": [{"$ref": "#/$defs/Address"}, {"type": "null"}], "default": null},
+            "attrs": {"type": "object", "additionalProperties": {"type": "integer"}, "default": {}},
+            "nested": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
+            "seen": {"type": "array", "items": {"type": "integer"}, "uniqueItems": true}}}"##;
+        let schema = CompiledSchema::from_json_str(schema).unwrap();
+        let rows: [[Option<&str>; 7]; 6] = [
+            [
+                Some("1"),
+                Some(
+                    r#"[{"sku":"abc","qty":"2","price":1.5,"tags":["x"]},{"sku":"abcd","qty":1,"extra":true}]"#,
+                ),
+                Some(r#"{"zip":"123","lines":["a","b"],"zip":"456"}"#),
+                Some(r#"{"a":1,"b":"2","a":3}"#),
+                Some("[[1,2.5],[]]"),
+                Some("[1,2,2,1]"),
+                None,
+            ],
+            [Some("2"), Some("[]"), None, None, None, None, None],
+            [
+                Some("3"),
+                Some(r#"[{"sku":"ab","qty":1}]"#),
+                Some("null"),
+                Some("{}"),
+                Some("[]"),
+                Some("[]"),
+                None,
+            ],
+            [
+                Some("4"),
+                Some(r#"[{"sku":"abc","qty":1,"tags":[]}]"#),
+                Some(r#"{"zip":"9"}"#),
+                Some(r#"{"k":"7"}"#),
+                None,
+                None,
+                None,
+            ],
+            [Some("5"), Some("not json"), None, None, None, None, None],
+            [
+                Some("6"),
+                Some(r#"[{"sku":"xyz","qty":7,"price":"3.25"}]"#),
+                Some(r#"{"zip":"1","lines":[]}"#),
+                Some(r#"{"z":0}"#),
+                Some("[[3]]"),
+                Some("[5]"),
+                None,
+            ],
+        ];
+        let names = [
+            "id", "items", "shipping", "attrs", "nested", "seen", "unused",
+        ];
+        let columns: Vec<ArrayRef> = (0..7)
+            .map(|c| Arc::new(rows.iter().map(|r| r[c]).collect::<StringArray>()) as ArrayRef)
+            .collect();
+        let fields: Vec<Field> = names
+            .iter()
+            .map(|n| Field::new(*n, DataType::Utf8, true))
+            .collect();
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+        let direct = schema.validate(&batch).unwrap();
+        // items, shipping, attrs and nested; `seen` is a set.
+        assert_eq!(DIRECT_BUILT.with(|n| n.get()), 4);
+        JSON_ROUTE.with(|f| f.set(true));
+        let decoded = schema.validate(&batch).unwrap();
+        JSON_ROUTE.with(|f| f.set(false));
+        assert_eq!(direct.invalid, decoded.invalid);
+        assert_eq!(direct.valid, decoded.valid);
+        assert_eq!(direct.valid.num_rows(), 4, "{:?}", direct.invalid);
+    }
 }

@@ -16,10 +16,16 @@ pub(super) enum Token<'a> {
     Number(Cow<'a, str>),
     String(Cow<'a, str>),
     /// `len` elements follow; the token after the array is at `end`.
-    Array { len: u32, end: u32 },
+    Array {
+        len: u32,
+        end: u32,
+    },
     /// `len` (key, value) pairs follow, each key a `String` token; the token after it is at
     /// `end`.
-    Object { len: u32, end: u32 },
+    Object {
+        len: u32,
+        end: u32,
+    },
 }
 
 /// The values of many cells, one after another.
@@ -63,6 +69,11 @@ impl<'a> Tape<'a> {
 }
 
 impl<'t, 'a> Json<'t, 'a> {
+    /// Its position on the tape (the same value is found there again).
+    pub fn index(&self) -> usize {
+        self.at
+    }
+
     pub fn token(&self) -> &'t Token<'a> {
         &self.tape.tokens[self.at]
     }
@@ -423,7 +434,10 @@ mod tests {
         let mut tape = Tape::default();
         let at = tape.push(r#"{"x":1,"y":[1,[2,3],4],"x":3}"#);
         let root = tape.get(at);
-        assert_eq!(root.get("x").map(|v| v.token().clone()), Some(Token::Number("3".into())));
+        assert_eq!(
+            root.get("x").map(|v| v.token().clone()),
+            Some(Token::Number("3".into()))
+        );
         let keys: Vec<&str> = root.members().iter().map(|(k, _)| *k).collect();
         assert_eq!(keys, ["x", "y"]);
         let y = root.get("y").unwrap();
