@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::fmt::Write as _;
 
 use super::nested_arrow;
-use super::tape::{Json, Tape, Token};
+use super::tape::{Json, Kind, Tape};
 use super::{EXTRA_FORBIDDEN, ErrorKind, FIELD_REQUIRED, checks, coerce};
 use crate::schema::FieldSpec;
 use crate::schema::nested::{Node, Shape};
-use arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
+use arrow::array::{Array, ArrayRef, AsArray, StringArray, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::error::ArrowError;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
@@ -171,10 +171,7 @@ impl<'n> Walk<'n> {
         }
         match &node.shape {
             Shape::Leaf(spec) => {
-                if matches!(
-                    value.token(),
-                    Token::Null | Token::Array { .. } | Token::Object { .. }
-                ) {
+                if matches!(value.kind(), Kind::Null | Kind::Array | Kind::Object) {
                     let message = coerce::type_message(&spec.data_type);
                     self.error(row, path, ErrorKind::Coercion, message);
                     return;
@@ -204,10 +201,9 @@ impl<'n> Walk<'n> {
                     self.slots.resize(at + 1, u32::MAX);
                 }
                 self.slots[at] = slot;
-                match value.token() {
-                    Token::String(s) => bucket.texts.append_value(s),
-                    Token::Bool(b) => bucket.texts.append_value(if *b { "true" } else { "false" }),
-                    Token::Number(n) => bucket.texts.append_value(n),
+                match value.kind() {
+                    Kind::String(s) | Kind::Number(s) => bucket.texts.append_value(s),
+                    Kind::Bool(b) => bucket.texts.append_value(if b { "true" } else { "false" }),
                     _ => bucket.texts.append_null(),
                 }
             }
@@ -291,22 +287,28 @@ impl<'n> Walk<'n> {
 
 /// The column's cells as JSON text: text as it is (parsed onto the tape later; a cell that is
 /// not JSON stays a string, and fails as the wrong type), a nested Arrow column written out.
-fn json_texts(column: &ArrayRef) -> Result<Vec<Option<String>>, ArrowError> {
+fn json_texts(column: &ArrayRef) -> Result<StringArray, ArrowError> {
     if matches!(
         column.data_type(),
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
     ) {
         let text = arrow::compute::cast(column, &DataType::Utf8)?;
-        return Ok(text
-            .as_string::<i32>()
-            .iter()
-            .map(|cell| cell.map(str::to_string))
-            .collect());
+        return Ok(text.as_string::<i32>().clone());
     }
     Ok(crate::format::json_text::values(column)?
         .into_iter()
         .map(|v| v.map(|v| v.to_string()))
         .collect())
+}
+
+/// A default without any scalar in it (`null`, `[]`, `{}`): the direct route can build it.
+fn leafless(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::Null => true,
+        serde_json::Value::Array(items) => items.iter().all(leafless),
+        serde_json::Value::Object(members) => members.values().all(leafless),
+        _ => false,
+    }
 }
 
 /// Writes valid rows as JSON for arrow's decoder: the input's structure, each leaf replaced by
@@ -482,13 +484,22 @@ pub(super) fn validate(
     column: &ArrayRef,
 ) -> Result<(ArrayRef, Vec<NestedError>), ArrowError> {
     let texts = json_texts(column)?;
-    let default_text = spec.default.as_ref().map(|d| d.to_string());
-    let mut tape = Tape::default();
-    let mut values: Vec<Option<usize>> = texts
-        .iter()
-        .map(|t| t.as_deref().map(|t| tape.push(t)))
+    let buffer = std::str::from_utf8(texts.values())
+        .map_err(|e| ArrowError::JsonError(format!("{}: {e}", spec.name)))?;
+    // About a token per 6 bytes of JSON: one allocation for the batch, not a growing one.
+    let mut tape = Tape::new(buffer, buffer.len() / 6);
+    let offsets = texts.value_offsets();
+    let mut values: Vec<Option<usize>> = (0..texts.len())
+        .map(|i| {
+            texts
+                .is_valid(i)
+                .then(|| tape.push(offsets[i] as usize..offsets[i + 1] as usize))
+        })
         .collect();
-    let default_at = default_text.as_deref().map(|t| tape.push(t));
+    // The field's default, on a tape of its own (its leaves are never walked).
+    let default_text = spec.default.as_ref().map(|d| d.to_string());
+    let mut default_tape = Tape::new(default_text.as_deref().unwrap_or(""), 0);
+    let default_at = default_text.as_ref().map(|t| default_tape.push(0..t.len()));
     let mut walk = Walk {
         field: &spec.name,
         errors: Vec::new(),
@@ -585,14 +596,17 @@ pub(super) fn validate(
     let failed_rows: std::collections::HashSet<usize> = errors.iter().map(|e| e.row).collect();
     // The valid values as the field's Arrow column: built from the tape where that covers the
     // field, else through arrow's JSON decoder.
-    if nested_arrow::covers(node) && !json_route_forced() {
+    if nested_arrow::covers(node)
+        && spec.default.as_ref().is_none_or(leafless)
+        && !json_route_forced()
+    {
         let tops: Vec<_> = values
             .iter()
             .enumerate()
             .map(|(row, value)| match (value, default_at) {
                 _ if failed_rows.contains(&row) => None,
                 (Some(at), _) => Some(tape.get(*at)),
-                (None, Some(at)) if defaulted[row] => Some(tape.get(at)),
+                (None, Some(at)) if defaulted[row] => Some(default_tape.get(at)),
                 (None, _) => None,
             })
             .collect();

@@ -1,20 +1,29 @@
-//! JSON text parsed into one flat tape of tokens that borrow from the text, for walking
+//! JSON text parsed into one flat tape of small tokens that point into the text, for walking
 //! container fields (`nested`): no map per object, no hashing, no allocation per value (only
-//! strings with escapes own their text). What it accepts, and the text of each number, are
-//! what `serde_json` accepts and prints, so results equal those of a parsed `Value`.
-
-use std::borrow::Cow;
+//! strings with escapes own their text). A tape reads many cells of one buffer (a string
+//! column's values). What it accepts, and the text of each number, are what `serde_json`
+//! accepts and prints, so results equal those of a parsed `Value`.
 
 /// Deepest nesting accepted (as `serde_json`'s recursion limit).
 const MAX_DEPTH: usize = 128;
 
-#[derive(Clone, Debug, PartialEq)]
-pub(super) enum Token<'a> {
+/// A text: `len` bytes of the source at `start`, or (`len == OWNED`) owned text `start`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Text {
+    start: u32,
+    len: u32,
+}
+
+const OWNED: u32 = u32::MAX;
+
+/// One token: 12 bytes, so a batch's tape stays small.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Token {
     Null,
     Bool(bool),
     /// A number as `serde_json` prints it once parsed (integers as written).
-    Number(Cow<'a, str>),
-    String(Cow<'a, str>),
+    Number(Text),
+    String(Text),
     /// `len` elements follow; the token after the array is at `end`.
     Array {
         len: u32,
@@ -28,10 +37,23 @@ pub(super) enum Token<'a> {
     },
 }
 
-/// The values of many cells, one after another.
-#[derive(Default)]
+/// What a value is.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum Kind<'t> {
+    Null,
+    Bool(bool),
+    Number(&'t str),
+    String(&'t str),
+    Array,
+    Object,
+}
+
+/// The values of many cells of one text buffer (a string column's values), one after another.
 pub(super) struct Tape<'a> {
-    tokens: Vec<Token<'a>>,
+    source: &'a str,
+    tokens: Vec<Token>,
+    /// Strings with escapes, decoded, and numbers printed otherwise than written.
+    owned: Vec<String>,
 }
 
 /// One value on a tape.
@@ -42,29 +64,54 @@ pub(super) struct Json<'t, 'a> {
 }
 
 impl<'a> Tape<'a> {
-    /// Parse `text` as one JSON value onto the tape and return where it starts; a text that
-    /// is not JSON is kept as one string (it then fails as the wrong type, as with `Value`).
-    pub fn push(&mut self, text: &'a str) -> usize {
+    /// A tape over `source`; `tokens`: about how many tokens it will hold.
+    pub fn new(source: &'a str, tokens: usize) -> Self {
+        Self {
+            source,
+            tokens: Vec::with_capacity(tokens),
+            owned: Vec::new(),
+        }
+    }
+
+    /// Parse `source[range]` as one JSON value onto the tape and return where it starts; a
+    /// text that is not JSON is kept as one string (it then fails as the wrong type, as with
+    /// `Value`).
+    pub fn push(&mut self, range: std::ops::Range<usize>) -> usize {
         let start = self.tokens.len();
+        let owned = self.owned.len();
         let mut parser = Parser {
-            text: text.as_bytes(),
-            source: text,
-            pos: 0,
+            text: &self.source.as_bytes()[..range.end],
+            pos: range.start,
             tokens: &mut self.tokens,
+            owned: &mut self.owned,
+            source: self.source,
         };
         let parsed = parser.value(0).is_some() && {
             parser.skip_ws();
-            parser.pos == parser.text.len()
+            parser.pos == range.end
         };
         if !parsed {
             self.tokens.truncate(start);
-            self.tokens.push(Token::String(Cow::Borrowed(text)));
+            self.owned.truncate(owned);
+            self.tokens.push(Token::String(Text {
+                start: range.start as u32,
+                len: (range.end - range.start) as u32,
+            }));
         }
         start
     }
 
     pub fn get(&self, at: usize) -> Json<'_, 'a> {
         Json { tape: self, at }
+    }
+
+    fn text(&self, text: Text) -> &str {
+        if text.len == OWNED {
+            &self.owned[text.start as usize]
+        } else {
+            let start = text.start as usize;
+            &self.source[start..start + text.len as usize]
+        }
     }
 }
 
@@ -74,8 +121,19 @@ impl<'t, 'a> Json<'t, 'a> {
         self.at
     }
 
-    pub fn token(&self) -> &'t Token<'a> {
-        &self.tape.tokens[self.at]
+    fn token(&self) -> Token {
+        self.tape.tokens[self.at]
+    }
+
+    pub fn kind(&self) -> Kind<'t> {
+        match self.token() {
+            Token::Null => Kind::Null,
+            Token::Bool(b) => Kind::Bool(b),
+            Token::Number(t) => Kind::Number(self.tape.text(t)),
+            Token::String(t) => Kind::String(self.tape.text(t)),
+            Token::Array { .. } => Kind::Array,
+            Token::Object { .. } => Kind::Object,
+        }
     }
 
     pub fn is_null(&self) -> bool {
@@ -85,7 +143,7 @@ impl<'t, 'a> Json<'t, 'a> {
     /// The token after this value (and everything inside it).
     fn next(&self) -> usize {
         match self.token() {
-            Token::Array { end, .. } | Token::Object { end, .. } => *end as usize,
+            Token::Array { end, .. } | Token::Object { end, .. } => end as usize,
             _ => self.at + 1,
         }
     }
@@ -100,7 +158,7 @@ impl<'t, 'a> Json<'t, 'a> {
     /// An array's elements (nothing for anything else).
     pub fn items(self) -> impl Iterator<Item = Json<'t, 'a>> {
         let len = match self.token() {
-            Token::Array { len, .. } => *len as usize,
+            Token::Array { len, .. } => len as usize,
             _ => 0,
         };
         let mut at = self.at + 1;
@@ -114,13 +172,14 @@ impl<'t, 'a> Json<'t, 'a> {
     /// An object's members in order, as written (a repeated key appears twice).
     fn raw_members(self) -> impl Iterator<Item = (&'t str, Json<'t, 'a>)> {
         let len = match self.token() {
-            Token::Object { len, .. } => *len as usize,
+            Token::Object { len, .. } => len as usize,
             _ => 0,
         };
+        let tape = self.tape;
         let mut at = self.at + 1;
         (0..len).map(move |_| {
-            let key = match &self.tape.tokens[at] {
-                Token::String(k) => k.as_ref(),
+            let key = match tape.tokens[at] {
+                Token::String(k) => tape.text(k),
                 _ => "",
             };
             let value = self.at(at + 1);
@@ -161,14 +220,14 @@ impl<'t, 'a> Json<'t, 'a> {
     /// The value as compact JSON text, as `serde_json` writes a parsed `Value`.
     #[cfg(test)]
     pub fn write(self, out: &mut Vec<u8>) {
-        match self.token() {
-            Token::Null => out.extend_from_slice(b"null"),
-            Token::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
-            Token::Number(n) => out.extend_from_slice(n.as_bytes()),
-            Token::String(s) => {
-                let _ = serde_json::to_writer(&mut *out, s.as_ref());
+        match self.kind() {
+            Kind::Null => out.extend_from_slice(b"null"),
+            Kind::Bool(b) => out.extend_from_slice(if b { b"true" } else { b"false" }),
+            Kind::Number(n) => out.extend_from_slice(n.as_bytes()),
+            Kind::String(s) => {
+                let _ = serde_json::to_writer(&mut *out, s);
             }
-            Token::Array { .. } => {
+            Kind::Array => {
                 out.push(b'[');
                 for (i, item) in self.items().enumerate() {
                     if i > 0 {
@@ -178,7 +237,7 @@ impl<'t, 'a> Json<'t, 'a> {
                 }
                 out.push(b']');
             }
-            Token::Object { .. } => {
+            Kind::Object => {
                 out.push(b'{');
                 for (i, (key, value)) in self.members().into_iter().enumerate() {
                     if i > 0 {
@@ -195,26 +254,36 @@ impl<'t, 'a> Json<'t, 'a> {
 }
 
 struct Parser<'p, 'a> {
+    /// The source up to the end of the value being parsed.
     text: &'a [u8],
     source: &'a str,
     pos: usize,
-    tokens: &'p mut Vec<Token<'a>>,
+    tokens: &'p mut Vec<Token>,
+    owned: &'p mut Vec<String>,
 }
 
-impl<'a> Parser<'_, 'a> {
+impl Parser<'_, '_> {
     fn skip_ws(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.text.get(self.pos) {
             self.pos += 1;
         }
     }
 
-    fn literal(&mut self, word: &[u8], token: Token<'a>) -> Option<()> {
+    fn literal(&mut self, word: &[u8], token: Token) -> Option<()> {
         if self.text[self.pos..].starts_with(word) {
             self.pos += word.len();
             self.tokens.push(token);
             Some(())
         } else {
             None
+        }
+    }
+
+    fn own(&mut self, text: String) -> Text {
+        self.owned.push(text);
+        Text {
+            start: (self.owned.len() - 1) as u32,
+            len: OWNED,
         }
     }
 
@@ -309,15 +378,18 @@ impl<'a> Parser<'_, 'a> {
         Some(())
     }
 
-    /// A string (the opening quote at `pos`): borrowed when it has no escapes.
-    fn string(&mut self) -> Option<Cow<'a, str>> {
+    /// A string (the opening quote at `pos`): in place when it has no escapes.
+    fn string(&mut self) -> Option<Text> {
         let start = self.pos + 1;
         let mut i = start;
         loop {
             match *self.text.get(i)? {
                 b'"' => {
                     self.pos = i + 1;
-                    return Some(Cow::Borrowed(&self.source[start..i]));
+                    return Some(Text {
+                        start: start as u32,
+                        len: (i - start) as u32,
+                    });
                 }
                 b'\\' => break,
                 0..=0x1f => return None,
@@ -336,7 +408,7 @@ impl<'a> Parser<'_, 'a> {
         }
         let decoded: String = serde_json::from_str(self.source.get(start - 1..=end)?).ok()?;
         self.pos = end + 1;
-        Some(Cow::Owned(decoded))
+        Some(self.own(decoded))
     }
 
     fn number(&mut self) -> Option<()> {
@@ -386,9 +458,13 @@ impl<'a> Parser<'_, 'a> {
         let as_written =
             integer && text != "-0" && (text.parse::<u64>().is_ok() || text.parse::<i64>().is_ok());
         let number = if as_written {
-            Cow::Borrowed(text)
+            Text {
+                start: start as u32,
+                len: (i - start) as u32,
+            }
         } else {
-            Cow::Owned(text.parse::<serde_json::Number>().ok()?.to_string())
+            let printed = text.parse::<serde_json::Number>().ok()?.to_string();
+            self.own(printed)
         };
         self.tokens.push(Token::Number(number));
         Some(())
@@ -421,8 +497,8 @@ mod tests {
             "",
         ];
         for text in cases {
-            let mut tape = Tape::default();
-            let at = tape.push(text);
+            let mut tape = Tape::new(text, 0);
+            let at = tape.push(0..text.len());
             let mut ours = Vec::new();
             tape.get(at).write(&mut ours);
             let expected = match serde_json::from_str::<Value>(text) {
@@ -431,21 +507,28 @@ mod tests {
             };
             assert_eq!(String::from_utf8(ours).unwrap(), expected, "{text}");
         }
-        let mut tape = Tape::default();
-        let at = tape.push(r#"{"x":1,"y":[1,[2,3],4],"x":3}"#);
+        // Cells side by side in one buffer, as a string column holds them.
+        let buffer = r#"[0]{"x":1,"y":[1,[2,3],4],"x":3}"#;
+        let mut tape = Tape::new(buffer, 0);
+        tape.push(0..3);
+        let at = tape.push(3..buffer.len());
         let root = tape.get(at);
-        assert_eq!(
-            root.get("x").map(|v| v.token().clone()),
-            Some(Token::Number("3".into()))
-        );
+        assert_eq!(root.get("x").map(|v| v.kind()), Some(Kind::Number("3")));
         let keys: Vec<&str> = root.members().iter().map(|(k, _)| *k).collect();
         assert_eq!(keys, ["x", "y"]);
         let y = root.get("y").unwrap();
         assert_eq!(y.items().count(), 3);
         assert!(y.items().nth(1).unwrap().is_array());
+        // A cell ends where its range ends, whatever follows it in the buffer.
+        let buffer = "[1,2][3]";
+        let mut tape = Tape::new(buffer, 0);
+        let whole = tape.push(0..5);
+        assert_eq!(tape.get(whole).items().count(), 2);
+        let cut = tape.push(5..7);
+        assert_eq!(tape.get(cut).kind(), Kind::String("[3"));
         let deep = "[".repeat(200) + &"]".repeat(200);
-        let mut tape = Tape::default();
-        let at = tape.push(&deep);
-        assert!(matches!(tape.get(at).token(), Token::String(_)));
+        let mut tape = Tape::new(&deep, 0);
+        let at = tape.push(0..deep.len());
+        assert!(matches!(tape.get(at).kind(), Kind::String(_)));
     }
 }
