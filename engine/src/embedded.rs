@@ -35,7 +35,7 @@ pub async fn run_job(
     let lines = lifecycle.clone();
     ctx.line_offsets = Some(Arc::new(move |job, index| {
         let lines = lines.clone();
-        Box::pin(async move { lines.line_offset(&job, index).await })
+        Box::pin(async move { lines.line_offset(&job, index).await.into() })
     }));
     let progress = ctx.progress.clone();
     lifecycle.on_commit(move |_| progress.committing.store(true, Ordering::Relaxed));

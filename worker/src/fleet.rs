@@ -12,7 +12,7 @@ use zoopipe_common::plan::Task;
 use zoopipe_common::spec::{JobConfig, JobSpec};
 use zoopipe_engine::lifecycle::{Assignment, FailureKind};
 use zoopipe_engine::ops::METRICS;
-use zoopipe_engine::task::{AttemptOutcome, Progress, TaskContext, attempt};
+use zoopipe_engine::task::{AttemptOutcome, LineOffset, Progress, TaskContext, attempt};
 use zoopipe_proto::client::Failover;
 use zoopipe_proto::v1;
 use zoopipe_proto::v1::worker_service_client::WorkerServiceClient;
@@ -316,10 +316,11 @@ fn line_offsets(client: Client) -> zoopipe_engine::task::LineOffsets {
             let mut request = tonic::Request::new(v1::LineOffsetRequest { job_id, index });
             request.set_timeout(Duration::from_secs(2));
             match client.line_offset(request).await {
-                Ok(answer) => answer.into_inner().lines,
+                Ok(answer) => answer.into_inner().lines.into(),
+                Err(status) if status.code() == tonic::Code::Unimplemented => LineOffset::Never,
                 Err(status) => {
                     tracing::debug!(message = status.message(), "line offset not answered");
-                    None
+                    LineOffset::NotYet
                 }
             }
         })

@@ -616,7 +616,8 @@ pub(super) fn validate(
             bucket: &bucket,
             slot: &walk.slots,
         };
-        if let Some(array) = nested_arrow::build(node, &tops, &leaves)?
+        // Anything the direct route cannot build goes the JSON way rather than failing.
+        if let Ok(Some(array)) = nested_arrow::build(node, &tops, &leaves)
             && array.data_type() == &spec.data_type
         {
             #[cfg(test)]
@@ -684,6 +685,7 @@ mod tests {
                 "sku": {"type": "string", "minLength": 3}, "qty": {"type": "integer"},
                 "price": {"anyOf": [{"type": "number"}, {"type": "string"}], "default": null},
                 "tags": {"type": "array", "items": {"type": "string"}}}},
+            "Meta": {"type": "object", "title": "Meta", "properties": {}},
             "Address": {"type": "object", "required": ["zip"], "properties": {
                 "zip": {"type": "string"}, "lines": {"type": "array", "items": {"type": "string"}}}}},
             "type": "object", "required": ["id", "items"], "properties": {
@@ -692,9 +694,10 @@ mod tests {
             "shipping": {"anyOf": [{"$ref": "#/$defs/Address"}, {"type": "null"}], "default": null},
             "attrs": {"type": "object", "additionalProperties": {"type": "integer"}, "default": {}},
             "nested": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
-            "seen": {"type": "array", "items": {"type": "integer"}, "uniqueItems": true}}}"##;
+            "seen": {"type": "array", "items": {"type": "integer"}, "uniqueItems": true},
+            "metas": {"type": "array", "items": {"$ref": "#/$defs/Meta"}}}}"##;
         let schema = CompiledSchema::from_json_str(schema).unwrap();
-        let rows: [[Option<&str>; 7]; 6] = [
+        let rows: [[Option<&str>; 8]; 6] = [
             [
                 Some("1"),
                 Some(
@@ -705,8 +708,18 @@ mod tests {
                 Some("[[1,2.5],[]]"),
                 Some("[1,2,2,1]"),
                 None,
+                Some("[{}]"),
             ],
-            [Some("2"), Some("[]"), None, None, None, None, None],
+            [
+                Some("2"),
+                Some("[]"),
+                None,
+                None,
+                None,
+                None,
+                None,
+                Some("[{},{\"x\":1}]"),
+            ],
             [
                 Some("3"),
                 Some(r#"[{"sku":"ab","qty":1}]"#),
@@ -715,6 +728,7 @@ mod tests {
                 Some("[]"),
                 Some("[]"),
                 None,
+                Some("[{}]"),
             ],
             [
                 Some("4"),
@@ -724,8 +738,18 @@ mod tests {
                 None,
                 None,
                 None,
+                Some("[{}]"),
             ],
-            [Some("5"), Some("not json"), None, None, None, None, None],
+            [
+                Some("5"),
+                Some("not json"),
+                None,
+                None,
+                None,
+                None,
+                None,
+                Some("[{},{\"x\":1}]"),
+            ],
             [
                 Some("6"),
                 Some(r#"[{"sku":"xyz","qty":7,"price":"3.25"}]"#),
@@ -734,12 +758,13 @@ mod tests {
                 Some("[[3]]"),
                 Some("[5]"),
                 None,
+                Some("[{}]"),
             ],
         ];
         let names = [
-            "id", "items", "shipping", "attrs", "nested", "seen", "unused",
+            "id", "items", "shipping", "attrs", "nested", "seen", "unused", "metas",
         ];
-        let columns: Vec<ArrayRef> = (0..7)
+        let columns: Vec<ArrayRef> = (0..8)
             .map(|c| Arc::new(rows.iter().map(|r| r[c]).collect::<StringArray>()) as ArrayRef)
             .collect();
         let fields: Vec<Field> = names
@@ -748,8 +773,8 @@ mod tests {
             .collect();
         let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
         let direct = schema.validate(&batch).unwrap();
-        // items, shipping, attrs and nested; `seen` is a set.
-        assert_eq!(DIRECT_BUILT.with(|n| n.get()), 4);
+        // items, shipping, attrs, nested and metas (models without fields); `seen` is a set.
+        assert_eq!(DIRECT_BUILT.with(|n| n.get()), 5);
         JSON_ROUTE.with(|f| f.set(true));
         let decoded = schema.validate(&batch).unwrap();
         JSON_ROUTE.with(|f| f.set(false));

@@ -120,10 +120,12 @@ pub(super) fn build(
             let DataType::Struct(arrow_fields) = &data_type else {
                 return Ok(None);
             };
-            Arc::new(StructArray::try_new(
+            // With its length given: a model without fields has no child to take it from.
+            Arc::new(StructArray::try_new_with_length(
                 arrow_fields.clone(),
                 columns,
                 nulls(values),
+                values.len(),
             )?)
         }
         Shape::Map { value: each, .. } => {

@@ -4,7 +4,7 @@
 //! column's values). What it accepts, and the text of each number, are what `serde_json`
 //! accepts and prints, so results equal those of a parsed `Value`.
 
-/// Deepest nesting accepted (as `serde_json`'s recursion limit).
+/// Nesting at which parsing fails (serde_json's recursion limit: 127 levels parse, 128 do not).
 const MAX_DEPTH: usize = 128;
 
 /// A text: `len` bytes of the source at `start`, or (`len == OWNED`) owned text `start`.
@@ -191,12 +191,30 @@ impl<'t, 'a> Json<'t, 'a> {
     /// An object's members as a parsed map holds them: a repeated key keeps its first place
     /// and its last value.
     pub fn members(self) -> Vec<(&'t str, Json<'t, 'a>)> {
-        let mut out: Vec<(&'t str, Json<'t, 'a>)> = Vec::new();
-        for (key, value) in self.raw_members() {
-            match out.iter_mut().find(|(k, _)| *k == key) {
-                Some(slot) => slot.1 = value,
-                None => out.push((key, value)),
+        let mut out: Vec<(&'t str, Json<'t, 'a>)> = self.raw_members().collect();
+        // Small objects: compare keys pairwise; large ones (a dict of thousands of keys) by a
+        // hash set first, so that a cell stays linear in its size.
+        let repeated = if out.len() <= 16 {
+            out.iter()
+                .enumerate()
+                .any(|(i, (k, _))| out[..i].iter().any(|(j, _)| j == k))
+        } else {
+            let mut seen = std::collections::HashSet::with_capacity(out.len());
+            !out.iter().all(|(k, _)| seen.insert(*k))
+        };
+        if repeated {
+            let mut first: std::collections::HashMap<&str, usize> = Default::default();
+            let mut merged: Vec<(&'t str, Json<'t, 'a>)> = Vec::with_capacity(out.len());
+            for (key, value) in out.drain(..) {
+                match first.get(key) {
+                    Some(&i) => merged[i].1 = value,
+                    None => {
+                        first.insert(key, merged.len());
+                        merged.push((key, value));
+                    }
+                }
             }
+            out = merged;
         }
         out
     }
@@ -306,7 +324,7 @@ impl Parser<'_, '_> {
     }
 
     fn array(&mut self, depth: usize) -> Option<()> {
-        if depth > MAX_DEPTH {
+        if depth >= MAX_DEPTH {
             return None;
         }
         self.pos += 1;
@@ -337,7 +355,7 @@ impl Parser<'_, '_> {
     }
 
     fn object(&mut self, depth: usize) -> Option<()> {
-        if depth > MAX_DEPTH {
+        if depth >= MAX_DEPTH {
             return None;
         }
         self.pos += 1;
@@ -526,9 +544,29 @@ mod tests {
         assert_eq!(tape.get(whole).items().count(), 2);
         let cut = tape.push(5..7);
         assert_eq!(tape.get(cut).kind(), Kind::String("[3"));
-        let deep = "[".repeat(200) + &"]".repeat(200);
-        let mut tape = Tape::new(&deep, 0);
-        let at = tape.push(0..deep.len());
-        assert!(matches!(tape.get(at).kind(), Kind::String(_)));
+        // As deep as serde_json goes, and no deeper.
+        for (depth, parses) in [(127, true), (128, false), (200, false)] {
+            let deep = "[".repeat(depth) + &"]".repeat(depth);
+            let mut tape = Tape::new(&deep, 0);
+            let at = tape.push(0..deep.len());
+            assert_eq!(tape.get(at).is_array(), parses, "{depth}");
+            assert_eq!(
+                serde_json::from_str::<Value>(&deep).is_ok(),
+                parses,
+                "{depth}"
+            );
+        }
+        // Thousands of keys, one repeated: its first place, its last value.
+        let mut big = String::from("{");
+        for i in 0..5000 {
+            big.push_str(&format!("\"k{i}\":{i},"));
+        }
+        big.push_str("\"k7\":-1}");
+        let mut tape = Tape::new(&big, 0);
+        let at = tape.push(0..big.len());
+        let members = tape.get(at).members();
+        assert_eq!(members.len(), 5000);
+        assert_eq!(members[7].0, "k7");
+        assert_eq!(members[7].1.kind(), Kind::Number("-1"));
     }
 }

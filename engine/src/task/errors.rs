@@ -6,7 +6,7 @@
 //! known in time (the limit is reached, or the ranges before are still running when it ends)
 //! do they go to a staged part with range-relative numbers, which the commit renumbers.
 
-use super::process::TaskContext;
+use super::process::{LineOffset, TaskContext};
 use std::time::{Duration, Instant};
 use zoopipe_common::errors_out::{ErrorRows, ErrorWriter};
 use zoopipe_common::format::Format;
@@ -19,8 +19,9 @@ use zoopipe_common::{Error, Result};
 /// Error rows one task may hold back while its line offset is unknown: about what its input
 /// holds (a partition, within these bounds).
 const HOLD_LIMIT: (u64, u64) = (16 << 20, 256 << 20);
-/// How often a finished task asks for its offset while waiting.
+/// How often a finished task asks for its offset while waiting: first, and at the most.
 const POLL: Duration = Duration::from_millis(50);
+const MAX_POLL: Duration = Duration::from_millis(800);
 
 enum State {
     /// The line offset is not known yet.
@@ -136,12 +137,22 @@ impl<'a> ErrorSink<'a> {
     /// Finish the part. A task still holding rows waits a little for its offset (the task
     /// before it is usually finishing too): at most a fifth of the time it ran, 0.2–20 s.
     pub fn finish(mut self, started: Instant) -> Result<ErrorsWritten> {
-        if matches!(self.state, State::Holding { .. }) {
+        if let State::Holding { held, .. } = &self.state {
+            if held.is_empty() {
+                // Nothing to number: no part, and no reason to wait.
+                return Ok(ErrorsWritten {
+                    part: None,
+                    lines_relative: false,
+                });
+            }
             let patience = started
                 .elapsed()
                 .div_f64(5.0)
                 .clamp(Duration::from_millis(200), Duration::from_secs(20));
             self.settle(patience, true);
+            if self.cancelled() {
+                return Err(Error::Cancelled);
+            }
         }
         self.flush()?;
         let State::Writing {
@@ -189,22 +200,30 @@ impl<'a> ErrorSink<'a> {
         };
     }
 
-    /// The task's line offset, asked for until known or `wait` has passed.
+    /// The task's line offset, asked for until known or `wait` has passed (less often the
+    /// longer it waits).
     fn line_offset(&self, wait: Duration) -> Option<u64> {
         let lookup = self.ctx.line_offsets.as_ref()?;
         if zoopipe_common::fault::unanswered("line-offset") {
             return None;
         }
         let deadline = Instant::now() + wait;
+        let mut pause = POLL;
         loop {
-            let known = self
+            let answer = self
                 .ctx
                 .runtime
                 .block_on(lookup(self.job.job_id.clone(), self.task.index));
-            if known.is_some() || Instant::now() >= deadline || self.cancelled() {
-                return known;
+            match answer {
+                LineOffset::Known(lines) => return Some(lines),
+                LineOffset::Never => return None,
+                LineOffset::NotYet => {}
             }
-            std::thread::sleep(POLL);
+            if Instant::now() >= deadline || self.cancelled() {
+                return None;
+            }
+            std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
+            pause = (pause * 2).min(MAX_POLL);
         }
     }
 

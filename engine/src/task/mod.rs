@@ -9,7 +9,7 @@ mod process;
 mod progress;
 mod source;
 
-pub use process::{LineOffsets, TaskContext, discard, process, process_blocking};
+pub use process::{LineOffset, LineOffsets, TaskContext, discard, process, process_blocking};
 pub use progress::Progress;
 
 use crate::lifecycle::{Assignment, FailureKind};

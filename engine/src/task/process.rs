@@ -41,7 +41,23 @@ pub struct TaskContext {
 /// `(job id, task index)` → the lines of the file before the task's first range, once every
 /// range before it is counted (`Lifecycle::line_offset`; over gRPC for fleet workers).
 pub type LineOffsets =
-    Arc<dyn Fn(String, u32) -> futures::future::BoxFuture<'static, Option<u64>> + Send + Sync>;
+    Arc<dyn Fn(String, u32) -> futures::future::BoxFuture<'static, LineOffset> + Send + Sync>;
+
+/// An answer to "which line does my range start after?".
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum LineOffset {
+    Known(u64),
+    /// The ranges before it are not all counted yet.
+    NotYet,
+    /// Nobody will say (a coordinator without the call): renumber at commit.
+    Never,
+}
+
+impl From<Option<u64>> for LineOffset {
+    fn from(known: Option<u64>) -> Self {
+        known.map_or(LineOffset::NotYet, LineOffset::Known)
+    }
+}
 
 impl TaskContext {
     /// A context on the current runtime with fresh counters and no cancellation.
@@ -177,8 +193,21 @@ pub fn process_blocking(
     drop(prefetch);
     let bytes = counter.load(Ordering::Relaxed);
     Progress::add(&ctx.progress.bytes_read, bytes - reported_bytes);
-    let output = PartInfo::new(output.finish()?, result.rows_valid);
+    // Error rows first: they may still wait for their line offset, and a task stopped then
+    // must not leave a finished output part that nobody discards (an unfinished writer aborts
+    // its upload when dropped).
     let written = errors.finish(started)?;
+    let output = match output.finish() {
+        Ok(staged) => PartInfo::new(staged, result.rows_valid),
+        Err(e) => {
+            if let Some(part) = &written.part
+                && let Err(discarded) = ctx.runtime.block_on(part.staged.discard(&ctx.storage))
+            {
+                tracing::warn!(url = part.url, error = %discarded, "could not discard an error part");
+            }
+            return Err(e);
+        }
+    };
     result.error_lines_relative = written.lines_relative;
     let errors = written.part;
     result.bytes_read = bytes;
