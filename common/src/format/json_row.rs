@@ -159,21 +159,24 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
         Ok(self.text(|b| b.extend_from_slice(if v { b"true" } else { b"false" })))
     }
 
-    // Numbers print exactly as `serde_json::Number` prints them (the slow path's text).
-    fn visit_i64<E>(self, v: i64) -> Result<Slot, E> {
-        Ok(self.text(|b| b.extend_from_slice(itoa::Buffer::new().format(v).as_bytes())))
+    // Numbers print exactly as `serde_json::Number` prints them (the slow path's text), in one
+    // place: `CompactSeed`.
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Slot, E> {
+        let start = self.0.len();
+        CompactSeed(self.0).visit_i64::<E>(v)?;
+        Ok(Slot::Text(start..self.0.len()))
     }
 
-    fn visit_u64<E>(self, v: u64) -> Result<Slot, E> {
-        Ok(self.text(|b| b.extend_from_slice(itoa::Buffer::new().format(v).as_bytes())))
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Slot, E> {
+        let start = self.0.len();
+        CompactSeed(self.0).visit_u64::<E>(v)?;
+        Ok(Slot::Text(start..self.0.len()))
     }
 
     fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Slot, E> {
-        let number =
-            serde_json::Number::from_f64(v).ok_or_else(|| E::custom("not a finite number"))?;
-        Ok(self.text(|b| {
-            let _ = write!(b, "{number}");
-        }))
+        let start = self.0.len();
+        CompactSeed(self.0).visit_f64::<E>(v)?;
+        Ok(Slot::Text(start..self.0.len()))
     }
 
     fn visit_unit<E>(self) -> Result<Slot, E> {
