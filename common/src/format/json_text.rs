@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch, StringArray};
+use arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Fields, Schema};
 use arrow::error::ArrowError;
 
@@ -59,6 +59,37 @@ pub fn values(column: &ArrayRef) -> Result<Vec<Option<serde_json::Value>>, Arrow
     Ok(rows.into_iter().map(|mut r| r.remove("v")).collect())
 }
 
+/// A column's values as compact JSON text, one per row (null stays null), as arrow's JSON
+/// writer writes them: column by column, no JSON value built per row.
+pub fn texts(column: &ArrayRef) -> Result<StringArray, ArrowError> {
+    const PREFIX: &[u8] = b"{\"v\":";
+    let schema = Schema::new(vec![Field::new("v", column.data_type().clone(), true)]);
+    let batch = RecordBatch::try_new(Arc::new(schema), vec![column.clone()])?;
+    let mut writer = arrow::json::LineDelimitedWriter::new(Vec::new());
+    writer.write(&batch)?;
+    writer.finish()?;
+    let text = writer.into_inner();
+    let mut out = arrow::array::StringBuilder::with_capacity(column.len(), text.len());
+    for line in text.split(|b| *b == b'\n').take(column.len()) {
+        // `{"v":…}` for a value, `{}` for a null (the writer leaves nulls out).
+        match line.strip_prefix(PREFIX).and_then(|l| l.strip_suffix(b"}")) {
+            Some(value) => out.append_value(
+                std::str::from_utf8(value).map_err(|e| ArrowError::JsonError(e.to_string()))?,
+            ),
+            None => out.append_null(),
+        }
+    }
+    let out = out.finish();
+    if out.len() != column.len() {
+        return Err(ArrowError::JsonError(format!(
+            "{} JSON values for {} rows",
+            out.len(),
+            column.len()
+        )));
+    }
+    Ok(out)
+}
+
 /// One row per value: the column's values as JSON text (null stays null).
 fn json_cells(column: &ArrayRef) -> Result<ArrayRef, ArrowError> {
     Ok(Arc::new(StringArray::from(
@@ -100,4 +131,51 @@ pub fn for_text(batch: &RecordBatch, csv: bool) -> Result<RecordBatch, ArrowErro
         return Ok(batch.clone());
     }
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+}
+
+#[cfg(test)]
+mod text_tests {
+    use super::*;
+    use arrow::array::{Decimal128Builder, Int64Builder, ListBuilder, StructBuilder};
+    use arrow::datatypes::Fields;
+
+    /// The texts are the values arrow's JSON writer gives, null for null, row for row.
+    #[test]
+    fn texts_are_the_values_one_per_row() {
+        let fields = Fields::from(vec![
+            Field::new("n", DataType::Int64, true),
+            Field::new("d", DataType::Decimal128(10, 2), true),
+        ]);
+        let mut list = ListBuilder::new(StructBuilder::from_fields(fields, 4));
+        for row in [
+            Some(vec![(Some(1), Some(1250))]),
+            None,
+            Some(vec![]),
+            Some(vec![(None, Some(-5))]),
+        ] {
+            match row {
+                Some(items) => {
+                    for (n, d) in items {
+                        let s = list.values();
+                        s.field_builder::<Int64Builder>(0).unwrap().append_option(n);
+                        s.field_builder::<Decimal128Builder>(1)
+                            .unwrap()
+                            .append_option(d);
+                        s.append(true);
+                    }
+                    list.append(true);
+                }
+                None => list.append(false),
+            }
+        }
+        let column: ArrayRef = Arc::new(list.finish());
+        let texts = texts(&column).unwrap();
+        let expected = values(&column).unwrap();
+        assert_eq!(texts.len(), expected.len());
+        for (text, value) in texts.iter().zip(expected) {
+            let parsed = text.map(|t| serde_json::from_str::<serde_json::Value>(t).unwrap());
+            assert_eq!(parsed, value);
+        }
+        assert!(texts.is_null(1));
+    }
 }

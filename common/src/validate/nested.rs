@@ -295,10 +295,7 @@ fn json_texts(column: &ArrayRef) -> Result<StringArray, ArrowError> {
         let text = arrow::compute::cast(column, &DataType::Utf8)?;
         return Ok(text.as_string::<i32>().clone());
     }
-    Ok(crate::format::json_text::values(column)?
-        .into_iter()
-        .map(|v| v.map(|v| v.to_string()))
-        .collect())
+    crate::format::json_text::texts(column)
 }
 
 /// A default without any scalar in it (`null`, `[]`, `{}`): the direct route can build it.
