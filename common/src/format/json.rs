@@ -7,19 +7,18 @@ use super::{Positions, Reject, SourceBatch, lossy_capped};
 use crate::validate::{ErrorKind, FieldError};
 use crate::{Error, Result};
 use serde_json::Value;
-use std::collections::HashMap;
 use std::io::{BufRead, Read};
 use std::sync::Arc;
 
 use super::csv::RangeOutcome;
-use super::json_row::{RowScratch, Slot};
+use super::json_row::{KeyIndex, RowScratch, Slot};
 
 /// Longest JSON line accepted.
 const MAX_LINE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Maps JSON keys to columns and fills all-Utf8 batches.
 struct ObjectRows {
-    index: HashMap<String, usize>,
+    index: KeyIndex,
     text: TextColumns,
     extra_keys: Vec<(usize, Vec<String>)>,
     scratch: Vec<bool>,
@@ -28,11 +27,7 @@ struct ObjectRows {
 
 impl ObjectRows {
     fn new(columns: Arc<[String]>, batch_size: usize) -> Self {
-        let index = columns
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.clone(), i))
-            .collect();
+        let index = KeyIndex::new(&columns);
         let text = TextColumns::new(&columns, batch_size);
         let scratch = vec![false; columns.len()];
         Self {
@@ -47,7 +42,7 @@ impl ObjectRows {
     /// Push one JSON line that is an object, parsed without building a `Value`; `false`
     /// (nothing pushed) for anything else, which `push` after a full parse then handles.
     fn push_line(&mut self, text: &[u8]) -> bool {
-        if !self.row.parse(text, &self.index) {
+        if !self.row.parse(text, &mut self.index) {
             return false;
         }
         for (col, slot) in self.row.slots.iter().enumerate() {
@@ -70,7 +65,7 @@ impl ObjectRows {
         self.scratch.iter_mut().for_each(|s| *s = false);
         let mut extras = Vec::new();
         for (key, value) in object {
-            let Some(&col) = self.index.get(key) else {
+            let Some(col) = self.index.get(key) else {
                 extras.push(key.clone());
                 continue;
             };

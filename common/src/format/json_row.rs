@@ -39,7 +39,7 @@ impl RowScratch {
     }
 
     /// Parse `text` as one JSON object into the slots; `false` if it is anything else.
-    pub fn parse(&mut self, text: &[u8], index: &HashMap<String, usize>) -> bool {
+    pub fn parse(&mut self, text: &[u8], index: &mut KeyIndex) -> bool {
         self.slots.iter_mut().for_each(|s| *s = Slot::Absent);
         self.bytes.clear();
         self.extras.clear();
@@ -52,8 +52,52 @@ impl RowScratch {
     }
 }
 
+/// Columns by key. The objects of a file nearly always list their keys in one order, so the
+/// column the previous object had at a key's position is tried first (one comparison), and
+/// the key is hashed only when that misses.
+pub(crate) struct KeyIndex {
+    names: Vec<String>,
+    by_name: HashMap<String, usize>,
+    /// By key position: the column the last object had there (`usize::MAX`: none).
+    order: Vec<usize>,
+}
+
+impl KeyIndex {
+    pub fn new(columns: &[String]) -> Self {
+        Self {
+            names: columns.to_vec(),
+            by_name: columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.clone(), i))
+                .collect(),
+            order: Vec::new(),
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<usize> {
+        self.by_name.get(key).copied()
+    }
+
+    /// The column of the key at `position` in the object being read.
+    fn find(&mut self, position: usize, key: &str) -> Option<usize> {
+        if let Some(&col) = self.order.get(position)
+            && col != usize::MAX
+            && self.names[col] == key
+        {
+            return Some(col);
+        }
+        let col = self.get(key);
+        if self.order.len() <= position {
+            self.order.resize(position + 1, usize::MAX);
+        }
+        self.order[position] = col.unwrap_or(usize::MAX);
+        col
+    }
+}
+
 struct ObjectSeed<'a> {
-    index: &'a HashMap<String, usize>,
+    index: &'a mut KeyIndex,
     scratch: &'a mut RowScratch,
 }
 
@@ -73,7 +117,9 @@ impl<'de> Visitor<'de> for ObjectSeed<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key_seed(KeySeed(self.index))? {
+        let mut position = 0;
+        while let Some(key) = map.next_key_seed(KeySeed(self.index, position))? {
+            position += 1;
             match key {
                 // A repeated key: the last value counts, as in a parsed `Value` map.
                 Key::Column(col) => {
@@ -97,7 +143,7 @@ enum Key {
     Extra(String),
 }
 
-struct KeySeed<'a>(&'a HashMap<String, usize>);
+struct KeySeed<'a>(&'a mut KeyIndex, usize);
 
 impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
     type Value = Key;
@@ -115,8 +161,8 @@ impl<'de> Visitor<'de> for KeySeed<'_> {
     }
 
     fn visit_str<E>(self, key: &str) -> Result<Key, E> {
-        Ok(match self.0.get(key) {
-            Some(&col) => Key::Column(col),
+        Ok(match self.0.find(self.1, key) {
+            Some(col) => Key::Column(col),
             None => Key::Extra(key.to_string()),
         })
     }
@@ -349,11 +395,8 @@ mod tests {
     #[test]
     fn fields_read_as_the_value_path_reads_them() {
         let columns = ["a", "b", "c", "d", "e", "f", "g"];
-        let index: HashMap<String, usize> = columns
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.to_string(), i))
-            .collect();
+        let names: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
+        let mut index = KeyIndex::new(&names);
         let mut scratch = RowScratch::new(columns.len());
         let lines = [
             r#"{"a": "x\"y\u00e9", "b": 12, "c": -3.50, "d": true, "e": null, "f": ""}"#,
@@ -362,7 +405,7 @@ mod tests {
             r#"{"a": 12345678901234567890123, "c": 1.5e-7, "d": false}"#,
         ];
         for line in lines {
-            assert!(scratch.parse(line.as_bytes(), &index), "{line}");
+            assert!(scratch.parse(line.as_bytes(), &mut index), "{line}");
             let Value::Object(object) = serde_json::from_str::<Value>(line).unwrap() else {
                 unreachable!()
             };
@@ -381,13 +424,13 @@ mod tests {
                 }
             }
         }
-        assert!(scratch.parse(br#"{"a": 1, "zz": 2, "zz": 3}"#, &index));
+        assert!(scratch.parse(br#"{"a": 1, "zz": 2, "zz": 3}"#, &mut index));
         assert_eq!(scratch.extras, vec!["zz".to_string()]);
     }
 
     #[test]
     fn anything_but_one_object_is_left_to_the_slow_path() {
-        let index: HashMap<String, usize> = [("a".to_string(), 0)].into();
+        let mut index = KeyIndex::new(&["a".to_string()]);
         let mut scratch = RowScratch::new(1);
         for bad in [
             &b"[1, 2]"[..],
@@ -398,7 +441,7 @@ mod tests {
             b"{\"a\": 01}",
         ] {
             assert!(
-                !scratch.parse(bad, &index),
+                !scratch.parse(bad, &mut index),
                 "{}",
                 String::from_utf8_lossy(bad)
             );
