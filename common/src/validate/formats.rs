@@ -27,26 +27,23 @@ pub(crate) fn is_uuid(value: &str, version: Option<u8>) -> bool {
         .strip_prefix('{')
         .and_then(|s| s.strip_suffix('}'))
         .unwrap_or(v);
-    let bytes = v.as_bytes();
-    let hyphenated = bytes.len() == 36 && [8, 13, 18, 23].iter().all(|&i| bytes[i] == b'-');
-    if !(hyphenated || bytes.len() == 32) {
-        return false;
-    }
-    let mut hex_index = 0;
-    let mut version_digit = 0u8;
-    for (i, &b) in bytes.iter().enumerate() {
-        if hyphenated && matches!(i, 8 | 13 | 18 | 23) {
-            continue;
+    let b = v.as_bytes();
+    let hex = |part: &[u8]| part.iter().all(u8::is_ascii_hexdigit);
+    // The version is the 13th hex digit.
+    let version_digit = match b.len() {
+        36 if [8, 13, 18, 23].iter().all(|&i| b[i] == b'-')
+            && hex(&b[..8])
+            && hex(&b[9..13])
+            && hex(&b[14..18])
+            && hex(&b[19..23])
+            && hex(&b[24..]) =>
+        {
+            b[14]
         }
-        let Some(digit) = (b as char).to_digit(16) else {
-            return false;
-        };
-        if hex_index == 12 {
-            version_digit = digit as u8;
-        }
-        hex_index += 1;
-    }
-    version.is_none_or(|want| want == version_digit)
+        32 if hex(b) => b[12],
+        _ => return false,
+    };
+    version.is_none_or(|want| (version_digit as char).to_digit(16) == Some(u32::from(want)))
 }
 
 /// Absolute URL: `Url::parse` refuses relative references, which is what JSON Schema `uri` means.
@@ -100,6 +97,13 @@ mod tests {
         assert!(is_uuid("123e4567e89b42d3a456426614174000", Some(4)));
         assert!(!is_uuid("123e4567-e89b-12d3-a456-426614174000", Some(4)));
         assert!(!is_uuid("123e4567-e89b-12d3-a456-42661417400g", None));
+        assert!(is_uuid(" {123E4567-E89B-42D3-A456-426614174000} ", Some(4)));
+        assert!(is_uuid("123e4567e89bf2d3a456426614174000", Some(15)));
+        assert!(!is_uuid("123e4567-e89b-42d3-a456-4266141740000", None));
+        assert!(!is_uuid("123e4567-e89b-42d3-a456+426614174000", None));
+        assert!(!is_uuid("123e4567-e89b-42d3-a4564-26614174000", None));
+        assert!(!is_uuid("123e4567e89b42d3a45642661417400", None));
+        assert!(!is_uuid("123e4567-e89b-42d3-a456-4266141740é", None));
         assert!(is_url("https://example.com/x?y=1"));
         assert!(!is_url("/relative/path"));
         assert!(!is_url("not a url"));
