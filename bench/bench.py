@@ -109,6 +109,18 @@ def versions(python, modules):
     return subprocess.run([python, "-c", code], capture_output=True, text=True).stdout.strip()
 
 
+def print_report(lines, verdicts, warnings):
+    """Print a bench's table, its verdict lines and its warnings; return the table's text."""
+    table = "\n".join(lines)
+    print()
+    print(table)
+    print()
+    print("\n".join(verdicts))
+    for w in warnings:
+        print(w)
+    return table
+
+
 def git_head():
     return subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
                           capture_output=True, text=True).stdout.strip() or "no commit"

@@ -67,7 +67,7 @@ import gen_users  # noqa: E402
 from results_section import replace_section  # noqa: E402
 from s3 import (binary_note, classify, empty_prefix, read_localbucket_log, read_log, rel,  # noqa: E402
                 start_logged_localbucket, start_logged_moto)
-from bench import git_head, ram_note, versions  # noqa: E402
+from bench import git_head, print_report, ram_note, versions  # noqa: E402
 from sql import cpu_busy, cpu_model, last_json, timed  # noqa: E402
 
 BUCKET = "bench"
@@ -439,13 +439,7 @@ def main():
                 verdicts.append(f"- {n:,} objects, {t} thread(s): zoopipe many-object / one-object wall time "
                                 f"{z_small['wall']:.2f} / {z_one['wall']:.2f} s = {x:.2f}x (target <= "
                                 f"{TARGET_MANY_VS_ONE:.0f}x: {'met' if x <= TARGET_MANY_VS_ONE else 'NOT met'}){pol}")
-    table = "\n".join(lines)
-    print()
-    print(table)
-    print()
-    print("\n".join(verdicts))
-    for w in warnings:
-        print(w)
+    table = print_report(lines, verdicts, warnings)
 
     mem = ram_note()
     vers = versions(a.python, ['polars', a.server, 'boto3'])

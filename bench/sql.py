@@ -37,7 +37,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 from results_section import replace_section  # noqa: E402
 from s3 import binary_note, rel  # noqa: E402
-from bench import cpu_model, git_head, ram_note, versions  # noqa: E402
+from bench import cpu_model, git_head, print_report, ram_note, versions  # noqa: E402
 
 TABLE = "bench_sql"
 ENGINES = ("zoopipe", "connectorx")
@@ -349,13 +349,7 @@ def main():
                     verdicts.append(f"- peak RSS, {e} at {t} thread(s): {r0['rss'] / 1024:.0f} MiB at {lo:,} rows, "
                                     f"{r1['rss'] / 1024:.0f} MiB at {hi:,} rows ({r1['rss'] / r0['rss']:.2f}x for "
                                     f"{hi / lo:.1f}x the rows)")
-    table = "\n".join(lines)
-    print()
-    print(table)
-    print()
-    print("\n".join(verdicts))
-    for w in warnings:
-        print(w)
+    table = print_report(lines, verdicts, warnings)
 
     mem = ram_note()
     vers = versions(a.python, ['connectorx', 'pyarrow'])

@@ -317,9 +317,8 @@ fn copy_error_rows(
         row.line = row.line.map(|l| l + offset);
         chunk.push(row);
         if chunk.len() >= ERROR_CHUNK {
-            writer.write(&chunk)?;
-            chunk.clear();
+            writer.write(std::mem::take(&mut chunk))?;
         }
     }
-    writer.write(&chunk)
+    writer.write(chunk)
 }

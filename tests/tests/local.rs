@@ -324,7 +324,12 @@ fn split_csv_keeps_true_line_numbers_in_error_rows() {
     let out = dir.path().join("out");
     // Error rows are numbered by their task once the ranges before it are counted, or (when
     // they are not in time: forced here by the fault variable) renumbered at commit.
-    for (errors_format, offsets) in [("jsonl", ""), ("parquet", ""), ("jsonl", "line-offset")] {
+    for (errors_format, offsets) in [
+        ("jsonl", ""),
+        ("parquet", ""),
+        ("jsonl", "line-offset"),
+        ("parquet", "line-offset"),
+    ] {
         let report = run_ok_env(
             &[("ZOOPIPE_FAULT_UNANSWERED", offsets)],
             &[

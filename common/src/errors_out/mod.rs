@@ -118,28 +118,12 @@ impl ErrorWriter {
         })
     }
 
-    pub fn write(&mut self, rows: &[ErrorRow]) -> Result<()> {
-        match self {
-            ErrorWriter::Jsonl { sink, line } => {
-                for row in rows {
-                    line.clear();
-                    serde_json::to_writer(&mut *line, row).map_err(|e| Error::Encode {
-                        context: "writing error rows".into(),
-                        message: e.to_string(),
-                    })?;
-                    line.push(b'\n');
-                    sink.write_all(line)
-                        .map_err(|e| Error::io("writing error rows", e))?;
-                }
-                Ok(())
-            }
-            ErrorWriter::Batches(writer) => {
-                if rows.is_empty() {
-                    return Ok(());
-                }
-                writer.write(&to_batch(rows)?)
-            }
+    /// Write rows read back (a staged part re-encoded at commit), through the one encoder.
+    pub fn write(&mut self, rows: Vec<ErrorRow>) -> Result<()> {
+        for run in ErrorRows::from_rows(rows) {
+            self.write_rows(&run, 0)?;
         }
+        Ok(())
     }
 
     /// Write one batch's error rows, their line numbers moved on by `line_offset`.

@@ -40,8 +40,9 @@ struct Entry {
 /// The invalid rows of one batch, in file order.
 #[derive(Clone, Debug, Default)]
 pub struct ErrorRows {
-    /// The source, JSON-encoded once (`"s3://…"`).
+    /// The source, and its JSON text (`"s3://…"`, encoded once).
     source: String,
+    source_json: String,
     /// Each column's key, JSON-encoded once (`"age":`).
     keys: Vec<String>,
     /// The failing rows of each column.
@@ -116,7 +117,8 @@ impl ErrorRows {
             entries.sort_by_key(|e| (e.line, e.row));
         }
         Ok(Self {
-            source: json_string(source),
+            source: source.to_string(),
+            source_json: json_string(source),
             keys,
             columns,
             entries,
@@ -128,7 +130,6 @@ impl ErrorRows {
     pub fn from_rows(rows: Vec<ErrorRow>) -> Vec<Self> {
         let mut out: Vec<Self> = Vec::new();
         for r in rows {
-            let source = json_string(&r.source);
             let entry = Entry {
                 line: r.line,
                 row: r.row,
@@ -150,9 +151,10 @@ impl ErrorRows {
                 })),
             };
             match out.last_mut() {
-                Some(last) if last.source == source => last.entries.push(entry),
+                Some(last) if last.source == r.source => last.entries.push(entry),
                 _ => out.push(Self {
-                    source,
+                    source_json: json_string(&r.source),
+                    source: r.source,
                     keys: Vec::new(),
                     columns: Vec::new(),
                     entries: vec![entry],
@@ -216,7 +218,7 @@ impl ErrorRows {
         let mut text = Texts::new(&self.columns);
         for entry in &self.entries {
             out.extend_from_slice(b"{\"source\":");
-            out.extend_from_slice(self.source.as_bytes());
+            out.extend_from_slice(self.source_json.as_bytes());
             out.extend_from_slice(b",\"line\":");
             push_number(out, entry.line.map(|l| l + line_offset));
             out.extend_from_slice(b",\"row\":");
@@ -253,10 +255,9 @@ impl ErrorRows {
         let mut errors = StringBuilder::new();
         let mut values = StringBuilder::new();
         let mut raw = StringBuilder::new();
-        let plain_source: String = serde_json::from_str(&self.source).unwrap_or_default();
         let mut buf = Vec::new();
         for entry in &self.entries {
-            source.append_value(&plain_source);
+            source.append_value(&self.source);
             line.append_option(entry.line.map(|l| (l + line_offset) as i64));
             row.append_option(entry.row.map(|r| r as i64));
             error_type.append_value(entry.errors.first().map_or("", kind_name));

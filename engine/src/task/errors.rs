@@ -73,20 +73,22 @@ impl<'a> ErrorSink<'a> {
                 bytes: 0,
             }
         };
-        let mut sink = Self {
+        Self {
             ctx,
             job,
             task,
             state,
             pending: Vec::new(),
             rows: 0,
-        };
-        // The ranges before are often done already (this task started when one ended).
-        sink.settle(Duration::ZERO, false);
-        sink
+        }
     }
 
     pub fn write(&mut self, rows: ErrorRows) -> Result<()> {
+        if self.rows == 0 {
+            // The first error rows: the ranges before are often counted already (this task
+            // started when one ended). A task without error rows never asks.
+            self.settle(Duration::ZERO, false);
+        }
         self.rows += rows.len() as u64;
         if let State::Holding { held, bytes } = &mut self.state {
             *bytes += rows.memory_size();
