@@ -328,6 +328,77 @@ fn small_objects_fetched_ahead_keep_their_order_and_their_pins() {
 }
 
 #[test]
+fn small_parquet_and_arrow_objects_are_fetched_ahead_in_order() {
+    // 150 small Parquet files (several row groups each) and as many Arrow files (several
+    // record batches each), one task per kind: planning reads their footers a few at a time,
+    // the task fetches whole objects ahead and reads them from memory. Every row once, in
+    // object order, and each object's bytes fetched once for the task.
+    let (raw, lake) = (unique("raw"), unique("lake"));
+    s3::create_bucket(&raw);
+    s3::create_bucket(&lake);
+    let dir = tempfile::tempdir().unwrap();
+    let (rows, _) = users(150 * 30);
+    let mut object_bytes = [0u64; 2];
+    for (f, chunk) in rows.chunks(30).enumerate() {
+        let batch = text_batch(chunk);
+        let pq = dir.path().join(format!("{f}.parquet"));
+        write_parquet(&pq, &batch, 7);
+        let ipc = dir.path().join(format!("{f}.arrow"));
+        write_arrow(&ipc, &batch, 11);
+        for (i, (path, key)) in [
+            (pq, format!("pq/obj-{f:04}.parquet")),
+            (ipc, format!("ipc/obj-{f:04}.arrow")),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let bytes = std::fs::read(path).unwrap();
+            object_bytes[i] += bytes.len() as u64;
+            s3::put(&raw, &key, bytes);
+        }
+    }
+    let expected: Vec<String> = rows.iter().map(|r| r[0].clone()).collect();
+    for (i, (prefix, ext)) in [("pq", "parquet"), ("ipc", "arrow")]
+        .into_iter()
+        .enumerate()
+    {
+        let report = run_ok(&[
+            "run",
+            "--input",
+            &format!("s3://{raw}/{prefix}/*.{ext}"),
+            "--output",
+            &format!("s3://{lake}/{prefix}-out/"),
+            "--format",
+            "jsonl",
+            "--workers",
+            "1",
+            "--partition-size",
+            "1GiB",
+        ]);
+        assert_eq!(report["partitions"]["total"], 1, "{report:#}");
+        assert_eq!(report["total_processed"], rows.len(), "{report:#}");
+        let read = report["bytes_read"].as_u64().unwrap();
+        assert!(
+            read >= object_bytes[i] && read < object_bytes[i] * 2,
+            "{prefix}: {read} bytes read for {} bytes of objects",
+            object_bytes[i]
+        );
+        let part =
+            String::from_utf8(s3::get(&lake, &format!("{prefix}-out/part-00000.jsonl"))).unwrap();
+        let ids: Vec<String> = part
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["user_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(ids, expected, "{prefix}: rows in object order");
+    }
+}
+
+#[test]
 fn with_a_schema_each_small_csv_header_is_read_by_its_task() {
     // Planning makes no request for small CSVs when a schema is given: each task reads its
     // objects' header lines itself, so columns in another order, a header-only object and an

@@ -162,16 +162,48 @@ pub async fn plan_job(storage: &Storage, job: &mut JobConfig) -> Result<Plan> {
     // few at a time, in order: ten thousand small objects are not ten thousand GETs in a row.
     // (A plain loop, not iterator adapters: their closures would make the planning future
     // not `Send` for callers that spawn it.)
+    // Parquet and Arrow footers likewise: ten thousand small Parquet files are not ten
+    // thousand footer reads in a row either.
     let mut wanted = Vec::new();
+    let mut parquet_wanted = Vec::new();
+    let mut ipc_wanted = Vec::new();
     let mut head_free = Vec::with_capacity(inputs.len());
     for (object, (format, compression)) in inputs.iter().zip(&kinds) {
         let free = read_whole_without_head(job, object, *format, *compression, partition_size);
         head_free.push(free);
-        if matches!(format, Format::Csv | Format::Jsonl) && !free {
-            wanted.push(read_head(storage, object, *compression, SAMPLE_BYTES));
+        match format {
+            Format::Csv | Format::Jsonl if !free => {
+                wanted.push(read_head(storage, object, *compression, SAMPLE_BYTES));
+            }
+            Format::Parquet => {
+                let store = storage.store(&object.url)?;
+                let mut file =
+                    parquet::ObjectFile::new(store, &object.url, object.size, counter.clone())
+                        .pinned(object.pin.clone());
+                parquet_wanted.push(async move { parquet::row_groups(&mut file).await });
+            }
+            Format::Arrow => {
+                let store = storage.store(&object.url)?;
+                let (object, counter) = (object.clone(), counter.clone());
+                ipc_wanted.push(async move {
+                    ipc::read_footer(
+                        store.as_ref(),
+                        &object.url,
+                        object.size,
+                        &counter,
+                        &object.pin,
+                    )
+                    .await
+                });
+            }
+            _ => {}
         }
     }
     let mut heads = futures::stream::iter(wanted).buffered(HEADS_AHEAD);
+    let mut parquet_footers = futures::stream::iter(parquet_wanted).buffered(HEADS_AHEAD);
+    let mut ipc_footers = futures::stream::iter(ipc_wanted).buffered(HEADS_AHEAD);
+    let unread =
+        |url: &str| Error::config(format!("{url}: its footer was not read (a planning bug)"));
     for ((object, &(format, compression)), free) in inputs.iter().zip(&kinds).zip(head_free) {
         let url = object.url.to_string();
         let split = |columns: Option<Vec<String>>, kind| Split {
@@ -243,11 +275,7 @@ pub async fn plan_job(storage: &Storage, job: &mut JobConfig) -> Result<Plan> {
                 }
             }
             Format::Parquet => {
-                let store = storage.store(&object.url)?;
-                let mut file =
-                    parquet::ObjectFile::new(store, &object.url, object.size, counter.clone())
-                        .pinned(object.pin.clone());
-                let groups = parquet::row_groups(&mut file).await?;
+                let groups = parquet_footers.next().await.ok_or_else(|| unread(&url))??;
                 if schema.is_none() {
                     schema = Some(Arc::new(CompiledSchema::from_arrow(
                         &parquet_schema(storage, object, &counter).await?,
@@ -277,15 +305,7 @@ pub async fn plan_job(storage: &Storage, job: &mut JobConfig) -> Result<Plan> {
                 }
             }
             Format::Arrow => {
-                let store = storage.store(&object.url)?;
-                let footer = ipc::read_footer(
-                    store.as_ref(),
-                    &object.url,
-                    object.size,
-                    &counter,
-                    &object.pin,
-                )
-                .await?;
+                let footer = ipc_footers.next().await.ok_or_else(|| unread(&url))??;
                 if schema.is_none() {
                     schema = Some(Arc::new(CompiledSchema::from_arrow(&footer.schema)));
                 }
@@ -304,6 +324,7 @@ pub async fn plan_job(storage: &Storage, job: &mut JobConfig) -> Result<Plan> {
                         false,
                     );
                 } else {
+                    let store = storage.store(&object.url)?;
                     let rows =
                         ipc::batch_rows(store.as_ref(), &object.url, &footer, &counter).await?;
                     let splits = runs
@@ -326,7 +347,7 @@ pub async fn plan_job(storage: &Storage, job: &mut JobConfig) -> Result<Plan> {
         }
     }
     planner.flush_pack();
-    drop(heads);
+    drop((heads, parquet_footers, ipc_footers));
     // Without a schema, columns come from the inputs; inputs that are all empty name none, and
     // a part without columns is a file no reader opens.
     let schema = schema.filter(|s| !s.fields().is_empty()).ok_or_else(|| {

@@ -112,10 +112,14 @@ impl Drop for Prefetch<'_> {
     }
 }
 
-/// A whole CSV/JSONL object small enough to hold in memory.
+/// A whole object small enough to hold in memory: CSV/JSONL read whole, or a Parquet or
+/// Arrow file read from its first row group or batch (a small file is one split).
 fn small_whole(split: &Split) -> bool {
-    matches!(split.kind, SplitKind::Whole)
-        && matches!(split.format, Format::Csv | Format::Jsonl)
-        && split.size > 0
-        && split.size <= SMALL_OBJECT
+    let from_start = match (split.format, &split.kind) {
+        (Format::Csv | Format::Jsonl, SplitKind::Whole) => true,
+        (Format::Parquet, SplitKind::RowGroups { start, .. })
+        | (Format::Arrow, SplitKind::Batches { start, .. }) => *start == 0,
+        _ => false,
+    };
+    from_start && split.size > 0 && split.size <= SMALL_OBJECT
 }

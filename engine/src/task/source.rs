@@ -1,6 +1,8 @@
 //! Opens the right reader for one split and feeds its batches to a callback.
 
 use super::process::TaskContext;
+use object_store::memory::InMemory;
+use object_store::{ObjectStore, ObjectStoreExt};
 use std::io::{BufRead, BufReader};
 use std::sync::Arc;
 use zoopipe_common::format::csv::{CsvRecords, RangeOutcome, skip_to_line_start};
@@ -12,7 +14,7 @@ use zoopipe_common::plan::{Split, SplitKind, open_decoder, split_url};
 use zoopipe_common::report::RangeReport;
 use zoopipe_common::spec::JobConfig;
 use zoopipe_common::sql::{CopyRows, Database};
-use zoopipe_common::storage::{ObjectReader, ReadCounter};
+use zoopipe_common::storage::{ObjectReader, ObjectUrl, Pin, ReadCounter};
 use zoopipe_common::{Error, Result};
 
 const READ_BUFFER: usize = 256 * 1024;
@@ -44,7 +46,16 @@ pub fn read_split(
         return Ok(None);
     }
     let url = split_url(split)?;
-    let store = ctx.storage.store(&url)?;
+    // A small Parquet or Arrow object fetched ahead is read by range from memory: its GET was
+    // pinned, and its bytes counted, when it was fetched.
+    let (store, counter, pin) = match (&fetched, split.format) {
+        (Some(bytes), Format::Parquet | Format::Arrow) => (
+            in_memory(ctx, &url, bytes.clone())?,
+            ReadCounter::default(),
+            Pin::default(),
+        ),
+        _ => (ctx.storage.store(&url)?, counter.clone(), split.pin.clone()),
+    };
     let source: Arc<str> = split.url.as_str().into();
     let columns: Arc<[String]> = split.columns.clone().unwrap_or_default().into();
     let batch_size = job.spec.batch_size;
@@ -59,7 +70,7 @@ pub fn read_split(
             soft_end,
             split.size,
             counter.clone(),
-            split.pin.clone(),
+            pin.clone(),
         )
     };
     let mut reader: Box<dyn BatchSource + '_> = match (split.format, &split.kind) {
@@ -140,7 +151,7 @@ pub fn read_split(
         }
         (Format::Parquet, SplitKind::RowGroups { start, end }) => {
             let file = ObjectFile::new(store.clone(), &url, split.size, counter.clone())
-                .pinned(split.pin.clone());
+                .pinned(pin.clone());
             Box::new(ParquetRows::open(
                 &ctx.runtime,
                 file,
@@ -163,7 +174,7 @@ pub fn read_split(
             *start..*end,
             *first_row,
             counter.clone(),
-            &split.pin,
+            &pin,
         )?),
         (format, kind) => {
             return Err(Error::config(format!(
@@ -179,6 +190,19 @@ pub fn read_split(
         (SplitKind::Bytes { .. }, Some(outcome)) => Some(range_report(split, outcome)),
         _ => None,
     })
+}
+
+/// One object held in memory behind the `ObjectStore` interface, at its own path.
+fn in_memory(
+    ctx: &TaskContext,
+    url: &ObjectUrl,
+    bytes: bytes::Bytes,
+) -> Result<Arc<dyn ObjectStore>> {
+    let store = InMemory::new();
+    ctx.runtime
+        .block_on(store.put(&url.path(), bytes.into()))
+        .map_err(|e| Error::from_store(&url.to_string(), e))?;
+    Ok(Arc::new(store))
 }
 
 fn range_report(split: &Split, outcome: RangeOutcome) -> RangeReport {
