@@ -8,13 +8,23 @@ objects of R rows each, about --object-bytes (4 KB) with the header in every obj
 concurrently (boto3, a thread pool) to s3://bench/small-N/part-NNNNN.csv on a loopback S3
 server, and the same rows as one object s3://bench/one-N/users.csv. --server picks it:
 
-    localbucket  (default) `localbucket --host 127.0.0.1 --port PORT DIR`, objects as files in a
-                 temporary DIR, with TCP_NODELAY on its sockets (without it every small answer
-                 waits ~40 ms for a delayed ACK: see s3.start_logged_localbucket). No
-                 DeleteObjects: zoopipectl runs with AWS_DISABLE_BULK_DELETE=true and the bench
-                 deletes one object at a time. Its LIST walks the whole bucket for each page of
-                 1,000 keys (~0.2 s a page at 10,000 objects on a busy 2-core host): both engines
-                 pay that on the many-object prefix.
+    s3s-fs       (default) `s3s-fs --host 127.0.0.1 --port PORT --access-key bench-key
+                 --secret-key bench-secret-key DIR` (--s3s-bin, built by small_files.sh as
+                 scripts/test.sh does), a Rust server (tokio/hyper), objects as files in a
+                 temporary DIR, with LD_PRELOAD=--nodelay-so (bench/nodelay.c) setting TCP_NODELAY
+                 on the sockets it accepts (without it every small answer waits ~40 ms for a
+                 delayed ACK: see s3.start_s3s_fs). It checks SigV4, so every client signs with
+                 that key and secret. It has DeleteObjects but no ListMultipartUploads (the
+                 cleanup leaves unfinished uploads alone) and no request log (the S3 requests
+                 column says "not logged"). Its LIST walks the whole bucket directory for each
+                 page of 1,000 keys. 10,000 GETs of 4 KB in ~4 s on 2 cores (localbucket ~10 s).
+    localbucket  `localbucket --host 127.0.0.1 --port PORT DIR`, objects as files in a
+                 temporary DIR, with TCP_NODELAY on its sockets (see s3.start_logged_localbucket);
+                 one Python process, ~1,000 small GETs a second on 2 cores. No DeleteObjects:
+                 zoopipectl runs with AWS_DISABLE_BULK_DELETE=true and the bench deletes one
+                 object at a time. Its LIST walks the whole bucket for each page of 1,000 keys
+                 (~0.2 s a page at 10,000 objects on a busy 2-core host): both engines pay that
+                 on the many-object prefix.
     moto         moto's S3 server with a request log (bench/s3_server.py, as bench/s3.sh), objects
                  in memory; ~340 requests/s, too slow to show the target on many objects.
 
@@ -24,9 +34,11 @@ fresh process reaped with os.wait4() (wall time, peak RSS of the process tree, a
     zoopipe  zoopipectl run --input s3://bench/small-N/ (or s3://bench/one-N/users.csv)
                  --output s3://bench/out-zoopipe/ --format parquet --compression zstd
                  --schema bench/users.schema.json --workers T --quiet --report FILE
-             with AWS_ENDPOINT_URL=http://127.0.0.1:PORT AWS_ACCESS_KEY_ID=testing
-             AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 (path style and plain http
-             follow from the http:// endpoint) and, on localbucket, AWS_DISABLE_BULK_DELETE=true
+             with AWS_ENDPOINT_URL=http://127.0.0.1:PORT AWS_ACCESS_KEY_ID=KEY
+             AWS_SECRET_ACCESS_KEY=SECRET AWS_REGION=us-east-1 (the server's keys: bench-key /
+             bench-secret-key on s3s-fs, testing / testing on the others; path style and plain
+             http follow from the http:// endpoint) and, on localbucket,
+             AWS_DISABLE_BULK_DELETE=true
     polars   python bench/peers.py --engine polars --threads T --format csv
                  --input 's3://bench/small-N/*.csv' (or s3://bench/one-N/users.csv)
                  --out-dir s3://bench/out-polars/ --storage-options '{"aws_endpoint_url": ...,
@@ -38,11 +50,12 @@ The output prefix is emptied before each run (not timed). After each run its val
 back from the Parquet footers (not timed) and must equal what the engine reported; both engines
 must report the same read / valid / invalid for the same rows (otherwise an ERROR line and exit
 status 1). Every request the server answers during a run is that run's (nothing else talks to
-it then). After the runs on N objects both data sets are deleted (not timed), so the next count
-lists a bucket holding only its own data. Prints a markdown table (objects/s, rows/s, tasks, peak
-RSS, ratio to Polars), the verdicts against the issue's targets (>= 1.5x Polars on the
-many-object prefix; many-object run within 3x of the one-object run) and writes them to the
-`small_files` section of --results (bench/RESULTS.md).
+it then; counted when the server logs requests: localbucket, moto). After the runs on N objects
+both data sets are deleted (not timed), so the next count lists a bucket holding only its own
+data. Prints a markdown table (objects/s, rows/s, tasks, peak RSS, ratio to Polars), the
+verdicts against the issue's targets (>= 1.5x Polars on the many-object prefix; many-object run
+within 3x of the one-object run) and writes them to the `small_files` section of --results
+(bench/RESULTS.md).
 """
 import argparse
 import collections
@@ -65,8 +78,9 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 import gen_users  # noqa: E402
 from results_section import replace_section  # noqa: E402
-from s3 import (binary_note, classify, empty_prefix, read_localbucket_log, read_log, rel,  # noqa: E402
-                start_logged_localbucket, start_logged_moto)
+from s3 import (S3S_FS_KEY, S3S_FS_SECRET, binary_note, classify, empty_prefix,  # noqa: E402
+                read_localbucket_log, read_log, rel, start_logged_localbucket, start_logged_moto,
+                start_s3s_fs)
 from bench import git_head, print_report, ram_note, versions  # noqa: E402
 from sql import cpu_busy, cpu_model, last_json, timed  # noqa: E402
 
@@ -75,14 +89,24 @@ ENGINES = ("zoopipe", "polars")
 LAYOUTS = ("small", "one")  # N objects of ~4 KB, the same rows as one object
 TARGET_VS_POLARS = 1.5     # the issue: >= 1.5x Polars' rows/s on the many-object prefix
 TARGET_MANY_VS_ONE = 3.0   # the issue: the many-object run within 3x of the one-object run
-CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}
-# --server: how to start it, read its request log, whether it has DeleteObjects (bulk delete) and
-# ListMultipartUploads, and what it is (for the machine line).
+REGION = "us-east-1"
+TEST_KEYS = ("testing", "testing")  # moto and localbucket take any key
+# --server: how to start it (from the arguments and the work directory; returns endpoint, log,
+# stop), how to read its request log (None: it logs no requests), whether it has DeleteObjects
+# (bulk) and ListMultipartUploads (uploads), the access key and secret to sign with, and what it
+# is (for the machine line).
 SERVERS = {
-    "localbucket": {"start": start_logged_localbucket, "read_log": read_localbucket_log, "bulk": False,
+    "s3s-fs": {"start": lambda a, work: start_s3s_fs(a.s3s_bin, a.nodelay_so, work), "read_log": None,
+               "bulk": True, "uploads": False, "keys": (S3S_FS_KEY, S3S_FS_SECRET),
+               "what": "s3s-fs 0.14.1: Rust (tokio/hyper), objects as files in a temporary directory, "
+                       "TCP_NODELAY set on its sockets by an LD_PRELOAD shim (bench/nodelay.c); its LIST "
+                       "walks the whole bucket directory for every page of 1,000 keys"},
+    "localbucket": {"start": lambda a, work: start_logged_localbucket(a.python, work),
+                    "read_log": read_localbucket_log, "bulk": False, "uploads": False, "keys": TEST_KEYS,
                     "what": "localbucket: one Python process, http.server with a thread per connection "
                             "and TCP_NODELAY, objects as files in a temporary directory"},
-    "moto": {"start": start_logged_moto, "read_log": read_log, "bulk": True,
+    "moto": {"start": lambda a, work: start_logged_moto(a.python, work), "read_log": read_log,
+             "bulk": True, "uploads": True, "keys": TEST_KEYS,
              "what": "moto: one Python process, objects in memory"},
 }
 
@@ -174,9 +198,9 @@ def output_parquet_rows(s3, out):
     return found
 
 
-def clear_output(s3, out, bulk):
+def clear_output(s3, out, a):
     if out.startswith("s3://"):
-        empty_prefix(s3, BUCKET, out[len(f"s3://{BUCKET}/"):], bulk=bulk)
+        empty_prefix(s3, BUCKET, out[len(f"s3://{BUCKET}/"):], bulk=a.bulk, uploads=a.uploads)
     else:
         shutil.rmtree(out, ignore_errors=True)
 
@@ -191,6 +215,8 @@ def request_mix(reqs):
 
 
 def mix_text(c):
+    if c is None:
+        return "not logged"
     if not c:
         return "-"
     parts = [f"{c[k]:,} {k}" for k in ("GET", "HEAD", "LIST", "write") if c.get(k)]
@@ -232,16 +258,19 @@ def run_cell(engine, layout, n, threads, a, s3, work, warnings):
     print(f"== {what}, {engine} threads={threads}: {shown(cmd)}", flush=True)
     runs, counts, tasks, failed = [], None, None, None
     for i in range(a.repeat):
-        clear_output(s3, out, a.bulk)
+        clear_output(s3, out, a)
         try:
             os.remove(report)
         except FileNotFoundError:
             pass
-        time.sleep(0.3)  # let the request log catch up with the cleanup
-        mark = os.path.getsize(a.reqlog)
+        if a.read_log:
+            time.sleep(0.3)  # let the request log catch up with the cleanup
+            mark = os.path.getsize(a.reqlog)
         rc, wall, rss, sout, serr = timed(cmd, env, work)
-        time.sleep(0.3)
-        mix = request_mix(a.read_log(a.reqlog, mark))
+        mix = None  # the server logs no requests
+        if a.read_log:
+            time.sleep(0.3)
+            mix = request_mix(a.read_log(a.reqlog, mark))
         if rc != 0:
             failed = f"exit {rc}"
             print(f"   run {i + 1}: FAILED (exit {rc}) after {wall:.2f}s; stderr:")
@@ -281,7 +310,7 @@ def run_cell(engine, layout, n, threads, a, s3, work, warnings):
             warnings.append(msg)
         counts = got
         runs.append({"wall": wall, "rss": rss, "mix": mix})
-    clear_output(s3, out, a.bulk)
+    clear_output(s3, out, a)
     if failed and not runs:
         return {"failed": failed, "counts": counts}
     med = sorted(runs, key=lambda r: r["wall"])[len(runs) // 2]
@@ -298,8 +327,12 @@ def main():
     ap.add_argument("--engines", default=" ".join(ENGINES))
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--invalid-rate", type=float, default=0.02)
-    ap.add_argument("--server", choices=sorted(SERVERS), default="localbucket",
-                    help="the loopback S3 server: localbucket (default, fast) or moto")
+    ap.add_argument("--server", choices=sorted(SERVERS), default="s3s-fs",
+                    help="the loopback S3 server: s3s-fs (default, fastest), localbucket or moto")
+    ap.add_argument("--s3s-bin", default=os.path.join(ROOT, "target/s3s/bin/s3s-fs"),
+                    help="the s3s-fs binary (--server s3s-fs)")
+    ap.add_argument("--nodelay-so", default=os.path.join(ROOT, "target/bench/nodelay.so"),
+                    help="bench/nodelay.c built as a shared object, preloaded into s3s-fs")
     ap.add_argument("--output-to", choices=["s3", "local"], default="s3",
                     help="where both engines write: the bucket (default) or a local directory")
     ap.add_argument("--upload-jobs", type=int, default=16, help="concurrent PUTs while uploading")
@@ -327,29 +360,34 @@ def main():
     os.makedirs(data, exist_ok=True)
     work = tempfile.mkdtemp(prefix="small-", dir=data)
     server = SERVERS[a.server]
-    a.read_log, a.bulk = server["read_log"], server["bulk"]
-    endpoint, a.reqlog, stop_server = server["start"](a.python, work)
-    # Each engine gets the loopback endpoint and the test keys: zoopipe from the AWS_* variables
-    # (as bench/s3.sh; an http:// endpoint gives it path style and plain http), Polars from
-    # storage_options (as the issue asks; it would also read them from the environment). Other
-    # AWS_* settings of the caller (profile, session token, CA bundle) are dropped. localbucket has
-    # no DeleteObjects, which object_store's delete() uses unless told otherwise.
+    a.read_log, a.bulk, a.uploads = server["read_log"], server["bulk"], server["uploads"]
+    if a.server == "s3s-fs":
+        for path, what in ((a.s3s_bin, "the s3s-fs binary"), (a.nodelay_so, "the TCP_NODELAY shim")):
+            if not os.path.isfile(path):
+                raise SystemExit(f"small_files: {rel(path)} ({what}) missing; bench/small_files.sh builds it")
+    endpoint, a.reqlog, stop_server = server["start"](a, work)
+    key, secret = server["keys"]
+    creds = {"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret, "AWS_REGION": REGION}
+    # Each engine gets the loopback endpoint and the server's keys (s3s-fs checks signatures; the
+    # others take any key): zoopipe from the AWS_* variables (as bench/s3.sh; an http:// endpoint
+    # gives it path style and plain http), Polars from storage_options (as the issue asks; it would
+    # also read them from the environment). Other AWS_* settings of the caller (profile, session
+    # token, CA bundle) are dropped. localbucket has no DeleteObjects, which object_store's delete()
+    # uses unless told otherwise.
     a.env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    a.env.update(CREDS, AWS_ENDPOINT_URL=endpoint)
+    a.env.update(creds, AWS_ENDPOINT_URL=endpoint)
     if not a.bulk:
         a.env["AWS_DISABLE_BULK_DELETE"] = "true"
     a.zoopipe_env = " ".join(f"{k}={v}" for k, v in sorted(a.env.items())
                              if k.startswith("AWS_") and k != "AWS_ENDPOINT_URL")
-    a.storage_options = {"aws_endpoint_url": endpoint, "aws_access_key_id": CREDS["AWS_ACCESS_KEY_ID"],
-                         "aws_secret_access_key": CREDS["AWS_SECRET_ACCESS_KEY"],
-                         "aws_region": CREDS["AWS_REGION"], "aws_allow_http": "true",
+    a.storage_options = {"aws_endpoint_url": endpoint, "aws_access_key_id": key,
+                         "aws_secret_access_key": secret, "aws_region": REGION, "aws_allow_http": "true",
                          "aws_virtual_hosted_style_request": "false"}
     results, datasets, warnings, busy = {}, {}, [], []
     rpo = rows_per_object(a.object_bytes, a.seed, a.invalid_rate)
     try:
-        s3 = boto3.client("s3", endpoint_url=endpoint, region_name=CREDS["AWS_REGION"],
-                          aws_access_key_id=CREDS["AWS_ACCESS_KEY_ID"],
-                          aws_secret_access_key=CREDS["AWS_SECRET_ACCESS_KEY"],
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name=REGION,
+                          aws_access_key_id=key, aws_secret_access_key=secret,
                           config=Config(max_pool_connections=max(10, a.upload_jobs),
                                         retries={"max_attempts": 5, "mode": "standard"},
                                         s3={"addressing_style": "path"}))
@@ -372,7 +410,7 @@ def main():
                             continue
                         results[(n, layout, t, e)] = run_cell(e, layout, n, t, a, s3, work, warnings)
             for prefix in (f"small-{n}/", f"one-{n}/"):
-                empty_prefix(s3, BUCKET, prefix, bulk=a.bulk, jobs=a.upload_jobs)
+                empty_prefix(s3, BUCKET, prefix, bulk=a.bulk, uploads=a.uploads, jobs=a.upload_jobs)
     finally:
         stop_server()
         shutil.rmtree(work, ignore_errors=True)
@@ -442,7 +480,15 @@ def main():
     table = print_report(lines, verdicts, warnings)
 
     mem = ram_note()
-    vers = versions(a.python, ['polars', a.server, 'boto3'])
+    if a.server == "s3s-fs":  # not a Python package: its own --version ("s3s-fs 0.14.1")
+        vers = versions(a.python, ['polars', 'boto3'])
+        try:
+            vers += ", " + (subprocess.run([a.s3s_bin, "--version"], capture_output=True, text=True)
+                            .stdout.strip() or "s3s-fs (version unknown)")
+        except OSError:
+            vers += ", s3s-fs (version unknown)"
+    else:
+        vers = versions(a.python, ['polars', a.server, 'boto3'])
     git = git_head()
     sizes = "; ".join(
         f"{n:,} objects: {d['rows']:,} rows ({d['bad']:,} made invalid), {d['small_bytes'] / 1e6:.1f} MB in "
@@ -476,7 +522,9 @@ def main():
         f"- {a.repeat} runs per cell: median wall time, max peak RSS (whole process tree, wait4); "
         "objects/s = objects / median wall s, rows/s = rows / median wall s; vs Polars = our rows/s over "
         "Polars' for the same layout and threads; S3 requests = what the server answered during the median run "
-        "(GET, HEAD, LIST, write = PUT / multipart / DELETE); cores busy before the runs: "
+        "(GET, HEAD, LIST, write = PUT / multipart / DELETE" + ("; s3s-fs logs no requests: 'not logged'"
+                                                              if a.read_log is None else "")
+        + "); cores busy before the runs: "
         + ", ".join("?" if b is None else f"{b:.2f}" for b in busy),
         "",
         table,
