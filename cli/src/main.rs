@@ -29,7 +29,7 @@ pub mod exit {
 }
 
 fn main() -> ExitCode {
-    zoopipe_engine::alloc::keep_freed_memory();
+    zoopipe_engine::alloc::tune();
     let cli = args::Cli::parse();
     zoopipe_common::storage::install_tls_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

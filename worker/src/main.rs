@@ -41,7 +41,7 @@ const DEFAULT_HTTP: std::net::SocketAddr =
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    zoopipe_engine::alloc::keep_freed_memory();
+    zoopipe_engine::alloc::tune();
     let telemetry = zoopipe_common::logging::init("info", "zoopipe-worker");
     zoopipe_proto::client::set_trace_injector(zoopipe_common::logging::inject_headers);
     zoopipe_common::storage::install_tls_provider();

@@ -7,7 +7,7 @@
 //! a quoted newline that crossed a boundary shows up as a mismatch and the file is re-read whole.
 
 use super::csv_scan::{RecordStart, Scanner};
-use super::text::TextColumns;
+use super::text::{FIRST_ROWS, TextColumns};
 use super::{CsvOptions, Positions, Reject, SourceBatch, lossy_capped};
 use crate::validate::{ErrorKind, FieldError};
 use crate::{Error, Result};
@@ -191,7 +191,7 @@ impl<R: Read> CsvRecords<R> {
             scanner,
             columns,
             text,
-            lines: Vec::with_capacity(batch_size),
+            lines: Vec::with_capacity(batch_size.min(FIRST_ROWS)),
             rejects: Vec::new(),
             source,
             line_base,

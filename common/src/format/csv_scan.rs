@@ -9,6 +9,10 @@ use csv_core::{ReadRecordResult, Reader, ReaderBuilder};
 use std::io::Read;
 
 const BUFFER: usize = 256 * 1024;
+/// The buffer starts this small and doubles (up to `BUFFER`) while reads fill it: a task of
+/// thousands of 4 KB objects makes a scanner for each, and fresh 256 KiB buffers were page
+/// faults and page zeroing, not parsing.
+const FIRST_BUFFER: usize = 8 * 1024;
 /// A record larger than this is refused: memory stays bounded even when an unterminated quote
 /// would otherwise swallow the rest of a huge file into one field.
 pub const MAX_RECORD_BYTES: usize = 64 * 1024 * 1024;
@@ -22,6 +26,7 @@ pub struct RecordStart {
 
 pub struct Scanner<R: Read> {
     core: Reader,
+    dialect: Dialect,
     src: R,
     buf: Box<[u8]>,
     pos: usize,
@@ -43,18 +48,59 @@ pub struct Scanner<R: Read> {
     keep_blank_lines: bool,
 }
 
-impl<R: Read> Scanner<R> {
-    pub fn new(src: R, opts: &CsvOptions, base: u64) -> Self {
-        let core = ReaderBuilder::new()
+type Dialect = (u8, u8, Option<u8>);
+
+thread_local! {
+    /// csv-core readers given back by dropped scanners, by dialect (see `core_reader`).
+    static SPARE: std::cell::RefCell<Vec<(Dialect, Reader)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A csv-core reader for `opts`. Building its state machine costs as much as parsing a
+/// small object (a tenth of a run over thousands of 4 KB objects), so a dropped scanner gives
+/// its reader back to its thread and the next scanner of that dialect resets and reuses it.
+/// (Not cloned: csv-core's `Clone` for its DFA copies only part of the tables.)
+fn core_reader(opts: &CsvOptions) -> (Dialect, Reader) {
+    let dialect = (opts.delimiter, opts.quote, opts.escape);
+    let spare = SPARE.with_borrow_mut(|spare| {
+        let at = spare.iter().position(|(d, _)| *d == dialect)?;
+        Some(spare.swap_remove(at).1)
+    });
+    let reader = match spare {
+        Some(mut reader) => {
+            reader.reset();
+            reader
+        }
+        None => ReaderBuilder::new()
             .delimiter(opts.delimiter)
             .quote(opts.quote)
             .double_quote(opts.escape.is_none())
             .escape(opts.escape)
-            .build();
+            .build(),
+    };
+    (dialect, reader)
+}
+
+impl<R: Read> Drop for Scanner<R> {
+    fn drop(&mut self) {
+        let reader = std::mem::take(&mut self.core);
+        SPARE.with_borrow_mut(|spare| {
+            // A few dialects at most are in use on a thread at once.
+            if spare.len() < 4 {
+                spare.push((self.dialect, reader));
+            }
+        });
+    }
+}
+
+impl<R: Read> Scanner<R> {
+    pub fn new(src: R, opts: &CsvOptions, base: u64) -> Self {
+        let (dialect, core) = core_reader(opts);
         Self {
             core,
+            dialect,
             src,
-            buf: vec![0; BUFFER].into_boxed_slice(),
+            buf: vec![0; FIRST_BUFFER].into_boxed_slice(),
             pos: 0,
             len: 0,
             eof: false,
@@ -85,6 +131,10 @@ impl<R: Read> Scanner<R> {
     fn fill(&mut self) -> std::io::Result<()> {
         if self.pos < self.len || self.eof {
             return Ok(());
+        }
+        if self.len == self.buf.len() && self.buf.len() < BUFFER {
+            // The last read filled the buffer (all of it consumed now): a bigger input.
+            self.buf = vec![0; self.buf.len() * 2].into_boxed_slice();
         }
         self.pos = 0;
         self.len = loop {

@@ -2,7 +2,7 @@
 //! a raw newline so every newline is a record boundary) and JSON arrays of objects (streamed
 //! element by element, not split).
 
-use super::text::TextColumns;
+use super::text::{FIRST_ROWS, TextColumns};
 use super::{Positions, Reject, SourceBatch, lossy_capped};
 use crate::validate::{ErrorKind, FieldError};
 use crate::{Error, Result};
@@ -145,7 +145,7 @@ impl<R: BufRead> JsonLines<R> {
         Self {
             reader,
             rows: ObjectRows::new(columns, batch_size),
-            lines: Vec::with_capacity(batch_size),
+            lines: Vec::with_capacity(batch_size.min(FIRST_ROWS)),
             rejects: Vec::new(),
             source,
             offset: base,

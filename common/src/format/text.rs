@@ -11,6 +11,10 @@ use std::sync::Arc;
 /// Text above this many bytes in one batch is flushed early (keeps i32 offsets safe and memory bounded).
 pub(crate) const MAX_BATCH_TEXT: usize = 256 * 1024 * 1024;
 
+/// Rows the columns have room for at first: they grow as rows come. Sized for a whole batch
+/// up front, each small object of a task cost megabytes of fresh (zeroed) pages.
+pub(crate) const FIRST_ROWS: usize = 1024;
+
 pub(crate) struct TextColumns {
     schema: SchemaRef,
     columns: Vec<TextColumn>,
@@ -25,7 +29,8 @@ struct TextColumn {
 }
 
 impl TextColumns {
-    pub fn new(names: &[String], capacity: usize) -> Self {
+    pub fn new(names: &[String], batch_size: usize) -> Self {
+        let capacity = batch_size.min(FIRST_ROWS);
         let fields: Vec<Field> = names
             .iter()
             .map(|n| Field::new(n, DataType::Utf8, true))

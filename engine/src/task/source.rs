@@ -122,12 +122,16 @@ pub fn read_split(
         }
         (Format::Csv | Format::Jsonl, SplitKind::Whole) => {
             // A small object fetched ahead (`prefetch`) is read from memory.
-            let raw: Box<dyn std::io::Read + Send> = match fetched {
-                Some(bytes) => Box::new(std::io::Cursor::new(bytes)),
-                None => Box::new(open(0, split.size)),
+            // In memory already: a buffer the object's size, not a fresh 256 KiB one each.
+            let (raw, buffer): (Box<dyn std::io::Read + Send>, usize) = match fetched {
+                Some(bytes) => {
+                    let buffer = (bytes.len() + 1).clamp(8 * 1024, READ_BUFFER);
+                    (Box::new(std::io::Cursor::new(bytes)), buffer)
+                }
+                None => (Box::new(open(0, split.size)), READ_BUFFER),
             };
             let decoded = open_decoder(raw, split.compression);
-            let mut reader = BufReader::with_capacity(READ_BUFFER, decoded);
+            let mut reader = BufReader::with_capacity(buffer, decoded);
             let base = skip_bom(&mut reader, split)?;
             if split.format == Format::Csv {
                 // Planned without reading it: the header comes from the object itself.
