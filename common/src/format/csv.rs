@@ -11,7 +11,6 @@ use super::text::{FIRST_ROWS, TextColumns};
 use super::{CsvOptions, Positions, Reject, SourceBatch, lossy_capped};
 use crate::validate::{ErrorKind, FieldError};
 use crate::{Error, Result};
-use csv::{ByteRecord, ReaderBuilder};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, Read};
 use std::sync::Arc;
@@ -27,37 +26,31 @@ pub struct RangeOutcome {
     pub lines: u64,
 }
 
-pub(crate) fn reader_builder(opts: &CsvOptions) -> ReaderBuilder {
-    let mut b = ReaderBuilder::new();
-    b.has_headers(false)
-        .flexible(true)
-        .delimiter(opts.delimiter)
-        .quote(opts.quote)
-        .double_quote(opts.escape.is_none())
-        .escape(opts.escape);
-    b
-}
-
 /// Parse the header (or, without one, count the columns) from the first bytes of a file.
 /// Returns the column names and the byte offset where data starts; `None` when `head` does not
-/// yet hold one complete record and more bytes are needed.
+/// yet hold one complete record and more bytes are needed. Read with the record scanner (its
+/// csv-core reader reused per thread): a task of thousands of small objects reads a header
+/// from each.
 pub fn read_header(head: &[u8], at_eof: bool, opts: &CsvOptions) -> Option<(Vec<String>, u64)> {
-    let mut reader = reader_builder(opts).from_reader(head);
-    let mut record = ByteRecord::new();
-    match reader.read_byte_record(&mut record) {
-        Ok(true) => {
-            let end = reader.position().byte();
+    // A byte-order mark is not part of the first field (it may come before a quote).
+    let bom = if head.starts_with(b"\xEF\xBB\xBF") {
+        3
+    } else {
+        0
+    };
+    let mut scanner = Scanner::new(&head[bom..], opts, bom as u64);
+    match scanner.read_record() {
+        Ok(Some((count, _))) => {
+            let end = scanner.here().offset;
             // The record is complete only if a terminator followed it (or the file ended).
             let complete = at_eof || (end as usize) < head.len() || head.ends_with(b"\n");
             if !complete {
                 return None;
             }
             let names = if opts.header {
-                record
-                    .iter()
-                    .enumerate()
-                    .map(|(i, f)| {
-                        let name = String::from_utf8_lossy(f)
+                (0..count)
+                    .map(|i| {
+                        let name = String::from_utf8_lossy(scanner.field(i))
                             .trim_start_matches('\u{feff}')
                             .trim()
                             .to_string();
@@ -69,12 +62,11 @@ pub fn read_header(head: &[u8], at_eof: bool, opts: &CsvOptions) -> Option<(Vec<
                     })
                     .collect()
             } else {
-                (1..=record.len()).map(|i| format!("column_{i}")).collect()
+                (1..=count).map(|i| format!("column_{i}")).collect()
             };
             Some((unique_names(names), if opts.header { end } else { 0 }))
         }
-        Ok(false) => at_eof.then(|| (Vec::new(), 0)),
-        Err(_) => at_eof.then(|| (Vec::new(), 0)),
+        Ok(None) | Err(_) => at_eof.then(|| (Vec::new(), 0)),
     }
 }
 
@@ -389,5 +381,33 @@ impl<R: Read> crate::format::BatchSource for CsvRecords<R> {
 
     fn outcome(&self) -> Option<RangeOutcome> {
         Some(Self::outcome(self))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(head: &[u8], at_eof: bool) -> Option<(Vec<String>, u64)> {
+        read_header(head, at_eof, &CsvOptions::default())
+    }
+
+    #[test]
+    fn header_names_and_where_data_starts() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(header(b"a,b\n1,2\n", false), Some((names(&["a", "b"]), 4)));
+        // A byte-order mark before a quoted name, CRLF, blank and repeated names.
+        assert_eq!(
+            header(b"\xEF\xBB\xBF\"x y\",,x,x\r\n1,2,3,4\r\n", false),
+            Some((names(&["x y", "column_2", "x", "x_2"]), 14))
+        );
+        // As the csv crate counts: a CRLF's `\n` is left to the next record's start.
+        assert_eq!(header(b"a\r\n1\r\n", false), Some((names(&["a"]), 2)));
+        // Blank lines before the header are skipped, and counted in the offset.
+        assert_eq!(header(b"\n\na\n1\n", false), Some((names(&["a"]), 4)));
+        // Not complete yet unless the file ends there.
+        assert_eq!(header(b"a,b", false), None);
+        assert_eq!(header(b"a,b", true), Some((names(&["a", "b"]), 3)));
+        assert_eq!(header(b"", true), Some((Vec::new(), 0)));
     }
 }
