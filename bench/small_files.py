@@ -32,7 +32,7 @@ Then, for each thread count T, layout (N objects, one object) and engine, `repea
 fresh process reaped with os.wait4() (wall time, peak RSS of the process tree, as bench.py):
 
     zoopipe  zoopipectl run --input s3://bench/small-N/ (or s3://bench/one-N/users.csv)
-                 --output s3://bench/out-zoopipe/ --format parquet --compression zstd
+                 --output s3://lake/out-zoopipe/ --format parquet --compression zstd
                  --schema bench/users.schema.json --workers T --quiet --report FILE
              with AWS_ENDPOINT_URL=http://127.0.0.1:PORT AWS_ACCESS_KEY_ID=KEY
              AWS_SECRET_ACCESS_KEY=SECRET AWS_REGION=us-east-1 (the server's keys: bench-key /
@@ -41,7 +41,7 @@ fresh process reaped with os.wait4() (wall time, peak RSS of the process tree, a
              AWS_DISABLE_BULK_DELETE=true
     polars   python bench/peers.py --engine polars --threads T --format csv
                  --input 's3://bench/small-N/*.csv' (or s3://bench/one-N/users.csv)
-                 --out-dir s3://bench/out-polars/ --storage-options '{"aws_endpoint_url": ...,
+                 --out-dir s3://lake/out-polars/ --storage-options '{"aws_endpoint_url": ...,
                  "aws_allow_http": "true", "aws_virtual_hosted_style_request": "false", ...}'
              (pl.scan_csv(..., storage_options=..., infer_schema=False), the checks of
              bench/run.sh, valid and invalid rows sunk to Parquet (zstd); POLARS_MAX_THREADS=T)
@@ -85,6 +85,9 @@ from bench import git_head, print_report, ram_note, versions  # noqa: E402
 from sql import cpu_busy, cpu_model, last_json, timed  # noqa: E402
 
 BUCKET = "bench"
+# Outputs go to a bucket of their own, as a raw / lake split does (and the output listings of
+# both engines do not walk the input bucket on servers whose LIST walks a whole bucket).
+OUT_BUCKET = "lake"
 ENGINES = ("zoopipe", "polars")
 LAYOUTS = ("small", "one")  # N objects of ~4 KB, the same rows as one object
 TARGET_VS_POLARS = 1.5     # the issue: >= 1.5x Polars' rows/s on the many-object prefix
@@ -178,16 +181,16 @@ def hidden(relpath):
 
 def output_parquet_rows(s3, out):
     """{relative path: rows from the footer} of the *.parquet files an engine wrote under `out`
-    (an s3://bench/ prefix or a local directory), outside `_*` / `.*` paths."""
+    (an s3://lake/ prefix or a local directory), outside `_*` / `.*` paths."""
     import pyarrow.parquet as pq
     found = {}
     if out.startswith("s3://"):
-        prefix = out[len(f"s3://{BUCKET}/"):]
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
+        prefix = out[len(f"s3://{OUT_BUCKET}/"):]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=OUT_BUCKET, Prefix=prefix):
             for o in page.get("Contents", []):
                 relpath = o["Key"][len(prefix):]
                 if relpath.endswith(".parquet") and not hidden(relpath):
-                    body = s3.get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read()
+                    body = s3.get_object(Bucket=OUT_BUCKET, Key=o["Key"])["Body"].read()
                     found[relpath] = pq.ParquetFile(io.BytesIO(body)).metadata.num_rows
     else:
         for d, dirs, files in os.walk(out):
@@ -200,7 +203,7 @@ def output_parquet_rows(s3, out):
 
 def clear_output(s3, out, a):
     if out.startswith("s3://"):
-        empty_prefix(s3, BUCKET, out[len(f"s3://{BUCKET}/"):], bulk=a.bulk, uploads=a.uploads)
+        empty_prefix(s3, OUT_BUCKET, out[len(f"s3://{OUT_BUCKET}/"):], bulk=a.bulk, uploads=a.uploads)
     else:
         shutil.rmtree(out, ignore_errors=True)
 
@@ -248,7 +251,7 @@ def shown(cmd):
 def run_cell(engine, layout, n, threads, a, s3, work, warnings):
     """`repeat` runs of one engine on one layout at one thread count; a result dict."""
     if a.output_to == "s3":
-        out = f"s3://{BUCKET}/out-{engine}/"
+        out = f"s3://{OUT_BUCKET}/out-{engine}/"
     else:
         out = os.path.join(work, f"out_{engine}") + "/"
     report = os.path.join(work, "zoopipe_report.json")
@@ -392,6 +395,7 @@ def main():
                                         retries={"max_attempts": 5, "mode": "standard"},
                                         s3={"addressing_style": "path"}))
         s3.create_bucket(Bucket=BUCKET)
+        s3.create_bucket(Bucket=OUT_BUCKET)
         print(f"== {a.server} on {endpoint}; {rpo} rows per object (about {a.object_bytes} B)", flush=True)
         for n in object_counts:
             datasets[n] = prepare(s3, n, rpo, a)
@@ -494,7 +498,7 @@ def main():
         f"{n:,} objects: {d['rows']:,} rows ({d['bad']:,} made invalid), {d['small_bytes'] / 1e6:.1f} MB in "
         f"objects of {d['min']:,}..{d['max']:,} B (uploaded in {d['up_small_s']:.0f}s, {a.upload_jobs} PUTs at "
         f"once), one object {d['one_bytes'] / 1e6:.1f} MB" for n, d in datasets.items())
-    out_desc = (f"`s3://{BUCKET}/out-ENGINE/` (emptied before each run, not timed)" if a.output_to == "s3"
+    out_desc = (f"`s3://{OUT_BUCKET}/out-ENGINE/` (emptied before each run, not timed)" if a.output_to == "s3"
                 else "a local directory under bench/data/ (emptied before each run, not timed)")
     body = [
         "## Many small objects on S3 beside Polars (`bench/small_files.sh`)", "",

@@ -18,7 +18,7 @@
 # as bench/s3.sh (~340 requests/s, too slow for the target). For each object count N it
 # uploads the users rows of gen_users.py (2 % invalid) as N CSV objects of ~4 KB (header in
 # each) under s3://bench/small-N/ and the same rows as one object s3://bench/one-N/users.csv,
-# then times `zoopipectl run --input s3://bench/small-N/ --output s3://bench/out-zoopipe/
+# then times `zoopipectl run --input s3://bench/small-N/ --output s3://lake/out-zoopipe/
 # --schema bench/users.schema.json --compression zstd --workers T` and Polars
 # (`pl.scan_csv("s3://bench/small-N/*.csv", storage_options=...)` + the checks of run.sh, via
 # bench/peers.py), on both layouts, `repeat` times each. Prints a markdown table (objects/s,
