@@ -35,8 +35,13 @@ fn keep_freed_memory() {
 /// with 4 KiB pages a CSV → Parquet run used about an eighth less CPU (page zeroing was the
 /// largest kernel cost in its profile). The flag is the process's, checked at each fault, so
 /// it also covers the arenas mimalloc reserved before `main`.
+#[cfg(target_os = "linux")]
 fn no_huge_pages() {
     // SAFETY: prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) only sets a flag of the calling process;
     // it fails harmlessly (EINVAL) on kernels without it, and its result changes nothing else.
     let _ = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
 }
+
+/// Transparent huge pages are Linux's.
+#[cfg(not(target_os = "linux"))]
+fn no_huge_pages() {}

@@ -396,6 +396,40 @@ fn small_parquet_and_arrow_objects_are_fetched_ahead_in_order() {
             .collect();
         assert_eq!(ids, expected, "{prefix}: rows in object order");
     }
+    // A partition size below the files' size cuts each into runs of row groups or batches,
+    // several tasks per file: each reads its own run, every row once, in order.
+    for (prefix, ext) in [("pq", "parquet"), ("ipc", "arrow")] {
+        let report = run_ok(&[
+            "run",
+            "--input",
+            &format!("s3://{raw}/{prefix}/obj-000*.{ext}"),
+            "--output",
+            &format!("s3://{lake}/{prefix}-runs/"),
+            "--format",
+            "jsonl",
+            "--workers",
+            "2",
+            "--partition-size",
+            "1KiB",
+        ]);
+        let tasks = report["partitions"]["total"].as_u64().unwrap();
+        assert!(tasks > 10, "{prefix}: {tasks} tasks for 10 files");
+        let mut ids = Vec::new();
+        for part in 0..tasks {
+            let text = String::from_utf8(s3::get(
+                &lake,
+                &format!("{prefix}-runs/part-{part:05}.jsonl"),
+            ))
+            .unwrap();
+            ids.extend(text.lines().map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["user_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            }));
+        }
+        assert_eq!(ids, expected[..300], "{prefix}: rows of runs in order");
+    }
 }
 
 #[test]

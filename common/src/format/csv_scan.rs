@@ -84,7 +84,9 @@ fn core_reader(opts: &CsvOptions) -> (Dialect, Reader) {
 impl<R: Read> Drop for Scanner<R> {
     fn drop(&mut self) {
         let reader = std::mem::take(&mut self.core);
-        SPARE.with_borrow_mut(|spare| {
+        // Not while the thread is being torn down (its locals may be gone already).
+        let _ = SPARE.try_with(|spare| {
+            let mut spare = spare.borrow_mut();
             // A few dialects at most are in use on a thread at once.
             if spare.len() < 4 {
                 spare.push((self.dialect, reader));

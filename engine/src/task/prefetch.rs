@@ -18,6 +18,8 @@ const AHEAD_BYTES: u64 = 32 * 1024 * 1024;
 
 pub struct Prefetch<'t> {
     splits: &'t [Split],
+    /// Parquet/Arrow objects up to this size are whole files (one split), see `small_whole`.
+    whole_file: u64,
     storage: Storage,
     runtime: tokio::runtime::Handle,
     counter: ReadCounter,
@@ -28,14 +30,18 @@ pub struct Prefetch<'t> {
 }
 
 impl<'t> Prefetch<'t> {
+    /// `partition_size`: the job's; planning never cuts a Parquet or Arrow file up to that
+    /// size into several splits.
     pub fn new(
         splits: &'t [Split],
+        partition_size: u64,
         storage: Storage,
         runtime: tokio::runtime::Handle,
         counter: ReadCounter,
     ) -> Self {
         Self {
             splits,
+            whole_file: partition_size.min(SMALL_OBJECT),
             storage,
             runtime,
             counter,
@@ -73,7 +79,7 @@ impl<'t> Prefetch<'t> {
         self.next = self.next.max(from);
         while self.next < self.splits.len() && self.pending.len() < AHEAD_OBJECTS {
             let split = &self.splits[self.next];
-            if !small_whole(split) {
+            if !small_whole(split, self.whole_file) {
                 if self.next == from {
                     // Streamed now: the window may run past it.
                     self.next += 1;
@@ -113,13 +119,14 @@ impl Drop for Prefetch<'_> {
 }
 
 /// A whole object small enough to hold in memory: CSV/JSONL read whole, or a Parquet or
-/// Arrow file read from its first row group or batch (a small file is one split).
-fn small_whole(split: &Split) -> bool {
-    let from_start = match (split.format, &split.kind) {
-        (Format::Csv | Format::Jsonl, SplitKind::Whole) => true,
-        (Format::Parquet, SplitKind::RowGroups { start, .. })
-        | (Format::Arrow, SplitKind::Batches { start, .. }) => *start == 0,
-        _ => false,
+/// Arrow file no bigger than `whole_file` (planning keeps such a file in one split, so its
+/// split reads all of it).
+fn small_whole(split: &Split, whole_file: u64) -> bool {
+    let limit = match (split.format, &split.kind) {
+        (Format::Csv | Format::Jsonl, SplitKind::Whole) => SMALL_OBJECT,
+        (Format::Parquet, SplitKind::RowGroups { start: 0, .. })
+        | (Format::Arrow, SplitKind::Batches { start: 0, .. }) => whole_file,
+        _ => 0,
     };
-    from_start && split.size > 0 && split.size <= SMALL_OBJECT
+    split.size > 0 && split.size <= limit
 }

@@ -180,6 +180,7 @@ pub fn process_blocking(
     };
     let mut prefetch = Prefetch::new(
         &task.splits,
+        job.spec.partition_size,
         ctx.storage.clone(),
         ctx.runtime.clone(),
         counter.clone(),

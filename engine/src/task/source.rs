@@ -9,7 +9,7 @@ use zoopipe_common::format::csv::{CsvRecords, RangeOutcome, skip_to_line_start};
 use zoopipe_common::format::ipc::IpcRows;
 use zoopipe_common::format::json::{self, JsonLines, read_array};
 use zoopipe_common::format::parquet::{ObjectFile, ParquetRows};
-use zoopipe_common::format::{BatchSource, Format, SourceBatch};
+use zoopipe_common::format::{BatchSource, Compression, Format, SourceBatch};
 use zoopipe_common::plan::{Split, SplitKind, open_decoder, split_url};
 use zoopipe_common::report::RangeReport;
 use zoopipe_common::spec::JobConfig;
@@ -124,10 +124,11 @@ pub fn read_split(
             // A small object fetched ahead (`prefetch`) is read from memory.
             // In memory already: a buffer the object's size, not a fresh 256 KiB one each.
             let (raw, buffer): (Box<dyn std::io::Read + Send>, usize) = match fetched {
-                Some(bytes) => {
+                Some(bytes) if split.compression == Compression::None => {
                     let buffer = (bytes.len() + 1).clamp(8 * 1024, READ_BUFFER);
                     (Box::new(std::io::Cursor::new(bytes)), buffer)
                 }
+                Some(bytes) => (Box::new(std::io::Cursor::new(bytes)), READ_BUFFER),
                 None => (Box::new(open(0, split.size)), READ_BUFFER),
             };
             let decoded = open_decoder(raw, split.compression);
@@ -136,7 +137,7 @@ pub fn read_split(
             if split.format == Format::Csv {
                 // Planned without reading it: the header comes from the object itself.
                 let columns = match &split.columns {
-                    None if csv.header => header_of(&mut reader, csv, split)?,
+                    None if csv.header => header_of(&mut reader, base, csv, split)?,
                     _ => columns,
                 };
                 Box::new(CsvRecords::new(
@@ -239,15 +240,18 @@ fn skip_bom<R: BufRead>(reader: &mut R, split: &Split) -> Result<u64> {
 /// The column names on a CSV object's header line, without consuming it.
 fn header_of<R: BufRead>(
     reader: &mut R,
+    base: u64,
     csv: &zoopipe_common::format::CsvOptions,
     split: &Split,
 ) -> Result<Arc<[String]>> {
     let head = reader
         .fill_buf()
         .map_err(|e| Error::io(format!("reading {}", split.url), e))?;
-    // Such objects are small and in memory (planning chose them so): the buffer holds the
-    // first 256 KiB, or all of it.
-    let at_eof = head.len() < READ_BUFFER;
+    // Such objects are small, plain and in memory (planning chose them so): the buffer holds
+    // the object from `base` (after a byte-order mark), or its first 256 KiB. Anything else
+    // is never taken for the end of the object.
+    let plain = split.compression == Compression::None;
+    let at_eof = plain && base + head.len() as u64 >= split.size;
     match zoopipe_common::format::csv::read_header(head, at_eof, csv) {
         Some((names, _)) => Ok(names.into()),
         None => Err(Error::corrupt(
