@@ -327,6 +327,19 @@ fn small_objects_fetched_ahead_keep_their_order_and_their_pins() {
     );
 }
 
+/// The `user_id` of each JSON line, in order.
+fn user_ids(jsonl: &str) -> Vec<String> {
+    jsonl
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["user_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
 #[test]
 fn small_parquet_and_arrow_objects_are_fetched_ahead_in_order() {
     // 150 small Parquet files (several row groups each) and as many Arrow files (several
@@ -385,16 +398,7 @@ fn small_parquet_and_arrow_objects_are_fetched_ahead_in_order() {
         );
         let part =
             String::from_utf8(s3::get(&lake, &format!("{prefix}-out/part-00000.jsonl"))).unwrap();
-        let ids: Vec<String> = part
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["user_id"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect();
-        assert_eq!(ids, expected, "{prefix}: rows in object order");
+        assert_eq!(user_ids(&part), expected, "{prefix}: rows in object order");
     }
     // A partition size below the files' size cuts each into runs of row groups or batches,
     // several tasks per file: each reads its own run, every row once, in order.
@@ -421,12 +425,7 @@ fn small_parquet_and_arrow_objects_are_fetched_ahead_in_order() {
                 &format!("{prefix}-runs/part-{part:05}.jsonl"),
             ))
             .unwrap();
-            ids.extend(text.lines().map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["user_id"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            }));
+            ids.extend(user_ids(&text));
         }
         assert_eq!(ids, expected[..300], "{prefix}: rows of runs in order");
     }
