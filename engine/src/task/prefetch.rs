@@ -13,7 +13,10 @@ use zoopipe_common::storage::{ReadCounter, Storage, get_pinned};
 use zoopipe_common::{Error, Result};
 
 /// How far ahead: this many objects, and at most this many bytes, are in flight or waiting.
-const AHEAD_OBJECTS: usize = 16;
+/// A real store answers a small GET in 20-50 ms, so the window, not parsing, sets the pace:
+/// behind a 25 ms proxy on loopback, 10,000 objects of 4 KB took 11.5 s with 16 ahead and
+/// 6.4 s with 64 (then the CPUs were busy).
+const AHEAD_OBJECTS: usize = 64;
 const AHEAD_BYTES: u64 = 32 * 1024 * 1024;
 
 pub struct Prefetch<'t> {
