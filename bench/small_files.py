@@ -46,6 +46,14 @@ fresh process reaped with os.wait4() (wall time, peak RSS of the process tree, a
              (pl.scan_csv(..., storage_options=..., infer_schema=False), the checks of
              bench/run.sh, valid and invalid rows sunk to Parquet (zstd); POLARS_MAX_THREADS=T)
 
+--latency-ms N (default 0: off): loopback answers in well under a millisecond, which hides what
+each request costs an engine; with N > 0 both engines talk to the server through
+bench/latency_proxy.py (`python latency_proxy.py PROXY_PORT PORT N`, started on a free loopback
+port, stopped at the end and on SIGTERM as the server is), which forwards the bytes they send N ms
+after they arrived, as a real object store's first-byte latency would delay each request; their
+AWS_ENDPOINT_URL and aws_endpoint_url are the proxy's. boto3's uploads, read-backs and cleanup
+(not timed) go to the server directly. The printed header and the results say so.
+
 The output prefix is emptied before each run (not timed). After each run its valid rows are read
 back from the Parquet footers (not timed) and must equal what the engine reported; both engines
 must report the same read / valid / invalid for the same rows (otherwise an ERROR line and exit
@@ -67,20 +75,22 @@ import os
 import platform
 import shlex
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 import gen_users  # noqa: E402
 from results_section import replace_section  # noqa: E402
-from s3 import (S3S_FS_KEY, S3S_FS_SECRET, binary_note, classify, empty_prefix,  # noqa: E402
-                read_localbucket_log, read_log, rel, start_logged_localbucket, start_logged_moto,
-                start_s3s_fs)
+from s3 import (S3S_FS_KEY, S3S_FS_SECRET, _start_server, binary_note, classify,  # noqa: E402
+                empty_prefix, free_port, read_localbucket_log, read_log, rel, start_logged_localbucket,
+                start_logged_moto, start_s3s_fs)
 from bench import git_head, print_report, ram_note, versions  # noqa: E402
 from sql import cpu_busy, cpu_model, last_json, timed  # noqa: E402
 
@@ -112,6 +122,23 @@ SERVERS = {
              "bulk": True, "uploads": True, "keys": TEST_KEYS,
              "what": "moto: one Python process, objects in memory"},
 }
+
+
+def start_latency_proxy(upstream, delay_ms, work):
+    """bench/latency_proxy.py on a free loopback port in front of the server at `upstream`
+    (http://127.0.0.1:PORT), adding delay_ms to every request; its output goes to
+    work/latency_proxy.log. Returns (endpoint, stop function). Started as the servers are
+    (s3._start_server): waits until its port answers; the SIGTERM handler it installs stops
+    only the proxy, so the caller installs one stopping both."""
+    port = free_port()
+    cmd = [sys.executable, os.path.join(HERE, "latency_proxy.py"), str(port),
+           str(urllib.parse.urlsplit(upstream).port), str(delay_ms)]
+    return _start_server("latency proxy", cmd, port, os.path.join(work, "latency_proxy.log"))
+
+
+def latency_note(delay_ms):
+    return (f"requests of both engines pass a proxy adding {delay_ms} ms to each "
+            "(bench/latency_proxy.py)")
 
 
 # --- The data -------------------------------------------------------------------------------
@@ -338,6 +365,9 @@ def main():
                     help="bench/nodelay.c built as a shared object, preloaded into s3s-fs")
     ap.add_argument("--output-to", choices=["s3", "local"], default="s3",
                     help="where both engines write: the bucket (default) or a local directory")
+    ap.add_argument("--latency-ms", type=int, default=0,
+                    help="both engines reach the server through bench/latency_proxy.py, which adds "
+                         "this many ms to every request (default 0: direct, no proxy)")
     ap.add_argument("--upload-jobs", type=int, default=16, help="concurrent PUTs while uploading")
     ap.add_argument("--bin", default=os.path.join(ROOT, "target/release/zoopipectl"))
     ap.add_argument("--schema", default=os.path.join(HERE, "users.schema.json"))
@@ -353,6 +383,8 @@ def main():
             ap.error(f"unknown engine {e!r}; known: {' '.join(ENGINES)}")
     if not object_counts or min(object_counts) < 1 or not threads or min(threads) < 1 or a.repeat < 1:
         ap.error("--objects, --threads and --repeat must be positive integers")
+    if a.latency_ms < 0:
+        ap.error("--latency-ms must be >= 0")
     have_ours = "zoopipe" in engines and os.access(a.bin, os.X_OK)
     if "zoopipe" in engines and not have_ours:
         print(f"NOTE: {rel(a.bin)} not found or not executable; zoopipe rows will say 'n/a'")
@@ -369,6 +401,16 @@ def main():
             if not os.path.isfile(path):
                 raise SystemExit(f"small_files: {rel(path)} ({what}) missing; bench/small_files.sh builds it")
     endpoint, a.reqlog, stop_server = server["start"](a, work)
+    # --latency-ms: the engines go through the proxy (engine_endpoint), boto3's uploads, checks and
+    # cleanup (not timed) straight to the server (endpoint).
+    engine_endpoint, stop_proxy = endpoint, lambda: None
+    if a.latency_ms > 0:
+        try:
+            engine_endpoint, stop_proxy = start_latency_proxy(endpoint, a.latency_ms, work)
+        except BaseException:
+            stop_server()
+            raise
+        signal.signal(signal.SIGTERM, lambda *_: (stop_proxy(), stop_server(), sys.exit(143)))
     key, secret = server["keys"]
     creds = {"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret, "AWS_REGION": REGION}
     # Each engine gets the loopback endpoint and the server's keys (s3s-fs checks signatures; the
@@ -378,12 +420,12 @@ def main():
     # token, CA bundle) are dropped. localbucket has no DeleteObjects, which object_store's delete()
     # uses unless told otherwise.
     a.env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    a.env.update(creds, AWS_ENDPOINT_URL=endpoint)
+    a.env.update(creds, AWS_ENDPOINT_URL=engine_endpoint)
     if not a.bulk:
         a.env["AWS_DISABLE_BULK_DELETE"] = "true"
     a.zoopipe_env = " ".join(f"{k}={v}" for k, v in sorted(a.env.items())
                              if k.startswith("AWS_") and k != "AWS_ENDPOINT_URL")
-    a.storage_options = {"aws_endpoint_url": endpoint, "aws_access_key_id": key,
+    a.storage_options = {"aws_endpoint_url": engine_endpoint, "aws_access_key_id": key,
                          "aws_secret_access_key": secret, "aws_region": REGION, "aws_allow_http": "true",
                          "aws_virtual_hosted_style_request": "false"}
     results, datasets, warnings, busy = {}, {}, [], []
@@ -397,6 +439,9 @@ def main():
         s3.create_bucket(Bucket=BUCKET)
         s3.create_bucket(Bucket=OUT_BUCKET)
         print(f"== {a.server} on {endpoint}; {rpo} rows per object (about {a.object_bytes} B)", flush=True)
+        if a.latency_ms > 0:
+            print(f"== {latency_note(a.latency_ms)}, on {engine_endpoint}; uploads and cleanup go to "
+                  "the server directly", flush=True)
         for n in object_counts:
             datasets[n] = prepare(s3, n, rpo, a)
             b = cpu_busy()
@@ -416,6 +461,7 @@ def main():
             for prefix in (f"small-{n}/", f"one-{n}/"):
                 empty_prefix(s3, BUCKET, prefix, bulk=a.bulk, uploads=a.uploads, jobs=a.upload_jobs)
     finally:
+        stop_proxy()
         stop_server()
         shutil.rmtree(work, ignore_errors=True)
 
@@ -501,11 +547,17 @@ def main():
     out_desc = (f"`s3://{OUT_BUCKET}/out-ENGINE/` (emptied before each run, not timed)" if a.output_to == "s3"
                 else "a local directory under bench/data/ (emptied before each run, not timed)")
     body = [
-        "## Many small objects on S3 beside Polars (`bench/small_files.sh`)", "",
+        "## Many small objects on S3 beside Polars (`bench/small_files.sh`)"
+        + (f", {a.latency_ms} ms added to every request" if a.latency_ms > 0 else ""), "",
         f"- command: `{a.command_line}`",
         f"- date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M:%S UTC')}",
         f"- machine: nproc {os.cpu_count()}, {cpu_model()}{mem}, {platform.system()} {platform.release()}; "
         f"the S3 server ({server['what']}) runs on the same cores",
+    ] + ([
+        f"- latency: {latency_note(a.latency_ms)}: it forwards the bytes each engine sends "
+        f"{a.latency_ms} ms after they arrived (answers at once; connects not delayed), one Python asyncio "
+        "process on the same cores; uploads, read-backs and cleanup (boto3, not timed) go to the server directly",
+    ] if a.latency_ms > 0 else []) + [
         f"- software: {vers}; repo at {git}",
         f"- zoopipectl: `{rel(a.bin)}`{binary_note(a.bin)}",
         f"- data: the users rows of `gen_users.py` (seed {a.seed}, invalid rate {a.invalid_rate}), {rpo} rows "

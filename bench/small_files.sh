@@ -3,7 +3,8 @@
 #
 #   bench/small_files.sh [--objects "1000 10000"] [--threads "1 2"] [--repeat 3] [--seed S]
 #                        [--engines "zoopipe polars"] [--server s3s-fs|localbucket|moto]
-#                        [--output-to s3|local] [--no-build] [--bin PATH] [--results FILE]
+#                        [--output-to s3|local] [--latency-ms N] [--no-build] [--bin PATH]
+#                        [--results FILE]
 #
 # Installs boto3 (and localbucket or moto[server] with --server localbucket|moto) into
 # bench/.venv if missing, builds zoopipectl and starts the server on a free loopback port:
@@ -25,7 +26,10 @@
 # rows/s, tasks, peak RSS, ratio to Polars) and our many-object / one-object time ratio, and
 # writes them to the `small_files` section of RESULTS.md (--results FILE: of FILE instead, e.g.
 # for a smoke run). Exits 1 if the engines disagree on the counts. Stops the server at the end.
-# --bin PATH: time that zoopipectl (no build).
+# --bin PATH: time that zoopipectl (no build). --latency-ms N (default 0: off): both engines reach
+# the server through bench/latency_proxy.py, a loopback proxy adding N ms to every request as a
+# real object store's first-byte latency does (loopback answers in well under 1 ms); boto3's
+# uploads and cleanup (not timed) go to the server directly; the results say so.
 set -euo pipefail
 
 BENCH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -42,7 +46,8 @@ OUTPUT_TO=s3
 BUILD=1
 BIN="$ROOT/target/release/zoopipectl"
 RESULTS="$BENCH/RESULTS.md"
-usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; }
+LATENCY_MS=0
+usage() { sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --objects) OBJECTS="$2"; shift 2 ;;
@@ -52,6 +57,7 @@ while [[ $# -gt 0 ]]; do
     --engines) ENGINES="$2"; shift 2 ;;
     --server) SERVER="$2"; shift 2 ;;
     --output-to) OUTPUT_TO="$2"; shift 2 ;;
+    --latency-ms) LATENCY_MS="$2"; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --bin) BIN="$(realpath "$2")"; BUILD=0; shift 2 ;;
     --results) RESULTS="$(realpath "$2")"; shift 2 ;;
@@ -62,6 +68,8 @@ done
 [[ "$OBJECTS" =~ ^[1-9][0-9]*( +[1-9][0-9]*)*$ && "$THREADS" =~ ^[1-9][0-9]*( +[1-9][0-9]*)*$ \
    && "$REPEAT" =~ ^[1-9][0-9]*$ ]] \
   || { echo "small_files.sh: --objects, --threads (one or more) and --repeat must be positive integers" >&2; exit 2; }
+[[ "$LATENCY_MS" =~ ^[0-9]+$ ]] \
+  || { echo "small_files.sh: --latency-ms must be a whole number of milliseconds (0: no proxy)" >&2; exit 2; }
 [[ "$OUTPUT_TO" == s3 || "$OUTPUT_TO" == local ]] \
   || { echo "small_files.sh: --output-to is s3 or local" >&2; exit 2; }
 [[ "$SERVER" == s3s-fs || "$SERVER" == localbucket || "$SERVER" == moto ]] \
@@ -100,7 +108,7 @@ mkdir -p "$DATA"
 cd "$ROOT"
 "$PY" "$BENCH/small_files.py" --objects "$OBJECTS" --threads "$THREADS" --repeat "$REPEAT" \
   --seed "$SEED" --invalid-rate "$INVALID_RATE" --engines "$ENGINES" --server "$SERVER" \
-  --output-to "$OUTPUT_TO" --python "$PY" --bin "$BIN" --results "$RESULTS" \
+  --output-to "$OUTPUT_TO" --latency-ms "$LATENCY_MS" --python "$PY" --bin "$BIN" --results "$RESULTS" \
   --s3s-bin "$S3S" --nodelay-so "$NODELAY_SO" \
   --command-line "bench/small_files.sh${ORIG_ARGS[*]:+$(printf ' %q' "${ORIG_ARGS[@]}")}" &
 child=$!
