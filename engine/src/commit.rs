@@ -25,8 +25,12 @@ pub async fn check_output_free(storage: &Storage, job: &JobConfig) -> Result<()>
     if job.spec.overwrite {
         return Ok(());
     }
-    for target in [&job.output, &job.errors] {
-        let (blocking, total) = existing_objects(storage, target).await?;
+    // Both looked at together: each is a request's latency on a real store.
+    let (output, errors) = futures::try_join!(
+        existing_objects(storage, &job.output),
+        existing_objects(storage, &job.errors)
+    )?;
+    for (target, (blocking, total)) in [(&job.output, output), (&job.errors, errors)] {
         if let Some(first) = blocking.first() {
             return Err(Error::config(format!(
                 "{} already exists{} (pass --overwrite to replace it)",
@@ -167,10 +171,12 @@ pub async fn commit(
         .iter()
         .map(|p| p.url.clone())
         .collect();
-    for target in [&job.output, &job.errors] {
-        if let Err(e) = delete_prefix(storage, &target.staging(&job.job_id)).await {
-            return Err((e, report));
-        }
+    let staging = [&job.output, &job.errors].map(|t| t.staging(&job.job_id));
+    if let Err(e) = futures::try_join!(
+        delete_prefix(storage, &staging[0]),
+        delete_prefix(storage, &staging[1])
+    ) {
+        return Err((e, report));
     }
     if job.spec.overwrite
         && let Err(e) = remove_stale(storage, job, &report).await
@@ -332,9 +338,12 @@ async fn delete(storage: &Storage, url: &ObjectUrl) -> Result<()> {
 }
 
 pub(crate) async fn delete_prefix(storage: &Storage, prefix: &ObjectUrl) -> Result<()> {
-    for object in storage.list_prefix(prefix).await? {
-        delete(storage, &object.url).await?;
-    }
+    // A few at a time: one request's latency each.
+    futures::stream::iter(storage.list_prefix(prefix).await?)
+        .map(|object| async move { delete(storage, &object.url).await })
+        .buffer_unordered(8)
+        .try_collect::<Vec<()>>()
+        .await?;
     if prefix.is_local() {
         // Local staging leaves empty folders behind; remove them quietly.
         let dir = format!("/{}", prefix.key());
