@@ -8,14 +8,17 @@ use crate::merge_copy::merge_by_copy;
 use crate::task::TaskContext;
 use object_store::ObjectStoreExt;
 use std::io::{BufRead, BufReader, Write};
-use zoopipe_common::errors_out::{ErrorRow, ErrorWriter};
+use zoopipe_common::errors_out::{ErrorRow, ErrorWriter, shift_lines};
+use zoopipe_common::format::BatchSource;
 use zoopipe_common::format::Format;
+use zoopipe_common::format::ipc::{IpcRows, read_footer};
 use zoopipe_common::format::parquet::concat;
+use zoopipe_common::format::parquet::{ObjectFile, ParquetRows, row_groups};
 use zoopipe_common::report::ManifestPart;
 use zoopipe_common::spec::JobConfig;
 use zoopipe_common::storage::assemble::can_assemble;
 use zoopipe_common::storage::{
-    ObjectReader, ObjectUrl, StagedObject, StagedWriter, is_unsupported,
+    ObjectReader, ObjectUrl, Pin, ReadCounter, StagedObject, StagedWriter, is_unsupported,
 };
 use zoopipe_common::{Error, Result};
 
@@ -205,7 +208,7 @@ pub(crate) async fn finalize_errors(
                 merged = Some(ErrorWriter::new(target.format, sink, &options)?);
             }
             if let Some(writer) = merged.as_mut() {
-                copy_error_rows(&ctx, &part.url, *line_offset, writer)?;
+                copy_error_part(&ctx, &part.url, *line_offset, writer)?;
                 merged_rows += part.rows;
             }
         }
@@ -241,7 +244,7 @@ fn finalize_parts(
         let dest = target.part_url(job_id, *index);
         let sink = StagedWriter::start(&ctx.runtime, &ctx.storage, &dest)?;
         let mut writer = ErrorWriter::new(target.format, sink, options)?;
-        copy_error_rows(ctx, &part.url, *line_offset, &mut writer)?;
+        copy_error_part(ctx, &part.url, *line_offset, &mut writer)?;
         let staged = writer.finish()?;
         ctx.runtime.block_on(staged.publish(&ctx.storage))?;
         Ok(ManifestPart::new(&staged, part.rows))
@@ -280,6 +283,72 @@ fn finalize_parts(
     });
     done.sort_by_key(|(i, _)| *i);
     done.into_iter().map(|(_, r)| r).collect()
+}
+
+/// A staged error part into `writer`, line numbers moved on by `offset`: column-wise when it
+/// was staged in a columnar format (`task::errors`), else line by line.
+fn copy_error_part(
+    ctx: &TaskContext,
+    url: &str,
+    offset: u64,
+    writer: &mut ErrorWriter,
+) -> Result<()> {
+    match zoopipe_common::format::detect(url).0 {
+        Some(format @ (Format::Parquet | Format::Arrow)) => {
+            copy_error_batches(ctx, url, format, offset, writer)
+        }
+        _ => copy_error_rows(ctx, url, offset, writer),
+    }
+}
+
+/// A Parquet or Arrow error part, batch by batch, its `line` column shifted.
+fn copy_error_batches(
+    ctx: &TaskContext,
+    url: &str,
+    format: Format,
+    offset: u64,
+    writer: &mut ErrorWriter,
+) -> Result<()> {
+    let parsed = ObjectUrl::parse(url)?;
+    let store = ctx.storage.store(&parsed)?;
+    let size = ctx
+        .runtime
+        .block_on(store.head(&parsed.path()))
+        .map_err(|e| Error::from_store(url, e))?
+        .size;
+    let counter = ReadCounter::default();
+    let mut batches: Box<dyn BatchSource> = if format == Format::Parquet {
+        let mut file = ObjectFile::new(store, &parsed, size, counter);
+        let groups = ctx.runtime.block_on(row_groups(&mut file))?.len();
+        Box::new(ParquetRows::open(
+            &ctx.runtime,
+            file,
+            0..groups,
+            ERROR_CHUNK,
+        )?)
+    } else {
+        let footer = ctx.runtime.block_on(read_footer(
+            store.as_ref(),
+            &parsed,
+            size,
+            &counter,
+            &Pin::default(),
+        ))?;
+        Box::new(IpcRows::open(
+            &ctx.runtime,
+            store,
+            &parsed,
+            size,
+            0..footer.batches.len(),
+            0,
+            counter,
+            &Pin::default(),
+        )?)
+    };
+    while let Some(batch) = batches.next_batch()? {
+        writer.write_batch(&shift_lines(&batch.batch, offset)?)?;
+    }
+    Ok(())
 }
 
 fn copy_error_rows(

@@ -329,6 +329,7 @@ fn split_csv_keeps_true_line_numbers_in_error_rows() {
         ("parquet", ""),
         ("jsonl", "line-offset"),
         ("parquet", "line-offset"),
+        ("arrow", "line-offset"),
     ] {
         let report = run_ok_env(
             &[("ZOOPIPE_FAULT_UNANSWERED", offsets)],
@@ -357,9 +358,14 @@ fn split_csv_keeps_true_line_numbers_in_error_rows() {
                 .map(|e| e["line"].as_u64().unwrap())
                 .collect()
         } else {
+            let read = if errors_format == "arrow" {
+                read_arrow
+            } else {
+                read_parquet
+            };
             let batches: Vec<_> = parts(&out.join("_errors"))
                 .iter()
-                .flat_map(|p| read_parquet(p))
+                .flat_map(|p| read(p))
                 .collect();
             column_text(&batches, "line")
                 .iter()

@@ -142,6 +142,16 @@ impl ErrorWriter {
         }
     }
 
+    /// Write a batch of error rows read back from a columnar part (as `error_schema` holds them).
+    pub fn write_batch(&mut self, batch: &RecordBatch) -> Result<()> {
+        match self {
+            ErrorWriter::Batches(writer) => writer.write(batch),
+            ErrorWriter::Jsonl { .. } => Err(Error::config(
+                "internal: columnar error rows written into a JSONL part",
+            )),
+        }
+    }
+
     pub fn is_jsonl(&self) -> bool {
         matches!(self, ErrorWriter::Jsonl { .. })
     }
@@ -164,6 +174,31 @@ impl ErrorWriter {
             ErrorWriter::Batches(writer) => writer.finish(),
         }
     }
+}
+
+/// A batch of error rows (as `error_schema` holds them) with `line` moved on by `offset`:
+/// one kernel over the column, no row parsed.
+pub fn shift_lines(batch: &RecordBatch, offset: u64) -> Result<RecordBatch> {
+    if offset == 0 {
+        return Ok(batch.clone());
+    }
+    let encode = |e: arrow::error::ArrowError| Error::Encode {
+        context: "renumbering error rows".into(),
+        message: e.to_string(),
+    };
+    let schema = batch.schema();
+    let (at, _) = schema
+        .column_with_name("line")
+        .ok_or_else(|| Error::config("internal: error rows without a line column"))?;
+    let offset = i64::try_from(offset).map_err(|e| Error::config(e.to_string()))?;
+    let shifted = arrow::compute::kernels::numeric::add(
+        batch.column(at),
+        &arrow::array::Int64Array::new_scalar(offset),
+    )
+    .map_err(encode)?;
+    let mut columns = batch.columns().to_vec();
+    columns[at] = shifted;
+    RecordBatch::try_new(schema, columns).map_err(encode)
 }
 
 /// An error row's JSONL text with its `line` moved on by `offset`, found and rewritten in
@@ -195,6 +230,25 @@ pub fn shift_line(json: &[u8], offset: u64) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod shift_tests {
     use super::*;
+
+    #[test]
+    fn shifting_a_batch_moves_only_its_line_column() {
+        let rows = |line: Option<u64>, row: Option<u64>| ErrorRow {
+            source: "in.csv".into(),
+            line,
+            row,
+            error_type: "coercion".into(),
+            errors: Vec::new(),
+            values: serde_json::Map::new(),
+            raw: None,
+        };
+        let written = ErrorRows::from_rows(vec![rows(Some(3), None), rows(None, Some(7))]);
+        let batch = written[0].to_batch(0).unwrap();
+        let shifted = shift_lines(&batch, 100).unwrap();
+        let expected = written[0].to_batch(100).unwrap();
+        assert_eq!(shifted, expected);
+        assert_eq!(shift_lines(&batch, 0).unwrap(), batch);
+    }
 
     #[test]
     fn shifting_a_line_in_the_text_equals_parsing_and_re_encoding() {

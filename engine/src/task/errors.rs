@@ -246,11 +246,19 @@ pub fn lines_relative(task: &Task) -> bool {
 /// assemble) a JSONL part in the job's staging prefix for the commit.
 fn open(ctx: &TaskContext, job: &JobConfig, task: &Task, relative: bool) -> Result<ErrorWriter> {
     let (url, format): (ObjectUrl, Format) = if relative || job.errors.single_file {
-        let url = job
-            .errors
-            .staging(&job.job_id)
-            .join(&format!("errors-{:05}.jsonl", task.index));
-        (url, Format::Jsonl)
+        // Staged as JSONL (renumbered in its text at commit), or in the target's format when
+        // that is columnar: its `line` column is then moved on by one kernel, where JSONL
+        // read back into Parquet cost a JSON parse per row.
+        let format = match job.errors.format {
+            Format::Parquet | Format::Arrow => job.errors.format,
+            _ => Format::Jsonl,
+        };
+        let url = job.errors.staging(&job.job_id).join(&format!(
+            "errors-{:05}.{}",
+            task.index,
+            format.extension()
+        ));
+        (url, format)
     } else {
         (
             job.errors.part_url(&job.job_id, task.index),
