@@ -137,9 +137,16 @@ pub async fn plan_job(storage: &Storage, job: &mut JobConfig) -> Result<Plan> {
     let counter: ReadCounter = Default::default();
     let total: u64 = inputs.iter().map(|i| i.size + OPEN_COST).sum();
     let mut partition_size = job.spec.partition_size.max(1);
-    if let Some(slots) = job.spec.min_tasks.filter(|n| *n > 1) {
+    if let Some(slots) = job.spec.min_tasks.filter(|n| *n > 1).map(u64::from) {
         // One task per slot at least, when there is enough input to be worth splitting.
-        partition_size = partition_size.min((total / u64::from(slots)).max(MIN_SPLIT));
+        partition_size = partition_size.min((total / slots).max(MIN_SPLIT));
+        // And whole rounds of them: 3 tasks on 2 slots leave one slot idle for the last third
+        // of the job.
+        let rounds = total.div_ceil(partition_size).div_ceil(slots);
+        let balanced = total.div_ceil(rounds * slots);
+        if balanced >= MIN_SPLIT {
+            partition_size = partition_size.min(balanced);
+        }
     }
     let mut planner = Planner {
         partition_size,
