@@ -25,12 +25,14 @@ pub async fn check_output_free(storage: &Storage, job: &JobConfig) -> Result<()>
     if job.spec.overwrite {
         return Ok(());
     }
-    // Both looked at together: each is a request's latency on a real store.
-    let (output, errors) = futures::try_join!(
+    // Both looked at together (each is a request's latency on a real store), and reported
+    // in order: the output first.
+    let (output, errors) = futures::join!(
         existing_objects(storage, &job.output),
         existing_objects(storage, &job.errors)
-    )?;
-    for (target, (blocking, total)) in [(&job.output, output), (&job.errors, errors)] {
+    );
+    for (target, found) in [(&job.output, output), (&job.errors, errors)] {
+        let (blocking, total) = found?;
         if let Some(first) = blocking.first() {
             return Err(Error::config(format!(
                 "{} already exists{} (pass --overwrite to replace it)",
@@ -171,11 +173,20 @@ pub async fn commit(
         .iter()
         .map(|p| p.url.clone())
         .collect();
-    let staging = [&job.output, &job.errors].map(|t| t.staging(&job.job_id));
-    if let Err(e) = futures::try_join!(
-        delete_prefix(storage, &staging[0]),
-        delete_prefix(storage, &staging[1])
-    ) {
+    // Both cleaned together (the same prefix once: a single-file output and its errors file
+    // share it), each to its end even if the other fails.
+    let (output, errors) = (
+        job.output.staging(&job.job_id),
+        job.errors.staging(&job.job_id),
+    );
+    let (cleaned, also) = futures::join!(delete_prefix(storage, &output), async {
+        if errors == output {
+            Ok(())
+        } else {
+            delete_prefix(storage, &errors).await
+        }
+    });
+    if let Err(e) = cleaned.and(also) {
         return Err((e, report));
     }
     if job.spec.overwrite

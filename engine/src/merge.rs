@@ -7,18 +7,16 @@ use crate::commit::ErrorPart;
 use crate::merge_copy::merge_by_copy;
 use crate::task::TaskContext;
 use object_store::ObjectStoreExt;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use zoopipe_common::errors_out::{ErrorRow, ErrorWriter, shift_lines};
-use zoopipe_common::format::BatchSource;
 use zoopipe_common::format::Format;
-use zoopipe_common::format::ipc::{IpcRows, read_footer};
 use zoopipe_common::format::parquet::concat;
 use zoopipe_common::format::parquet::{ObjectFile, ParquetRows, row_groups};
 use zoopipe_common::report::ManifestPart;
 use zoopipe_common::spec::JobConfig;
 use zoopipe_common::storage::assemble::can_assemble;
 use zoopipe_common::storage::{
-    ObjectReader, ObjectUrl, Pin, ReadCounter, StagedObject, StagedWriter, is_unsupported,
+    ObjectReader, ObjectUrl, ReadCounter, StagedObject, StagedWriter, is_unsupported,
 };
 use zoopipe_common::{Error, Result};
 
@@ -169,7 +167,7 @@ fn encode(e: &dyn std::fmt::Display) -> Error {
 }
 
 /// Turn each task's committed error part into its final form. Parts that were written in
-/// place are kept; staged ones (JSONL) are renumbered by `line_offset` and written to their
+/// place are kept; staged ones (JSONL, Parquet or Arrow) are renumbered by `line_offset` and written to their
 /// final part, or all appended into the single errors object. Returns the final URLs.
 pub(crate) async fn finalize_errors(
     ctx: &TaskContext,
@@ -309,6 +307,31 @@ fn copy_error_batches(
     offset: u64,
     writer: &mut ErrorWriter,
 ) -> Result<()> {
+    if format == Format::Arrow {
+        // An Arrow file is its stream after the magic and its padding (our writer's parts start
+        // the stream with a continuation marker): read front to back in one GET, not a ranged
+        // read per record batch.
+        let mut input = BufReader::new(reader(ctx, url)?);
+        let io = |e| Error::io(format!("reading {url}"), e);
+        let mut magic = [0u8; 6];
+        input.read_exact(&mut magic).map_err(io)?;
+        loop {
+            let head = input.fill_buf().map_err(io)?;
+            let zeros = head.iter().take_while(|b| **b == 0).count();
+            let done = zeros < head.len() || head.is_empty();
+            input.consume(zeros);
+            if done {
+                break;
+            }
+        }
+        let stream = arrow::ipc::reader::StreamReader::try_new(input, None)
+            .map_err(|e| Error::corrupt(url, e))?;
+        for batch in stream {
+            let batch = batch.map_err(|e| Error::corrupt(url, e))?;
+            writer.write_batch(&shift_lines(&batch, offset)?)?;
+        }
+        return Ok(());
+    }
     let parsed = ObjectUrl::parse(url)?;
     let store = ctx.storage.store(&parsed)?;
     let size = ctx
@@ -316,35 +339,9 @@ fn copy_error_batches(
         .block_on(store.head(&parsed.path()))
         .map_err(|e| Error::from_store(url, e))?
         .size;
-    let counter = ReadCounter::default();
-    let mut batches: Box<dyn BatchSource> = if format == Format::Parquet {
-        let mut file = ObjectFile::new(store, &parsed, size, counter);
-        let groups = ctx.runtime.block_on(row_groups(&mut file))?.len();
-        Box::new(ParquetRows::open(
-            &ctx.runtime,
-            file,
-            0..groups,
-            ERROR_CHUNK,
-        )?)
-    } else {
-        let footer = ctx.runtime.block_on(read_footer(
-            store.as_ref(),
-            &parsed,
-            size,
-            &counter,
-            &Pin::default(),
-        ))?;
-        Box::new(IpcRows::open(
-            &ctx.runtime,
-            store,
-            &parsed,
-            size,
-            0..footer.batches.len(),
-            0,
-            counter,
-            &Pin::default(),
-        )?)
-    };
+    let mut file = ObjectFile::new(store, &parsed, size, ReadCounter::default());
+    let groups = ctx.runtime.block_on(row_groups(&mut file))?.len();
+    let mut batches = ParquetRows::open(&ctx.runtime, file, 0..groups, ERROR_CHUNK)?;
     while let Some(batch) = batches.next_batch()? {
         writer.write_batch(&shift_lines(&batch.batch, offset)?)?;
     }

@@ -327,6 +327,7 @@ fn split_csv_keeps_true_line_numbers_in_error_rows() {
     for (errors_format, offsets) in [
         ("jsonl", ""),
         ("parquet", ""),
+        ("arrow", ""),
         ("jsonl", "line-offset"),
         ("parquet", "line-offset"),
         ("arrow", "line-offset"),

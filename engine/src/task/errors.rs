@@ -19,6 +19,8 @@ use zoopipe_common::{Error, Result};
 /// Error rows one task may hold back while its line offset is unknown: about what its input
 /// holds (a partition, within these bounds).
 const HOLD_LIMIT: (u64, u64) = (16 << 20, 256 << 20);
+/// Rows per row group of a staged Parquet error part.
+const STAGED_ROW_GROUP: usize = 32 * 1024;
 /// How often a finished task asks for its offset while waiting: first, and at the most.
 const POLL: Duration = Duration::from_millis(50);
 const MAX_POLL: Duration = Duration::from_millis(800);
@@ -243,8 +245,9 @@ pub fn lines_relative(task: &Task) -> bool {
 }
 
 /// Open the task's error part: its final part, or (numbers relative, or one errors object to
-/// assemble) a JSONL part in the job's staging prefix for the commit.
+/// assemble) a part in the job's staging prefix for the commit.
 fn open(ctx: &TaskContext, job: &JobConfig, task: &Task, relative: bool) -> Result<ErrorWriter> {
+    let mut options = job.spec.write.clone();
     let (url, format): (ObjectUrl, Format) = if relative || job.errors.single_file {
         // Staged as JSONL (renumbered in its text at commit), or in the target's format when
         // that is columnar: its `line` column is then moved on by one kernel, where JSONL
@@ -258,6 +261,8 @@ fn open(ctx: &TaskContext, job: &JobConfig, task: &Task, relative: bool) -> Resu
             task.index,
             format.extension()
         ));
+        // Read back a row group at a time at commit (error rows are wide): keep those small.
+        options.row_group_size = options.row_group_size.min(STAGED_ROW_GROUP);
         (url, format)
     } else {
         (
@@ -267,5 +272,5 @@ fn open(ctx: &TaskContext, job: &JobConfig, task: &Task, relative: bool) -> Resu
     };
     let sink = StagedWriter::start(&ctx.runtime, &ctx.storage, &url)?;
     ctx.opened(&sink);
-    ErrorWriter::new(format, sink, &job.spec.write)
+    ErrorWriter::new(format, sink, &options)
 }
