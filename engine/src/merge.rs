@@ -23,7 +23,15 @@ use zoopipe_common::{Error, Result};
 /// Rows per write when re-encoding staged error rows.
 const ERROR_CHUNK: usize = 8192;
 
-fn reader(ctx: &TaskContext, url: &str) -> Result<ObjectReader> {
+/// One of our own staged objects: where it is, its store and its size.
+fn staged_object(
+    ctx: &TaskContext,
+    url: &str,
+) -> Result<(
+    ObjectUrl,
+    std::sync::Arc<dyn object_store::ObjectStore>,
+    u64,
+)> {
     let parsed = ObjectUrl::parse(url)?;
     let store = ctx.storage.store(&parsed)?;
     let size = ctx
@@ -31,6 +39,11 @@ fn reader(ctx: &TaskContext, url: &str) -> Result<ObjectReader> {
         .block_on(store.head(&parsed.path()))
         .map_err(|e| Error::from_store(url, e))?
         .size;
+    Ok((parsed, store, size))
+}
+
+fn reader(ctx: &TaskContext, url: &str) -> Result<ObjectReader> {
+    let (parsed, store, size) = staged_object(ctx, url)?;
     Ok(ObjectReader::spawn(
         &ctx.runtime,
         store,
@@ -332,13 +345,7 @@ fn copy_error_batches(
         }
         return Ok(());
     }
-    let parsed = ObjectUrl::parse(url)?;
-    let store = ctx.storage.store(&parsed)?;
-    let size = ctx
-        .runtime
-        .block_on(store.head(&parsed.path()))
-        .map_err(|e| Error::from_store(url, e))?
-        .size;
+    let (parsed, store, size) = staged_object(ctx, url)?;
     let mut file = ObjectFile::new(store, &parsed, size, ReadCounter::default());
     let groups = ctx.runtime.block_on(row_groups(&mut file))?.len();
     let mut batches = ParquetRows::open(&ctx.runtime, file, 0..groups, ERROR_CHUNK)?;
