@@ -776,3 +776,41 @@ fn tasks_come_in_whole_rounds_of_the_worker_slots() {
         .collect();
     assert_eq!(ids, expected);
 }
+
+#[test]
+fn one_arrow_errors_file_gathers_every_range_with_true_lines() {
+    // A single-file errors target in Arrow: every task's error rows are staged as Arrow and
+    // appended in task order at commit, their lines moved on column-wise.
+    let dir = tempfile::tempdir().unwrap();
+    let (rows, bad) = users(20000);
+    let input = dir.path().join("users.csv");
+    write_csv(&input, &rows);
+    let out = dir.path().join("out");
+    let errors = dir.path().join("rejects.arrow");
+    let report = run_ok(&[
+        "run",
+        "--input",
+        &s(&input),
+        "--output",
+        &format!("{}/", s(&out)),
+        "--errors",
+        &s(&errors),
+        "--schema",
+        &schema(),
+        "--partition-size",
+        "64KiB",
+        "--workers",
+        "3",
+    ]);
+    assert!(report["partitions"]["total"].as_u64().unwrap() > 10);
+    assert_counts(&report, rows.len(), bad.len());
+    let batches = read_arrow(&errors);
+    let lines: Vec<u64> = column_text(&batches, "line")
+        .iter()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert_eq!(
+        lines,
+        bad.iter().map(|(r, _)| (*r + 2) as u64).collect::<Vec<_>>()
+    );
+}
