@@ -368,6 +368,19 @@ pub fn column_text(batches: &[RecordBatch], name: &str) -> Vec<String> {
     out
 }
 
+/// The `line` column of error-row batches, as numbers.
+pub fn error_lines(batches: &[RecordBatch]) -> Vec<u64> {
+    column_text(batches, "line")
+        .iter()
+        .map(|l| l.parse().expect("a line number"))
+        .collect()
+}
+
+/// The file lines (the header is line 1) of the invalid rows `users` names.
+pub fn bad_lines(bad: &[(usize, &str)]) -> Vec<u64> {
+    bad.iter().map(|(r, _)| (*r + 2) as u64).collect()
+}
+
 pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .expect("read jsonl")

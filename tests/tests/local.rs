@@ -368,16 +368,9 @@ fn split_csv_keeps_true_line_numbers_in_error_rows() {
                 .iter()
                 .flat_map(|p| read(p))
                 .collect();
-            column_text(&batches, "line")
-                .iter()
-                .map(|l| l.parse().unwrap())
-                .collect()
+            error_lines(&batches)
         };
-        assert_eq!(
-            lines,
-            bad.iter().map(|(r, _)| (*r + 2) as u64).collect::<Vec<_>>(),
-            "{errors_format} {offsets}"
-        );
+        assert_eq!(lines, bad_lines(&bad), "{errors_format} {offsets}");
     }
 }
 
@@ -804,13 +797,5 @@ fn one_arrow_errors_file_gathers_every_range_with_true_lines() {
     ]);
     assert!(report["partitions"]["total"].as_u64().unwrap() > 10);
     assert_counts(&report, rows.len(), bad.len());
-    let batches = read_arrow(&errors);
-    let lines: Vec<u64> = column_text(&batches, "line")
-        .iter()
-        .map(|l| l.parse().unwrap())
-        .collect();
-    assert_eq!(
-        lines,
-        bad.iter().map(|(r, _)| (*r + 2) as u64).collect::<Vec<_>>()
-    );
+    assert_eq!(error_lines(&read_arrow(&errors)), bad_lines(&bad));
 }

@@ -128,14 +128,7 @@ fn local_file_to_one_s3_object_and_back() {
         rows.len() - bad.len()
     );
     let errors = parquet_rows(s3::get(&lake, "errors/users_errors.parquet"));
-    let lines: Vec<u64> = column_text(&errors, "line")
-        .iter()
-        .map(|l| l.parse().unwrap())
-        .collect();
-    assert_eq!(
-        lines,
-        bad.iter().map(|(r, _)| (*r + 2) as u64).collect::<Vec<_>>()
-    );
+    assert_eq!(error_lines(&errors), bad_lines(&bad));
     // No staging objects remain.
     let names = s3::list(&lake, "");
     assert!(
