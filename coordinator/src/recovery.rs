@@ -39,15 +39,17 @@ impl Fleet {
                     continue;
                 }
             };
+            // Planning goes on where the last leader's stopped.
+            let planning = s.planned.is_some_and(|p| p.open);
+            let tasks = s.tasks;
             let report = s.report.clone().unwrap_or_else(|| {
                 let mut report = JobReport::new(&s.job_id);
                 report.state = JobState::Running;
                 report.started_at = Utc::now().to_rfc3339();
-                report.partitions.total = s.tasks.len() as u64;
+                report.partitions.total = tasks.len() as u64;
                 report
             });
-            let slots = s
-                .tasks
+            let slots = tasks
                 .into_iter()
                 .map(|(index, task)| {
                     let mut slot = Slot::new(task);
@@ -73,7 +75,8 @@ impl Fleet {
                     (index, slot)
                 })
                 .collect::<BTreeMap<_, _>>();
-            let entry = JobEntry::new(Arc::new(config), slots, report);
+            let mut entry = JobEntry::new(Arc::new(config), slots, report);
+            entry.planning = planning;
             entries.push((entry, s.state == JobState::Committing));
         }
         Ok(self.lifecycle.load(entries).await)

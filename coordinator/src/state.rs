@@ -7,6 +7,8 @@
 //! <prefix>/jobs/<job>/spec             the job spec (JSON, schema inline)
 //! <prefix>/jobs/<job>/state            JobState
 //! <prefix>/jobs/<job>/tasks/<t>        the planned task (JSON)
+//! <prefix>/jobs/<job>/planned          {next_task, open}: a job planned while it runs has
+//!                                      every task below next_task (later ones are ignored)
 //! <prefix>/jobs/<job>/owners/<t>       {worker, attempt} under the owner's lease; its
 //!                                      mod_revision is the attempt's fencing token
 //! <prefix>/jobs/<job>/results/<t>      the committed TaskResult (JSON)
@@ -31,7 +33,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
 use zoopipe_common::plan::Task;
 use zoopipe_common::report::{JobReport, JobState, TaskResult};
-use zoopipe_engine::lifecycle::{JobStore, NameClaim, StoreError, StoreResult};
+use zoopipe_engine::lifecycle::{JobStore, NameClaim, Planned, StoreError, StoreResult};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -84,6 +86,9 @@ pub struct StoredJob {
     pub attempts: BTreeMap<u32, Attempts>,
     /// The final report, once the job ended.
     pub report: Option<JobReport>,
+    /// How far planning stored its tasks (jobs planned while they ran); `tasks` holds only
+    /// those below it.
+    pub planned: Option<Planned>,
 }
 
 /// A task's attempt count, kept apart from its owner key (which goes with the owner's lease) so
@@ -355,6 +360,7 @@ impl EtcdState {
         spec: &serde_json::Value,
         tasks: &[Task],
         name: Option<(&str, Option<&str>)>,
+        planned: Option<Planned>,
     ) -> Result<()> {
         let spec_key = self.job_key(job_id, "spec");
         let mut compares = vec![Compare::version(spec_key.clone(), CompareOp::Equal, 0)];
@@ -374,6 +380,13 @@ impl EtcdState {
                 None,
             ),
         ]);
+        if let Some(planned) = planned {
+            ops.push(TxnOp::put(
+                self.job_key(job_id, "planned"),
+                json(&planned),
+                None,
+            ));
+        }
         // etcd caps a transaction at 128 operations (--max-txn-ops): tasks go first, in
         // chunks, and the spec last — a job exists (and is loaded) only once its spec does.
         for chunk in tasks.chunks(TASKS_PER_TXN) {
@@ -439,6 +452,24 @@ impl EtcdState {
                 .await;
             return Err(StateError::JobExists(job_id.to_string()));
         }
+        Ok(())
+    }
+
+    /// More tasks of a job still being planned: the tasks in fenced chunks, then the mark of
+    /// how far planning got (a reload ignores tasks at or past it). Repeatable.
+    pub async fn add_tasks(&self, job_id: &str, tasks: &[Task], planned: Planned) -> Result<()> {
+        for chunk in tasks.chunks(TASKS_PER_TXN) {
+            let puts: Vec<TxnOp> = chunk
+                .iter()
+                .map(|task| {
+                    let key = self.job_key(job_id, &format!("tasks/{}", task.index));
+                    TxnOp::put(key, json(task), None)
+                })
+                .collect();
+            self.fenced(vec![], puts).await?;
+        }
+        let mark = TxnOp::put(self.job_key(job_id, "planned"), json(&planned), None);
+        self.fenced(vec![], vec![mark]).await?;
         Ok(())
     }
 
@@ -808,12 +839,14 @@ impl EtcdState {
                 results: BTreeMap::new(),
                 attempts: BTreeMap::new(),
                 report: None,
+                planned: None,
             });
             let index = parts.next().and_then(|i| i.parse::<u32>().ok());
             match (kind, index) {
                 ("spec", None) => job.spec = parse(&key, kv.value())?,
                 ("state", None) => job.state = parse(&key, kv.value())?,
                 ("report", None) => job.report = Some(parse(&key, kv.value())?),
+                ("planned", None) => job.planned = Some(parse(&key, kv.value())?),
                 ("tasks", Some(i)) => {
                     job.tasks.insert(i, parse(&key, kv.value())?);
                 }
@@ -829,6 +862,13 @@ impl EtcdState {
                     job.attempts.insert(i, parse(&key, kv.value())?);
                 }
                 _ => {}
+            }
+        }
+        for job in jobs.values_mut() {
+            // Tasks past the planning mark are from an append that did not finish: planning
+            // goes on from the mark and numbers them anew.
+            if let Some(planned) = job.planned {
+                job.tasks.retain(|index, _| *index < planned.next_task);
             }
         }
         Ok(jobs.into_values().collect())
@@ -943,6 +983,7 @@ impl EtcdState {
             results: BTreeMap::new(),
             attempts: BTreeMap::new(),
             report: report.map(|r| parse(&keys[2], &r)).transpose()?,
+            planned: None,
         }))
     }
 }
@@ -977,9 +1018,14 @@ impl JobStore for EtcdState {
         spec: &serde_json::Value,
         tasks: &[Task],
         name: Option<NameClaim<'_>>,
+        planned: Option<Planned>,
     ) -> StoreResult<()> {
         let name = name.map(|n| (n.key, n.seen));
-        Ok(EtcdState::create_job(self, job_id, spec, tasks, name).await?)
+        Ok(EtcdState::create_job(self, job_id, spec, tasks, name, planned).await?)
+    }
+
+    async fn add_tasks(&self, job_id: &str, tasks: &[Task], planned: Planned) -> StoreResult<()> {
+        Ok(EtcdState::add_tasks(self, job_id, tasks, planned).await?)
     }
 
     async fn resume_job(&self, job_id: &str) -> StoreResult<()> {

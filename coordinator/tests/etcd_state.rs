@@ -70,11 +70,11 @@ async fn only_the_current_owner_can_commit_a_task() {
     let (state, _) = leading(&prefix("fencing"), "c1").await;
     let spec = serde_json::json!({"inputs": ["s3://raw/"], "output": "s3://lake/out/"});
     state
-        .create_job("j1", &spec, &tasks(2), None)
+        .create_job("j1", &spec, &tasks(2), None, None)
         .await
         .unwrap();
     assert!(matches!(
-        state.create_job("j1", &spec, &tasks(2), None).await,
+        state.create_job("j1", &spec, &tasks(2), None, None).await,
         Err(StateError::JobExists(_))
     ));
 
@@ -174,7 +174,7 @@ async fn only_the_current_owner_can_commit_a_task() {
 async fn an_expired_lease_requeues_the_task_and_fences_the_late_attempt() {
     let (state, _) = leading(&prefix("lease"), "c1").await;
     state
-        .create_job("j2", &serde_json::json!({}), &tasks(1), None)
+        .create_job("j2", &serde_json::json!({}), &tasks(1), None, None)
         .await
         .unwrap();
     let mut lost = state.watch_lost_owners().await.unwrap();
@@ -233,7 +233,9 @@ async fn a_deposed_leader_cannot_write() {
     let prefix = prefix("epoch");
     let (old, lease) = leading(&prefix, "old").await;
     let spec = serde_json::json!({"inputs": ["s3://raw/"], "output": "s3://lake/out/"});
-    old.create_job("j1", &spec, &tasks(1), None).await.unwrap();
+    old.create_job("j1", &spec, &tasks(1), None, None)
+        .await
+        .unwrap();
     // The old leader's lease ends (as when it froze past its TTL); a new leader is elected.
     let mut client = etcd_client::Client::connect([endpoint()], None)
         .await
@@ -243,18 +245,20 @@ async fn a_deposed_leader_cannot_write() {
     assert!(new.epoch() > old.epoch());
     // The old one still believes it leads: every write it tries is refused by etcd.
     assert!(matches!(
-        old.create_job("j2", &spec, &tasks(1), None).await,
+        old.create_job("j2", &spec, &tasks(1), None, None).await,
         Err(StateError::NotLeader)
     ));
     assert_eq!(old.epoch(), 0, "it knows it was deposed");
-    new.create_job("j2", &spec, &tasks(1), None).await.unwrap();
+    new.create_job("j2", &spec, &tasks(1), None, None)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn concurrent_claims_and_completions_commit_together_and_stay_fenced() {
     let (state, _) = leading(&prefix("batch"), "c1").await;
     state
-        .create_job("j", &serde_json::json!({}), &tasks(40), None)
+        .create_job("j", &serde_json::json!({}), &tasks(40), None, None)
         .await
         .unwrap();
     let lease = state.register_worker("w", 30).await.unwrap();
@@ -288,4 +292,51 @@ async fn concurrent_claims_and_completions_commit_together_and_stay_fenced() {
             .await
             .unwrap()
     );
+}
+
+#[tokio::test]
+async fn a_job_planned_as_it_runs_stores_how_far_planning_got_after_its_tasks() {
+    use zoopipe_engine::lifecycle::Planned;
+    let (state, _) = leading(&prefix("planned"), "c1").await;
+    let open = |next_task| Planned {
+        next_task,
+        open: true,
+    };
+    let all = tasks(250);
+    state
+        .create_job("j", &serde_json::json!({}), &all[..3], None, Some(open(3)))
+        .await
+        .unwrap();
+    // More than one transaction's worth of tasks, then the mark.
+    state.add_tasks("j", &all[3..210], open(210)).await.unwrap();
+    let job = state.load_jobs().await.unwrap().remove(0);
+    assert_eq!(job.planned, Some(open(210)));
+    assert_eq!(job.tasks.len(), 210);
+    assert_eq!(
+        job.tasks.keys().copied().collect::<Vec<_>>(),
+        (0..210).collect::<Vec<_>>()
+    );
+    // Tasks past the mark (an append whose mark never came: the coordinator died between)
+    // are not the job's; planning numbers them anew. The last chunk closes planning.
+    state
+        .add_tasks("j", &all[210..240], open(210))
+        .await
+        .unwrap();
+    let job = state.load_jobs().await.unwrap().remove(0);
+    assert_eq!(job.tasks.len(), 210);
+    let closed = Planned {
+        next_task: 250,
+        open: false,
+    };
+    state.add_tasks("j", &all[240..], closed).await.unwrap();
+    let job = state.load_jobs().await.unwrap().remove(0);
+    assert_eq!(job.planned, Some(closed));
+    assert_eq!(job.tasks.len(), 250);
+    // A job planned at once has no mark.
+    state
+        .create_job("k", &serde_json::json!({}), &all[..2], None, None)
+        .await
+        .unwrap();
+    let jobs = state.load_jobs().await.unwrap();
+    assert_eq!(jobs.iter().find(|j| j.job_id == "k").unwrap().planned, None);
 }

@@ -67,6 +67,78 @@ pub fn put(bucket: &str, key: &str, data: Vec<u8>) {
         .expect("put");
 }
 
+/// Many objects at once (32 requests in flight).
+pub fn put_many(bucket: &str, objects: Vec<(String, Vec<u8>)>) {
+    use futures::StreamExt;
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let client = client(bucket);
+    rt.block_on(
+        futures::stream::iter(objects)
+            .map(|(key, data)| {
+                let client = &client;
+                async move {
+                    client
+                        .put(&key.as_str().into(), PutPayload::from(data))
+                        .await
+                        .expect("put")
+                }
+            })
+            .buffer_unordered(32)
+            .collect::<Vec<_>>(),
+    );
+}
+
+/// `count` small CSV objects `<prefix>obj-NNNNN.csv` of `rows_each` rows (`id,name`, ids
+/// counting up across them); the ids in object order.
+pub fn put_small_csvs(bucket: &str, prefix: &str, count: usize, rows_each: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut objects = Vec::new();
+    for f in 0..count {
+        let mut text = String::from("id,name\n");
+        for r in 0..rows_each {
+            let id = f * rows_each + r;
+            text.push_str(&format!("{id},name-{id}\n"));
+            ids.push(id.to_string());
+        }
+        objects.push((format!("{prefix}obj-{f:05}.csv"), text.into_bytes()));
+    }
+    put_many(bucket, objects);
+    ids
+}
+
+/// A schema for `put_small_csvs` objects, written in `dir`; its path.
+pub fn small_csv_schema(dir: &std::path::Path) -> String {
+    let path = dir.join("small.schema.json");
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {"id": {"type": "integer"}, "name": {"type": "string"}},
+        "required": ["id", "name"],
+    });
+    std::fs::write(&path, schema.to_string()).expect("schema written");
+    path.to_string_lossy().into_owned()
+}
+
+/// The `id` of every row of the JSON-lines parts under `prefix`, in part order.
+pub fn part_ids(bucket: &str, prefix: &str) -> Vec<String> {
+    let mut parts: Vec<String> = list(bucket, prefix)
+        .into_iter()
+        .filter(|n| n.contains("/part-"))
+        .collect();
+    parts.sort();
+    parts
+        .iter()
+        .flat_map(|p| {
+            let text = String::from_utf8(get(bucket, p)).expect("UTF-8 part");
+            text.lines()
+                .map(|l| {
+                    serde_json::from_str::<serde_json::Value>(l).expect("JSON line")["id"]
+                        .to_string()
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 pub fn delete(bucket: &str, key: &str) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(client(bucket).delete(&key.into()))

@@ -125,6 +125,61 @@ fn a_coordinator_killed_between_recording_a_result_and_answering_loses_nothing()
 }
 
 #[test]
+fn a_coordinator_killed_while_planning_a_long_listing_is_replaced_and_plans_on() {
+    // 2,500 small objects: the job starts with the tasks of its first listing pages and plans
+    // the rest as it runs. The coordinator dies right after storing a chunk of tasks; its
+    // successor hands them out, plans the rest from there, and every row lands once in order.
+    let mut f = fleet(2, 0);
+    f.coordinator_with_env(&[("ZOOPIPE_FAULT_EXIT_AT", "planned-stored")]);
+    let (raw, lake) = (unique("raw"), unique("lake"));
+    s3::create_bucket(&raw);
+    s3::create_bucket(&lake);
+    let expected = s3::put_small_csvs(&raw, "many/", 2500, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let schema = s3::small_csv_schema(dir.path());
+    let out = run(&[
+        "submit",
+        "--input",
+        &format!("s3://{raw}/many/"),
+        "--output",
+        &format!("s3://{lake}/out/"),
+        "--format",
+        "jsonl",
+        "--schema",
+        &schema,
+        "--partition-size",
+        "64MiB",
+        "--coordinator",
+        &f.url,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id = text(&out.stdout).trim().to_string();
+    f.wait_coordinator_exit("a stored chunk of planned tasks");
+    f.coordinator = Some(start_coordinator(f.port, &f.prefix));
+    let watched = run(&["watch", &id, "--coordinator", &f.url, "--json"]);
+    assert!(watched.status.success(), "{}", text(&watched.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&watched.stdout).unwrap();
+    assert_eq!(report["state"], "succeeded", "{report:#}");
+    assert_eq!(report["total_processed"], 5000, "{report:#}");
+    let log = std::fs::read_to_string(
+        std::env::temp_dir().join(format!("zoopipe-coordinator-{}.log", f.port)),
+    )
+    .unwrap_or_default();
+    assert!(log.contains("planning goes on"), "{log}");
+    assert_eq!(
+        s3::part_ids(&lake, "out/"),
+        expected,
+        "every row once, in order"
+    );
+    let tasks = report["partitions"]["total"].as_u64().unwrap() as usize;
+    let parts = s3::list(&lake, "out/")
+        .iter()
+        .filter(|n| n.contains("/part-"))
+        .count();
+    assert_eq!(parts, tasks, "one part per task");
+}
+
+#[test]
 fn a_task_whose_assignment_never_reached_its_worker_runs_again() {
     let mut f = fleet(2, 0);
     // The first answer to AcquireTask is lost after the claim: the worker, alive and beating,

@@ -250,16 +250,7 @@ fn small_objects_fetched_ahead_keep_their_order_and_their_pins() {
     let (raw, lake) = (unique("raw"), unique("lake"));
     s3::create_bucket(&raw);
     s3::create_bucket(&lake);
-    let mut expected = Vec::new();
-    for f in 0..200 {
-        let mut text = String::from("id,name\n");
-        for r in 0..40 {
-            let id = f * 40 + r;
-            text.push_str(&format!("{id},name-{id}\n"));
-            expected.push(id.to_string());
-        }
-        s3::put(&raw, &format!("small/obj-{f:04}.csv"), text.into_bytes());
-    }
+    let expected = s3::put_small_csvs(&raw, "small/", 200, 40);
     let report = run_ok(&[
         "run",
         "--input",
@@ -301,14 +292,14 @@ fn small_objects_fetched_ahead_keep_their_order_and_their_pins() {
     std::thread::sleep(Duration::from_millis(1500));
     s3::put(
         &raw,
-        "small/obj-0190.csv",
+        "small/obj-00190.csv",
         b"id,name\n1,rewritten\n".to_vec(),
     );
     let out = child.wait_with_output().unwrap();
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("obj-0190.csv changed since the job was planned"),
+        stderr.contains("obj-00190.csv changed since the job was planned"),
         "{stderr}"
     );
     let left = s3::list(&lake, "again/");
@@ -317,6 +308,55 @@ fn small_objects_fetched_ahead_keep_their_order_and_their_pins() {
             .iter()
             .any(|n| n.contains("part-") || n.ends_with("_SUCCESS")),
         "nothing published: {left:?}"
+    );
+}
+
+#[test]
+fn tasks_run_while_a_long_listing_goes_on_and_every_row_lands_once_in_order() {
+    // 2,500 small objects weigh (with the open cost of each) more than two rounds of two
+    // workers' 64 MiB partitions: the first tasks run while the later listing pages are
+    // planned, and the output is the one a planning of everything at once would give.
+    let (raw, lake) = (unique("raw"), unique("lake"));
+    s3::create_bucket(&raw);
+    s3::create_bucket(&lake);
+    let expected = s3::put_small_csvs(&raw, "many/", 2500, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let schema = s3::small_csv_schema(dir.path());
+    let out = zoopipe_tests::run_env(
+        &[("RUST_LOG", "zoopipe_engine=info")],
+        &[
+            "run",
+            "--input",
+            &format!("s3://{raw}/many/"),
+            "--output",
+            &format!("s3://{lake}/out/"),
+            "--format",
+            "jsonl",
+            "--schema",
+            &schema,
+            "--workers",
+            "2",
+            "--partition-size",
+            "64MiB",
+            "--json",
+        ],
+    );
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("planning=true"),
+        "planned as it ran: {stderr}"
+    );
+    assert!(stderr.contains("planning done"), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["total_processed"], 5000, "{report:#}");
+    assert_eq!(report["inputs"].as_array().map(Vec::len), Some(2500));
+    let tasks = report["partitions"]["total"].as_u64().unwrap();
+    assert!((9..=11).contains(&tasks), "{report:#}");
+    assert_eq!(
+        s3::part_ids(&lake, "out/"),
+        expected,
+        "every row once, in order"
     );
 }
 

@@ -11,14 +11,14 @@ use crate::format::{Compression, Format, detect, ipc, parquet};
 use crate::report::RangeReport;
 use crate::schema::CompiledSchema;
 use crate::spec::JobConfig;
-use crate::storage::{InputObject, ObjectUrl, Pin, ReadCounter, Storage};
+use crate::storage::{InputListing, InputObject, ObjectUrl, Pin, ReadCounter, Storage};
 use crate::{Error, Result};
 use futures::StreamExt;
 use sample::{
     SAMPLE_BYTES, csv_header, infer_text_schema, json_columns, parquet_schema, read_head,
 };
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -76,6 +76,7 @@ const OPEN_COST: u64 = 256 * 1024;
 /// which for ten thousand small objects is ten thousand GETs fewer.
 fn read_whole_without_head(
     job: &JobConfig,
+    schema_given: bool,
     object: &InputObject,
     format: Format,
     compression: Compression,
@@ -88,7 +89,7 @@ fn read_whole_without_head(
         Format::Jsonl => !crate::format::json::may_be_array(object.url.file_name()),
         _ => false,
     };
-    job.schema.is_some() && whole && readable
+    schema_given && whole && readable
 }
 
 /// Objects up to this size are read whole into memory by their task (fetched ahead while the
@@ -118,26 +119,62 @@ pub struct DatabasePlan {
     pub snapshot: crate::sql::Snapshot,
 }
 
+/// Tasks planned after the first ones: the objects of the next listing pages.
+pub struct PlanChunk {
+    pub tasks: Vec<Task>,
+    pub inputs: Vec<InputObject>,
+    /// Every input is planned: no chunk follows.
+    pub last: bool,
+}
+
 /// Expand inputs, read what planning needs (CSV headers, Parquet footers, IPC footers), infer
-/// the schema when none was given, and cut the work into tasks.
+/// the schema when none was given, and cut all the work into tasks.
 pub async fn plan_job(storage: &Storage, job: &mut JobConfig) -> Result<Plan> {
+    let (mut plan, rest) = start_plan(storage, job).await?;
+    if let Some(mut rest) = rest {
+        while let Some(chunk) = rest.next().await? {
+            plan.tasks.extend(chunk.tasks);
+            plan.inputs.extend(chunk.inputs);
+        }
+    }
+    Ok(plan)
+}
+
+/// Plan the first tasks of a job. Inputs small enough to list quickly (under two rounds of
+/// the worker slots at the partition size) are planned whole, and nothing more comes back;
+/// past that, the first tasks come back with an `ObjectPlanner` that plans the rest a listing
+/// page at a time, so a million objects' tasks run while their listing goes on. The schema is
+/// known (given, or inferred from the first files) and checked before this returns.
+pub async fn start_plan(
+    storage: &Storage,
+    job: &mut JobConfig,
+) -> Result<(Plan, Option<ObjectPlanner>)> {
     if let Some(url) = job.spec.database_input() {
         let url = url.to_string();
-        return plan_database(job, &url).await;
+        return Ok((plan_database(job, &url).await?, None));
     }
-    let mut inputs: Vec<InputObject> = Vec::new();
-    let mut seen = BTreeSet::new();
-    for text in &job.spec.inputs {
-        for object in storage.list_inputs(text).await? {
-            if seen.insert(object.url.to_string()) {
-                inputs.push(object);
+    let mut planner = ObjectPlanner::new(storage.clone(), job.clone(), Vec::new(), 0);
+    let slots = u64::from(job.spec.min_tasks.unwrap_or(1).max(1));
+    let spec_size = job.spec.partition_size.max(1);
+    let stream_after = spec_size.saturating_mul(slots).saturating_mul(2);
+    let mut held = Vec::new();
+    let mut total = 0u64;
+    let mut listed_all = false;
+    // (A listing already in memory, such as a local directory's, is planned at once.)
+    while total < stream_after || planner.listing_in_hand() {
+        match planner.list_more().await? {
+            Some(batch) => {
+                total += batch.iter().map(|i| i.size + OPEN_COST).sum::<u64>();
+                held.extend(batch);
+            }
+            None => {
+                listed_all = true;
+                break;
             }
         }
     }
-    let counter: ReadCounter = Default::default();
-    let total: u64 = inputs.iter().map(|i| i.size + OPEN_COST).sum();
-    let mut partition_size = job.spec.partition_size.max(1);
-    if let Some(slots) = job.spec.min_tasks.filter(|n| *n > 1).map(u64::from) {
+    let mut partition_size = spec_size;
+    if listed_all && let Some(slots) = job.spec.min_tasks.filter(|n| *n > 1).map(u64::from) {
         // One task per slot at least, when there is enough input to be worth splitting.
         partition_size = partition_size.min((total / slots).max(MIN_SPLIT));
         // And whole rounds of them: 3 tasks on 2 slots leave one slot idle for the last third
@@ -148,233 +185,396 @@ pub async fn plan_job(storage: &Storage, job: &mut JobConfig) -> Result<Plan> {
             partition_size = partition_size.min(balanced);
         }
     }
-    let mut planner = Planner {
-        partition_size,
-        tasks: Vec::new(),
-        pack: Vec::new(),
-        pack_bytes: 0,
-    };
-    let mut schema = job.schema.clone();
-    let kinds = inputs
-        .iter()
-        .map(|object| {
-            let (detected, compression) = detect(object.url.file_name());
-            let format = job.spec.input_format.or(detected).ok_or_else(|| {
-                Error::config(format!(
-                    "{}: cannot tell the format from the name; pass --input-format",
-                    object.url
-                ))
-            })?;
-            Ok((format, compression))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    // The heads of text inputs (CSV headers, JSON keys, the sample for inference) are read a
-    // few at a time, in order: ten thousand small objects are not ten thousand GETs in a row.
-    // (A plain loop, not iterator adapters: their closures would make the planning future
-    // not `Send` for callers that spawn it.)
-    // Parquet and Arrow footers likewise: ten thousand small Parquet files are not ten
-    // thousand footer reads in a row either.
-    let mut wanted = Vec::new();
-    let mut parquet_wanted = Vec::new();
-    let mut ipc_wanted = Vec::new();
-    let mut head_free = Vec::with_capacity(inputs.len());
-    for (object, (format, compression)) in inputs.iter().zip(&kinds) {
-        let free = read_whole_without_head(job, object, *format, *compression, partition_size);
-        head_free.push(free);
-        match format {
-            Format::Csv | Format::Jsonl if !free => {
-                wanted.push(read_head(storage, object, *compression, SAMPLE_BYTES));
-            }
-            Format::Parquet => {
-                let store = storage.store(&object.url)?;
-                let mut file =
-                    parquet::ObjectFile::new(store, &object.url, object.size, counter.clone())
-                        .pinned(object.pin.clone());
-                parquet_wanted.push(async move { parquet::row_groups(&mut file).await });
-            }
-            Format::Arrow => {
-                let store = storage.store(&object.url)?;
-                let (object, counter) = (object.clone(), counter.clone());
-                ipc_wanted.push(async move {
-                    ipc::read_footer(
-                        store.as_ref(),
-                        &object.url,
-                        object.size,
-                        &counter,
-                        &object.pin,
-                    )
-                    .await
-                });
-            }
-            _ => {}
+    planner.cut.partition_size = partition_size;
+    planner.plan_objects(&held).await?;
+    drop(held);
+    // Without a schema, the columns come from the first inputs that have any.
+    while !listed_all && planner.schema.is_none() {
+        match planner.list_more().await? {
+            Some(batch) => planner.plan_objects(&batch).await?,
+            None => listed_all = true,
         }
     }
-    let mut heads = futures::stream::iter(wanted).buffered(HEADS_AHEAD);
-    let mut parquet_footers = futures::stream::iter(parquet_wanted).buffered(FOOTERS_AHEAD);
-    let mut ipc_footers = futures::stream::iter(ipc_wanted).buffered(FOOTERS_AHEAD);
-    let unread =
-        |url: &str| Error::config(format!("{url}: its footer was not read (a planning bug)"));
-    for ((object, &(format, compression)), free) in inputs.iter().zip(&kinds).zip(head_free) {
-        let url = object.url.to_string();
-        let split = |columns: Option<Vec<String>>, kind| Split {
-            url: url.clone(),
-            size: object.size,
-            format,
-            compression,
-            columns,
-            kind,
-            pin: object.pin.clone(),
-        };
-        match format {
-            // Nothing to learn from its head: the task reads its CSV header itself.
-            Format::Csv | Format::Jsonl if free => {
-                let columns = match format {
-                    Format::Csv => None,
-                    _ => json_columns(&[], true, schema.as_deref(), false).into(),
-                };
-                planner.add_small(
-                    split(columns, SplitKind::Whole),
-                    object.size > planner.partition_size,
-                );
-            }
-            Format::Csv | Format::Jsonl => {
-                let (head, at_eof) = heads.next().await.ok_or_else(|| {
-                    Error::config(format!("{url}: its head was not read (a planning bug)"))
-                })??;
-                let (columns, is_array) = match format {
-                    Format::Csv => {
-                        let (names, _) =
-                            csv_header(storage, object, compression, &head, at_eof, job).await?;
-                        (names, false)
+    if listed_all {
+        planner.cut.flush_pack();
+        planner.done = true;
+    }
+    // Inputs that are all empty name no columns, and a part without columns is a file no
+    // reader opens.
+    let first = planner.inputs.first().map(|i| i.url.to_string());
+    let schema = planner
+        .schema
+        .clone()
+        .filter(|s| !s.fields().is_empty())
+        .ok_or_else(|| {
+            Error::config(format!(
+                "{}: no columns to write (the input is empty); pass --schema to write its columns",
+                first.as_deref().unwrap_or("the input")
+            ))
+        })?;
+    refuse_unwritable(&schema, job, first)?;
+    job.schema = Some(schema.clone());
+    planner.job.schema = Some(schema);
+    let plan = Plan {
+        tasks: std::mem::take(&mut planner.cut.tasks),
+        inputs: std::mem::take(&mut planner.inputs),
+        database: None,
+    };
+    Ok((plan, (!planner.done).then_some(planner)))
+}
+
+/// Plans object inputs a listing page at a time (see `start_plan`), and resumes a job's
+/// planning under a new coordinator (`resume`).
+pub struct ObjectPlanner {
+    storage: Storage,
+    job: JobConfig,
+    texts: std::vec::IntoIter<String>,
+    listing: Option<InputListing>,
+    /// Objects already planned (only kept when inputs may overlap, or planning resumed).
+    seen: Option<HashSet<String>>,
+    counter: ReadCounter,
+    cut: Planner,
+    schema: Option<Arc<CompiledSchema>>,
+    /// A schema was given (or planning resumed with the one stored): nothing to infer.
+    schema_given: bool,
+    /// Objects planned since the last chunk.
+    inputs: Vec<InputObject>,
+    done: bool,
+}
+
+impl ObjectPlanner {
+    fn new(storage: Storage, job: JobConfig, planned: Vec<String>, next_index: u32) -> Self {
+        let texts = job.spec.inputs.clone();
+        let seen = (texts.len() > 1 || !planned.is_empty()).then(|| planned.into_iter().collect());
+        Self {
+            storage,
+            texts: texts.into_iter(),
+            listing: None,
+            seen,
+            counter: Default::default(),
+            cut: Planner {
+                partition_size: job.spec.partition_size.max(1),
+                tasks: Vec::new(),
+                next_index,
+                pack: Vec::new(),
+                pack_bytes: 0,
+            },
+            schema: job.schema.clone(),
+            schema_given: job.schema.is_some(),
+            inputs: Vec::new(),
+            done: false,
+            job,
+        }
+    }
+
+    /// Go on planning a job whose first tasks, up to `next_index`, are stored: the objects
+    /// they read (`planned`) are skipped, the rest planned at the job's partition size with
+    /// its stored schema.
+    pub fn resume(
+        storage: Storage,
+        job: JobConfig,
+        planned: impl IntoIterator<Item = String>,
+        next_index: u32,
+    ) -> Self {
+        Self::new(storage, job, planned.into_iter().collect(), next_index)
+    }
+
+    /// The tasks of the next listing page(s); the last chunk says so, and `None` follows it.
+    pub async fn next(&mut self) -> Result<Option<PlanChunk>> {
+        if self.done {
+            return Ok(None);
+        }
+        loop {
+            match self.list_more().await? {
+                Some(batch) => {
+                    self.plan_objects(&batch).await?;
+                    if !self.cut.tasks.is_empty() {
+                        return Ok(Some(self.chunk(false)));
                     }
-                    _ => {
-                        // Only a `.json` document may be one array; JSONL is a value per line.
-                        let is_array = crate::format::json::may_be_array(&url)
-                            && head.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
-                        (
-                            json_columns(&head, at_eof, schema.as_deref(), is_array),
-                            is_array,
-                        )
-                    }
+                }
+                None => {
+                    self.cut.flush_pack();
+                    self.done = true;
+                    return Ok(Some(self.chunk(true)));
+                }
+            }
+        }
+    }
+
+    /// The index the next planned task will take.
+    pub fn next_task(&self) -> u32 {
+        self.cut.next_index
+    }
+
+    fn chunk(&mut self, last: bool) -> PlanChunk {
+        PlanChunk {
+            tasks: std::mem::take(&mut self.cut.tasks),
+            inputs: std::mem::take(&mut self.inputs),
+            last,
+        }
+    }
+
+    /// Whether the rest of the listing is in memory (every input opened, the last listed).
+    fn listing_in_hand(&self) -> bool {
+        self.texts.len() == 0 && self.listing.as_ref().is_none_or(InputListing::in_hand)
+    }
+
+    /// The next listed objects not planned before, in order; `None` once all are listed.
+    async fn list_more(&mut self) -> Result<Option<Vec<InputObject>>> {
+        loop {
+            let Some(listing) = self.listing.as_mut() else {
+                let Some(text) = self.texts.next() else {
+                    return Ok(None);
                 };
-                // Infer from the first file that has columns (an empty file says nothing).
-                if schema.is_none() && !columns.is_empty() {
-                    schema = Some(Arc::new(infer_text_schema(
-                        format, &head, at_eof, &columns, job, is_array,
-                    )?));
-                }
-                let whole = compression != Compression::None
-                    || is_array
-                    || (format == Format::Csv && job.spec.csv.multiline);
-                if whole || object.size <= planner.partition_size {
-                    planner.add_small(
-                        split(Some(columns), SplitKind::Whole),
-                        whole && object.size > planner.partition_size,
-                    );
-                } else {
-                    let n = object.size.div_ceil(planner.partition_size);
-                    let step = object.size.div_ceil(n);
-                    let splits = (0..n)
-                        .map(|i| {
-                            let start = i * step;
-                            let end = ((i + 1) * step).min(object.size);
-                            split(Some(columns.clone()), SplitKind::Bytes { start, end })
-                        })
-                        .collect();
-                    planner.add_own_tasks(splits);
-                }
+                self.listing = Some(InputListing::open(&self.storage, &text).await?);
+                continue;
+            };
+            let Some(batch) = listing.next_batch().await? else {
+                self.listing = None;
+                continue;
+            };
+            let fresh: Vec<InputObject> = match self.seen.as_mut() {
+                Some(seen) => batch
+                    .into_iter()
+                    .filter(|o| seen.insert(o.url.to_string()))
+                    .collect(),
+                None => batch,
+            };
+            if !fresh.is_empty() {
+                return Ok(Some(fresh));
             }
-            Format::Parquet => {
-                let groups = parquet_footers.next().await.ok_or_else(|| unread(&url))??;
-                if schema.is_none() {
-                    schema = Some(Arc::new(CompiledSchema::from_arrow(
-                        &parquet_schema(storage, object, &counter).await?,
-                    )));
+        }
+    }
+
+    /// Cut `objects` (in order, after every object planned before) into tasks; the last small
+    /// ones may stay in the open pack for the next call.
+    async fn plan_objects(&mut self, objects: &[InputObject]) -> Result<()> {
+        self.inputs.extend_from_slice(objects);
+        let Self {
+            storage,
+            job,
+            cut: planner,
+            schema,
+            counter,
+            schema_given,
+            ..
+        } = self;
+        let (storage, job): (&Storage, &JobConfig) = (storage, job);
+        let partition_size = planner.partition_size;
+        let kinds = objects
+            .iter()
+            .map(|object| {
+                let (detected, compression) = detect(object.url.file_name());
+                let format = job.spec.input_format.or(detected).ok_or_else(|| {
+                    Error::config(format!(
+                        "{}: cannot tell the format from the name; pass --input-format",
+                        object.url
+                    ))
+                })?;
+                Ok((format, compression))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // The heads of text inputs (CSV headers, JSON keys, the sample for inference) are read a
+        // few at a time, in order: ten thousand small objects are not ten thousand GETs in a row.
+        // (A plain loop, not iterator adapters: their closures would make the planning future
+        // not `Send` for callers that spawn it.)
+        // Parquet and Arrow footers likewise: ten thousand small Parquet files are not ten
+        // thousand footer reads in a row either.
+        let mut wanted = Vec::new();
+        let mut parquet_wanted = Vec::new();
+        let mut ipc_wanted = Vec::new();
+        let mut head_free = Vec::with_capacity(objects.len());
+        for (object, (format, compression)) in objects.iter().zip(&kinds) {
+            let free = read_whole_without_head(
+                job,
+                *schema_given,
+                object,
+                *format,
+                *compression,
+                partition_size,
+            );
+            head_free.push(free);
+            match format {
+                Format::Csv | Format::Jsonl if !free => {
+                    wanted.push(read_head(storage, object, *compression, SAMPLE_BYTES));
                 }
-                let runs = runs_by_bytes(
-                    &groups.iter().map(|g| g.1).collect::<Vec<_>>(),
-                    planner.partition_size,
-                );
-                if runs.len() <= 1 {
-                    planner.add_small(
-                        split(
-                            None,
-                            SplitKind::RowGroups {
-                                start: 0,
-                                end: groups.len(),
-                            },
-                        ),
-                        false,
-                    );
-                } else {
-                    planner.add_own_tasks(
-                        runs.into_iter()
-                            .map(|(start, end)| split(None, SplitKind::RowGroups { start, end }))
-                            .collect(),
-                    );
-                }
-            }
-            Format::Arrow => {
-                let footer = ipc_footers.next().await.ok_or_else(|| unread(&url))??;
-                if schema.is_none() {
-                    schema = Some(Arc::new(CompiledSchema::from_arrow(&footer.schema)));
-                }
-                let sizes: Vec<u64> = footer.batches.iter().map(ipc::block_len).collect();
-                let runs = runs_by_bytes(&sizes, planner.partition_size);
-                if runs.len() <= 1 {
-                    planner.add_small(
-                        split(
-                            None,
-                            SplitKind::Batches {
-                                start: 0,
-                                end: sizes.len(),
-                                first_row: 0,
-                            },
-                        ),
-                        false,
-                    );
-                } else {
+                Format::Parquet => {
                     let store = storage.store(&object.url)?;
-                    let rows =
-                        ipc::batch_rows(store.as_ref(), &object.url, &footer, &counter).await?;
-                    let splits = runs
-                        .into_iter()
-                        .map(|(start, end)| {
-                            let first_row = rows[..start].iter().sum();
+                    let mut file =
+                        parquet::ObjectFile::new(store, &object.url, object.size, counter.clone())
+                            .pinned(object.pin.clone());
+                    parquet_wanted.push(async move { parquet::row_groups(&mut file).await });
+                }
+                Format::Arrow => {
+                    let store = storage.store(&object.url)?;
+                    let (object, counter) = (object.clone(), counter.clone());
+                    ipc_wanted.push(async move {
+                        ipc::read_footer(
+                            store.as_ref(),
+                            &object.url,
+                            object.size,
+                            &counter,
+                            &object.pin,
+                        )
+                        .await
+                    });
+                }
+                _ => {}
+            }
+        }
+        let mut heads = futures::stream::iter(wanted).buffered(HEADS_AHEAD);
+        let mut parquet_footers = futures::stream::iter(parquet_wanted).buffered(FOOTERS_AHEAD);
+        let mut ipc_footers = futures::stream::iter(ipc_wanted).buffered(FOOTERS_AHEAD);
+        let unread =
+            |url: &str| Error::config(format!("{url}: its footer was not read (a planning bug)"));
+        for ((object, &(format, compression)), free) in objects.iter().zip(&kinds).zip(head_free) {
+            let url = object.url.to_string();
+            let split = |columns: Option<Vec<String>>, kind| Split {
+                url: url.clone(),
+                size: object.size,
+                format,
+                compression,
+                columns,
+                kind,
+                pin: object.pin.clone(),
+            };
+            match format {
+                // Nothing to learn from its head: the task reads its CSV header itself.
+                Format::Csv | Format::Jsonl if free => {
+                    let columns = match format {
+                        Format::Csv => None,
+                        _ => json_columns(&[], true, schema.as_deref(), false).into(),
+                    };
+                    planner.add_small(
+                        split(columns, SplitKind::Whole),
+                        object.size > planner.partition_size,
+                    );
+                }
+                Format::Csv | Format::Jsonl => {
+                    let (head, at_eof) = heads.next().await.ok_or_else(|| {
+                        Error::config(format!("{url}: its head was not read (a planning bug)"))
+                    })??;
+                    let (columns, is_array) = match format {
+                        Format::Csv => {
+                            let (names, _) =
+                                csv_header(storage, object, compression, &head, at_eof, job)
+                                    .await?;
+                            (names, false)
+                        }
+                        _ => {
+                            // Only a `.json` document may be one array; JSONL is a value per line.
+                            let is_array = crate::format::json::may_be_array(&url)
+                                && head.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+                            (
+                                json_columns(&head, at_eof, schema.as_deref(), is_array),
+                                is_array,
+                            )
+                        }
+                    };
+                    // Infer from the first file that has columns (an empty file says nothing).
+                    if schema.is_none() && !columns.is_empty() {
+                        *schema = Some(Arc::new(infer_text_schema(
+                            format, &head, at_eof, &columns, job, is_array,
+                        )?));
+                    }
+                    let whole = compression != Compression::None
+                        || is_array
+                        || (format == Format::Csv && job.spec.csv.multiline);
+                    if whole || object.size <= planner.partition_size {
+                        planner.add_small(
+                            split(Some(columns), SplitKind::Whole),
+                            whole && object.size > planner.partition_size,
+                        );
+                    } else {
+                        let n = object.size.div_ceil(planner.partition_size);
+                        let step = object.size.div_ceil(n);
+                        let splits = (0..n)
+                            .map(|i| {
+                                let start = i * step;
+                                let end = ((i + 1) * step).min(object.size);
+                                split(Some(columns.clone()), SplitKind::Bytes { start, end })
+                            })
+                            .collect();
+                        planner.add_own_tasks(splits);
+                    }
+                }
+                Format::Parquet => {
+                    let groups = parquet_footers.next().await.ok_or_else(|| unread(&url))??;
+                    if schema.is_none() {
+                        *schema = Some(Arc::new(CompiledSchema::from_arrow(
+                            &parquet_schema(storage, object, counter).await?,
+                        )));
+                    }
+                    let runs = runs_by_bytes(
+                        &groups.iter().map(|g| g.1).collect::<Vec<_>>(),
+                        planner.partition_size,
+                    );
+                    if runs.len() <= 1 {
+                        planner.add_small(
+                            split(
+                                None,
+                                SplitKind::RowGroups {
+                                    start: 0,
+                                    end: groups.len(),
+                                },
+                            ),
+                            false,
+                        );
+                    } else {
+                        planner.add_own_tasks(
+                            runs.into_iter()
+                                .map(|(start, end)| {
+                                    split(None, SplitKind::RowGroups { start, end })
+                                })
+                                .collect(),
+                        );
+                    }
+                }
+                Format::Arrow => {
+                    let footer = ipc_footers.next().await.ok_or_else(|| unread(&url))??;
+                    if schema.is_none() {
+                        *schema = Some(Arc::new(CompiledSchema::from_arrow(&footer.schema)));
+                    }
+                    let sizes: Vec<u64> = footer.batches.iter().map(ipc::block_len).collect();
+                    let runs = runs_by_bytes(&sizes, planner.partition_size);
+                    if runs.len() <= 1 {
+                        planner.add_small(
                             split(
                                 None,
                                 SplitKind::Batches {
-                                    start,
-                                    end,
-                                    first_row,
+                                    start: 0,
+                                    end: sizes.len(),
+                                    first_row: 0,
                                 },
-                            )
-                        })
-                        .collect();
-                    planner.add_own_tasks(splits);
+                            ),
+                            false,
+                        );
+                    } else {
+                        let store = storage.store(&object.url)?;
+                        let rows =
+                            ipc::batch_rows(store.as_ref(), &object.url, &footer, counter).await?;
+                        let splits = runs
+                            .into_iter()
+                            .map(|(start, end)| {
+                                let first_row = rows[..start].iter().sum();
+                                split(
+                                    None,
+                                    SplitKind::Batches {
+                                        start,
+                                        end,
+                                        first_row,
+                                    },
+                                )
+                            })
+                            .collect();
+                        planner.add_own_tasks(splits);
+                    }
                 }
             }
         }
+        drop((heads, parquet_footers, ipc_footers));
+        Ok(())
     }
-    planner.flush_pack();
-    drop((heads, parquet_footers, ipc_footers));
-    // Without a schema, columns come from the inputs; inputs that are all empty name none, and
-    // a part without columns is a file no reader opens.
-    let schema = schema.filter(|s| !s.fields().is_empty()).ok_or_else(|| {
-        Error::config(format!(
-            "{}: no columns to write (the input is empty); pass --schema to write its columns",
-            inputs
-                .first()
-                .map_or_else(|| "the input".to_string(), |i| i.url.to_string())
-        ))
-    })?;
-    refuse_unwritable(&schema, job, inputs.first().map(|i| i.url.to_string()))?;
-    job.schema = Some(schema);
-    Ok(Plan {
-        tasks: planner.tasks,
-        inputs,
-        database: None,
-    })
 }
 
 /// A database input: one snapshot, slices of the table or query, the table's types as the
@@ -451,13 +651,16 @@ fn refuse_unwritable(
 struct Planner {
     partition_size: u64,
     tasks: Vec<Task>,
+    /// The index the next task takes (tasks are numbered across chunks).
+    next_index: u32,
     pack: Vec<Split>,
     pack_bytes: u64,
 }
 
 impl Planner {
     fn push_task(&mut self, splits: Vec<Split>) {
-        let index = self.tasks.len() as u32;
+        let index = self.next_index;
+        self.next_index += 1;
         self.tasks.push(Task { index, splits });
     }
 
@@ -590,6 +793,114 @@ pub fn split_url(split: &Split) -> Result<ObjectUrl> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use object_store::{ObjectStoreExt, PutPayload};
+
+    /// 2,500 small CSV objects (one row each) under `memory://<bucket>/in/`, and a job over
+    /// them at 64 MiB partitions for 2 worker slots.
+    async fn many_objects(bucket: &str) -> (Storage, JobConfig, Vec<String>) {
+        let storage = Storage::new();
+        let store = storage
+            .store(&ObjectUrl::parse(&format!("memory://{bucket}/")).unwrap())
+            .unwrap();
+        let mut urls = Vec::new();
+        for i in 0..2500 {
+            let key = format!("in/obj-{i:05}.csv");
+            let body = format!("id\n{i}\n");
+            store
+                .put(&key.as_str().into(), PutPayload::from(body))
+                .await
+                .unwrap();
+            urls.push(format!("memory://{bucket}/{key}"));
+        }
+        let spec: crate::spec::JobSpec = serde_json::from_value(serde_json::json!({
+            "input": format!("memory://{bucket}/in/"),
+            "output": format!("memory://{bucket}/out/"),
+            "schema": {"type": "object", "properties": {"id": {"type": "integer"}}},
+            "partition_size": "64MiB",
+            "min_tasks": 2,
+        }))
+        .unwrap();
+        (storage, JobConfig::new("j".into(), spec).unwrap(), urls)
+    }
+
+    /// The objects tasks read, in task order, checking the tasks are numbered from `first`
+    /// without a gap.
+    fn objects_of(tasks: &[Task], first: u32) -> Vec<String> {
+        for (n, task) in tasks.iter().enumerate() {
+            assert_eq!(task.index, first + n as u32);
+        }
+        tasks
+            .iter()
+            .flat_map(|t| t.splits.iter().map(|s| s.url.clone()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_long_listing_is_planned_a_page_at_a_time_every_object_once_in_order() {
+        let (storage, mut job, urls) = many_objects("plan-pages").await;
+        let (first, more) = start_plan(&storage, &mut job).await.unwrap();
+        let mut more = more.expect("past two rounds of slots, planning goes on as tasks run");
+        assert!(job.schema.is_some());
+        assert!(
+            !first.tasks.is_empty() && first.inputs.len() < urls.len(),
+            "the first tasks come before the listing ends ({} of {} listed)",
+            first.inputs.len(),
+            urls.len()
+        );
+        let mut tasks = first.tasks;
+        let mut inputs = first.inputs.len();
+        let mut chunks = 0;
+        while let Some(chunk) = more.next().await.unwrap() {
+            chunks += 1;
+            inputs += chunk.inputs.len();
+            tasks.extend(chunk.tasks);
+            if chunk.last {
+                break;
+            }
+        }
+        assert!(more.next().await.unwrap().is_none());
+        assert!(chunks >= 2, "{chunks} chunks");
+        assert_eq!(inputs, urls.len());
+        assert_eq!(
+            objects_of(&tasks, 0),
+            urls,
+            "every object once, in key order"
+        );
+        // Each task is about the partition size of (size + open cost): none is cut smaller
+        // for the worker slots, as with a short listing.
+        assert!(
+            tasks.len() >= 9 && tasks.len() <= 11,
+            "{} tasks",
+            tasks.len()
+        );
+
+        // A new coordinator resuming after the first tasks skips what they read, numbers
+        // on from them and plans the rest: together, every object once.
+        let (_, mut job) = (0, job);
+        let (first, more) = start_plan(&storage, &mut job).await.unwrap();
+        let next = more.unwrap().next_task();
+        assert_eq!(next as usize, first.tasks.len());
+        let done = objects_of(&first.tasks, 0);
+        let mut resumed = ObjectPlanner::resume(storage.clone(), job, done.clone(), next);
+        let mut rest = Vec::new();
+        while let Some(chunk) = resumed.next().await.unwrap() {
+            rest.extend(chunk.tasks);
+        }
+        let mut all = done;
+        all.extend(objects_of(&rest, next));
+        assert_eq!(all, urls);
+    }
+
+    #[tokio::test]
+    async fn a_short_listing_is_planned_at_once_a_task_per_slot_at_least() {
+        let (storage, mut job, urls) = many_objects("plan-short").await;
+        job.spec.partition_size = 1024 * 1024 * 1024;
+        let (plan, more) = start_plan(&storage, &mut job).await.unwrap();
+        assert!(more.is_none());
+        // 2,500 x (about 256 KiB) under one partition, for 2 slots.
+        assert!(plan.tasks.len() >= 2, "{}", plan.tasks.len());
+        assert_eq!(objects_of(&plan.tasks, 0), urls);
+    }
 
     #[test]
     fn runs_group_units_up_to_the_target() {

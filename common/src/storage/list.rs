@@ -24,83 +24,215 @@ fn is_hidden(relative: &str) -> bool {
         .any(|segment| segment.starts_with('_') || segment.starts_with('.'))
 }
 
-pub(super) async fn expand(storage: &Storage, text: &str) -> Result<Vec<InputObject>> {
-    let url = ObjectUrl::parse(text)?;
-    if has_glob(url.key()) {
-        // An object that exists under this very name (`data[1].csv`) is that object first.
-        if !url.is_prefix()
-            && let Ok(meta) = storage.store(&url)?.head(&url.path()).await
-        {
-            return Ok(vec![InputObject {
+/// How many listed objects a batch holds: a page of an S3 listing.
+pub const LIST_BATCH: usize = 1000;
+
+/// One input's objects, a batch at a time, in key order: planning (and the tasks planned) can
+/// go on while a prefix of a million objects is still being listed. S3-like stores list in key
+/// order page by page; a local directory is listed whole and sorted.
+pub struct InputListing {
+    text: String,
+    ready: Option<Vec<InputObject>>,
+    listing: Option<Listing>,
+}
+
+struct Listing {
+    stream: futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>>,
+    prefix: ObjectUrl,
+    /// Where the key below the listed prefix starts (hidden files are judged from there).
+    base: usize,
+    glob: Option<globset::GlobMatcher>,
+    last_key: Option<String>,
+    found: usize,
+    /// The stream has ended (it must not be polled again).
+    ended: bool,
+}
+
+impl InputListing {
+    /// Resolve an input: a glob, a prefix (`/` at the end, or a local directory) or one object.
+    pub async fn open(storage: &Storage, text: &str) -> Result<Self> {
+        let url = ObjectUrl::parse(text)?;
+        let ready = |objects| Self {
+            text: text.to_string(),
+            ready: Some(objects),
+            listing: None,
+        };
+        if has_glob(url.key()) {
+            // An object that exists under this very name (`data[1].csv`) is that object first.
+            if !url.is_prefix()
+                && let Ok(meta) = storage.store(&url)?.head(&url.path()).await
+            {
+                return Ok(ready(vec![InputObject {
+                    url,
+                    size: meta.size,
+                    pin: super::Pin::of(&meta),
+                }]));
+            }
+            let key = url.key();
+            let first_glob = key.find(['*', '?', '[']).unwrap_or(key.len());
+            let prefix_end = key[..first_glob].rfind('/').map(|i| i + 1).unwrap_or(0);
+            let glob = globset::GlobBuilder::new(key)
+                .literal_separator(true)
+                .build()
+                .map_err(|e| Error::config(format!("{text}: bad glob: {e}")))?
+                .compile_matcher();
+            let prefix = url.with_key(&key[..prefix_end]);
+            return Self::listing(storage, text, prefix, prefix_end, Some(glob)).await;
+        }
+        if url.is_prefix() {
+            let base = url.key().len();
+            return Self::listing(storage, text, url, base, None).await;
+        }
+        let store = storage.store(&url)?;
+        match store.head(&url.path()).await {
+            Ok(meta) => Ok(ready(vec![InputObject {
                 url,
                 size: meta.size,
                 pin: super::Pin::of(&meta),
-            }]);
+            }])),
+            // A local directory named without the trailing slash is a prefix too.
+            Err(object_store::Error::NotFound { .. })
+                if url.is_local() && std::path::Path::new(&format!("/{}", url.key())).is_dir() =>
+            {
+                let dir = url.with_key(format!("{}/", url.key()));
+                let base = dir.key().len();
+                Self::listing(storage, text, dir, base, None).await
+            }
+            Err(e) => Err(Error::from_store(&url.to_string(), e)),
         }
-        return expand_glob(storage, &url, text).await;
     }
-    if url.is_prefix() {
-        return list_visible(storage, &url, text).await;
-    }
-    let store = storage.store(&url)?;
-    match store.head(&url.path()).await {
-        Ok(meta) => Ok(vec![InputObject {
-            url,
-            size: meta.size,
-            pin: super::Pin::of(&meta),
-        }]),
-        // A local directory named without the trailing slash is a prefix too.
-        Err(object_store::Error::NotFound { .. })
-            if url.is_local() && std::path::Path::new(&format!("/{}", url.key())).is_dir() =>
-        {
-            let dir = url.with_key(format!("{}/", url.key()));
-            list_visible(storage, &dir, text).await
+
+    async fn listing(
+        storage: &Storage,
+        text: &str,
+        prefix: ObjectUrl,
+        base: usize,
+        glob: Option<globset::GlobMatcher>,
+    ) -> Result<Self> {
+        let store = storage.store(&prefix)?;
+        let path = prefix.path();
+        let stream = store.list((!prefix.key().is_empty()).then_some(&path));
+        let mut listing = Listing {
+            stream,
+            prefix,
+            base,
+            glob,
+            last_key: None,
+            found: 0,
+            ended: false,
+        };
+        if listing.prefix.is_local() {
+            // A local listing comes in no particular order: all of it, sorted.
+            let mut all = Vec::new();
+            while let Some(batch) = listing.next_batch(text, usize::MAX).await? {
+                all.extend(batch);
+            }
+            all.sort_by(|a, b| a.url.key().cmp(b.url.key()));
+            return Ok(Self {
+                text: text.to_string(),
+                ready: Some(all),
+                listing: None,
+            });
         }
-        Err(e) => Err(Error::from_store(&url.to_string(), e)),
+        Ok(Self {
+            text: text.to_string(),
+            ready: None,
+            listing: Some(listing),
+        })
+    }
+
+    /// Whether what is left of it is in memory already (no more requests to the store).
+    pub fn in_hand(&self) -> bool {
+        self.listing.is_none()
+    }
+
+    /// The next objects in key order; `None` once every one was given.
+    pub async fn next_batch(&mut self) -> Result<Option<Vec<InputObject>>> {
+        if let Some(objects) = self.ready.take() {
+            if objects.is_empty() {
+                return Err(nothing_found(&self.text, false));
+            }
+            return Ok(Some(objects));
+        }
+        match self.listing.as_mut() {
+            Some(listing) => {
+                let batch = listing.next_batch(&self.text, LIST_BATCH).await?;
+                if batch.is_none() {
+                    self.listing = None;
+                }
+                Ok(batch)
+            }
+            None => Ok(None),
+        }
     }
 }
 
-async fn list_visible(
-    storage: &Storage,
-    prefix: &ObjectUrl,
-    text: &str,
-) -> Result<Vec<InputObject>> {
-    let all = list_all(storage, prefix).await?;
-    let base = prefix.key().len();
-    let found: Vec<_> = all
-        .into_iter()
-        .filter(|o| !is_hidden(&o.url.key()[base.min(o.url.key().len())..]))
-        .collect();
-    if found.is_empty() {
-        return Err(Error::NotFound {
-            url: format!("{text} (no objects under this prefix)"),
-        });
+impl Listing {
+    async fn next_batch(&mut self, text: &str, most: usize) -> Result<Option<Vec<InputObject>>> {
+        let mut batch = Vec::new();
+        while batch.len() < most && !self.ended {
+            let meta = match self.stream.try_next().await {
+                Ok(Some(meta)) => meta,
+                // A local directory that does not exist yet lists as empty.
+                Ok(None) | Err(object_store::Error::NotFound { .. }) => {
+                    self.ended = true;
+                    break;
+                }
+                Err(e) => return Err(Error::from_store(&self.prefix.to_string(), e)),
+            };
+            let key = ObjectUrl::key_of(&meta.location);
+            if !self.prefix.is_local() {
+                // Tasks are cut from the listing as it comes: an object listed out of order
+                // could not go before the parts already planned.
+                if self.last_key.as_ref().is_some_and(|last| key <= *last) {
+                    return Err(Error::config(format!(
+                        "{text}: the store listed {key} after {}; inputs must be listed in key \
+                         order",
+                        self.last_key.as_deref().unwrap_or_default()
+                    )));
+                }
+                self.last_key = Some(key.clone());
+            }
+            let relative = &key[self.base.min(key.len())..];
+            if is_hidden(relative) || self.glob.as_ref().is_some_and(|g| !g.is_match(&key)) {
+                continue;
+            }
+            batch.push(InputObject {
+                url: self.prefix.with_key(key),
+                size: meta.size,
+                pin: super::Pin::of(&meta),
+            });
+        }
+        self.found += batch.len();
+        if batch.is_empty() {
+            if self.found == 0 {
+                return Err(nothing_found(text, self.glob.is_some()));
+            }
+            return Ok(None);
+        }
+        Ok(Some(batch))
     }
-    Ok(found)
 }
 
-async fn expand_glob(storage: &Storage, url: &ObjectUrl, text: &str) -> Result<Vec<InputObject>> {
-    let key = url.key();
-    let first_glob = key.find(['*', '?', '[']).unwrap_or(key.len());
-    let prefix_end = key[..first_glob].rfind('/').map(|i| i + 1).unwrap_or(0);
-    let prefix = url.with_key(&key[..prefix_end]);
-    let matcher = globset::GlobBuilder::new(key)
-        .literal_separator(true)
-        .build()
-        .map_err(|e| Error::config(format!("{text}: bad glob: {e}")))?
-        .compile_matcher();
-    let found: Vec<_> = list_all(storage, &prefix)
-        .await?
-        .into_iter()
-        .filter(|o| matcher.is_match(o.url.key()))
-        .filter(|o| !is_hidden(&o.url.key()[prefix_end..]))
-        .collect();
-    if found.is_empty() {
-        return Err(Error::NotFound {
-            url: format!("{text} (the pattern matches no object)"),
-        });
+fn nothing_found(text: &str, glob: bool) -> Error {
+    let why = if glob {
+        "the pattern matches no object"
+    } else {
+        "no objects under this prefix"
+    };
+    Error::NotFound {
+        url: format!("{text} ({why})"),
     }
-    Ok(found)
+}
+
+/// Every object of an input, in key order.
+pub(super) async fn expand(storage: &Storage, text: &str) -> Result<Vec<InputObject>> {
+    let mut listing = InputListing::open(storage, text).await?;
+    let mut all = Vec::new();
+    while let Some(batch) = listing.next_batch().await? {
+        all.extend(batch);
+    }
+    Ok(all)
 }
 
 /// Every object under `prefix`, sorted by key.

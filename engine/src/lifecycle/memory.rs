@@ -2,7 +2,7 @@
 //! fleet's etcd store, held in this process (a crash leaves nothing to resume, and nothing
 //! visible either: outputs appear only at commit).
 
-use super::store::{JobStore, NameClaim, StoreError, StoreResult};
+use super::store::{JobStore, NameClaim, Planned, StoreError, StoreResult};
 use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -53,6 +53,7 @@ impl JobStore for MemoryStore {
         _spec: &serde_json::Value,
         _tasks: &[Task],
         name: Option<NameClaim<'_>>,
+        _planned: Option<Planned>,
     ) -> StoreResult<()> {
         self.with(|s| {
             if s.jobs.contains_key(job_id) {
@@ -67,6 +68,16 @@ impl JobStore for MemoryStore {
             s.jobs.insert(job_id.to_string(), JobState::Running);
             Ok(())
         })?
+    }
+
+    async fn add_tasks(
+        &self,
+        _job_id: &str,
+        _tasks: &[Task],
+        _planned: Planned,
+    ) -> StoreResult<()> {
+        // The tasks live in the job table: nothing outlives this process to resume from.
+        Ok(())
     }
 
     async fn resume_job(&self, job_id: &str) -> StoreResult<()> {

@@ -12,13 +12,14 @@
 //! over gRPC).
 
 mod memory;
+mod planning;
 pub mod retry;
 mod store;
 mod table;
 
 pub use memory::MemoryStore;
 pub use retry::{Decision, FailureKind, decide};
-pub use store::{JobStore, NameClaim, StoreError, StoreResult, persist};
+pub use store::{JobStore, NameClaim, Planned, StoreError, StoreResult, persist};
 pub use table::{AttemptProgress, DatabaseView, JobEntry, JobProgress, Slot, TaskStatus};
 
 use crate::commit::{
@@ -34,7 +35,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{Mutex, Notify};
 use tracing::Instrument;
-use zoopipe_common::plan::{Split, SplitKind, Task, misaligned_files, plan_job};
+use zoopipe_common::plan::{ObjectPlanner, Split, SplitKind, Task, misaligned_files, start_plan};
 use zoopipe_common::report::{JobReport, JobState, TaskResult};
 use zoopipe_common::spec::{JobConfig, JobSpec, SchemaSource};
 use zoopipe_common::storage::Storage;
@@ -160,6 +161,9 @@ pub struct Lifecycle {
     /// The commit running for each job (`spawn_finish`): never two at once, all stopped when
     /// this replica stops leading.
     commits: std::sync::Mutex<std::collections::HashMap<String, tokio::task::AbortHandle>>,
+    /// The planning going on for each job still listing its inputs (`keep_planning`):
+    /// stopped likewise.
+    planners: std::sync::Mutex<std::collections::HashMap<String, tokio::task::AbortHandle>>,
 }
 
 impl Lifecycle {
@@ -173,6 +177,7 @@ impl Lifecycle {
             wrapped_up: Default::default(),
             on_commit: std::sync::OnceLock::new(),
             commits: Default::default(),
+            planners: Default::default(),
         })
     }
 
@@ -228,7 +233,7 @@ impl Lifecycle {
             spec.trace_parent = zoopipe_common::logging::current_traceparent();
         }
         let mut config = JobConfig::new(job_id.clone(), spec).map_err(SubmitError::Invalid)?;
-        let plan = plan_job(&self.storage, &mut config)
+        let (plan, more) = start_plan(&self.storage, &mut config)
             .await
             .map_err(SubmitError::Precondition)?;
         check_inputs_outside_output(&config, &plan.inputs).map_err(SubmitError::Invalid)?;
@@ -237,7 +242,7 @@ impl Lifecycle {
         ownership::claim(&self.storage, &config)
             .await
             .map_err(SubmitError::Precondition)?;
-        let stored = self.store_job(config, plan, name_key, previous).await;
+        let stored = self.store_job(config, plan, more, name_key, previous).await;
         if let Err((e, config)) = stored {
             ownership::release(&self.storage, &config).await;
             return Err(e);
@@ -251,6 +256,7 @@ impl Lifecycle {
         self: &Arc<Self>,
         mut config: JobConfig,
         plan: zoopipe_common::plan::Plan,
+        more: Option<ObjectPlanner>,
         name_key: Option<String>,
         previous: Option<String>,
     ) -> Result<Submitted, (SubmitError, JobConfig)> {
@@ -276,9 +282,13 @@ impl Lifecycle {
             key,
             seen: previous.as_deref(),
         });
+        let planned = more.as_ref().map(|more| Planned {
+            next_task: more.next_task(),
+            open: true,
+        });
         if let Err(e) = self
             .store
-            .create_job(&job_id, &spec_json, &plan.tasks, name)
+            .create_job(&job_id, &spec_json, &plan.tasks, name, planned)
             .await
         {
             let e = match e {
@@ -300,6 +310,7 @@ impl Lifecycle {
         let count = slots.len() as u32;
         let mut entry = JobEntry::new(Arc::new(config), slots, report);
         entry.bytes_total = plan.inputs.iter().map(|i| i.size).sum();
+        entry.planning = more.is_some();
         if let Some(database) = plan.database {
             entry.report.inputs = vec![database.relation];
             entry.bytes_total = entry
@@ -318,7 +329,15 @@ impl Lifecycle {
             });
         }
         self.jobs.lock().await.insert(job_id.clone(), entry);
-        tracing::info!(job = job_id, tasks = count, "job submitted");
+        tracing::info!(
+            job = job_id,
+            tasks = count,
+            planning = more.is_some(),
+            "job submitted"
+        );
+        if let Some(more) = more {
+            self.keep_planning(&job_id, more);
+        }
         self.work.notify_waiters();
         Ok(Submitted {
             job_id,
@@ -433,8 +452,9 @@ impl Lifecycle {
         }
         job.scan_from = 0;
         let mut report = JobReport::new(job_id);
-        // Nothing left to run: straight to the commit.
-        report.state = if remaining == 0 {
+        let planning = job.planning;
+        // Nothing left to run (or plan): straight to the commit.
+        report.state = if remaining == 0 && !planning {
             JobState::Committing
         } else {
             JobState::Running
@@ -451,7 +471,11 @@ impl Lifecycle {
             done.remove(job_id);
         }
         tracing::info!(job = job_id, tasks = remaining, "resuming a named job");
-        if remaining == 0 {
+        if planning {
+            // It ended before its inputs were all planned: planning goes on from its last task.
+            self.resume_planning(job_id).await;
+        }
+        if remaining == 0 && !planning {
             self.spawn_finish(job_id);
         } else if reads_database {
             // The ended run's snapshot is gone with it: the tasks left, and those done under
@@ -680,7 +704,7 @@ impl Lifecycle {
             }
             slot.status = TaskStatus::Done(Box::new(result));
         }
-        if job.done == job.slots.len() && job.report.state == JobState::Running {
+        if job.done == job.slots.len() && !job.planning && job.report.state == JobState::Running {
             job.report.state = JobState::Committing;
             // Every row is read: the snapshot's transaction can end.
             if let Some(view) = job.database.as_mut() {
@@ -1325,9 +1349,13 @@ impl Lifecycle {
         let mut jobs = self.jobs.lock().await;
         jobs.clear();
         let mut to_finish = Vec::new();
+        let mut to_plan = Vec::new();
         for (mut entry, committing) in entries {
             let job_id = entry.report.job_id.clone();
-            let all_done = entry.done == entry.slots.len();
+            let all_done = entry.done == entry.slots.len() && !entry.planning;
+            if !entry.ended() && entry.planning && !committing {
+                to_plan.push(job_id.clone());
+            }
             if !entry.ended() && (all_done || committing) {
                 entry.report.state = JobState::Committing;
                 to_finish.push(job_id.clone());
@@ -1346,6 +1374,9 @@ impl Lifecycle {
         drop(jobs);
         for id in to_finish {
             self.spawn_finish(&id);
+        }
+        for id in to_plan {
+            self.resume_planning(&id).await;
         }
         for id in resnapshot {
             let me = self.clone();
@@ -1547,6 +1578,9 @@ impl Lifecycle {
 
     /// Forget one job (removed from the store: past its retention).
     pub async fn forget(&self, job_id: &str) {
+        if let Some(handle) = self.planners.lock().ok().and_then(|mut p| p.remove(job_id)) {
+            handle.abort();
+        }
         self.jobs.lock().await.remove(job_id);
         if let Ok(mut done) = self.wrapped_up.lock() {
             done.remove(job_id);
@@ -1557,9 +1591,11 @@ impl Lifecycle {
     /// leader commits them again from the store and the manifest, and a re-election of this
     /// replica starts them anew, never beside an old one).
     pub async fn clear(&self) {
-        if let Ok(mut commits) = self.commits.lock() {
-            for (_, handle) in commits.drain() {
-                handle.abort();
+        for handles in [&self.commits, &self.planners] {
+            if let Ok(mut handles) = handles.lock() {
+                for (_, handle) in handles.drain() {
+                    handle.abort();
+                }
             }
         }
         self.jobs.lock().await.clear();

@@ -30,6 +30,16 @@ pub struct NameClaim<'a> {
     pub seen: Option<&'a str>,
 }
 
+/// How far a job's planning has stored its tasks, for a job whose tasks run while its inputs
+/// are still being listed: every task below `next_task` is stored; `open`: more will follow.
+/// A new leader ignores stored tasks at or past `next_task` (an append that did not finish)
+/// and, while `open`, goes on planning from there. Jobs planned at once have none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Planned {
+    pub next_task: u32,
+    pub open: bool,
+}
+
 /// The durable side of the job table. Every write that decides who runs or commits a task is
 /// conditional (a claim only on a task with no owner and no result; a result only from the
 /// attempt that still owns the task), so the in-memory table can be rebuilt from it.
@@ -39,14 +49,19 @@ pub trait JobStore: Send + Sync + 'static {
     fn name_key(&self, name: &str, vars: &BTreeMap<String, String>) -> String;
     /// The job id a name key points at.
     async fn job_for_name(&self, name_key: &str) -> StoreResult<Option<String>>;
-    /// Store a new job (spec with the schema inline, and every planned task).
+    /// Store a new job (spec with the schema inline, and its planned tasks: all of them, or
+    /// the first ones with `planned` open).
     async fn create_job(
         &self,
         job_id: &str,
         spec: &serde_json::Value,
         tasks: &[Task],
         name: Option<NameClaim<'_>>,
+        planned: Option<Planned>,
     ) -> StoreResult<()>;
+    /// More tasks of a job still being planned, then how far planning got (the tasks first:
+    /// a store that has the mark has every task below it). Repeatable.
+    async fn add_tasks(&self, job_id: &str, tasks: &[Task], planned: Planned) -> StoreResult<()>;
     /// Run an ended job again: its recorded results stay, its final report goes.
     async fn resume_job(&self, job_id: &str) -> StoreResult<()>;
     async fn set_job_state(&self, job_id: &str, state: JobState) -> StoreResult<()>;

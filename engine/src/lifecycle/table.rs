@@ -70,6 +70,9 @@ pub struct JobEntry {
     pub database: Option<DatabaseView>,
     /// Whether its tasks read a database (and so need the job's snapshot).
     pub reads_database: bool,
+    /// Its inputs are still being listed and planned (`Lifecycle::keep_planning`): more tasks
+    /// will come, so finishing the ones it has does not end it.
+    pub planning: bool,
 }
 
 /// What a database job's tasks must see. Tasks are handed out only while `snapshot` holds;
@@ -133,6 +136,7 @@ impl JobEntry {
             bytes_total: 0,
             database: None,
             reads_database,
+            planning: false,
         }
     }
 
