@@ -62,7 +62,9 @@ it then; counted when the server logs requests: localbucket, moto). After the ru
 both data sets are deleted (not timed), so the next count lists a bucket holding only its own
 data. Prints a markdown table (objects/s, rows/s, tasks, peak RSS, ratio to Polars), the
 verdicts against the issue's targets (>= 1.5x Polars on the many-object prefix; many-object run
-within 3x of the one-object run) and writes them to the `small_files` section of --results
+within 3x of the one-object run), the time listing the many-object prefix alone takes (boto3,
+pages in sequence, straight to the server: what any engine that lists it waits at least), and
+writes them to the `small_files` section of --results
 (bench/RESULTS.md).
 """
 import argparse
@@ -200,6 +202,18 @@ def prepare(s3, n, rpo, a):
 
 
 # --- Outputs --------------------------------------------------------------------------------
+
+def listing_seconds(s3, prefix, repeat):
+    """Median wall time of listing `prefix` of the input bucket alone, page after page."""
+    times = []
+    for _ in range(max(1, repeat)):
+        start = time.perf_counter()
+        keys = 0
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
+            keys += len(page.get("Contents", []))
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), keys
+
 
 def hidden(relpath):
     """Under a `_*` or `.*` folder, or named so (zoopipe's _errors/, staging, markers)."""
@@ -444,6 +458,9 @@ def main():
                   "the server directly", flush=True)
         for n in object_counts:
             datasets[n] = prepare(s3, n, rpo, a)
+            datasets[n]["list_s"], listed = listing_seconds(s3, f"small-{n}/", a.repeat)
+            print(f"== listing small-{n}/ alone: {datasets[n]['list_s']:.2f} s ({listed:,} keys)",
+                  flush=True)
             b = cpu_busy()
             busy.append(b)
             if b is not None and b > 0.25:
@@ -526,7 +543,9 @@ def main():
                        if "wall" in p_small and "wall" in p_one else "")
                 verdicts.append(f"- {n:,} objects, {t} thread(s): zoopipe many-object / one-object wall time "
                                 f"{z_small['wall']:.2f} / {z_one['wall']:.2f} s = {x:.2f}x (target <= "
-                                f"{TARGET_MANY_VS_ONE:.0f}x: {'met' if x <= TARGET_MANY_VS_ONE else 'NOT met'}){pol}")
+                                f"{TARGET_MANY_VS_ONE:.0f}x: {'met' if x <= TARGET_MANY_VS_ONE else 'NOT met'}){pol}; "
+                                f"listing the prefix alone takes {datasets[n]['list_s']:.2f} s "
+                                f"({datasets[n]['list_s'] / z_one['wall']:.1f}x the one-object run)")
     table = print_report(lines, verdicts, warnings)
 
     mem = ram_note()

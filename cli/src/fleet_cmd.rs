@@ -153,6 +153,10 @@ async fn submit_one(mut spec: zoopipe_common::spec::JobSpec, args: &SubmitArgs) 
             "{key} resumed as job {job}: {} of {} tasks left to run",
             response.tasks_to_run, response.tasks
         ),
+        v1::SubmitOutcome::Created if args.wait && response.planning => eprintln!(
+            "submitted {job} ({} tasks so far; more as its inputs are listed)",
+            response.tasks
+        ),
         v1::SubmitOutcome::Created if args.wait => {
             eprintln!("submitted {job} ({} tasks)", response.tasks)
         }

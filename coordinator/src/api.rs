@@ -360,6 +360,7 @@ fn submitted_to(s: Submitted) -> v1::SubmitJobResponse {
         tasks: s.tasks,
         outcome: outcome as i32,
         tasks_to_run: s.tasks_to_run,
+        planning: s.planning,
     }
 }
 

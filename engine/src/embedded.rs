@@ -39,15 +39,17 @@ pub async fn run_job(
     }));
     let progress = ctx.progress.clone();
     lifecycle.on_commit(move |_| progress.committing.store(true, Ordering::Relaxed));
+    // Totals grow as tasks are planned: at submit, and as a long listing goes on.
+    let progress = ctx.progress.clone();
+    lifecycle.on_planned(move |_, tasks, bytes| {
+        Progress::add(&progress.tasks_total, tasks);
+        Progress::add(&progress.bytes_total, bytes);
+    });
     let submitted = lifecycle.submit(spec, false).await.map_err(|e| match e {
         SubmitError::Invalid(e) | SubmitError::Precondition(e) => e,
         other => zoopipe_common::Error::config(other.to_string()),
     })?;
     let job_id = submitted.job_id;
-    if let Some(progress) = lifecycle.progress(&job_id).await {
-        Progress::add(&ctx.progress.tasks_total, u64::from(progress.tasks_total));
-        Progress::add(&ctx.progress.bytes_total, progress.bytes_total);
-    }
     tracing::info!(job = %job_id, tasks = submitted.tasks, "planned");
     let runners: Vec<_> = (0..options.workers.max(1))
         .map(|_| tokio::spawn(run_tasks(lifecycle.clone(), ctx.clone(), job_id.clone())))

@@ -76,9 +76,12 @@ pub enum SubmitOutcome {
 #[derive(Clone, Debug)]
 pub struct Submitted {
     pub job_id: String,
+    /// Tasks planned so far (all of them, unless `planning`).
     pub tasks: u32,
     pub tasks_to_run: u32,
     pub outcome: SubmitOutcome,
+    /// Its inputs are still being listed: more tasks will come.
+    pub planning: bool,
 }
 
 /// One task handed to a runner.
@@ -145,6 +148,8 @@ pub enum CancelError {
 
 /// Told a job's id when it starts its commit.
 type CommitObserver = Box<dyn Fn(&str) + Send + Sync>;
+/// Told a job's id, and the tasks and input bytes planned, as they are planned.
+type PlannedObserver = Box<dyn Fn(&str, u64, u64) + Send + Sync>;
 
 pub struct Lifecycle {
     store: Arc<dyn JobStore>,
@@ -158,6 +163,8 @@ pub struct Lifecycle {
     wrapped_up: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Told when a job starts its commit (the embedded runner's progress display).
     on_commit: std::sync::OnceLock<CommitObserver>,
+    /// Told when tasks are planned (the embedded runner's progress totals).
+    on_planned: std::sync::OnceLock<PlannedObserver>,
     /// The commit running for each job (`spawn_finish`): never two at once, all stopped when
     /// this replica stops leading.
     commits: std::sync::Mutex<std::collections::HashMap<String, tokio::task::AbortHandle>>,
@@ -176,6 +183,7 @@ impl Lifecycle {
             ended: Notify::new(),
             wrapped_up: Default::default(),
             on_commit: std::sync::OnceLock::new(),
+            on_planned: std::sync::OnceLock::new(),
             commits: Default::default(),
             planners: Default::default(),
         })
@@ -184,6 +192,12 @@ impl Lifecycle {
     /// Call `f(job_id)` whenever a job starts its commit (once per lifecycle).
     pub fn on_commit(&self, f: impl Fn(&str) + Send + Sync + 'static) {
         let _ = self.on_commit.set(Box::new(f));
+    }
+
+    /// Call `f(job_id, tasks, bytes)` whenever tasks covering `bytes` of input are planned: a
+    /// new job's at submit, then each later chunk of a long listing's (once per lifecycle).
+    pub fn on_planned(&self, f: impl Fn(&str, u64, u64) + Send + Sync + 'static) {
+        let _ = self.on_planned.set(Box::new(f));
     }
 
     pub fn storage(&self) -> &Storage {
@@ -328,13 +342,12 @@ impl Lifecycle {
                 renewing: false,
             });
         }
+        if let Some(observer) = self.on_planned.get() {
+            observer(&job_id, u64::from(count), entry.bytes_total);
+        }
         self.jobs.lock().await.insert(job_id.clone(), entry);
-        tracing::info!(
-            job = job_id,
-            tasks = count,
-            planning = more.is_some(),
-            "job submitted"
-        );
+        let planning = more.is_some();
+        tracing::info!(job = job_id, tasks = count, planning, "job submitted");
         if let Some(more) = more {
             self.keep_planning(&job_id, more);
         }
@@ -344,6 +357,7 @@ impl Lifecycle {
             tasks: count,
             tasks_to_run: count,
             outcome: SubmitOutcome::Created,
+            planning,
         })
     }
 
@@ -380,6 +394,7 @@ impl Lifecycle {
                 tasks: job.slots.len() as u32,
                 tasks_to_run,
                 outcome,
+                planning: job.planning,
             };
             match job.report.state {
                 JobState::Succeeded if !force => {
@@ -430,6 +445,7 @@ impl Lifecycle {
                 tasks: 0,
                 tasks_to_run: 0,
                 outcome: SubmitOutcome::Resumed,
+                planning: false,
             };
         };
         if !job.ended() {
@@ -440,6 +456,7 @@ impl Lifecycle {
                 tasks: job.slots.len() as u32,
                 tasks_to_run: remaining,
                 outcome: SubmitOutcome::AlreadyRunning,
+                planning: job.planning,
             };
         }
         let remaining = job.unfinished();
@@ -490,6 +507,7 @@ impl Lifecycle {
             tasks,
             tasks_to_run: remaining,
             outcome: SubmitOutcome::Resumed,
+            planning,
         }
     }
 

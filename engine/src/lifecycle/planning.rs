@@ -118,7 +118,11 @@ impl Lifecycle {
             job.slots.insert(task.index, Slot::new(task));
         }
         job.report.partitions.total = job.slots.len() as u64;
-        job.bytes_total += chunk.inputs.iter().map(|i| i.size).sum::<u64>();
+        let bytes: u64 = chunk.inputs.iter().map(|i| i.size).sum();
+        job.bytes_total += bytes;
+        if let Some(observer) = self.on_planned.get() {
+            observer(job_id, count as u64, bytes);
+        }
         job.report
             .inputs
             .extend(chunk.inputs.iter().map(|i| i.url.to_string()));
