@@ -892,6 +892,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_listing_of_one_page_is_planned_at_once_whatever_its_size() {
+        // One 12 MiB CSV under a prefix, 1 MiB partitions on 2 slots: far past two rounds,
+        // but the listing ended with its first page, so the whole job is planned at once.
+        let storage = Storage::new();
+        let root = ObjectUrl::parse("memory://plan-one-page/").unwrap();
+        let mut body = String::from("id\n");
+        while body.len() < 12 * 1024 * 1024 {
+            body.push_str("123456789\n");
+        }
+        let store = storage.store(&root).unwrap();
+        store
+            .put(&"in/big.csv".into(), PutPayload::from(body))
+            .await
+            .unwrap();
+        let spec: crate::spec::JobSpec = serde_json::from_value(serde_json::json!({
+            "input": "memory://plan-one-page/in/",
+            "output": "memory://plan-one-page/out/",
+            "schema": {"type": "object", "properties": {"id": {"type": "integer"}}},
+            "partition_size": "1MiB",
+            "min_tasks": 2,
+        }))
+        .unwrap();
+        let mut job = JobConfig::new("j".into(), spec).unwrap();
+        let (plan, more) = start_plan(&storage, &mut job).await.unwrap();
+        assert!(more.is_none(), "planned at once");
+        assert!(plan.tasks.len() >= 12, "{} tasks", plan.tasks.len());
+    }
+
+    #[tokio::test]
     async fn a_short_listing_is_planned_at_once_a_task_per_slot_at_least() {
         let (storage, mut job, urls) = many_objects("plan-short").await;
         job.spec.partition_size = 1024 * 1024 * 1024;

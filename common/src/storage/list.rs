@@ -28,8 +28,9 @@ fn is_hidden(relative: &str) -> bool {
 pub const LIST_BATCH: usize = 1000;
 
 /// One input's objects, a batch at a time, in key order: planning (and the tasks planned) can
-/// go on while a prefix of a million objects is still being listed. S3-like stores list in key
-/// order page by page; a local directory is listed whole and sorted.
+/// go on while a prefix of a million objects is still being listed. S3 lists in key order page
+/// by page; a local directory (or an S3 Express directory bucket, which lists in no order) is
+/// listed whole and sorted.
 pub struct InputListing {
     text: String,
     ready: Option<Vec<InputObject>>,
@@ -121,8 +122,8 @@ impl InputListing {
             found: 0,
             ended: false,
         };
-        if listing.prefix.is_local() {
-            // A local listing comes in no particular order: all of it, sorted.
+        if !listing.prefix.lists_in_order() {
+            // A listing in no particular order: all of it, sorted.
             let mut all = Vec::new();
             while let Some(batch) = listing.next_batch(text, usize::MAX).await? {
                 all.extend(batch);
@@ -143,7 +144,7 @@ impl InputListing {
 
     /// Whether what is left of it is in memory already (no more requests to the store).
     pub fn in_hand(&self) -> bool {
-        self.listing.is_none()
+        self.listing.as_ref().is_none_or(|l| l.ended)
     }
 
     /// The next objects in key order; `None` once every one was given.
@@ -173,26 +174,36 @@ impl Listing {
         while batch.len() < most && !self.ended {
             let meta = match self.stream.try_next().await {
                 Ok(Some(meta)) => meta,
-                // A local directory that does not exist yet lists as empty.
-                Ok(None) | Err(object_store::Error::NotFound { .. }) => {
+                Ok(None) => {
+                    self.ended = true;
+                    break;
+                }
+                // A local directory that does not exist yet lists as empty (not a listing
+                // that breaks off halfway: that would drop the rest silently).
+                Err(object_store::Error::NotFound { .. })
+                    if self.prefix.is_local() && self.found == 0 && batch.is_empty() =>
+                {
                     self.ended = true;
                     break;
                 }
                 Err(e) => return Err(Error::from_store(&self.prefix.to_string(), e)),
             };
-            let key = ObjectUrl::key_of(&meta.location);
-            if !self.prefix.is_local() {
+            if self.prefix.lists_in_order() {
                 // Tasks are cut from the listing as it comes: an object listed out of order
-                // could not go before the parts already planned.
-                if self.last_key.as_ref().is_some_and(|last| key <= *last) {
+                // could not go before the parts already planned. (The raw keys, as the store
+                // orders them: decoded ones may sort otherwise.)
+                let raw = meta.location.as_ref();
+                if let Some(last) = self.last_key.as_deref()
+                    && raw <= last
+                {
                     return Err(Error::config(format!(
-                        "{text}: the store listed {key} after {}; inputs must be listed in key \
-                         order",
-                        self.last_key.as_deref().unwrap_or_default()
+                        "{text}: the store listed {raw} after {last}; inputs must be listed in \
+                         key order"
                     )));
                 }
-                self.last_key = Some(key.clone());
+                self.last_key = Some(raw.to_string());
             }
+            let key = ObjectUrl::key_of(&meta.location);
             let relative = &key[self.base.min(key.len())..];
             if is_hidden(relative) || self.glob.as_ref().is_some_and(|g| !g.is_match(&key)) {
                 continue;

@@ -112,6 +112,16 @@ impl ObjectUrl {
         matches!(self.scheme, Scheme::File)
     }
 
+    /// Whether its store lists keys in order (S3 general-purpose buckets list in UTF-8 binary
+    /// order; S3 Express directory buckets, named `…--x-s3`, and local directories do not).
+    pub fn lists_in_order(&self) -> bool {
+        match &self.scheme {
+            Scheme::S3 { bucket } => !bucket.ends_with("--x-s3"),
+            Scheme::Memory { .. } => true,
+            Scheme::File => false,
+        }
+    }
+
     /// A URL naming a directory-like prefix (ends with `/`, or is the bucket root).
     pub fn is_prefix(&self) -> bool {
         self.key.is_empty() || self.key.ends_with('/')

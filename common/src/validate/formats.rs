@@ -16,8 +16,109 @@ static EMAIL: LazyLock<Option<Regex>> = LazyLock::new(|| {
 });
 
 pub(crate) fn is_email(value: &str) -> bool {
+    if let Some(ok) = ascii_email(value.as_bytes()) {
+        return ok;
+    }
     // The pattern is a constant; `None` could only come from a regex-crate regression.
     EMAIL.as_ref().is_some_and(|re| re.is_match(value))
+}
+
+/// Byte classes of the address grammar (bit flags).
+const LOCAL: u8 = 1; // may appear in a local-part atom
+const ALNUM: u8 = 2;
+const ALPHA: u8 = 4;
+static EMAIL_CLASS: [u8; 128] = {
+    let mut table = [0u8; 128];
+    let mut c = 0;
+    while c < 128 {
+        let b = c as u8;
+        let excluded = matches!(
+            b,
+            b'\t'
+                ..=b'\r'
+                    | b' '
+                    | b'@'
+                    | b'"'
+                    | b'('
+                    | b')'
+                    | b','
+                    | b':'
+                    | b';'
+                    | b'<'
+                    | b'>'
+                    | b'['
+                    | b']'
+                    | b'\\'
+                    | b'.'
+        );
+        table[c] = if excluded { 0 } else { LOCAL }
+            | if b.is_ascii_alphanumeric() { ALNUM } else { 0 }
+            | if b.is_ascii_alphabetic() { ALPHA } else { 0 };
+        c += 1;
+    }
+    table
+};
+
+/// `EMAIL` on ASCII text in one pass (the regex engine cost 6 % of a run over a column of
+/// addresses); `None` for non-ASCII text, which the regex judges. Same grammar: dot-separated
+/// non-empty local atoms without whitespace or `@"(),:;<>[]\`, one `@`, one or more labels
+/// (alphanumeric at both ends, hyphens inside) each followed by a dot, then a TLD of two or
+/// more letters, or `xn--` and punycode.
+fn ascii_email(value: &[u8]) -> Option<bool> {
+    let mut i = 0;
+    // The local part.
+    let mut atom = 0;
+    loop {
+        // No `@` (or nothing after the local part's last atom): not an address.
+        let Some(&c) = value.get(i) else {
+            return Some(false);
+        };
+        i += 1;
+        match c {
+            b'@' if atom > 0 => break,
+            b'.' if atom > 0 => atom = 0,
+            _ if c >= 0x80 => return None,
+            _ if EMAIL_CLASS[usize::from(c)] & LOCAL != 0 => atom += 1,
+            _ => return Some(false),
+        }
+    }
+    // The domain: segments split by dots; every one but the last a label, the last the TLD.
+    let domain = &value[i..];
+    if !domain.is_ascii() {
+        return None;
+    }
+    let Some(dot) = domain.iter().rposition(|&c| c == b'.') else {
+        return Some(false);
+    };
+    let (labels, tld) = (&domain[..dot], &domain[dot + 1..]);
+    let ok = labels.split(|&c| c == b'.').all(is_label);
+    let tld_ok = (tld.len() >= 2
+        && tld
+            .iter()
+            .all(|&c| EMAIL_CLASS[usize::from(c)] & ALPHA != 0))
+        || tld
+            .strip_prefix(b"xn--")
+            .is_some_and(|rest| !rest.is_empty() && rest.iter().all(|&c| is_label_byte(c)));
+    Some(ok && tld_ok)
+}
+
+fn is_label_byte(c: u8) -> bool {
+    c == b'-'
+        || EMAIL_CLASS
+            .get(usize::from(c))
+            .is_some_and(|k| k & ALNUM != 0)
+}
+
+/// A domain label: alphanumeric at both ends, hyphens inside.
+fn is_label(label: &[u8]) -> bool {
+    let alnum = |c: &u8| {
+        EMAIL_CLASS
+            .get(usize::from(*c))
+            .is_some_and(|k| k & ALNUM != 0)
+    };
+    label.first().is_some_and(alnum)
+        && label.last().is_some_and(alnum)
+        && label.iter().all(|&c| is_label_byte(c))
 }
 
 /// Which bytes are hex digits.
@@ -101,6 +202,25 @@ mod tests {
             "a@c.d",
         ] {
             assert!(!is_email(bad), "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        /// The hand-written ASCII matcher agrees with the regex on text made of the bytes
+        /// the grammar cares about.
+        #[test]
+        fn the_ascii_email_matcher_is_the_regex(
+            text in proptest::string::string_regex(
+                r#"[aZ09xn.@ \t\x01"_+()<>,:;\[\]\\-]{0,24}"#
+            ).unwrap(),
+            shaped in proptest::string::string_regex(
+                r"[a.+_-]{1,6}@([a-zA-Z0-9-]{1,4}\.){1,3}(xn--[a-z0-9-]{0,3}|[a-zA-Z0-9]{0,3})"
+            ).unwrap(),
+        ) {
+            let re = EMAIL.as_ref().unwrap();
+            for t in [&text, &shaped] {
+                proptest::prop_assert_eq!(ascii_email(t.as_bytes()), Some(re.is_match(t)), "{:?}", t);
+            }
         }
     }
 

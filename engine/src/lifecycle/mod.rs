@@ -1109,6 +1109,7 @@ impl Lifecycle {
         if let Some(view) = job.database.as_mut() {
             view.snapshot = None;
         }
+        self.stop_planning(&report.job_id);
         let discard_parts: Vec<TaskResult> = if job.config.spec.name.is_none() {
             job.results().map(|(_, r)| r.clone()).collect()
         } else {

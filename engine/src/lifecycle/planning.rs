@@ -31,8 +31,23 @@ impl Lifecycle {
         }
     }
 
+    /// Stop the planning of a job that ended (it lists no further and stores nothing more),
+    /// unless this is that planning itself, ending the job.
+    pub(super) fn stop_planning(&self, job_id: &str) {
+        let Ok(mut planners) = self.planners.lock() else {
+            return;
+        };
+        if let Some(handle) = planners.remove(job_id)
+            && tokio::task::try_id() != Some(handle.id())
+        {
+            handle.abort();
+        }
+    }
+
     /// Go on planning a job reloaded (or resumed) with its planning unfinished: the objects
-    /// its stored tasks read are skipped, the rest listed and planned anew.
+    /// its stored tasks read are skipped, the rest listed and planned anew, numbered from the
+    /// table's next task. That number is stored first, so the store never counts tasks from
+    /// before (a chunk stored as the job ended, say) among the new ones.
     pub(super) async fn resume_planning(self: &Arc<Self>, job_id: &str) {
         let planner = {
             let jobs = self.jobs.lock().await;
@@ -51,6 +66,22 @@ impl Lifecycle {
                 next_task,
             )
         };
+        let planned = Planned {
+            next_task: planner.next_task(),
+            open: true,
+        };
+        let store = &self.store;
+        let marked = persist("the planning mark", job_id, || {
+            store.add_tasks(job_id, &[], planned)
+        })
+        .await;
+        if let Err(e) = marked {
+            if !matches!(e, StoreError::NotLeader) {
+                let message = format!("cannot store the planning mark: {e}");
+                self.fail_planning(job_id, message).await;
+            }
+            return;
+        }
         tracing::info!(job = job_id, "planning goes on");
         self.keep_planning(job_id, planner);
     }
