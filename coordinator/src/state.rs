@@ -390,13 +390,7 @@ impl EtcdState {
         // etcd caps a transaction at 128 operations (--max-txn-ops): tasks go first, in
         // chunks, and the spec last — a job exists (and is loaded) only once its spec does.
         for chunk in tasks.chunks(TASKS_PER_TXN) {
-            let puts: Vec<TxnOp> = chunk
-                .iter()
-                .map(|task| {
-                    let key = self.job_key(job_id, &format!("tasks/{}", task.index));
-                    TxnOp::put(key, json(task), None)
-                })
-                .collect();
+            let puts = self.task_puts(job_id, chunk);
             let absent = vec![Compare::version(spec_key.clone(), CompareOp::Equal, 0)];
             // Plain puts of a job nobody sees yet: repeatable when an answer is lost.
             let mut tries = 0;
@@ -455,18 +449,22 @@ impl EtcdState {
         Ok(())
     }
 
+    /// The writes storing `tasks` under their keys.
+    fn task_puts(&self, job_id: &str, tasks: &[Task]) -> Vec<TxnOp> {
+        tasks
+            .iter()
+            .map(|task| {
+                let key = self.job_key(job_id, &format!("tasks/{}", task.index));
+                TxnOp::put(key, json(task), None)
+            })
+            .collect()
+    }
+
     /// More tasks of a job still being planned: the tasks in fenced chunks, then the mark of
     /// how far planning got (a reload ignores tasks at or past it). Repeatable.
     pub async fn add_tasks(&self, job_id: &str, tasks: &[Task], planned: Planned) -> Result<()> {
         for chunk in tasks.chunks(TASKS_PER_TXN) {
-            let puts: Vec<TxnOp> = chunk
-                .iter()
-                .map(|task| {
-                    let key = self.job_key(job_id, &format!("tasks/{}", task.index));
-                    TxnOp::put(key, json(task), None)
-                })
-                .collect();
-            self.fenced(vec![], puts).await?;
+            self.fenced(vec![], self.task_puts(job_id, chunk)).await?;
         }
         let mark = TxnOp::put(self.job_key(job_id, "planned"), json(&planned), None);
         self.fenced(vec![], vec![mark]).await?;

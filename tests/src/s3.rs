@@ -106,6 +106,34 @@ pub fn put_small_csvs(bucket: &str, prefix: &str, count: usize, rows_each: usize
     ids
 }
 
+/// An input bucket holding `count` small CSVs under `many/` (see `put_small_csvs`), an empty
+/// output bucket, and a schema for them.
+pub struct SmallCsvs {
+    pub raw: String,
+    pub lake: String,
+    /// Every row's id, in object order.
+    pub ids: Vec<String>,
+    /// The schema file's path (in `_dir`).
+    pub schema: String,
+    _dir: tempfile::TempDir,
+}
+
+pub fn small_csvs(count: usize, rows_each: usize) -> SmallCsvs {
+    let (raw, lake) = (crate::unique("raw"), crate::unique("lake"));
+    create_bucket(&raw);
+    create_bucket(&lake);
+    let ids = put_small_csvs(&raw, "many/", count, rows_each);
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let schema = small_csv_schema(dir.path());
+    SmallCsvs {
+        raw,
+        lake,
+        ids,
+        schema,
+        _dir: dir,
+    }
+}
+
 /// A schema for `put_small_csvs` objects, written in `dir`; its path.
 pub fn small_csv_schema(dir: &std::path::Path) -> String {
     let path = dir.join("small.schema.json");

@@ -131,22 +131,17 @@ fn a_coordinator_killed_while_planning_a_long_listing_is_replaced_and_plans_on()
     // successor hands them out, plans the rest from there, and every row lands once in order.
     let mut f = fleet(2, 0);
     f.coordinator_with_env(&[("ZOOPIPE_FAULT_EXIT_AT", "planned-stored")]);
-    let (raw, lake) = (unique("raw"), unique("lake"));
-    s3::create_bucket(&raw);
-    s3::create_bucket(&lake);
-    let expected = s3::put_small_csvs(&raw, "many/", 2500, 2);
-    let dir = tempfile::tempdir().unwrap();
-    let schema = s3::small_csv_schema(dir.path());
+    let input = s3::small_csvs(2500, 2);
     let out = run(&[
         "submit",
         "--input",
-        &format!("s3://{raw}/many/"),
+        &format!("s3://{}/many/", input.raw),
         "--output",
-        &format!("s3://{lake}/out/"),
+        &format!("s3://{}/out/", input.lake),
         "--format",
         "jsonl",
         "--schema",
-        &schema,
+        &input.schema,
         "--partition-size",
         "64MiB",
         "--coordinator",
@@ -167,12 +162,12 @@ fn a_coordinator_killed_while_planning_a_long_listing_is_replaced_and_plans_on()
     .unwrap_or_default();
     assert!(log.contains("planning goes on"), "{log}");
     assert_eq!(
-        s3::part_ids(&lake, "out/"),
-        expected,
+        s3::part_ids(&input.lake, "out/"),
+        input.ids,
         "every row once, in order"
     );
     let tasks = report["partitions"]["total"].as_u64().unwrap() as usize;
-    let parts = s3::list(&lake, "out/")
+    let parts = s3::list(&input.lake, "out/")
         .iter()
         .filter(|n| n.contains("/part-"))
         .count();

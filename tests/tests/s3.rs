@@ -316,24 +316,19 @@ fn tasks_run_while_a_long_listing_goes_on_and_every_row_lands_once_in_order() {
     // 2,500 small objects weigh (with the open cost of each) more than two rounds of two
     // workers' 64 MiB partitions: the first tasks run while the later listing pages are
     // planned, and the output is the one a planning of everything at once would give.
-    let (raw, lake) = (unique("raw"), unique("lake"));
-    s3::create_bucket(&raw);
-    s3::create_bucket(&lake);
-    let expected = s3::put_small_csvs(&raw, "many/", 2500, 2);
-    let dir = tempfile::tempdir().unwrap();
-    let schema = s3::small_csv_schema(dir.path());
+    let input = s3::small_csvs(2500, 2);
     let out = zoopipe_tests::run_env(
         &[("RUST_LOG", "zoopipe_engine=info")],
         &[
             "run",
             "--input",
-            &format!("s3://{raw}/many/"),
+            &format!("s3://{}/many/", input.raw),
             "--output",
-            &format!("s3://{lake}/out/"),
+            &format!("s3://{}/out/", input.lake),
             "--format",
             "jsonl",
             "--schema",
-            &schema,
+            &input.schema,
             "--workers",
             "2",
             "--partition-size",
@@ -354,8 +349,8 @@ fn tasks_run_while_a_long_listing_goes_on_and_every_row_lands_once_in_order() {
     let tasks = report["partitions"]["total"].as_u64().unwrap();
     assert!((9..=11).contains(&tasks), "{report:#}");
     assert_eq!(
-        s3::part_ids(&lake, "out/"),
-        expected,
+        s3::part_ids(&input.lake, "out/"),
+        input.ids,
         "every row once, in order"
     );
 }
