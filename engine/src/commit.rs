@@ -126,6 +126,26 @@ pub fn check_inputs_outside_output(
     Ok(())
 }
 
+/// A job planned as it runs meets its later inputs only after it started: an output its own
+/// listing would reach (under an input's prefix, holding objects: an `--overwrite` of an earlier
+/// run) is refused now, as planning everything at once would have.
+pub async fn check_listing_avoids_output(storage: &Storage, job: &JobConfig) -> Result<()> {
+    for target in [&job.output, &job.errors] {
+        for input in &job.spec.inputs {
+            let found =
+                zoopipe_common::storage::InputListing::first_inside(storage, input, &target.url)
+                    .await?;
+            if let Some(object) = found {
+                return Err(Error::config(format!(
+                    "input {} is inside the output {}: choose another output",
+                    object.url, target.url
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Make the job's parts visible and assemble its outputs. On failure the report comes back
 /// with what had been counted, so the caller can record the failure.
 pub async fn commit(

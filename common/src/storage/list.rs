@@ -52,6 +52,53 @@ struct Listing {
 impl InputListing {
     /// Resolve an input: a glob, a prefix (`/` at the end, or a local directory) or one object.
     pub async fn open(storage: &Storage, text: &str) -> Result<Self> {
+        Self::open_after(storage, text, None).await
+    }
+
+    /// The first object input `text` lists inside `target` (a prefix, or one object): what a
+    /// job that plans as it runs would meet there only later, found now by listing from there
+    /// (a request or two). Inputs listed whole (one object, a local directory) answer `None`:
+    /// those are checked against the output at once.
+    pub async fn first_inside(
+        storage: &Storage,
+        text: &str,
+        target: &ObjectUrl,
+    ) -> Result<Option<InputObject>> {
+        // Keys after the target's key less its last character: the target's own keys first.
+        let key = target.key();
+        let after = key
+            .char_indices()
+            .next_back()
+            .map_or("", |(last, _)| &key[..last]);
+        let mut listing = match Self::open_after(storage, text, Some(after)).await {
+            Ok(listing) if listing.listing.is_some() => listing,
+            Ok(_) | Err(Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let target = target.to_string();
+        let inside = |url: &str| match target.ends_with('/') {
+            true => url.starts_with(&target),
+            false => url == target,
+        };
+        loop {
+            let batch = match listing.next_batch().await {
+                Ok(Some(batch)) => batch,
+                Ok(None) | Err(Error::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            for object in batch {
+                let url = object.url.to_string();
+                if inside(&url) {
+                    return Ok(Some(object));
+                }
+                if url > target {
+                    return Ok(None); // past it
+                }
+            }
+        }
+    }
+
+    async fn open_after(storage: &Storage, text: &str, after: Option<&str>) -> Result<Self> {
         let url = ObjectUrl::parse(text)?;
         let ready = |objects| Self {
             text: text.to_string(),
@@ -78,11 +125,11 @@ impl InputListing {
                 .map_err(|e| Error::config(format!("{text}: bad glob: {e}")))?
                 .compile_matcher();
             let prefix = url.with_key(&key[..prefix_end]);
-            return Self::listing(storage, text, prefix, prefix_end, Some(glob)).await;
+            return Self::listing(storage, text, prefix, prefix_end, Some(glob), after).await;
         }
         if url.is_prefix() {
             let base = url.key().len();
-            return Self::listing(storage, text, url, base, None).await;
+            return Self::listing(storage, text, url, base, None, after).await;
         }
         let store = storage.store(&url)?;
         match store.head(&url.path()).await {
@@ -97,7 +144,7 @@ impl InputListing {
             {
                 let dir = url.with_key(format!("{}/", url.key()));
                 let base = dir.key().len();
-                Self::listing(storage, text, dir, base, None).await
+                Self::listing(storage, text, dir, base, None, after).await
             }
             Err(e) => Err(Error::from_store(&url.to_string(), e)),
         }
@@ -109,10 +156,17 @@ impl InputListing {
         prefix: ObjectUrl,
         base: usize,
         glob: Option<globset::GlobMatcher>,
+        after: Option<&str>,
     ) -> Result<Self> {
         let store = storage.store(&prefix)?;
         let path = prefix.path();
-        let stream = store.list((!prefix.key().is_empty()).then_some(&path));
+        let path = (!prefix.key().is_empty()).then_some(&path);
+        let stream = match after {
+            Some(after) if prefix.lists_in_order() => {
+                store.list_with_offset(path, &object_store::path::Path::from(after))
+            }
+            _ => store.list(path),
+        };
         let mut listing = Listing {
             stream,
             prefix,

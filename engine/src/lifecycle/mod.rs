@@ -23,8 +23,8 @@ pub use store::{JobStore, NameClaim, Planned, StoreError, StoreResult, persist};
 pub use table::{AttemptProgress, DatabaseView, JobEntry, JobProgress, Slot, TaskStatus};
 
 use crate::commit::{
-    check_inputs_outside_output, check_output_free, commit, error_rate_exceeded, publish,
-    write_report,
+    check_inputs_outside_output, check_listing_avoids_output, check_output_free, commit,
+    error_rate_exceeded, publish, write_report,
 };
 use crate::ops::METRICS;
 use crate::ownership;
@@ -277,6 +277,11 @@ impl Lifecycle {
         let job_id = config.job_id.clone();
         if let Err(e) = check_output_free(&self.storage, &config).await {
             return Err((SubmitError::Precondition(e), config));
+        }
+        if more.is_some()
+            && let Err(e) = check_listing_avoids_output(&self.storage, &config).await
+        {
+            return Err((SubmitError::Invalid(e), config));
         }
         // Every attempt, wherever it runs, validates with exactly the schema planned with
         // (inferred or given): it travels inline in the stored spec.

@@ -13,7 +13,8 @@ use zoopipe_common::plan::{ObjectPlanner, PlanChunk};
 use zoopipe_common::report::JobState;
 
 impl Lifecycle {
-    /// Plan the rest of `job_id`'s inputs in the background (stopped by `clear` and `forget`).
+    /// Plan the rest of `job_id`'s inputs in the background (stopped when the job ends, by
+    /// `stop_planning`, and by `clear` and `forget`).
     pub(super) fn keep_planning(self: &Arc<Self>, job_id: &str, planner: ObjectPlanner) {
         let (me, id) = (self.clone(), job_id.to_string());
         let handle = tokio::spawn(async move {

@@ -78,3 +78,65 @@ async fn hand_backs_do_not_use_up_attempts_and_a_poison_task_fails_the_job_namin
     assert!(message.contains("in.csv"), "{message}");
     assert!(message.contains("after 4 attempts"), "{message}");
 }
+
+#[tokio::test]
+async fn an_output_that_a_long_listing_would_reach_is_refused_at_submit() {
+    // 2,500 small objects under memory://…/data/ (planned as the job runs, past two rounds of
+    // 1 MiB partitions), and an --overwrite output under that very prefix that holds a part of
+    // an earlier run: the listing would reach it only after the job started, so it is refused
+    // now, naming it. A hidden object there (`_SUCCESS`) is no input, and does not count.
+    use object_store::{ObjectStoreExt, PutPayload};
+    let storage = Storage::new();
+    let root = zoopipe_common::storage::ObjectUrl::parse("memory://listing-reach/").unwrap();
+    let store = storage.store(&root).unwrap();
+    for i in 0..2500 {
+        let key = format!("data/a-{i:05}.csv");
+        store
+            .put(&key.as_str().into(), PutPayload::from_static(b"id\n1\n"))
+            .await
+            .unwrap();
+    }
+    store
+        .put(&"data/out/_SUCCESS".into(), PutPayload::from_static(b""))
+        .await
+        .unwrap();
+    let spec = |output: &str| -> JobSpec {
+        serde_json::from_value(serde_json::json!({
+            "input": "memory://listing-reach/data/",
+            "output": output,
+            "format": "jsonl",
+            "schema": {"type": "object", "properties": {"id": {"type": "integer"}}},
+            "partition_size": "1MiB",
+            "overwrite": true,
+        }))
+        .unwrap()
+    };
+    let lifecycle = Lifecycle::new(Arc::new(MemoryStore::default()), storage.clone());
+    let submitted = lifecycle
+        .submit(spec("memory://listing-reach/data/out/"), false)
+        .await
+        .unwrap();
+    assert!(submitted.planning, "planned as it runs");
+    lifecycle.cancel(&submitted.job_id).await.unwrap();
+    lifecycle.wait_ended(&submitted.job_id).await;
+
+    store
+        .put(
+            &"data/out/part-00000.jsonl".into(),
+            PutPayload::from_static(b"{}\n"),
+        )
+        .await
+        .unwrap();
+    let lifecycle = Lifecycle::new(Arc::new(MemoryStore::default()), storage);
+    let Err(refused) = lifecycle
+        .submit(spec("memory://listing-reach/data/out/"), false)
+        .await
+    else {
+        panic!("an output the listing would reach was accepted");
+    };
+    let message = refused.to_string();
+    assert!(
+        message.contains("data/out/part-00000.jsonl is inside the output"),
+        "{message}"
+    );
+}
