@@ -128,22 +128,25 @@ pub fn check_inputs_outside_output(
 
 /// A job planned as it runs meets its later inputs only after it started: an output its own
 /// listing would reach (under an input's prefix, holding objects: an `--overwrite` of an earlier
-/// run) is refused now, as planning everything at once would have.
-pub async fn check_listing_avoids_output(storage: &Storage, job: &JobConfig) -> Result<()> {
-    for target in [&job.output, &job.errors] {
+/// run) is refused now, as planning everything at once would have. `Ok(Some(refusal))` names
+/// the object; `Err` is the store's.
+pub async fn check_listing_avoids_output(
+    storage: &Storage,
+    job: &JobConfig,
+) -> Result<Option<Error>> {
+    for (target, what) in [(&job.output, "output"), (&job.errors, "error output")] {
         for input in &job.spec.inputs {
             let found =
-                zoopipe_common::storage::InputListing::first_inside(storage, input, &target.url)
-                    .await?;
+                zoopipe_common::storage::first_listed_inside(storage, input, &target.url).await?;
             if let Some(object) = found {
-                return Err(Error::config(format!(
-                    "input {} is inside the output {}: choose another output",
-                    object.url, target.url
-                )));
+                return Ok(Some(Error::config(format!(
+                    "input {object} is inside the {what} {}: choose another output",
+                    target.url
+                ))));
             }
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Make the job's parts visible and assemble its outputs. On failure the report comes back

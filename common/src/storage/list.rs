@@ -52,53 +52,6 @@ struct Listing {
 impl InputListing {
     /// Resolve an input: a glob, a prefix (`/` at the end, or a local directory) or one object.
     pub async fn open(storage: &Storage, text: &str) -> Result<Self> {
-        Self::open_after(storage, text, None).await
-    }
-
-    /// The first object input `text` lists inside `target` (a prefix, or one object): what a
-    /// job that plans as it runs would meet there only later, found now by listing from there
-    /// (a request or two). Inputs listed whole (one object, a local directory) answer `None`:
-    /// those are checked against the output at once.
-    pub async fn first_inside(
-        storage: &Storage,
-        text: &str,
-        target: &ObjectUrl,
-    ) -> Result<Option<InputObject>> {
-        // Keys after the target's key less its last character: the target's own keys first.
-        let key = target.key();
-        let after = key
-            .char_indices()
-            .next_back()
-            .map_or("", |(last, _)| &key[..last]);
-        let mut listing = match Self::open_after(storage, text, Some(after)).await {
-            Ok(listing) if listing.listing.is_some() => listing,
-            Ok(_) | Err(Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let target = target.to_string();
-        let inside = |url: &str| match target.ends_with('/') {
-            true => url.starts_with(&target),
-            false => url == target,
-        };
-        loop {
-            let batch = match listing.next_batch().await {
-                Ok(Some(batch)) => batch,
-                Ok(None) | Err(Error::NotFound { .. }) => return Ok(None),
-                Err(e) => return Err(e),
-            };
-            for object in batch {
-                let url = object.url.to_string();
-                if inside(&url) {
-                    return Ok(Some(object));
-                }
-                if url > target {
-                    return Ok(None); // past it
-                }
-            }
-        }
-    }
-
-    async fn open_after(storage: &Storage, text: &str, after: Option<&str>) -> Result<Self> {
         let url = ObjectUrl::parse(text)?;
         let ready = |objects| Self {
             text: text.to_string(),
@@ -116,20 +69,13 @@ impl InputListing {
                     pin: super::Pin::of(&meta),
                 }]));
             }
-            let key = url.key();
-            let first_glob = key.find(['*', '?', '[']).unwrap_or(key.len());
-            let prefix_end = key[..first_glob].rfind('/').map(|i| i + 1).unwrap_or(0);
-            let glob = globset::GlobBuilder::new(key)
-                .literal_separator(true)
-                .build()
-                .map_err(|e| Error::config(format!("{text}: bad glob: {e}")))?
-                .compile_matcher();
-            let prefix = url.with_key(&key[..prefix_end]);
-            return Self::listing(storage, text, prefix, prefix_end, Some(glob), after).await;
+            let (prefix, glob) = glob_listing(&url, text)?;
+            let base = prefix.key().len();
+            return Self::listing(storage, text, prefix, base, Some(glob)).await;
         }
         if url.is_prefix() {
             let base = url.key().len();
-            return Self::listing(storage, text, url, base, None, after).await;
+            return Self::listing(storage, text, url, base, None).await;
         }
         let store = storage.store(&url)?;
         match store.head(&url.path()).await {
@@ -144,7 +90,7 @@ impl InputListing {
             {
                 let dir = url.with_key(format!("{}/", url.key()));
                 let base = dir.key().len();
-                Self::listing(storage, text, dir, base, None, after).await
+                Self::listing(storage, text, dir, base, None).await
             }
             Err(e) => Err(Error::from_store(&url.to_string(), e)),
         }
@@ -156,17 +102,10 @@ impl InputListing {
         prefix: ObjectUrl,
         base: usize,
         glob: Option<globset::GlobMatcher>,
-        after: Option<&str>,
     ) -> Result<Self> {
         let store = storage.store(&prefix)?;
         let path = prefix.path();
-        let path = (!prefix.key().is_empty()).then_some(&path);
-        let stream = match after {
-            Some(after) if prefix.lists_in_order() => {
-                store.list_with_offset(path, &object_store::path::Path::from(after))
-            }
-            _ => store.list(path),
-        };
+        let stream = store.list((!prefix.key().is_empty()).then_some(&path));
         let mut listing = Listing {
             stream,
             prefix,
@@ -277,6 +216,82 @@ impl Listing {
         }
         Ok(Some(batch))
     }
+}
+
+/// What a glob input lists: the prefix before its first pattern segment, and the matcher.
+fn glob_listing(url: &ObjectUrl, text: &str) -> Result<(ObjectUrl, globset::GlobMatcher)> {
+    let key = url.key();
+    let first_glob = key.find(['*', '?', '[']).unwrap_or(key.len());
+    let prefix_end = key[..first_glob].rfind('/').map(|i| i + 1).unwrap_or(0);
+    let glob = globset::GlobBuilder::new(key)
+        .literal_separator(true)
+        .build()
+        .map_err(|e| Error::config(format!("{text}: bad glob: {e}")))?
+        .compile_matcher();
+    Ok((url.with_key(&key[..prefix_end]), glob))
+}
+
+/// Keys of a target listed for `first_listed_inside` before it gives up (the rest is caught
+/// as the job lists them).
+const INSIDE_LOOKS: usize = 5 * LIST_BATCH;
+
+/// The first object input `text` would list inside `target` (an output prefix, or one
+/// object): what a job that plans as it runs would otherwise meet there only later. Looks at
+/// the target alone (a listing of it, or a HEAD), never at the rest of the input; a target
+/// the input does not reach, or hides (`_`/`.` names), costs no request.
+pub async fn first_listed_inside(
+    storage: &Storage,
+    text: &str,
+    target: &ObjectUrl,
+) -> Result<Option<String>> {
+    let url = ObjectUrl::parse(text)?;
+    let (base, glob) = if has_glob(url.key()) {
+        let (prefix, glob) = glob_listing(&url, text)?;
+        (prefix, Some(glob))
+    } else if url.is_prefix() {
+        (url, None)
+    } else {
+        // One object: inside or not, by name.
+        let (name, out) = (url.to_string(), target.to_string());
+        let inside = if target.is_prefix() {
+            name.starts_with(&out)
+        } else {
+            name == out
+        };
+        return Ok(inside.then_some(name));
+    };
+    let (under, out) = (base.to_string(), target.to_string());
+    if !out.starts_with(&under) {
+        return Ok(None);
+    }
+    let listed = |key: &str| {
+        !is_hidden(&key[base.key().len().min(key.len())..])
+            && glob.as_ref().is_none_or(|g| g.is_match(key))
+    };
+    let store = storage.store(target)?;
+    if !target.is_prefix() {
+        return match store.head(&target.path()).await {
+            Ok(_) => Ok(listed(target.key()).then_some(out)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(Error::from_store(&out, e)),
+        };
+    }
+    if is_hidden(&target.key()[base.key().len()..]) {
+        return Ok(None);
+    }
+    let mut keys = store.list(Some(&target.path()));
+    for _ in 0..INSIDE_LOOKS {
+        let meta = match keys.try_next().await {
+            Ok(Some(meta)) => meta,
+            Ok(None) | Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(Error::from_store(&out, e)),
+        };
+        let key = ObjectUrl::key_of(&meta.location);
+        if listed(&key) {
+            return Ok(Some(target.with_key(key).to_string()));
+        }
+    }
+    Ok(None)
 }
 
 fn nothing_found(text: &str, glob: bool) -> Error {
@@ -396,6 +411,85 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(missing, Error::NotFound { .. }));
+    }
+
+    #[tokio::test]
+    async fn what_an_input_would_list_inside_an_output_is_found_from_the_output_alone() {
+        let storage = Storage::new();
+        let root = ObjectUrl::parse("memory://inside/").unwrap();
+        let store = storage.store(&root).unwrap();
+        for key in [
+            "data/a.csv",
+            "data/out-x/b.csv",
+            "data/out/_SUCCESS",
+            "data/out/_errors/part-00000.jsonl",
+            "data/users.parquet",
+        ] {
+            store
+                .put(&key.into(), PutPayload::from_static(b"x\n"))
+                .await
+                .unwrap();
+        }
+        let url = |u: &str| ObjectUrl::parse(u).unwrap();
+        let inside = |input: &'static str, target: &'static str| {
+            let storage = storage.clone();
+            async move {
+                first_listed_inside(&storage, input, &url(target))
+                    .await
+                    .unwrap()
+            }
+        };
+        // Only hidden objects (and a sibling prefix) so far: nothing the input would list.
+        assert_eq!(
+            inside("memory://inside/data/", "memory://inside/data/out/").await,
+            None
+        );
+        store
+            .put(
+                &"data/out/part-00000.csv".into(),
+                PutPayload::from_static(b"x\n"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            inside("memory://inside/data/", "memory://inside/data/out/").await,
+            Some("memory://inside/data/out/part-00000.csv".to_string())
+        );
+        // A glob that does not reach into the output, an output outside the input, a hidden
+        // output: none.
+        assert_eq!(
+            inside("memory://inside/data/*.csv", "memory://inside/data/out/").await,
+            None
+        );
+        assert_eq!(
+            inside("memory://inside/data/", "memory://inside/lake/").await,
+            None
+        );
+        assert_eq!(
+            inside("memory://inside/data/", "memory://inside/data/_tmp/").await,
+            None
+        );
+        assert_eq!(
+            inside("memory://inside/data/**/*.csv", "memory://inside/data/out/").await,
+            Some("memory://inside/data/out/part-00000.csv".to_string())
+        );
+        // A single-file output that exists, and a single input named inside an output.
+        assert_eq!(
+            inside(
+                "memory://inside/data/",
+                "memory://inside/data/users.parquet"
+            )
+            .await,
+            Some("memory://inside/data/users.parquet".to_string())
+        );
+        assert_eq!(
+            inside(
+                "memory://inside/data/out/x.csv",
+                "memory://inside/data/out/"
+            )
+            .await,
+            Some("memory://inside/data/out/x.csv".to_string())
+        );
     }
 
     #[test]

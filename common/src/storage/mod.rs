@@ -11,7 +11,7 @@ mod pin;
 mod read;
 mod upload;
 
-pub use list::{InputListing, InputObject, LIST_BATCH};
+pub use list::{InputListing, InputObject, LIST_BATCH, first_listed_inside};
 pub use part_copy::{PartCopier, is_unsupported};
 pub use pin::{Pin, get_pinned, get_ranges_pinned};
 pub use read::{ObjectReader, ReadCounter};

@@ -278,10 +278,12 @@ impl Lifecycle {
         if let Err(e) = check_output_free(&self.storage, &config).await {
             return Err((SubmitError::Precondition(e), config));
         }
-        if more.is_some()
-            && let Err(e) = check_listing_avoids_output(&self.storage, &config).await
-        {
-            return Err((SubmitError::Invalid(e), config));
+        if more.is_some() {
+            match check_listing_avoids_output(&self.storage, &config).await {
+                Ok(None) => {}
+                Ok(Some(refusal)) => return Err((SubmitError::Invalid(refusal), config)),
+                Err(e) => return Err((SubmitError::Precondition(e), config)),
+            }
         }
         // Every attempt, wherever it runs, validates with exactly the schema planned with
         // (inferred or given): it travels inline in the stored spec.

@@ -17,6 +17,12 @@ impl Lifecycle {
     /// `stop_planning`, and by `clear` and `forget`).
     pub(super) fn keep_planning(self: &Arc<Self>, job_id: &str, planner: ObjectPlanner) {
         let (me, id) = (self.clone(), job_id.to_string());
+        // Spawned under the lock: the planning cannot end its job (and look for its own handle
+        // in `stop_planning`) before the handle is there.
+        let mut planners = self
+            .planners
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let handle = tokio::spawn(async move {
             // A bug in planning must end the job, not leave it waiting for tasks forever.
             let planning = std::panic::AssertUnwindSafe(me.clone().plan_rest(id.clone(), planner));
@@ -25,9 +31,7 @@ impl Lifecycle {
                 me.fail_planning(&id, message).await;
             }
         });
-        if let Ok(mut planners) = self.planners.lock()
-            && let Some(old) = planners.insert(job_id.to_string(), handle.abort_handle())
-        {
+        if let Some(old) = planners.insert(job_id.to_string(), handle.abort_handle()) {
             old.abort();
         }
     }
@@ -35,9 +39,10 @@ impl Lifecycle {
     /// Stop the planning of a job that ended (it lists no further and stores nothing more),
     /// unless this is that planning itself, ending the job.
     pub(super) fn stop_planning(&self, job_id: &str) {
-        let Ok(mut planners) = self.planners.lock() else {
-            return;
-        };
+        let mut planners = self
+            .planners
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(handle) = planners.remove(job_id)
             && tokio::task::try_id() != Some(handle.id())
         {

@@ -134,12 +134,13 @@ pub fn read_split(
             let decoded = open_decoder(raw, split.compression);
             let mut reader = BufReader::with_capacity(buffer, decoded);
             let base = skip_bom(&mut reader, split)?;
-            if split.format == Format::Csv {
+            if split.format == Format::Csv && split.columns.is_none() && csv.header {
                 // Planned without reading it: the header comes from the object itself.
-                let columns = match &split.columns {
-                    None if csv.header => header_of(&mut reader, base, csv, split)?,
-                    _ => columns,
-                };
+                let (columns, reader) = header_of(reader, base, csv, split)?;
+                Box::new(CsvRecords::new(
+                    reader, csv, columns, source, base, 1, None, csv.header, batch_size,
+                ))
+            } else if split.format == Format::Csv {
                 Box::new(CsvRecords::new(
                     reader, csv, columns, source, base, 1, None, csv.header, batch_size,
                 ))
@@ -237,28 +238,44 @@ fn skip_bom<R: BufRead>(reader: &mut R, split: &Split) -> Result<u64> {
     Ok(0)
 }
 
-/// The column names on a CSV object's header line, without consuming it.
-fn header_of<R: BufRead>(
-    reader: &mut R,
+/// The longest header line read from an object itself (as planning reads them).
+const MAX_HEADER: usize = 64 * 1024 * 1024;
+
+/// The header names of a CSV object planned without reading it, read from the object (after
+/// any byte-order mark), and a reader that starts where `reader` did: the bytes read for the
+/// header are replayed before the rest.
+fn header_of<R: BufRead + Send>(
+    mut reader: R,
     base: u64,
     csv: &zoopipe_common::format::CsvOptions,
     split: &Split,
-) -> Result<Arc<[String]>> {
-    let head = reader
-        .fill_buf()
-        .map_err(|e| Error::io(format!("reading {}", split.url), e))?;
-    // Such objects are small, plain and in memory (planning chose them so): the buffer holds
-    // the object from `base` (after a byte-order mark), or its first 256 KiB. Anything else
-    // is never taken for the end of the object.
+) -> Result<(Arc<[String]>, impl BufRead + Send)> {
     let plain = split.compression == Compression::None;
-    let at_eof = plain && base + head.len() as u64 >= split.size;
-    match zoopipe_common::format::csv::read_header(head, at_eof, csv) {
-        Some((names, _)) => Ok(names.into()),
-        None => Err(Error::corrupt(
-            split.url.clone(),
-            "the header line is longer than 256 KiB",
-        )),
-    }
+    let mut head = Vec::new();
+    let names = loop {
+        let more = reader
+            .fill_buf()
+            .map_err(|e| Error::io(format!("reading {}", split.url), e))?;
+        let ended = more.is_empty();
+        head.extend_from_slice(more);
+        let n = more.len();
+        reader.consume(n);
+        let at_eof = ended || (plain && base + head.len() as u64 >= split.size);
+        if let Some((names, _)) = zoopipe_common::format::csv::read_header(&head, at_eof, csv) {
+            break names;
+        }
+        if at_eof || head.len() > MAX_HEADER {
+            return Err(Error::corrupt(
+                split.url.clone(),
+                "the first record is longer than 64 MiB",
+            ));
+        }
+    };
+    // Both halves buffer already: no fresh buffer per object (a task may read thousands).
+    Ok((
+        names.into(),
+        std::io::Read::chain(std::io::Cursor::new(head), reader),
+    ))
 }
 
 /// Whether a JSON input is an array (`[`) rather than JSON lines, without consuming it.
