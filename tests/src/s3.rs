@@ -118,6 +118,30 @@ pub struct SmallCsvs {
     _dir: tempfile::TempDir,
 }
 
+impl SmallCsvs {
+    /// `zoopipectl` `command` (`run`, `submit`) of the job over them, JSON lines to
+    /// `s3://<lake>/out/` at 64 MiB partitions, then `more` arguments.
+    pub fn command(&self, command: &str, more: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = [
+            command,
+            "--input",
+            &format!("s3://{}/many/", self.raw),
+            "--output",
+            &format!("s3://{}/out/", self.lake),
+            "--format",
+            "jsonl",
+            "--schema",
+            &self.schema,
+            "--partition-size",
+            "64MiB",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend(more.iter().map(|a| a.to_string()));
+        args
+    }
+}
+
 pub fn small_csvs(count: usize, rows_each: usize) -> SmallCsvs {
     let (raw, lake) = (crate::unique("raw"), crate::unique("lake"));
     create_bucket(&raw);

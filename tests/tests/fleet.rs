@@ -132,21 +132,8 @@ fn a_coordinator_killed_while_planning_a_long_listing_is_replaced_and_plans_on()
     let mut f = fleet(2, 0);
     f.coordinator_with_env(&[("ZOOPIPE_FAULT_EXIT_AT", "planned-stored")]);
     let input = s3::small_csvs(2500, 2);
-    let out = run(&[
-        "submit",
-        "--input",
-        &format!("s3://{}/many/", input.raw),
-        "--output",
-        &format!("s3://{}/out/", input.lake),
-        "--format",
-        "jsonl",
-        "--schema",
-        &input.schema,
-        "--partition-size",
-        "64MiB",
-        "--coordinator",
-        &f.url,
-    ]);
+    let args = input.command("submit", &["--coordinator", &f.url]);
+    let out = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(out.status.success(), "{}", text(&out.stderr));
     let id = text(&out.stdout).trim().to_string();
     f.wait_coordinator_exit("a stored chunk of planned tasks");
@@ -156,6 +143,7 @@ fn a_coordinator_killed_while_planning_a_long_listing_is_replaced_and_plans_on()
     let report: serde_json::Value = serde_json::from_slice(&watched.stdout).unwrap();
     assert_eq!(report["state"], "succeeded", "{report:#}");
     assert_eq!(report["total_processed"], 5000, "{report:#}");
+    assert_eq!(report["total_valid"], 5000, "every row valid: {report:#}");
     let log = std::fs::read_to_string(
         std::env::temp_dir().join(format!("zoopipe-coordinator-{}.log", f.port)),
     )

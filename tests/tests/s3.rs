@@ -317,25 +317,9 @@ fn tasks_run_while_a_long_listing_goes_on_and_every_row_lands_once_in_order() {
     // workers' 64 MiB partitions: the first tasks run while the later listing pages are
     // planned, and the output is the one a planning of everything at once would give.
     let input = s3::small_csvs(2500, 2);
-    let out = zoopipe_tests::run_env(
-        &[("RUST_LOG", "zoopipe_engine=info")],
-        &[
-            "run",
-            "--input",
-            &format!("s3://{}/many/", input.raw),
-            "--output",
-            &format!("s3://{}/out/", input.lake),
-            "--format",
-            "jsonl",
-            "--schema",
-            &input.schema,
-            "--workers",
-            "2",
-            "--partition-size",
-            "64MiB",
-            "--json",
-        ],
-    );
+    let args = input.command("run", &["--workers", "2", "--json"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = zoopipe_tests::run_env(&[("RUST_LOG", "zoopipe_engine=info")], &args);
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
@@ -345,6 +329,7 @@ fn tasks_run_while_a_long_listing_goes_on_and_every_row_lands_once_in_order() {
     assert!(stderr.contains("planning done"), "{stderr}");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["total_processed"], 5000, "{report:#}");
+    assert_eq!(report["total_valid"], 5000, "every row valid: {report:#}");
     assert_eq!(report["inputs"].as_array().map(Vec::len), Some(2500));
     let tasks = report["partitions"]["total"].as_u64().unwrap();
     assert!((9..=11).contains(&tasks), "{report:#}");

@@ -878,7 +878,6 @@ mod tests {
 
         // A new coordinator resuming after the first tasks skips what they read, numbers
         // on from them and plans the rest: together, every object once.
-        let (_, mut job) = (0, job);
         let (first, more) = start_plan(&storage, &mut job).await.unwrap();
         let next = more.unwrap().next_task();
         assert_eq!(next as usize, first.tasks.len());

@@ -305,16 +305,6 @@ fn nothing_found(text: &str, glob: bool) -> Error {
     }
 }
 
-/// Every object of an input, in key order.
-pub(super) async fn expand(storage: &Storage, text: &str) -> Result<Vec<InputObject>> {
-    let mut listing = InputListing::open(storage, text).await?;
-    let mut all = Vec::new();
-    while let Some(batch) = listing.next_batch().await? {
-        all.extend(batch);
-    }
-    Ok(all)
-}
-
 /// Every object under `prefix`, sorted by key.
 pub(super) async fn list_all(storage: &Storage, prefix: &ObjectUrl) -> Result<Vec<InputObject>> {
     let store = storage.store(prefix)?;
@@ -347,6 +337,16 @@ mod tests {
     use super::*;
     use object_store::PutPayload;
 
+    /// Every object of an input, in key order (what planning lists, batch after batch).
+    async fn expand(storage: &Storage, text: &str) -> Result<Vec<InputObject>> {
+        let mut listing = InputListing::open(storage, text).await?;
+        let mut all = Vec::new();
+        while let Some(batch) = listing.next_batch().await? {
+            all.extend(batch);
+        }
+        Ok(all)
+    }
+
     #[tokio::test]
     async fn local_names_with_any_characters_are_found() {
         let dir = tempfile::tempdir().unwrap();
@@ -354,15 +354,13 @@ mod tests {
             std::fs::write(dir.path().join(name), "x\n1\n").unwrap();
         }
         let storage = Storage::new();
-        let all = storage
-            .list_inputs(&format!("{}/", dir.path().display()))
+        let all = expand(&storage, &format!("{}/", dir.path().display()))
             .await
             .unwrap();
         let names: Vec<&str> = all.iter().map(|o| o.url.file_name()).collect();
         assert_eq!(names, ["100%.csv", "a#b.csv", "sp ace.csv", "é.csv"]);
         for object in &all {
-            let one = storage
-                .list_inputs(&format!("/{}", object.url.key()))
+            let one = expand(&storage, &format!("/{}", object.url.key()))
                 .await
                 .unwrap();
             assert_eq!(one[0].size, 4, "{}", object.url);
@@ -388,8 +386,7 @@ mod tests {
         }
         let names =
             |v: Vec<InputObject>| v.into_iter().map(|o| o.url.to_string()).collect::<Vec<_>>();
-        let globbed = storage
-            .list_inputs("memory://t/raw/2024-01-02/*.csv")
+        let globbed = expand(&storage, "memory://t/raw/2024-01-02/*.csv")
             .await
             .unwrap();
         assert_eq!(
@@ -399,17 +396,13 @@ mod tests {
                 "memory://t/raw/2024-01-02/b.csv"
             ]
         );
-        let all = storage.list_inputs("memory://t/raw/").await.unwrap();
+        let all = expand(&storage, "memory://t/raw/").await.unwrap();
         assert_eq!(all.len(), 4);
-        let err = storage
-            .list_inputs("memory://t/raw/*.parquet")
+        let err = expand(&storage, "memory://t/raw/*.parquet")
             .await
             .unwrap_err();
         assert!(err.to_string().contains("matches no object"), "{err}");
-        let missing = storage
-            .list_inputs("memory://t/nope.csv")
-            .await
-            .unwrap_err();
+        let missing = expand(&storage, "memory://t/nope.csv").await.unwrap_err();
         assert!(matches!(missing, Error::NotFound { .. }));
     }
 

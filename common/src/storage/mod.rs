@@ -292,11 +292,6 @@ impl Storage {
         Ok(opened)
     }
 
-    /// Expand an input URL: a glob, a prefix (`/` at the end, or a local directory) or one object.
-    pub async fn list_inputs(&self, url: &str) -> Result<Vec<InputObject>> {
-        list::expand(self, url).await
-    }
-
     /// Every object under a prefix (for output checks and cleanup).
     pub async fn list_prefix(&self, prefix: &ObjectUrl) -> Result<Vec<InputObject>> {
         list::list_all(self, prefix).await

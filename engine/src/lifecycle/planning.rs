@@ -94,23 +94,17 @@ impl Lifecycle {
 
     async fn plan_rest(self: Arc<Self>, job_id: String, mut planner: ObjectPlanner) {
         loop {
-            let running = self
-                .jobs
-                .lock()
-                .await
-                .get(&job_id)
-                .is_some_and(|j| !j.ended());
-            if !running {
+            let running = self.jobs.lock().await.get(&job_id).and_then(|j| {
+                // (Its config, to check the chunk's inputs against its output.)
+                (!j.ended()).then(|| j.config.clone())
+            });
+            let Some(config) = running else {
                 return; // cancelled, failed, or this replica stopped leading
-            }
+            };
             let chunk = match planner.next().await {
                 Ok(Some(chunk)) => chunk,
                 Ok(None) => return,
                 Err(e) => return self.fail_planning(&job_id, e.to_string()).await,
-            };
-            let config = match self.jobs.lock().await.get(&job_id) {
-                Some(job) => job.config.clone(),
-                None => return,
             };
             if let Err(e) = check_inputs_outside_output(&config, &chunk.inputs) {
                 return self.fail_planning(&job_id, e.to_string()).await;
