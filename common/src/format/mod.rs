@@ -12,6 +12,7 @@ mod json_row;
 pub mod json_text;
 pub mod parquet;
 mod parquet_compat;
+mod parquet_part;
 pub mod parquet_tail;
 mod text;
 pub mod write;

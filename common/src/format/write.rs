@@ -1,11 +1,11 @@
 //! Output writers: one part = one object, streamed through a [`StagedWriter`].
 
 use super::Format;
+use super::parquet_part::ParquetPart;
 use crate::storage::{StagedObject, StagedWriter};
 use crate::{Error, Result};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression as PqCompression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
@@ -92,7 +92,7 @@ impl Default for WriteOptions {
 }
 
 pub enum PartWriter {
-    Parquet(ArrowWriter<StagedWriter>),
+    Parquet(ParquetPart<StagedWriter>),
     Csv {
         writer: arrow::csv::Writer<StagedWriter>,
         schema: SchemaRef,
@@ -124,14 +124,11 @@ impl PartWriter {
                     Codec::Lz4 => PqCompression::LZ4_RAW,
                     Codec::None => PqCompression::UNCOMPRESSED,
                 };
+                let row_group_rows = options.row_group_size.max(1);
                 let props = WriterProperties::builder()
                     .set_compression(compression)
-                    .set_max_row_group_row_count(Some(options.row_group_size.max(1)))
-                    .build();
-                PartWriter::Parquet(
-                    ArrowWriter::try_new(sink, schema, Some(props))
-                        .map_err(|e| encode_error("starting Parquet part", e))?,
-                )
+                    .set_max_row_group_row_count(Some(row_group_rows));
+                PartWriter::Parquet(ParquetPart::new(sink, schema, props, row_group_rows))
             }
             Format::Csv => PartWriter::Csv {
                 writer: arrow::csv::WriterBuilder::new()
@@ -176,9 +173,7 @@ impl PartWriter {
     /// Finish encoding and uploading; the object is not visible until the returned upload commits.
     pub fn finish(self) -> Result<StagedObject> {
         let sink = match self {
-            PartWriter::Parquet(w) => w
-                .into_inner()
-                .map_err(|e| encode_error("closing Parquet", e))?,
+            PartWriter::Parquet(w) => w.finish().map_err(|e| encode_error("closing Parquet", e))?,
             PartWriter::Csv {
                 mut writer,
                 schema,

@@ -11,7 +11,6 @@ pub const MAX_PATTERN_PROGRAM: usize = 1 << 20;
 use std::collections::HashSet;
 
 use arrow::datatypes::DataType;
-use regex::Regex;
 use serde_json::Value;
 
 use super::SchemaError;
@@ -71,7 +70,7 @@ pub(crate) enum Rule {
     MultipleOf(Bound),
     MinLength(usize),
     MaxLength(usize),
-    Pattern(Regex),
+    Pattern(super::Pattern),
     Format(Format),
     OneOf(EnumSet),
 }
@@ -292,7 +291,7 @@ pub(crate) fn compile(
                 })?;
             (
                 "pattern",
-                Rule::Pattern(re),
+                Rule::Pattern(super::Pattern::new(re)),
                 format!("String should match pattern '{text}'"),
             )
         }

@@ -7,6 +7,7 @@ mod emit;
 mod infer;
 pub mod nested;
 mod parse;
+mod pattern;
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 pub(crate) use checks::{Bound, BoundOp, Check, EnumSet, Format, Rule};
 pub use emit::FieldDescription;
 pub use infer::infer_from_text;
+pub(crate) use pattern::Pattern;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {

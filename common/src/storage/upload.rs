@@ -316,12 +316,20 @@ impl StagedWriter {
 
 impl Write for StagedWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.buffer.extend_from_slice(buf);
+        // Fill each part to exactly PART_SIZE: a write running past it would grow the buffer,
+        // copying all it holds.
+        let mut rest = buf;
+        while !rest.is_empty() {
+            let room = PART_SIZE.saturating_sub(self.buffer.len()).max(1);
+            let (now, later) = rest.split_at(rest.len().min(room));
+            self.buffer.extend_from_slice(now);
+            if self.buffer.len() >= PART_SIZE {
+                self.send_part().map_err(std::io::Error::other)?;
+            }
+            rest = later;
+        }
         self.bytes += buf.len() as u64;
         self.crc.update(buf);
-        if self.buffer.len() >= PART_SIZE {
-            self.send_part().map_err(std::io::Error::other)?;
-        }
         Ok(buf.len())
     }
 

@@ -1,0 +1,267 @@
+//! One Parquet part being written, with its dictionaries chosen from its first rows.
+//!
+//! parquet's writer builds a dictionary for every column and gives it up for a column chunk only
+//! once it outgrows the dictionary page limit. For near-unique columns (ids, emails, timestamps,
+//! measurements) that is hashing and interning thrown away in every row group: about a tenth
+//! of the CPU of a Parquet-to-Parquet job. So the writer starts at the first batch, and a column
+//! whose sample is mostly distinct, or whose dictionary would outgrow the limit within a row
+//! group, is written plain from the start; low-cardinality columns keep their dictionary.
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::errors::ParquetError;
+use parquet::file::properties::{DEFAULT_DICTIONARY_PAGE_SIZE_LIMIT, WriterPropertiesBuilder};
+use parquet::schema::types::ColumnPath;
+use std::collections::HashSet;
+
+/// Rows of the first batch looked at per column.
+const SAMPLE_ROWS: usize = 4096;
+/// Fewer non-null values than this tell too little: the column keeps the writer's default.
+const MIN_SAMPLE: usize = 512;
+
+/// A Parquet part: waiting for its first batch, then writing.
+pub struct ParquetPart<W: std::io::Write + Send> {
+    state: State<W>,
+}
+
+enum State<W: std::io::Write + Send> {
+    Waiting {
+        sink: W,
+        schema: SchemaRef,
+        props: WriterPropertiesBuilder,
+        row_group_rows: usize,
+    },
+    Writing(ArrowWriter<W>),
+    /// Only while switching states (a failed start leaves it here; the part is abandoned).
+    Gone,
+}
+
+impl<W: std::io::Write + Send> ParquetPart<W> {
+    pub fn new(
+        sink: W,
+        schema: SchemaRef,
+        props: WriterPropertiesBuilder,
+        row_group_rows: usize,
+    ) -> Self {
+        Self {
+            state: State::Waiting {
+                sink,
+                schema,
+                props,
+                row_group_rows,
+            },
+        }
+    }
+
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), ParquetError> {
+        if matches!(self.state, State::Waiting { .. }) {
+            let writer = self.start(Some(batch))?;
+            self.state = State::Writing(writer);
+        }
+        match &mut self.state {
+            State::Writing(writer) => writer.write(batch),
+            _ => Err(ParquetError::General(
+                "Parquet part abandoned after a failed start".into(),
+            )),
+        }
+    }
+
+    /// Write the footer and hand back the sink.
+    pub fn finish(mut self) -> Result<W, ParquetError> {
+        let writer = match std::mem::replace(&mut self.state, State::Gone) {
+            State::Writing(writer) => writer,
+            waiting => {
+                self.state = waiting;
+                self.start(None)?
+            }
+        };
+        writer.into_inner()
+    }
+
+    fn start(&mut self, first: Option<&RecordBatch>) -> Result<ArrowWriter<W>, ParquetError> {
+        let State::Waiting {
+            sink,
+            schema,
+            mut props,
+            row_group_rows,
+        } = std::mem::replace(&mut self.state, State::Gone)
+        else {
+            return Err(ParquetError::General(
+                "Parquet part already finished".into(),
+            ));
+        };
+        if let Some(batch) = first {
+            for (field, column) in schema.fields().iter().zip(batch.columns()) {
+                if dictionary_pays(column.as_ref(), row_group_rows) == Some(false) {
+                    props = props.set_column_dictionary_enabled(
+                        ColumnPath::from(field.name().as_str()),
+                        false,
+                    );
+                }
+            }
+        }
+        ArrowWriter::try_new(sink, schema, Some(props.build()))
+    }
+}
+
+/// Whether a dictionary pays for a column, judged from its first rows; `None` when they cannot
+/// tell (too few values, or a type this does not judge: booleans, nested, dictionaries).
+fn dictionary_pays(column: &dyn Array, row_group_rows: usize) -> Option<bool> {
+    let sample = column.slice(0, column.len().min(SAMPLE_ROWS));
+    let (distinct, values, bytes) = match sample.data_type() {
+        DataType::Utf8 => count(
+            sample
+                .as_string::<i32>()
+                .iter()
+                .flatten()
+                .map(str::as_bytes),
+        ),
+        DataType::LargeUtf8 => count(
+            sample
+                .as_string::<i64>()
+                .iter()
+                .flatten()
+                .map(str::as_bytes),
+        ),
+        DataType::Utf8View => count(sample.as_string_view().iter().flatten().map(str::as_bytes)),
+        DataType::Binary => count(sample.as_binary::<i32>().iter().flatten()),
+        DataType::LargeBinary => count(sample.as_binary::<i64>().iter().flatten()),
+        DataType::BinaryView => count(sample.as_binary_view().iter().flatten()),
+        DataType::FixedSizeBinary(_) => count(sample.as_fixed_size_binary().iter().flatten()),
+        other => {
+            let width = other.primitive_width()?;
+            let data = sample.to_data();
+            let start = data.offset() * width;
+            let raw = data.buffers().first()?.as_slice();
+            let raw = raw.get(start..start + data.len() * width)?;
+            count(
+                raw.chunks_exact(width)
+                    .enumerate()
+                    .filter(|(row, _)| data.is_valid(*row))
+                    .map(|(_, value)| value),
+            )
+        }
+    };
+    if values < MIN_SAMPLE {
+        return None;
+    }
+    let distinct_share = distinct as f64 / values as f64;
+    let dictionary_bytes = distinct_share * row_group_rows as f64 * bytes as f64 / values as f64;
+    Some(distinct_share < 0.5 && dictionary_bytes < DEFAULT_DICTIONARY_PAGE_SIZE_LIMIT as f64)
+}
+
+/// Distinct values, values and their bytes.
+fn count<'a>(values: impl Iterator<Item = &'a [u8]>) -> (usize, usize, usize) {
+    let mut seen = HashSet::with_capacity(SAMPLE_ROWS);
+    let (mut n, mut bytes) = (0, 0);
+    for value in values {
+        n += 1;
+        bytes += value.len();
+        seen.insert(value);
+    }
+    (seen.len(), n, bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray};
+    use arrow::datatypes::{Field, Schema};
+    use bytes::Bytes;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use std::sync::Arc;
+
+    fn batch() -> RecordBatch {
+        let rows = 5000;
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(
+                (0..rows).map(|i| format!("user-{i:08}")),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                (0..rows).map(|i| ["US", "DE", "FR"][i % 3]),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                (0..rows).map(|i| (i % 100) as i64),
+            )),
+            Arc::new(Float64Array::from_iter_values(
+                (0..rows).map(|i| i as f64 * 0.37),
+            )),
+            Arc::new(BooleanArray::from_iter((0..rows).map(|i| Some(i % 2 == 0)))),
+        ];
+        let schema = Schema::new(vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new("country", DataType::Utf8, false),
+            Field::new("age", DataType::Int64, false),
+            Field::new("score", DataType::Float64, false),
+            Field::new("active", DataType::Boolean, true),
+        ]);
+        RecordBatch::try_new(Arc::new(schema), columns).expect("batch")
+    }
+
+    #[test]
+    fn near_unique_columns_are_written_plain_and_the_rest_keep_their_dictionary() {
+        let batch = batch();
+        assert_eq!(
+            dictionary_pays(batch.column(0).as_ref(), 256 * 1024),
+            Some(false)
+        );
+        assert_eq!(
+            dictionary_pays(batch.column(1).as_ref(), 256 * 1024),
+            Some(true)
+        );
+        assert_eq!(
+            dictionary_pays(batch.column(2).as_ref(), 256 * 1024),
+            Some(true)
+        );
+        assert_eq!(
+            dictionary_pays(batch.column(3).as_ref(), 256 * 1024),
+            Some(false)
+        );
+        assert_eq!(dictionary_pays(batch.column(4).as_ref(), 256 * 1024), None);
+        assert_eq!(
+            dictionary_pays(batch.column(0).slice(0, 100).as_ref(), 256 * 1024),
+            None
+        );
+
+        let mut part = ParquetPart::new(
+            Vec::new(),
+            batch.schema(),
+            parquet::file::properties::WriterProperties::builder(),
+            256 * 1024,
+        );
+        part.write(&batch).expect("write");
+        part.write(&batch).expect("write");
+        let file = Bytes::from(part.finish().expect("finish"));
+        let reader = SerializedFileReader::new(file.clone()).expect("a Parquet file");
+        let group = reader.metadata().row_group(0);
+        let has_dictionary: Vec<bool> = (0..5)
+            .map(|c| group.column(c).dictionary_page_offset().is_some())
+            .collect();
+        assert_eq!(has_dictionary, [false, true, true, false, false]);
+        // Every row round-trips.
+        let read: Vec<RecordBatch> =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(file, 10_000)
+                .expect("reader")
+                .collect::<Result<_, _>>()
+                .expect("batches");
+        let read = arrow::compute::concat_batches(&batch.schema(), &read).expect("concat");
+        let twice =
+            arrow::compute::concat_batches(&batch.schema(), [&batch, &batch]).expect("concat");
+        assert_eq!(read, twice);
+    }
+
+    #[test]
+    fn a_part_without_rows_is_a_valid_empty_file() {
+        let part = ParquetPart::new(
+            Vec::new(),
+            batch().schema(),
+            parquet::file::properties::WriterProperties::builder(),
+            1024,
+        );
+        let file = Bytes::from(part.finish().expect("finish"));
+        let reader = SerializedFileReader::new(file).expect("a Parquet file");
+        assert_eq!(reader.metadata().file_metadata().num_rows(), 0);
+    }
+}
