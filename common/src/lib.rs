@@ -11,6 +11,7 @@ pub mod fault;
 pub mod format;
 pub mod logging;
 pub mod plan;
+pub mod quiet_panic;
 pub mod report;
 pub mod schema;
 pub mod spec;

@@ -91,7 +91,7 @@ pub async fn read_footer(
              e.g. pyarrow.ipc.new_file(...) on this machine)"
         )));
     }
-    Ok(IpcFooter {
+    let footer = IpcFooter {
         schema: Arc::new(try_fb_to_schema(schema).map_err(|e| bad(&name, e))?),
         version: footer.version(),
         dictionaries: footer
@@ -102,7 +102,42 @@ pub async fn read_footer(
             .recordBatches()
             .map(|b| b.iter().copied().collect())
             .unwrap_or_default(),
-    })
+    };
+    // Blocks the footer places outside the data (before the footer) mean a corrupt file.
+    let data_end = size - 10 - footer_len;
+    let blocks = footer.dictionaries.iter().chain(&footer.batches);
+    if let Some(block) = blocks.into_iter().find(|b| {
+        b.offset() < 0
+            || b.metaDataLength() < 0
+            || b.bodyLength() < 0
+            || block_range(b).end > data_end
+    }) {
+        return Err(bad(
+            &name,
+            format!(
+                "its footer places a block at bytes {}..{}, outside the {data_end} bytes of data \
+                 (a damaged or truncated file)",
+                block.offset(),
+                i128::from(block.offset())
+                    + i128::from(block.metaDataLength())
+                    + i128::from(block.bodyLength())
+            ),
+        ));
+    }
+    Ok(footer)
+}
+
+/// Run arrow's IPC decoder, which can panic on damaged bytes instead of returning an error:
+/// such a panic is the file's fault, reported as corrupt (never retried), without the panic
+/// hook's noise.
+fn decode_guarded<T>(
+    name: &str,
+    decode: impl FnOnce() -> std::result::Result<T, arrow::error::ArrowError>,
+) -> Result<T> {
+    match crate::quiet_panic::catch(decode) {
+        Ok(result) => result.map_err(|e| bad(name, e)),
+        Err(message) => Err(bad(name, format!("damaged data ({message})"))),
+    }
 }
 
 /// Row count of every record batch, read from the message headers only (one coalesced fetch).
@@ -192,9 +227,9 @@ impl IpcRows {
                 &counter,
                 pin,
             ))?;
-            decoder
-                .read_dictionary(block, &Buffer::from(bytes))
-                .map_err(|e| bad(&name, e))?;
+            decode_guarded(&name, || {
+                decoder.read_dictionary(block, &Buffer::from(bytes))
+            })?;
         }
         let blocks: Vec<Block> = footer.batches[batches].to_vec();
         Ok(Self {
@@ -222,11 +257,11 @@ impl IpcRows {
             &self.counter,
             &self.pin,
         ))?;
-        let batch = self
-            .decoder
-            .read_record_batch(&block, &Buffer::from(bytes))
-            .map_err(|e| bad(&self.source, e))?
-            .ok_or_else(|| bad(&self.source, "empty record batch block"))?;
+        let decoder = &self.decoder;
+        let batch = decode_guarded(&self.source, || {
+            decoder.read_record_batch(&block, &Buffer::from(bytes))
+        })?
+        .ok_or_else(|| bad(&self.source, "empty record batch block"))?;
         Ok(Some(SourceBatch::numbered(
             &self.source,
             batch,

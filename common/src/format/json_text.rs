@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Fields, Schema};
+use arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema};
 use arrow::error::ArrowError;
 
 fn is_nested(data_type: &DataType) -> bool {
@@ -46,33 +46,106 @@ fn decimals_as_text(data_type: &DataType) -> Option<DataType> {
     }
 }
 
+/// `data_type` with every map key (however deep) as Utf8, as JSON objects key their members;
+/// `None` when all already are. arrow's JSON writer takes text keys only.
+fn keys_as_text(data_type: &DataType) -> Option<DataType> {
+    let field = |f: &FieldRef| {
+        keys_as_text(f.data_type()).map(|t| Arc::new(f.as_ref().clone().with_data_type(t)))
+    };
+    match data_type {
+        DataType::List(f) => field(f).map(DataType::List),
+        DataType::LargeList(f) => field(f).map(DataType::LargeList),
+        DataType::FixedSizeList(f, n) => field(f).map(|f| DataType::FixedSizeList(f, *n)),
+        DataType::Struct(fields) => {
+            let changed: Vec<Option<FieldRef>> = fields.iter().map(field).collect();
+            changed.iter().any(Option::is_some).then(|| {
+                DataType::Struct(
+                    fields
+                        .iter()
+                        .zip(changed)
+                        .map(|(f, c)| c.unwrap_or_else(|| f.clone()))
+                        .collect(),
+                )
+            })
+        }
+        DataType::Map(entries, sorted) => {
+            let DataType::Struct(kv) = entries.data_type() else {
+                return None;
+            };
+            let [key, value] = kv.iter().collect::<Vec<_>>()[..] else {
+                return None;
+            };
+            let text_key = !matches!(key.data_type(), DataType::Utf8 | DataType::LargeUtf8);
+            let value_type = keys_as_text(value.data_type());
+            (text_key || value_type.is_some()).then(|| {
+                let key = Field::new(key.name(), DataType::Utf8, false);
+                let value = match value_type {
+                    Some(t) => value.as_ref().clone().with_data_type(t),
+                    None => value.as_ref().clone(),
+                };
+                let entries = entries
+                    .as_ref()
+                    .clone()
+                    .with_data_type(DataType::Struct(Fields::from(vec![key, value])));
+                DataType::Map(Arc::new(entries), *sorted)
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The column as arrow's JSON writer can write it (map keys as text).
+fn writable(column: &ArrayRef) -> Result<ArrayRef, ArrowError> {
+    match keys_as_text(column.data_type()) {
+        Some(text_keys) => arrow::compute::cast(column, &text_keys),
+        None => Ok(column.clone()),
+    }
+}
+
+/// arrow's JSON writer with nulls written out, as pydantic's JSON mode writes them: left out,
+/// a map's null value would lose its entry.
+fn json_writer<F: arrow::json::writer::JsonFormat>() -> arrow::json::Writer<Vec<u8>, F> {
+    arrow::json::WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .build(Vec::new())
+}
+
 /// A column's values as JSON, one per row (`None` for null), as arrow's JSON writer writes them.
 pub fn values(column: &ArrayRef) -> Result<Vec<Option<serde_json::Value>>, ArrowError> {
+    let column = &writable(column)?;
     let schema = Schema::new(vec![Field::new("v", column.data_type().clone(), true)]);
     let batch = RecordBatch::try_new(Arc::new(schema), vec![column.clone()])?;
-    let mut writer = arrow::json::ArrayWriter::new(Vec::new());
+    let mut writer = json_writer::<arrow::json::writer::JsonArray>();
     writer.write(&batch)?;
     writer.finish()?;
     let rows: Vec<serde_json::Map<String, serde_json::Value>> =
         serde_json::from_slice(&writer.into_inner())
             .map_err(|e| ArrowError::JsonError(e.to_string()))?;
-    Ok(rows.into_iter().map(|mut r| r.remove("v")).collect())
+    Ok(rows
+        .into_iter()
+        .map(|mut r| r.remove("v").filter(|v| !v.is_null()))
+        .collect())
 }
 
 /// A column's values as compact JSON text, one per row (null stays null), as arrow's JSON
 /// writer writes them: column by column, no JSON value built per row.
 pub fn texts(column: &ArrayRef) -> Result<StringArray, ArrowError> {
     const PREFIX: &[u8] = b"{\"v\":";
+    let column = &writable(column)?;
     let schema = Schema::new(vec![Field::new("v", column.data_type().clone(), true)]);
     let batch = RecordBatch::try_new(Arc::new(schema), vec![column.clone()])?;
-    let mut writer = arrow::json::LineDelimitedWriter::new(Vec::new());
+    let mut writer = json_writer::<arrow::json::writer::LineDelimited>();
     writer.write(&batch)?;
     writer.finish()?;
     let text = writer.into_inner();
     let mut out = arrow::array::StringBuilder::with_capacity(column.len(), text.len());
     for line in text.split(|b| *b == b'\n').take(column.len()) {
-        // `{"v":…}` for a value, `{}` for a null (the writer leaves nulls out).
-        match line.strip_prefix(PREFIX).and_then(|l| l.strip_suffix(b"}")) {
+        // `{"v":…}` for a value, `{"v":null}` for a null.
+        match line
+            .strip_prefix(PREFIX)
+            .and_then(|l| l.strip_suffix(b"}"))
+            .filter(|value| *value != b"null")
+        {
             Some(value) => out.append_value(
                 std::str::from_utf8(value).map_err(|e| ArrowError::JsonError(e.to_string()))?,
             ),

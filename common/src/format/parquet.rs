@@ -264,7 +264,9 @@ impl ParquetRows {
             None if self.decoded != self.declared => Err(Error::corrupt(
                 &*self.source,
                 format!(
-                    "row groups {}..{} declare {} rows but {} were decoded",
+                    "row groups {}..{} declare {} rows but {} were decoded: a damaged file, \
+                     or a layout the Parquet reader does not take (e.g. a repeated column \
+                     without a LIST annotation); nothing of it is written",
                     self.groups.start, self.groups.end, self.declared, self.decoded
                 ),
             )),

@@ -7,14 +7,15 @@
 //! whose sample is mostly distinct, or whose dictionary would outgrow the limit within a row
 //! group, is written plain from the start; low-cardinality columns keep their dictionary.
 
-use arrow::array::{Array, AsArray};
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::datatypes::{DataType, FieldRef, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::errors::ParquetError;
 use parquet::file::properties::{DEFAULT_DICTIONARY_PAGE_SIZE_LIMIT, WriterPropertiesBuilder};
 use parquet::schema::types::ColumnPath;
 use std::collections::HashSet;
+use std::sync::Arc;
 
 /// Rows of the first batch looked at per column.
 const SAMPLE_ROWS: usize = 4096;
@@ -24,6 +25,9 @@ const MIN_SAMPLE: usize = 512;
 /// A Parquet part: waiting for its first batch, then writing.
 pub struct ParquetPart<W: std::io::Write + Send> {
     state: State<W>,
+    /// The schema as stored, when some column has a type Parquet cannot annotate (see
+    /// [`annotatable`]); batches are cast to it.
+    stored: Option<SchemaRef>,
 }
 
 enum State<W: std::io::Write + Send> {
@@ -45,17 +49,27 @@ impl<W: std::io::Write + Send> ParquetPart<W> {
         props: WriterPropertiesBuilder,
         row_group_rows: usize,
     ) -> Self {
+        let stored = stored_schema(&schema);
         Self {
             state: State::Waiting {
                 sink,
-                schema,
+                schema: stored.clone().unwrap_or(schema),
                 props,
                 row_group_rows,
             },
+            stored,
         }
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), ParquetError> {
+        let stored;
+        let batch = match &self.stored {
+            Some(schema) => {
+                stored = cast_batch(batch, schema)?;
+                &stored
+            }
+            None => batch,
+        };
         if matches!(self.state, State::Waiting { .. }) {
             let writer = self.start(Some(batch))?;
             self.state = State::Writing(writer);
@@ -104,6 +118,95 @@ impl<W: std::io::Write + Send> ParquetPart<W> {
         }
         ArrowWriter::try_new(sink, schema, Some(props.build()))
     }
+}
+
+/// `data_type` as Parquet can annotate it, as pyarrow writes it: seconds (which Parquet's
+/// TIMESTAMP and TIME lack) as milliseconds, a millisecond date as a day date. parquet's writer
+/// would store those as bare integers that other readers take for numbers. `None`: unchanged.
+fn annotatable(data_type: &DataType) -> Option<DataType> {
+    use arrow::datatypes::TimeUnit;
+    let field = |f: &FieldRef| {
+        annotatable(f.data_type()).map(|t| Arc::new(f.as_ref().clone().with_data_type(t)))
+    };
+    match data_type {
+        DataType::Timestamp(TimeUnit::Second, tz) => {
+            Some(DataType::Timestamp(TimeUnit::Millisecond, tz.clone()))
+        }
+        DataType::Time32(TimeUnit::Second) => Some(DataType::Time32(TimeUnit::Millisecond)),
+        DataType::Date64 => Some(DataType::Date32),
+        DataType::List(f) => field(f).map(DataType::List),
+        DataType::LargeList(f) => field(f).map(DataType::LargeList),
+        DataType::FixedSizeList(f, n) => field(f).map(|f| DataType::FixedSizeList(f, *n)),
+        DataType::Map(f, sorted) => field(f).map(|f| DataType::Map(f, *sorted)),
+        DataType::Struct(fields) => {
+            let changed: Vec<Option<FieldRef>> = fields.iter().map(field).collect();
+            changed.iter().any(Option::is_some).then(|| {
+                DataType::Struct(
+                    fields
+                        .iter()
+                        .zip(changed)
+                        .map(|(f, c)| c.unwrap_or_else(|| f.clone()))
+                        .collect(),
+                )
+            })
+        }
+        _ => None,
+    }
+}
+
+fn stored_schema(schema: &SchemaRef) -> Option<SchemaRef> {
+    let changed: Vec<Option<DataType>> = schema
+        .fields()
+        .iter()
+        .map(|f| annotatable(f.data_type()))
+        .collect();
+    changed.iter().any(Option::is_some).then(|| {
+        let fields: Vec<FieldRef> = schema
+            .fields()
+            .iter()
+            .zip(changed)
+            .map(|(f, t)| match t {
+                Some(t) => Arc::new(f.as_ref().clone().with_data_type(t)),
+                None => f.clone(),
+            })
+            .collect();
+        Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+    })
+}
+
+fn cast_batch(batch: &RecordBatch, stored: &SchemaRef) -> Result<RecordBatch, ParquetError> {
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(stored.fields())
+        .map(|(column, field)| {
+            if column.data_type() == field.data_type() {
+                Ok(column.clone())
+            } else if column.data_type() == &DataType::Date64 {
+                days_of(column)
+            } else {
+                arrow::compute::cast(column, field.data_type())
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(stored.clone(), columns)?)
+}
+
+/// A millisecond date as the day it falls on (before 1970 too: arrow's cast would round toward
+/// zero, a day late); a day Parquet's 32-bit DATE cannot hold fails the part.
+fn days_of(column: &ArrayRef) -> Result<ArrayRef, arrow::error::ArrowError> {
+    use arrow::datatypes::{Date32Type, Date64Type};
+    const DAY_MS: i64 = 86_400_000;
+    let days = column
+        .as_primitive::<Date64Type>()
+        .try_unary::<_, Date32Type, _>(|ms| {
+            i32::try_from(ms.div_euclid(DAY_MS)).map_err(|_| {
+                arrow::error::ArrowError::ComputeError(format!(
+                    "the date {ms} ms from 1970 lies beyond what a Parquet DATE holds"
+                ))
+            })
+        })?;
+    Ok(Arc::new(days))
 }
 
 /// Whether a dictionary pays for a column, judged from its first rows; `None` when they cannot
@@ -171,7 +274,6 @@ mod tests {
     use arrow::datatypes::{Field, Schema};
     use bytes::Bytes;
     use parquet::file::reader::{FileReader, SerializedFileReader};
-    use std::sync::Arc;
 
     fn batch() -> RecordBatch {
         let rows = 5000;

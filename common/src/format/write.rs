@@ -137,7 +137,13 @@ impl PartWriter {
                 schema,
                 wrote: false,
             },
-            Format::Jsonl => PartWriter::Jsonl(arrow::json::LineDelimitedWriter::new(sink)),
+            // Nulls written out, as pydantic's JSON mode does: left out, a dict's null value
+            // would lose its entry.
+            Format::Jsonl => PartWriter::Jsonl(
+                arrow::json::WriterBuilder::new()
+                    .with_explicit_nulls(true)
+                    .build(sink),
+            ),
             Format::Arrow => PartWriter::Arrow(
                 arrow::ipc::writer::FileWriter::try_new(sink, &schema)
                     .map_err(|e| encode_error("starting Arrow part", e))?,

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, BooleanArray, BooleanBufferBuilder, Scalar, new_null_array};
 use arrow::compute::filter_record_batch;
 use arrow::compute::kernels::zip::zip;
-use arrow::datatypes::{Field, Schema};
+use arrow::datatypes::{DataType, Field, Schema};
 use arrow::error::ArrowError;
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 
@@ -65,10 +65,44 @@ struct RowError<'a> {
     message: Cow<'a, str>,
 }
 
+/// A name used twice among `fields`, or among the members of a sub-model inside them (at any
+/// depth), dotted from the top (`address.zip`).
+fn repeated_name(fields: &arrow::datatypes::Fields) -> Option<String> {
+    let mut seen = std::collections::HashSet::with_capacity(fields.len());
+    for field in fields {
+        if !seen.insert(field.name().as_str()) {
+            return Some(field.name().clone());
+        }
+        if let Some(inner) = repeated_inside(field.data_type()) {
+            return Some(format!("{}.{inner}", field.name()));
+        }
+    }
+    None
+}
+
+fn repeated_inside(data_type: &DataType) -> Option<String> {
+    match data_type {
+        DataType::Struct(fields) => repeated_name(fields),
+        DataType::List(f)
+        | DataType::LargeList(f)
+        | DataType::FixedSizeList(f, _)
+        | DataType::ListView(f)
+        | DataType::LargeListView(f)
+        | DataType::Map(f, _) => repeated_inside(f.data_type()),
+        _ => None,
+    }
+}
+
 impl CompiledSchema {
     pub fn validate(&self, input: &RecordBatch) -> Result<Validated, ArrowError> {
         let rows = input.num_rows();
         let input_schema = input.schema();
+        if let Some(name) = repeated_name(input_schema.fields()) {
+            return Err(ArrowError::SchemaError(format!(
+                "the input has more than one column named '{name}'; columns are matched by \
+                 name, so which one is meant cannot be told"
+            )));
+        }
         let mut errors: Vec<RowError<'_>> = Vec::new();
         let mut columns = Vec::with_capacity(self.fields().len());
 
