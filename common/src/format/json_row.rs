@@ -7,7 +7,7 @@
 //! Any failure (not an object, bad JSON, trailing bytes) returns `None` without touching the
 //! caller's columns, so the caller can take the slow path and its exact error messages.
 
-use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use std::collections::HashMap;
 use std::fmt;
 use std::io::Write;
@@ -130,11 +130,57 @@ impl<'de> Visitor<'de> for ObjectSeed<'_> {
                     if !self.scratch.extras.contains(&name) {
                         self.scratch.extras.push(name);
                     }
-                    map.next_value::<IgnoredAny>()?;
+                    map.next_value::<CheckedAny>()?;
                 }
             }
         }
         Ok(())
+    }
+}
+
+/// A value the row does not keep, still read in full: text that is not JSON (invalid UTF-8, a
+/// lone surrogate, nesting past the parser's depth) makes the record malformed wherever it sits,
+/// as pydantic's JSON parsing refuses the whole line. serde's `IgnoredAny` skips unchecked.
+struct CheckedAny;
+
+impl<'de> serde::Deserialize<'de> for CheckedAny {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(CheckedAny)
+    }
+}
+
+impl<'de> Visitor<'de> for CheckedAny {
+    type Value = CheckedAny;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_unit<E>(self) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<CheckedAny>()?.is_some() {}
+        Ok(self)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
+        while map.next_entry::<CheckedAny, CheckedAny>()?.is_some() {}
+        Ok(self)
     }
 }
 

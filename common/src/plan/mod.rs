@@ -210,7 +210,8 @@ pub async fn start_plan(
         .filter(|s| !s.fields().is_empty())
         .ok_or_else(|| {
             Error::config(format!(
-                "{}: no columns to write (the input is empty); pass --schema to write its columns",
+                "{}: no columns to write: the rows read to infer a schema name no field (an \
+                 empty input, or JSON lines that hold no object with a member); pass --schema",
                 first.as_deref().unwrap_or("the input")
             ))
         })?;
