@@ -493,3 +493,131 @@ fn schema_infer_proposes_nested_types_and_check_lists_them() {
     ]);
     assert_eq!(report["total_valid"], 50, "{report:#}");
 }
+
+/// Booleans, numbers and numeric text in number, bool and text fields, at the top and inside a
+/// sub-model: which lines pydantic takes, where it fails the rest, and the values it makes.
+const SCALARS_ORACLE: &str = r#"
+import json, sys, random
+from typing import Optional
+from pydantic import BaseModel, ValidationError
+
+class Inner(BaseModel):
+    k: int
+
+class Row(BaseModel):
+    n: int
+    x: float
+    flag: bool
+    s: Optional[str] = None
+    inner: Inner
+
+out = sys.argv[1]
+with open(f"{out}/schema.json", "w") as f:
+    json.dump(Row.model_json_schema(), f)
+random.seed(11)
+cases = ['true', 'false', '"true"', '1', '0', '1.0', '1.5', '"5"', '"x"', 'null']
+lines, valid, failed = [], [], []
+for i in range(2000):
+    n, x, flag, k = (random.choice(cases) for _ in range(4))
+    # Text fields take numbers and booleans as their text here (a documented lax choice).
+    s = random.choice(['"true"', '"x"', '"5"', 'null'])
+    line = f'{{"n": {n}, "x": {x}, "flag": {flag}, "s": {s}, "inner": {{"k": {k}}}}}'
+    lines.append(line)
+    try:
+        m = Row.model_validate_json(line)
+        valid.append([i + 1, m.n, m.x, m.flag, m.inner.k])
+    except ValidationError as e:
+        failed.append([i + 1, sorted(".".join(map(str, x["loc"])) for x in e.errors())])
+with open(f"{out}/rows.jsonl", "w") as f:
+    f.write("\n".join(lines) + "\n")
+print(json.dumps({"valid": valid, "failed": failed}))
+"#;
+
+#[test]
+fn json_booleans_in_number_fields_are_taken_as_pydantic_takes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let oracle: serde_json::Value =
+        serde_json::from_str(python(SCALARS_ORACLE, &[d]).trim()).unwrap();
+    let valid = oracle["valid"].as_array().unwrap();
+    let failed = oracle["failed"].as_array().unwrap();
+    // The mix must exercise both sides: booleans taken as numbers, and refusals.
+    assert!(
+        valid.len() > 20 && failed.len() > 1000,
+        "{} / {}",
+        valid.len(),
+        failed.len()
+    );
+    let out = format!("{d}/out/");
+    let report = run_ok(&[
+        "run",
+        "--input",
+        &format!("{d}/rows.jsonl"),
+        "--output",
+        &out,
+        "--format",
+        "jsonl",
+        "--schema",
+        &format!("{d}/schema.json"),
+    ]);
+    assert_eq!(report["total_valid"], valid.len() as u64, "{report:#}");
+    assert_eq!(report["total_errors"], failed.len() as u64, "{report:#}");
+    // The same lines fail, at the same places.
+    let mut ours: Vec<(u64, Vec<String>)> = error_rows(std::path::Path::new(&out))
+        .iter()
+        .map(|row| {
+            let mut locs: Vec<String> = row["errors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["field"].as_str().unwrap_or("").to_string())
+                .collect();
+            locs.sort();
+            (row["line"].as_u64().unwrap(), locs)
+        })
+        .collect();
+    ours.sort();
+    let theirs: Vec<(u64, Vec<String>)> = failed
+        .iter()
+        .map(|f| {
+            let locs = f[1].as_array().unwrap().iter();
+            (
+                f[0].as_u64().unwrap(),
+                locs.map(|l| l.as_str().unwrap().to_string()).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(ours, theirs);
+    // And the valid rows hold pydantic's values.
+    let rows: Vec<serde_json::Value> = parts(std::path::Path::new(&out))
+        .iter()
+        .flat_map(|p| read_jsonl(p))
+        .collect();
+    assert_eq!(rows.len(), valid.len());
+    for (row, want) in rows.iter().zip(valid) {
+        assert_eq!(
+            row["n"].as_i64(),
+            want[1].as_i64(),
+            "line {}: {row}",
+            want[0]
+        );
+        assert_eq!(
+            row["x"].as_f64(),
+            want[2].as_f64(),
+            "line {}: {row}",
+            want[0]
+        );
+        assert_eq!(
+            row["flag"].as_bool(),
+            want[3].as_bool(),
+            "line {}: {row}",
+            want[0]
+        );
+        assert_eq!(
+            row["inner"]["k"].as_i64(),
+            want[4].as_i64(),
+            "line {}: {row}",
+            want[0]
+        );
+    }
+}

@@ -67,7 +67,21 @@ pub async fn read_footer(
     }
     let tail = fetch(store, &path, &name, size - 10..size, counter, pin).await?;
     let tail: [u8; 10] = tail[..].try_into().map_err(|_| bad(&name, "short read"))?;
-    let footer_len = read_footer_length(tail).map_err(|e| bad(&name, e))? as u64;
+    let footer_len = match read_footer_length(tail) {
+        Ok(len) => len as u64,
+        Err(e) => {
+            // The stream format (`.arrows`) has no footer: say so rather than "corrupt".
+            let head = fetch(store, &path, &name, 0..8, counter, pin).await?;
+            if head.starts_with(&[0xFF, 0xFF, 0xFF, 0xFF]) {
+                return Err(Error::config(format!(
+                    "{name}: an Arrow IPC stream, not the Arrow IPC file format this reads (its \
+                     record batches are found through the file's footer): write it with \
+                     pyarrow.ipc.new_file, or convert it to Parquet"
+                )));
+            }
+            return Err(bad(&name, e));
+        }
+    };
     if footer_len + 10 > size {
         return Err(bad(&name, "footer length exceeds the file"));
     }

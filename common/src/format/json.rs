@@ -77,8 +77,21 @@ impl ObjectRows {
                 Value::Null => self.text.push_null(col),
                 Value::String(s) if s.is_empty() => self.text.push_empty(col),
                 Value::String(s) => self.text.push(col, s.as_bytes()),
-                Value::Bool(b) => self.text.push(col, if *b { b"true" } else { b"false" }),
-                Value::Number(n) => self.text.push(col, n.to_string().as_bytes()),
+                Value::Bool(b) => {
+                    let target = self.row.targets.get(col).copied().unwrap_or_default();
+                    self.text.push(col, target.bool_text(*b).as_bytes())
+                }
+                Value::Number(n) => {
+                    let target = self.row.targets.get(col).copied().unwrap_or_default();
+                    match n
+                        .as_f64()
+                        .filter(|_| n.is_f64())
+                        .and_then(|f| target.float_text(f))
+                    {
+                        Some(text) => self.text.push(col, text.as_bytes()),
+                        None => self.text.push(col, n.to_string().as_bytes()),
+                    }
+                }
                 nested => self.text.push(col, nested.to_string().as_bytes()),
             }
         }
@@ -132,7 +145,67 @@ pub struct JsonLines<R: BufRead> {
     done: bool,
 }
 
+/// What a column holds in the job's schema, for the JSON values pydantic's JSON mode takes
+/// across types: `true` in a number field is 1, `1.0` in a boolean field is true. (A CSV cell
+/// "true" or "1.0" stays text, which pydantic refuses there.)
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Target {
+    #[default]
+    Other,
+    Number,
+    Bool,
+}
+
+impl Target {
+    pub fn of(data_type: &arrow::datatypes::DataType) -> Self {
+        if data_type.is_integer() || data_type.is_floating() {
+            Target::Number
+        } else if *data_type == arrow::datatypes::DataType::Boolean {
+            Target::Bool
+        } else {
+            Target::Other
+        }
+    }
+
+    /// A JSON boolean's text in such a column.
+    pub(crate) fn bool_text(self, value: bool) -> &'static str {
+        match (value, self) {
+            (true, Target::Number) => "1",
+            (false, Target::Number) => "0",
+            (true, _) => "true",
+            (false, _) => "false",
+        }
+    }
+
+    /// A JSON float's text when the column reads it otherwise (`1.0` in a boolean is `1`).
+    pub(crate) fn float_text(self, value: f64) -> Option<&'static str> {
+        match self {
+            Target::Bool if value == 1.0 => Some("1"),
+            Target::Bool if value == 0.0 => Some("0"),
+            _ => None,
+        }
+    }
+}
+
+/// What each of `columns` holds in `schema` (see [`Target`]).
+pub fn targets(columns: &[String], schema: Option<&crate::schema::CompiledSchema>) -> Vec<Target> {
+    columns
+        .iter()
+        .map(|name| {
+            schema
+                .and_then(|s| s.fields().iter().find(|f| f.name == *name))
+                .map_or(Target::Other, |f| Target::of(&f.data_type))
+        })
+        .collect()
+}
+
 impl<R: BufRead> JsonLines<R> {
+    /// Read the columns' JSON values as their schema types take them (see [`Target`]).
+    pub fn with_targets(mut self, targets: Vec<Target>) -> Self {
+        self.rows.row.targets = targets;
+        self
+    }
+
     pub fn new(
         reader: R,
         columns: Arc<[String]>,
@@ -286,6 +359,7 @@ pub fn may_be_array(url: &str) -> bool {
 pub fn read_array<R: Read>(
     reader: R,
     columns: Arc<[String]>,
+    targets: Vec<Target>,
     source: Arc<str>,
     batch_size: usize,
     mut emit: impl FnMut(SourceBatch) -> Result<()>,
@@ -367,8 +441,10 @@ pub fn read_array<R: Read>(
         }
     }
 
+    let mut rows = ObjectRows::new(columns, batch_size);
+    rows.row.targets = targets;
     let mut state = State {
-        rows: ObjectRows::new(columns, batch_size),
+        rows,
         rejects: Vec::new(),
         source: source.clone(),
         batch_size,

@@ -7,6 +7,7 @@
 //! Any failure (not an object, bad JSON, trailing bytes) returns `None` without touching the
 //! caller's columns, so the caller can take the slow path and its exact error messages.
 
+use super::json::Target;
 use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use std::collections::HashMap;
 use std::fmt;
@@ -27,6 +28,8 @@ pub(crate) struct RowScratch {
     pub slots: Vec<Slot>,
     pub bytes: Vec<u8>,
     pub extras: Vec<String>,
+    /// What each column holds (see [`Target`]); empty: nothing known.
+    pub targets: Vec<Target>,
 }
 
 impl RowScratch {
@@ -35,6 +38,7 @@ impl RowScratch {
             slots: vec![Slot::Absent; width],
             bytes: Vec::new(),
             extras: Vec::new(),
+            targets: Vec::new(),
         }
     }
 
@@ -123,7 +127,8 @@ impl<'de> Visitor<'de> for ObjectSeed<'_> {
             match key {
                 // A repeated key: the last value counts, as in a parsed `Value` map.
                 Key::Column(col) => {
-                    let slot = map.next_value_seed(ValueSeed(&mut self.scratch.bytes))?;
+                    let target = self.scratch.targets.get(col).copied().unwrap_or_default();
+                    let slot = map.next_value_seed(ValueSeed(&mut self.scratch.bytes, target))?;
                     self.scratch.slots[col] = slot;
                 }
                 Key::Extra(name) => {
@@ -214,8 +219,8 @@ impl<'de> Visitor<'de> for KeySeed<'_> {
     }
 }
 
-/// A value's text, appended to the row's buffer.
-struct ValueSeed<'a>(&'a mut Vec<u8>);
+/// A value's text, appended to the row's buffer, as its column's type takes it.
+struct ValueSeed<'a>(&'a mut Vec<u8>, Target);
 
 impl ValueSeed<'_> {
     fn text(self, write: impl FnOnce(&mut Vec<u8>)) -> Slot {
@@ -248,7 +253,8 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     }
 
     fn visit_bool<E>(self, v: bool) -> Result<Slot, E> {
-        Ok(self.text(|b| b.extend_from_slice(if v { b"true" } else { b"false" })))
+        let text = self.1.bool_text(v);
+        Ok(self.text(|b| b.extend_from_slice(text.as_bytes())))
     }
 
     // Numbers print exactly as `serde_json::Number` prints them (the slow path's text), in one
@@ -266,6 +272,9 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     }
 
     fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Slot, E> {
+        if let Some(text) = self.1.float_text(v) {
+            return Ok(self.text(|b| b.extend_from_slice(text.as_bytes())));
+        }
         let start = self.0.len();
         CompactSeed(self.0).visit_f64::<E>(v)?;
         Ok(Slot::Text(start..self.0.len()))

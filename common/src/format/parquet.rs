@@ -175,6 +175,10 @@ pub fn parquet_error(url: &str, e: ParquetError) -> Error {
             Ok(typed) => *typed,
             Err(other) => Error::corrupt(url, format!("not a readable Parquet file: {other}")),
         },
+        other if other.to_string().contains("encrypted footer") => Error::config(format!(
+            "{url}: an encrypted Parquet file (modular encryption), which is not read: decrypt \
+             it first"
+        )),
         other => Error::corrupt(url, format!("not a readable Parquet file: {other}")),
     }
 }

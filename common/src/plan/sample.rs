@@ -189,11 +189,17 @@ pub(super) fn infer_text_schema(
         }
         _ if is_array => {
             let mut first = None;
-            let _ =
-                crate::format::json::read_array(head, names, "sample".into(), SAMPLE_ROWS, |b| {
+            let _ = crate::format::json::read_array(
+                head,
+                names,
+                Vec::new(),
+                "sample".into(),
+                SAMPLE_ROWS,
+                |b| {
                     first.get_or_insert(b);
                     Err(Error::Cancelled)
-                });
+                },
+            );
             first
         }
         _ => {

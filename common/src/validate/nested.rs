@@ -14,6 +14,7 @@ use std::fmt::Write as _;
 use super::nested_arrow;
 use super::tape::{Json, Kind, Tape};
 use super::{EXTRA_FORBIDDEN, ErrorKind, FIELD_REQUIRED, checks, coerce};
+use crate::format::json::Target;
 use crate::schema::FieldSpec;
 use crate::schema::nested::{Node, Shape};
 use arrow::array::{Array, ArrayRef, AsArray, StringArray, StringBuilder};
@@ -202,8 +203,16 @@ impl<'n> Walk<'n> {
                 }
                 self.slots[at] = slot;
                 match value.kind() {
-                    Kind::String(s) | Kind::Number(s) => bucket.texts.append_value(s),
-                    Kind::Bool(b) => bucket.texts.append_value(if b { "true" } else { "false" }),
+                    Kind::String(s) => bucket.texts.append_value(s),
+                    // As pydantic's JSON mode: `true` in a number is 1, `1.0` in a bool true.
+                    Kind::Number(s) => {
+                        let target = Target::of(&bucket.spec.data_type);
+                        let read = s.parse::<f64>().ok().and_then(|f| target.float_text(f));
+                        bucket.texts.append_value(read.unwrap_or(s));
+                    }
+                    Kind::Bool(b) => bucket
+                        .texts
+                        .append_value(Target::of(&bucket.spec.data_type).bool_text(b)),
                     _ => bucket.texts.append_null(),
                 }
             }

@@ -58,6 +58,7 @@ pub fn read_split(
     };
     let source: Arc<str> = split.url.as_str().into();
     let columns: Arc<[String]> = split.columns.clone().unwrap_or_default().into();
+    let targets = json::targets(&columns, job.schema.as_deref());
     let batch_size = job.spec.batch_size;
     let csv = &job.spec.csv;
     let open = |start: u64, soft_end: u64| {
@@ -109,15 +110,10 @@ pub fn read_split(
                     batch_size,
                 ))
             } else {
-                Box::new(JsonLines::new(
-                    reader,
-                    columns,
-                    source,
-                    base,
-                    1,
-                    Some(end),
-                    batch_size,
-                ))
+                Box::new(
+                    JsonLines::new(reader, columns, source, base, 1, Some(end), batch_size)
+                        .with_targets(targets),
+                )
             }
         }
         (Format::Csv | Format::Jsonl, SplitKind::Whole) => {
@@ -147,12 +143,13 @@ pub fn read_split(
             } else if json::may_be_array(&split.url)
                 && starts_with_bracket(&mut reader, &split.url)?
             {
-                read_array(reader, columns, source, batch_size, emit)?;
+                read_array(reader, columns, targets, source, batch_size, emit)?;
                 return Ok(None);
             } else {
-                Box::new(JsonLines::new(
-                    reader, columns, source, base, 1, None, batch_size,
-                ))
+                Box::new(
+                    JsonLines::new(reader, columns, source, base, 1, None, batch_size)
+                        .with_targets(targets),
+                )
             }
         }
         (Format::Parquet, SplitKind::RowGroups { start, end }) => {
