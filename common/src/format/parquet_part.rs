@@ -185,7 +185,12 @@ fn cast_batch(batch: &RecordBatch, stored: &SchemaRef) -> Result<RecordBatch, Pa
             } else if column.data_type() == &DataType::Date64 {
                 days_of(column)
             } else {
-                arrow::compute::cast(column, field.data_type())
+                // Not `safe`: a value the new unit cannot hold fails the part, never becomes null.
+                let strict = arrow::compute::CastOptions {
+                    safe: false,
+                    ..Default::default()
+                };
+                arrow::compute::cast_with_options(column, field.data_type(), &strict)
             }
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -271,7 +276,7 @@ fn count<'a>(values: impl Iterator<Item = &'a [u8]>) -> (usize, usize, usize) {
 mod tests {
     use super::*;
     use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray};
-    use arrow::datatypes::{Field, Schema};
+    use arrow::datatypes::Field;
     use bytes::Bytes;
     use parquet::file::reader::{FileReader, SerializedFileReader};
 
@@ -352,6 +357,48 @@ mod tests {
         let twice =
             arrow::compute::concat_batches(&batch.schema(), [&batch, &batch]).expect("concat");
         assert_eq!(read, twice);
+    }
+
+    #[test]
+    fn seconds_are_stored_as_milliseconds_and_a_value_too_far_fails_instead_of_nulling() {
+        use arrow::array::TimestampSecondArray;
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "ts",
+            DataType::Timestamp(arrow::datatypes::TimeUnit::Second, None),
+            true,
+        )]));
+        let write = |values: Vec<Option<i64>>| {
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![Arc::new(TimestampSecondArray::from(values)) as ArrayRef],
+            )
+            .expect("batch");
+            let mut part = ParquetPart::new(
+                Vec::new(),
+                schema.clone(),
+                parquet::file::properties::WriterProperties::builder(),
+                1024,
+            );
+            part.write(&batch).and_then(|()| part.finish())
+        };
+        let file = Bytes::from(write(vec![Some(1_700_000_000), None]).expect("written"));
+        let read: Vec<RecordBatch> =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(file, 10)
+                .expect("reader")
+                .collect::<Result<_, _>>()
+                .expect("batches");
+        let column = read[0].column(0);
+        assert_eq!(
+            column.data_type(),
+            &DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None)
+        );
+        let millis = column.as_primitive::<arrow::datatypes::TimestampMillisecondType>();
+        assert_eq!(millis.value(0), 1_700_000_000_000);
+        assert!(millis.is_null(1));
+        assert!(
+            write(vec![Some(i64::MAX / 10)]).is_err(),
+            "overflow is an error"
+        );
     }
 
     #[test]
