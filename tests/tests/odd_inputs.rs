@@ -632,3 +632,23 @@ fn local_ids_of(out: &Path, column: &str) -> Vec<String> {
         .map(|row| row[column].to_string())
         .collect()
 }
+
+#[test]
+fn a_pretty_printed_json_object_is_one_row_as_python_reads_it() {
+    // `json.dump(obj, f, indent=2)` writes `{` alone on the first line: one document, not
+    // four malformed JSON lines.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("one.json");
+    python(
+        "import json,sys\n\
+         json.dump({'id': 7, 'name': 'seven', 'tags': ['a', 'b'], 'score': 0.30000000000000004},\n\
+                   open(sys.argv[1], 'w'), indent=2)",
+        &[&s(&input)],
+    );
+    let out = dir.path().join("out");
+    balanced(&convert(&input, &out, &["--format", "jsonl"]), 1, 0);
+    let rows: Vec<serde_json::Value> = parts(&out).iter().flat_map(|p| read_jsonl(p)).collect();
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&input).unwrap()).unwrap();
+    assert_eq!(rows, [expected]);
+}

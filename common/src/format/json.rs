@@ -353,7 +353,24 @@ pub fn may_be_array(url: &str) -> bool {
     name.ends_with(".json")
 }
 
-/// Stream the elements of a top-level JSON array of objects, `batch_size` rows at a time.
+/// Whether a `.json` input that starts with `prefix` is one JSON document (a top-level array
+/// of objects, or one pretty-printed object) rather than JSON lines: it opens with `[`, or
+/// with a line holding `{` alone, as `json.dumps(indent=…)` and jq write an object. (A first
+/// line that is a broken object stays a malformed JSON line, not a broken document.)
+pub fn is_document(prefix: &[u8]) -> bool {
+    let Some(start) = prefix.iter().position(|b| !b.is_ascii_whitespace()) else {
+        return false;
+    };
+    let rest = &prefix[start..];
+    match rest[0] {
+        b'[' => true,
+        b'{' => memchr::memchr(b'\n', rest).is_some_and(|end| rest[..end].trim_ascii() == b"{"),
+        _ => false,
+    }
+}
+
+/// Stream the elements of a top-level JSON array of objects, `batch_size` rows at a time; a
+/// document that is one object is one row.
 /// Elements that are not objects become rejects; a syntax error fails the object (a broken
 /// array has no record boundaries to recover from).
 pub fn read_array<R: Read>(
@@ -397,7 +414,17 @@ pub fn read_array<R: Read>(
     impl<'de, F: FnMut(SourceBatch) -> Result<()>> Visitor<'de> for ArrayVisitor<'_, '_, F> {
         type Value = ();
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("a JSON array of objects")
+            f.write_str("a JSON array of objects, or one object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            map: A,
+        ) -> std::result::Result<(), A::Error> {
+            let object: serde_json::Map<String, Value> =
+                serde::Deserialize::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+            self.0.next_row += 1;
+            self.0.rows.push(&object);
+            Ok(())
         }
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
             let state = self.0;
@@ -437,7 +464,7 @@ pub fn read_array<R: Read>(
             self,
             d: D,
         ) -> std::result::Result<(), D::Error> {
-            d.deserialize_seq(self)
+            d.deserialize_any(self)
         }
     }
 
@@ -460,7 +487,7 @@ pub fn read_array<R: Read>(
     }
     parsed
         .and_then(|_| de.end())
-        .map_err(|e| Error::corrupt(source.to_string(), format!("invalid JSON array: {e}")))?;
+        .map_err(|e| Error::corrupt(source.to_string(), format!("invalid JSON document: {e}")))?;
     state.flush()
 }
 

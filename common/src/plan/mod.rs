@@ -465,9 +465,10 @@ impl ObjectPlanner {
                             (names, false)
                         }
                         _ => {
-                            // Only a `.json` document may be one array; JSONL is a value per line.
+                            // Only a `.json` input may be one document (an array, or one
+                            // object over several lines); JSONL is a value per line.
                             let is_array = crate::format::json::may_be_array(&url)
-                                && head.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+                                && crate::format::json::is_document(&head);
                             (
                                 json_columns(&head, at_eof, schema.as_deref(), is_array),
                                 is_array,

@@ -132,6 +132,8 @@ pub(super) fn json_columns(
                 .take(SAMPLE_ROWS)
                 .filter_map(|v| v.as_object())
                 .for_each(&mut add);
+        } else if let Ok(serde_json::Value::Object(object)) = serde_json::from_slice(head) {
+            add(&object);
         } else {
             // A long array: sample the objects we can parse one by one after the '['.
             let mut stream =

@@ -140,9 +140,7 @@ pub fn read_split(
                 Box::new(CsvRecords::new(
                     reader, csv, columns, source, base, 1, None, csv.header, batch_size,
                 ))
-            } else if json::may_be_array(&split.url)
-                && starts_with_bracket(&mut reader, &split.url)?
-            {
+            } else if json::may_be_array(&split.url) && is_json_document(&mut reader, &split.url)? {
                 read_array(reader, columns, targets, source, batch_size, emit)?;
                 return Ok(None);
             } else {
@@ -275,8 +273,9 @@ fn header_of<R: BufRead + Send>(
     ))
 }
 
-/// Whether a JSON input is an array (`[`) rather than JSON lines, without consuming it.
-fn starts_with_bracket<R: BufRead>(reader: &mut R, url: &str) -> Result<bool> {
+/// Whether a `.json` input is one document (`json::is_document`) rather than JSON lines,
+/// without consuming it.
+fn is_json_document<R: BufRead>(reader: &mut R, url: &str) -> Result<bool> {
     loop {
         let buf = reader
             .fill_buf()
@@ -286,9 +285,11 @@ fn starts_with_bracket<R: BufRead>(reader: &mut R, url: &str) -> Result<bool> {
         }
         match buf.iter().position(|b| !b.is_ascii_whitespace()) {
             Some(i) => {
-                let first = buf[i];
                 reader.consume(i);
-                return Ok(first == b'[');
+                let buf = reader
+                    .fill_buf()
+                    .map_err(|e| Error::io(format!("reading {url}"), e))?;
+                return Ok(json::is_document(buf));
             }
             None => {
                 let n = buf.len();
