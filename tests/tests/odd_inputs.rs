@@ -572,6 +572,19 @@ fn an_input_with_two_columns_of_one_name_is_refused_in_one_line_naming_it() {
             && parts(&dir.path().join("out")).is_empty(),
         "nothing published"
     );
+    // A model that reads neither `ints` ignores them, as pydantic ignores unknown keys.
+    let schema = dir.path().join("s.schema.json");
+    std::fs::write(
+        &schema,
+        r#"{"type":"object","properties":{"s":{"type":"string"}}}"#,
+    )
+    .unwrap();
+    let report = convert(
+        &input,
+        &dir.path().join("only-s"),
+        &["--schema", schema.to_str().unwrap()],
+    );
+    balanced(&report, 2, 0);
 }
 
 #[test]

@@ -494,11 +494,11 @@ fn schema_infer_proposes_nested_types_and_check_lists_them() {
     assert_eq!(report["total_valid"], 50, "{report:#}");
 }
 
-/// Booleans, numbers and numeric text in number, bool and text fields, at the top and inside a
-/// sub-model: which lines pydantic takes, where it fails the rest, and the values it makes.
+/// Booleans, numbers and numeric text in number, bool, text and `Literal` fields, at the top and
+/// inside a sub-model: which lines pydantic takes, where it fails the rest, the values it makes.
 const SCALARS_ORACLE: &str = r#"
 import json, sys, random
-from typing import Optional
+from typing import Literal, Optional
 from pydantic import BaseModel, ValidationError
 
 class Inner(BaseModel):
@@ -510,6 +510,7 @@ class Row(BaseModel):
     flag: bool
     s: Optional[str] = None
     inner: Inner
+    level: Literal[1, 2]
 
 out = sys.argv[1]
 with open(f"{out}/schema.json", "w") as f:
@@ -521,11 +522,12 @@ for i in range(2000):
     n, x, flag, k = (random.choice(cases) for _ in range(4))
     # Text fields take numbers and booleans as their text here (a documented lax choice).
     s = random.choice(['"true"', '"x"', '"5"', 'null'])
-    line = f'{{"n": {n}, "x": {x}, "flag": {flag}, "s": {s}, "inner": {{"k": {k}}}}}'
+    level = random.choice(['1', '2', 'true', 'false', '1.0', '3'])
+    line = f'{{"n": {n}, "x": {x}, "flag": {flag}, "s": {s}, "inner": {{"k": {k}}}, "level": {level}}}'
     lines.append(line)
     try:
         m = Row.model_validate_json(line)
-        valid.append([i + 1, m.n, m.x, m.flag, m.inner.k])
+        valid.append([i + 1, m.n, m.x, m.flag, m.inner.k, m.level])
     except ValidationError as e:
         failed.append([i + 1, sorted(".".join(map(str, x["loc"])) for x in e.errors())])
 with open(f"{out}/rows.jsonl", "w") as f:

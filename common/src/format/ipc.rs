@@ -120,11 +120,15 @@ pub async fn read_footer(
     // Blocks the footer places outside the data (before the footer) mean a corrupt file.
     let data_end = size - 10 - footer_len;
     let blocks = footer.dictionaries.iter().chain(&footer.batches);
+    // Summed wide: huge fields must not wrap around into a range that looks inside.
+    let end = |b: &Block| {
+        i128::from(b.offset()) + i128::from(b.metaDataLength()) + i128::from(b.bodyLength())
+    };
     if let Some(block) = blocks.into_iter().find(|b| {
         b.offset() < 0
             || b.metaDataLength() < 0
             || b.bodyLength() < 0
-            || block_range(b).end > data_end
+            || end(b) > i128::from(data_end)
     }) {
         return Err(bad(
             &name,
@@ -132,9 +136,7 @@ pub async fn read_footer(
                 "its footer places a block at bytes {}..{}, outside the {data_end} bytes of data \
                  (a damaged or truncated file)",
                 block.offset(),
-                i128::from(block.offset())
-                    + i128::from(block.metaDataLength())
-                    + i128::from(block.bodyLength())
+                end(block)
             ),
         ));
     }

@@ -157,7 +157,13 @@ pub enum Target {
 }
 
 impl Target {
-    pub fn of(data_type: &arrow::datatypes::DataType) -> Self {
+    /// A field's target, by its type alone: pydantic takes `true` for `Literal[1]` and an
+    /// `IntEnum` too (checked against pydantic 2.12).
+    pub fn of_field(field: &crate::schema::FieldSpec) -> Self {
+        Self::of(&field.data_type)
+    }
+
+    fn of(data_type: &arrow::datatypes::DataType) -> Self {
         if data_type.is_integer() || data_type.is_floating() {
             Target::Number
         } else if *data_type == arrow::datatypes::DataType::Boolean {
@@ -194,7 +200,7 @@ pub fn targets(columns: &[String], schema: Option<&crate::schema::CompiledSchema
         .map(|name| {
             schema
                 .and_then(|s| s.fields().iter().find(|f| f.name == *name))
-                .map_or(Target::Other, |f| Target::of(&f.data_type))
+                .map_or(Target::Other, Target::of_field)
         })
         .collect()
 }

@@ -123,6 +123,9 @@ impl<W: std::io::Write + Send> ParquetPart<W> {
 /// `data_type` as Parquet can annotate it, as pyarrow writes it: seconds (which Parquet's
 /// TIMESTAMP and TIME lack) as milliseconds, a millisecond date as a day date. parquet's writer
 /// would store those as bare integers that other readers take for numbers. `None`: unchanged.
+/// (A date64 inside a list or model goes through arrow's cast, which rounds a time of day
+/// before 1970 toward zero; Arrow's format says a date64 holds whole days, so only values
+/// that break it differ from the top-level floor.)
 fn annotatable(data_type: &DataType) -> Option<DataType> {
     use arrow::datatypes::TimeUnit;
     let field = |f: &FieldRef| {
@@ -180,7 +183,7 @@ fn cast_batch(batch: &RecordBatch, stored: &SchemaRef) -> Result<RecordBatch, Pa
         .iter()
         .zip(stored.fields())
         .map(|(column, field)| {
-            if column.data_type() == field.data_type() {
+            let stored = if column.data_type() == field.data_type() {
                 Ok(column.clone())
             } else if column.data_type() == &DataType::Date64 {
                 days_of(column)
@@ -191,7 +194,8 @@ fn cast_batch(batch: &RecordBatch, stored: &SchemaRef) -> Result<RecordBatch, Pa
                     ..Default::default()
                 };
                 arrow::compute::cast_with_options(column, field.data_type(), &strict)
-            }
+            };
+            stored.map_err(|e| ParquetError::General(format!("column '{}': {e}", field.name())))
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(RecordBatch::try_new(stored.clone(), columns)?)

@@ -65,6 +65,27 @@ struct RowError<'a> {
     message: Cow<'a, str>,
 }
 
+impl CompiledSchema {
+    /// An input column name this schema reads that the input has twice (or a name repeated
+    /// among the members of a sub-model in such a column); any repeated name when extra
+    /// columns are refused. Columns nothing reads may repeat, as pydantic ignores them.
+    fn repeated_name_used(&self, fields: &arrow::datatypes::Fields) -> Option<String> {
+        let used = |name: &str| {
+            !self.additional_properties() || self.fields().iter().any(|f| f.name == name)
+        };
+        let mut seen = std::collections::HashSet::with_capacity(fields.len());
+        for field in fields.iter().filter(|f| used(f.name())) {
+            if !seen.insert(field.name().as_str()) {
+                return Some(field.name().clone());
+            }
+            if let Some(inner) = repeated_inside(field.data_type()) {
+                return Some(format!("{}.{inner}", field.name()));
+            }
+        }
+        None
+    }
+}
+
 /// A name used twice among `fields`, or among the members of a sub-model inside them (at any
 /// depth), dotted from the top (`address.zip`).
 fn repeated_name(fields: &arrow::datatypes::Fields) -> Option<String> {
@@ -97,7 +118,7 @@ impl CompiledSchema {
     pub fn validate(&self, input: &RecordBatch) -> Result<Validated, ArrowError> {
         let rows = input.num_rows();
         let input_schema = input.schema();
-        if let Some(name) = repeated_name(input_schema.fields()) {
+        if let Some(name) = self.repeated_name_used(input_schema.fields()) {
             return Err(ArrowError::SchemaError(format!(
                 "the input has more than one column named '{name}'; columns are matched by \
                  name, so which one is meant cannot be told"
