@@ -495,7 +495,8 @@ fn schema_infer_proposes_nested_types_and_check_lists_them() {
 }
 
 /// Booleans, numbers and numeric text in number, bool, text and `Literal` fields, at the top and
-/// inside a sub-model: which lines pydantic takes, where it fails the rest, the values it makes.
+/// inside a sub-model, and JSON text in a string where a list belongs: which lines pydantic
+/// takes, where it fails the rest, the values it makes.
 const SCALARS_ORACLE: &str = r#"
 import json, sys, random
 from typing import Literal, Optional
@@ -511,6 +512,7 @@ class Row(BaseModel):
     s: Optional[str] = None
     inner: Inner
     level: Literal[1, 2]
+    tags: Optional[list[int]] = None
 
 out = sys.argv[1]
 with open(f"{out}/schema.json", "w") as f:
@@ -523,11 +525,13 @@ for i in range(2000):
     # Text fields take numbers and booleans as their text here (a documented lax choice).
     s = random.choice(['"true"', '"x"', '"5"', 'null'])
     level = random.choice(['1', '2', 'true', 'false', '1.0', '3'])
-    line = f'{{"n": {n}, "x": {x}, "flag": {flag}, "s": {s}, "inner": {{"k": {k}}}, "level": {level}}}'
+    # A JSON string holding JSON is a string here, not the list it spells.
+    tags = random.choice(['[1, 2]', '"[1, 2]"', '""', '[]', 'null', '[true, 2.0]'])
+    line = f'{{"n": {n}, "x": {x}, "flag": {flag}, "s": {s}, "inner": {{"k": {k}}}, "level": {level}, "tags": {tags}}}'
     lines.append(line)
     try:
         m = Row.model_validate_json(line)
-        valid.append([i + 1, m.n, m.x, m.flag, m.inner.k, m.level])
+        valid.append([i + 1, m.n, m.x, m.flag, m.inner.k, m.level, m.tags])
     except ValidationError as e:
         failed.append([i + 1, sorted(".".join(map(str, x["loc"])) for x in e.errors())])
 with open(f"{out}/rows.jsonl", "w") as f:

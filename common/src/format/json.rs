@@ -75,8 +75,16 @@ impl ObjectRows {
             self.scratch[col] = true;
             match value {
                 Value::Null => self.text.push_null(col),
-                Value::String(s) if s.is_empty() => self.text.push_empty(col),
-                Value::String(s) => self.text.push(col, s.as_bytes()),
+                Value::String(s) => {
+                    let target = self.row.targets.get(col).copied().unwrap_or_default();
+                    if s.is_empty() && target != Target::Nested {
+                        self.text.push_empty(col);
+                    } else {
+                        let mut text = Vec::with_capacity(s.len() + 2);
+                        target.string_text(s, &mut text);
+                        self.text.push(col, &text);
+                    }
+                }
                 Value::Bool(b) => {
                     let target = self.row.targets.get(col).copied().unwrap_or_default();
                     self.text.push(col, target.bool_text(*b).as_bytes())
@@ -146,14 +154,17 @@ pub struct JsonLines<R: BufRead> {
 }
 
 /// What a column holds in the job's schema, for the JSON values pydantic's JSON mode takes
-/// across types: `true` in a number field is 1, `1.0` in a boolean field is true. (A CSV cell
-/// "true" or "1.0" stays text, which pydantic refuses there.)
+/// across types: `true` in a number field is 1, `1.0` in a boolean field is true, and a string
+/// in a list, model or dict field is a string (a type error), not the JSON text it may hold.
+/// (A CSV cell "true" or "1.0" stays text, which pydantic refuses there; a CSV cell of a list
+/// holds its JSON text.)
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Target {
     #[default]
     Other,
     Number,
     Bool,
+    Nested,
 }
 
 impl Target {
@@ -168,6 +179,8 @@ impl Target {
             Target::Number
         } else if *data_type == arrow::datatypes::DataType::Boolean {
             Target::Bool
+        } else if data_type.is_nested() {
+            Target::Nested
         } else {
             Target::Other
         }
@@ -180,6 +193,16 @@ impl Target {
             (false, Target::Number) => "0",
             (true, _) => "true",
             (false, _) => "false",
+        }
+    }
+
+    /// A JSON string's cell text: its JSON form (quoted) in a nested column, else as it is.
+    pub(crate) fn string_text(self, value: &str, out: &mut Vec<u8>) {
+        if self == Target::Nested {
+            // Writing into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *out, value);
+        } else {
+            out.extend_from_slice(value.as_bytes());
         }
     }
 

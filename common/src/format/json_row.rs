@@ -246,10 +246,11 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     }
 
     fn visit_str<E>(self, v: &str) -> Result<Slot, E> {
-        if v.is_empty() {
+        let target = self.1;
+        if v.is_empty() && target != Target::Nested {
             return Ok(Slot::Empty);
         }
-        Ok(self.text(|b| b.extend_from_slice(v.as_bytes())))
+        Ok(self.text(|b| target.string_text(v, b)))
     }
 
     fn visit_bool<E>(self, v: bool) -> Result<Slot, E> {

@@ -98,7 +98,18 @@ fn bound_violations(op: BoundOp, bound: Bound, array: &ArrayRef) -> Result<Vec<u
         BoundOp::Le => gt(&values, &limit)?,
         BoundOp::Lt => gt_eq(&values, &limit)?,
     };
-    Ok(true_rows(&violated))
+    let mut rows = true_rows(&violated);
+    // NaN fails every bound in pydantic (each comparison with it is false); arrow's kernels
+    // order it above +inf, so only upper bounds would catch it.
+    if let Some(floats) = values.as_primitive_opt::<Float64Type>() {
+        let before = rows.len();
+        rows.extend((0..floats.len()).filter(|&i| floats.is_valid(i) && floats.value(i).is_nan()));
+        if rows.len() > before {
+            rows.sort_unstable();
+            rows.dedup();
+        }
+    }
+    Ok(rows)
 }
 
 fn multiple_of_violations(step: Bound, array: &ArrayRef) -> Result<Vec<usize>, ArrowError> {

@@ -19,7 +19,8 @@ pub(crate) fn parse_int(text: &str) -> Option<i64> {
         .trim_start_matches(['+', '-'])
         .bytes()
         .any(|b| b.is_ascii_digit());
-    if has_digits && fraction.bytes().all(|b| b == b'0') {
+    // "1." is refused, as pydantic refuses it; "1.0" and "1.00" are 1.
+    if has_digits && !fraction.is_empty() && fraction.bytes().all(|b| b == b'0') {
         whole.parse::<i64>().ok()
     } else {
         None
@@ -31,11 +32,12 @@ pub(crate) fn parse_float(text: &str) -> Option<f64> {
     text.trim().parse::<f64>().ok()
 }
 
-/// pydantic's accepted boolean spellings, compared case-insensitively.
+/// pydantic's accepted boolean spellings, compared case-insensitively (not trimmed: pydantic
+/// refuses " true").
 pub(crate) fn parse_bool(text: &str) -> Option<bool> {
     const TRUE: [&str; 6] = ["1", "on", "t", "true", "y", "yes"];
     const FALSE: [&str; 6] = ["0", "off", "f", "false", "n", "no"];
-    let t = text.trim();
+    let t = text;
     if TRUE.iter().any(|w| w.eq_ignore_ascii_case(t)) {
         Some(true)
     } else if FALSE.iter().any(|w| w.eq_ignore_ascii_case(t)) {
@@ -130,6 +132,7 @@ mod tests {
         assert_eq!(parse_int("42.0"), Some(42));
         assert_eq!(parse_int("-42.00"), Some(-42));
         assert_eq!(parse_int("4.5"), None);
+        assert_eq!(parse_int("1."), None);
         assert_eq!(parse_int("."), None);
         assert_eq!(parse_int("abc"), None);
     }
@@ -139,6 +142,7 @@ mod tests {
         assert_eq!(parse_bool("YES"), Some(true));
         assert_eq!(parse_bool("Off"), Some(false));
         assert_eq!(parse_bool("maybe"), None);
+        assert_eq!(parse_bool(" true "), None);
         assert_eq!(parse_float("inf"), Some(f64::INFINITY));
         assert!(parse_float("NaN").is_some_and(f64::is_nan));
         assert_eq!(parse_float("1e3"), Some(1000.0));
