@@ -35,10 +35,10 @@ fi
 
 # The Python S3 server, pyarrow (an independent reader of our Parquet) and pydantic (the oracle
 # for validation), installed only when missing.
-if [ ! -x "$venv/bin/moto_server" ] || ! "$venv/bin/python" -c 'import pyarrow, pydantic' 2>/dev/null; then
+if [ ! -x "$venv/bin/moto_server" ] || ! "$venv/bin/python" -c 'import pyarrow, pydantic, email_validator' 2>/dev/null; then
   echo "installing moto (S3 server for tests), pyarrow and pydantic (the validation oracle) into $venv" >&2
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q 'moto[server]' pyarrow 'pydantic>=2.12'
+  "$venv/bin/pip" install -q 'moto[server]' pyarrow 'pydantic[email]>=2.12'
 fi
 export ZOOPIPE_TEST_PYTHON="$venv/bin/python"
 

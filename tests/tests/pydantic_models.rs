@@ -627,3 +627,90 @@ fn json_booleans_in_number_fields_are_taken_as_pydantic_takes_them() {
         );
     }
 }
+
+/// CSV cells (strings) that pydantic's lax mode judges in ways a lenient parser would not:
+/// which rows it takes and which field fails the rest.
+const TRICKY_CELLS_ORACLE: &str = r#"
+import csv, json, sys
+from typing import Optional
+from uuid import UUID
+from pydantic import BaseModel, EmailStr, ValidationError, confloat
+
+class Row(BaseModel):
+    pos: Optional[confloat(gt=0)] = None
+    flag: Optional[bool] = None
+    uid: Optional[UUID] = None
+    email: Optional[EmailStr] = None
+    n: Optional[int] = None
+
+u = "123e4567-e89b-42d3-a456-426614174000"
+cells = {
+    "pos": ["nan", "NaN", "1.5", "0", "-1"],
+    "flag": [" true", "true ", "yes", "off", "2", "1"],
+    "uid": [" " + u, u + " ", u.upper(), "{" + u.replace("-", "") + "}", "{" + u + "}",
+            "urn:uuid:" + u, u.replace("-", "")],
+    "email": ["bob@x.test", "bob@mail.example.com", "bob@printer.local", "a@b.invalid",
+              "bob@x.example"],
+    "n": ["1.", "1.0", " 42 ", "+7", "4.5"],
+}
+out = sys.argv[1]
+rows, verdicts = [], []
+for field, values in cells.items():
+    for value in values:
+        rows.append({field: value})
+        try:
+            Row.model_validate({field: value})
+            verdicts.append(None)
+        except ValidationError as e:
+            verdicts.append(sorted(".".join(map(str, x["loc"])) for x in e.errors()))
+with open(f"{out}/cells.csv", "w", newline="") as f:
+    w = csv.DictWriter(f, fieldnames=list(cells))
+    w.writeheader()
+    w.writerows(rows)
+with open(f"{out}/schema.json", "w") as f:
+    json.dump(Row.model_json_schema(), f)
+print(json.dumps(verdicts))
+"#;
+
+#[test]
+fn tricky_csv_cells_are_judged_as_pydantic_judges_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let verdicts: Vec<Option<Vec<String>>> =
+        serde_json::from_str(python(TRICKY_CELLS_ORACLE, &[d]).trim()).unwrap();
+    let out = format!("{d}/out/");
+    let report = run_ok(&[
+        "run",
+        "--input",
+        &format!("{d}/cells.csv"),
+        "--output",
+        &out,
+        "--format",
+        "jsonl",
+        "--schema",
+        &format!("{d}/schema.json"),
+    ]);
+    let failed: std::collections::BTreeMap<u64, Vec<String>> =
+        error_rows(std::path::Path::new(&out))
+            .iter()
+            .map(|row| {
+                let mut fields: Vec<String> = row["errors"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e["field"].as_str().unwrap_or("").to_string())
+                    .collect();
+                fields.sort();
+                (row["line"].as_u64().unwrap(), fields)
+            })
+            .collect();
+    for (i, verdict) in verdicts.iter().enumerate() {
+        // The header is line 1.
+        let line = i as u64 + 2;
+        assert_eq!(failed.get(&line), verdict.as_ref(), "CSV line {line}");
+    }
+    assert_eq!(
+        report["total_errors"],
+        verdicts.iter().filter(|v| v.is_some()).count() as u64
+    );
+}
