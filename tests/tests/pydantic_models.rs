@@ -569,20 +569,7 @@ fn json_booleans_in_number_fields_are_taken_as_pydantic_takes_them() {
     assert_eq!(report["total_valid"], valid.len() as u64, "{report:#}");
     assert_eq!(report["total_errors"], failed.len() as u64, "{report:#}");
     // The same lines fail, at the same places.
-    let mut ours: Vec<(u64, Vec<String>)> = error_rows(std::path::Path::new(&out))
-        .iter()
-        .map(|row| {
-            let mut locs: Vec<String> = row["errors"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|e| e["field"].as_str().unwrap_or("").to_string())
-                .collect();
-            locs.sort();
-            (row["line"].as_u64().unwrap(), locs)
-        })
-        .collect();
-    ours.sort();
+    let ours: Vec<(u64, Vec<String>)> = failed_fields(&out).into_iter().collect();
     let theirs: Vec<(u64, Vec<String>)> = failed
         .iter()
         .map(|f| {
@@ -690,20 +677,7 @@ fn tricky_csv_cells_are_judged_as_pydantic_judges_them() {
         "--schema",
         &format!("{d}/schema.json"),
     ]);
-    let failed: std::collections::BTreeMap<u64, Vec<String>> =
-        error_rows(std::path::Path::new(&out))
-            .iter()
-            .map(|row| {
-                let mut fields: Vec<String> = row["errors"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|e| e["field"].as_str().unwrap_or("").to_string())
-                    .collect();
-                fields.sort();
-                (row["line"].as_u64().unwrap(), fields)
-            })
-            .collect();
+    let failed = failed_fields(&out);
     for (i, verdict) in verdicts.iter().enumerate() {
         // The header is line 1.
         let line = i as u64 + 2;
@@ -713,4 +687,21 @@ fn tricky_csv_cells_are_judged_as_pydantic_judges_them() {
         report["total_errors"],
         verdicts.iter().filter(|v| v.is_some()).count() as u64
     );
+}
+
+/// Each error row's line and its failing fields, sorted: what pydantic's `loc`s are compared with.
+fn failed_fields(out: &str) -> std::collections::BTreeMap<u64, Vec<String>> {
+    error_rows(std::path::Path::new(out))
+        .iter()
+        .map(|row| {
+            let mut fields: Vec<String> = row["errors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["field"].as_str().unwrap_or("").to_string())
+                .collect();
+            fields.sort();
+            (row["line"].as_u64().unwrap(), fields)
+        })
+        .collect()
 }

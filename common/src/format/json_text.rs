@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema};
+use arrow::datatypes::{DataType, Field, Fields, Schema};
+
+use super::type_rewrite::rewrite;
 use arrow::error::ArrowError;
 
 fn is_nested(data_type: &DataType) -> bool {
@@ -20,78 +22,46 @@ fn is_nested(data_type: &DataType) -> bool {
 
 /// `data_type` with every decimal (however deep) as Utf8; `None` when it holds none.
 fn decimals_as_text(data_type: &DataType) -> Option<DataType> {
-    let field = |f: &Field| {
-        decimals_as_text(f.data_type()).map(|t| Arc::new(f.as_ref().clone().with_data_type(t)))
-    };
-    match data_type {
+    rewrite(data_type, &|t| match t {
         DataType::Decimal32(..)
         | DataType::Decimal64(..)
         | DataType::Decimal128(..)
         | DataType::Decimal256(..) => Some(DataType::Utf8),
-        DataType::List(f) => field(f).map(DataType::List),
-        DataType::LargeList(f) => field(f).map(DataType::LargeList),
-        DataType::Struct(fields) => {
-            let changed: Vec<Option<_>> = fields.iter().map(|f| field(f)).collect();
-            changed.iter().any(Option::is_some).then(|| {
-                DataType::Struct(Fields::from(
-                    fields
-                        .iter()
-                        .zip(changed)
-                        .map(|(f, c)| c.unwrap_or_else(|| f.clone()))
-                        .collect::<Vec<_>>(),
-                ))
-            })
-        }
         _ => None,
-    }
+    })
 }
 
 /// `data_type` with every map key (however deep) as Utf8, as JSON objects key their members;
 /// `None` when all already are. arrow's JSON writer takes text keys only.
 fn keys_as_text(data_type: &DataType) -> Option<DataType> {
-    let field = |f: &FieldRef| {
-        keys_as_text(f.data_type()).map(|t| Arc::new(f.as_ref().clone().with_data_type(t)))
+    rewrite(data_type, &text_key)
+}
+
+/// A map whose key is not text, its key as Utf8 (and its value's maps too).
+fn text_key(data_type: &DataType) -> Option<DataType> {
+    let DataType::Map(entries, sorted) = data_type else {
+        return None;
     };
-    match data_type {
-        DataType::List(f) => field(f).map(DataType::List),
-        DataType::LargeList(f) => field(f).map(DataType::LargeList),
-        DataType::FixedSizeList(f, n) => field(f).map(|f| DataType::FixedSizeList(f, *n)),
-        DataType::Struct(fields) => {
-            let changed: Vec<Option<FieldRef>> = fields.iter().map(field).collect();
-            changed.iter().any(Option::is_some).then(|| {
-                DataType::Struct(
-                    fields
-                        .iter()
-                        .zip(changed)
-                        .map(|(f, c)| c.unwrap_or_else(|| f.clone()))
-                        .collect(),
-                )
-            })
-        }
-        DataType::Map(entries, sorted) => {
-            let DataType::Struct(kv) = entries.data_type() else {
-                return None;
-            };
-            let [key, value] = kv.iter().collect::<Vec<_>>()[..] else {
-                return None;
-            };
-            let text_key = !matches!(key.data_type(), DataType::Utf8 | DataType::LargeUtf8);
-            let value_type = keys_as_text(value.data_type());
-            (text_key || value_type.is_some()).then(|| {
-                let key = Field::new(key.name(), DataType::Utf8, false);
-                let value = match value_type {
-                    Some(t) => value.as_ref().clone().with_data_type(t),
-                    None => value.as_ref().clone(),
-                };
-                let entries = entries
-                    .as_ref()
-                    .clone()
-                    .with_data_type(DataType::Struct(Fields::from(vec![key, value])));
-                DataType::Map(Arc::new(entries), *sorted)
-            })
-        }
-        _ => None,
+    let DataType::Struct(kv) = entries.data_type() else {
+        return None;
+    };
+    let [key, value] = kv.iter().collect::<Vec<_>>()[..] else {
+        return None;
+    };
+    if matches!(key.data_type(), DataType::Utf8 | DataType::LargeUtf8) {
+        // Text keys already: the generic walk rewrites the value's maps.
+        return None;
     }
+    let key = Field::new(key.name(), DataType::Utf8, false);
+    let value = match keys_as_text(value.data_type()) {
+        Some(t) => value.as_ref().clone().with_data_type(t),
+        None => value.as_ref().clone(),
+    };
+    let entries = entries
+        .as_ref()
+        .clone()
+        .with_data_type(DataType::Struct(Fields::from(vec![key, value])));
+    Some(DataType::Map(Arc::new(entries), *sorted))
 }
 
 /// The column as arrow's JSON writer can write it (map keys as text).

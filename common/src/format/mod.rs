@@ -15,6 +15,7 @@ mod parquet_compat;
 mod parquet_part;
 pub mod parquet_tail;
 mod text;
+mod type_rewrite;
 pub mod write;
 
 pub use compression::open_decoder;

@@ -8,12 +8,14 @@
 //! group, is written plain from the start; low-cardinality columns keep their dictionary.
 
 use arrow::array::{Array, ArrayRef, AsArray};
-use arrow::datatypes::{DataType, FieldRef, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::errors::ParquetError;
 use parquet::file::properties::{DEFAULT_DICTIONARY_PAGE_SIZE_LIMIT, WriterPropertiesBuilder};
 use parquet::schema::types::ColumnPath;
+
+use super::type_rewrite::rewrite_fields;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -128,53 +130,19 @@ impl<W: std::io::Write + Send> ParquetPart<W> {
 /// that break it differ from the top-level floor.)
 fn annotatable(data_type: &DataType) -> Option<DataType> {
     use arrow::datatypes::TimeUnit;
-    let field = |f: &FieldRef| {
-        annotatable(f.data_type()).map(|t| Arc::new(f.as_ref().clone().with_data_type(t)))
-    };
     match data_type {
         DataType::Timestamp(TimeUnit::Second, tz) => {
             Some(DataType::Timestamp(TimeUnit::Millisecond, tz.clone()))
         }
         DataType::Time32(TimeUnit::Second) => Some(DataType::Time32(TimeUnit::Millisecond)),
         DataType::Date64 => Some(DataType::Date32),
-        DataType::List(f) => field(f).map(DataType::List),
-        DataType::LargeList(f) => field(f).map(DataType::LargeList),
-        DataType::FixedSizeList(f, n) => field(f).map(|f| DataType::FixedSizeList(f, *n)),
-        DataType::Map(f, sorted) => field(f).map(|f| DataType::Map(f, *sorted)),
-        DataType::Struct(fields) => {
-            let changed: Vec<Option<FieldRef>> = fields.iter().map(field).collect();
-            changed.iter().any(Option::is_some).then(|| {
-                DataType::Struct(
-                    fields
-                        .iter()
-                        .zip(changed)
-                        .map(|(f, c)| c.unwrap_or_else(|| f.clone()))
-                        .collect(),
-                )
-            })
-        }
         _ => None,
     }
 }
 
 fn stored_schema(schema: &SchemaRef) -> Option<SchemaRef> {
-    let changed: Vec<Option<DataType>> = schema
-        .fields()
-        .iter()
-        .map(|f| annotatable(f.data_type()))
-        .collect();
-    changed.iter().any(Option::is_some).then(|| {
-        let fields: Vec<FieldRef> = schema
-            .fields()
-            .iter()
-            .zip(changed)
-            .map(|(f, t)| match t {
-                Some(t) => Arc::new(f.as_ref().clone().with_data_type(t)),
-                None => f.clone(),
-            })
-            .collect();
-        Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
-    })
+    rewrite_fields(schema.fields(), &annotatable)
+        .map(|fields| Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())))
 }
 
 fn cast_batch(batch: &RecordBatch, stored: &SchemaRef) -> Result<RecordBatch, ParquetError> {
