@@ -615,10 +615,11 @@ fn json_booleans_in_number_fields_are_taken_as_pydantic_takes_them() {
     }
 }
 
-/// CSV cells (strings) that pydantic's lax mode judges in ways a lenient parser would not:
-/// which rows it takes and which field fails the rest.
+/// CSV cells (strings) that pydantic's lax mode judges in ways a lenient parser would not (or a
+/// strict one): which rows it takes and which field fails the rest.
 const TRICKY_CELLS_ORACLE: &str = r#"
 import csv, json, sys
+from datetime import date
 from typing import Optional
 from uuid import UUID
 from pydantic import BaseModel, EmailStr, ValidationError, confloat
@@ -629,6 +630,7 @@ class Row(BaseModel):
     uid: Optional[UUID] = None
     email: Optional[EmailStr] = None
     n: Optional[int] = None
+    day: Optional[date] = None
 
 u = "123e4567-e89b-42d3-a456-426614174000"
 cells = {
@@ -639,6 +641,8 @@ cells = {
     "email": ["bob@x.test", "bob@mail.example.com", "bob@printer.local", "a@b.invalid",
               "bob@x.example"],
     "n": ["1.", "1.0", " 42 ", "+7", "4.5"],
+    "day": ["2024-01-05", " 2024-01-05", "2024-01-05T00:00:00", "2024-01-05T00:00:00+01:00",
+            "2024-01-05 00:00", "2024-01-05T10:00:00", "1704412800", "1704412801", "0"],
 }
 out = sys.argv[1]
 rows, verdicts = [], []

@@ -239,7 +239,7 @@ fn text_to_date(strings: &StringArray) -> Coerced {
         strings.len(),
         &DataType::Date32,
         |i| strings.is_valid(i).then(|| strings.value(i)),
-        |s| text::parse_date_days(s).ok_or(DATE_PARSING),
+        |s| text::parse_date_lax(s).ok_or(DATE_PARSING),
     )
 }
 

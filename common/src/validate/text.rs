@@ -47,9 +47,9 @@ pub(crate) fn parse_bool(text: &str) -> Option<bool> {
     }
 }
 
-/// Strict `YYYY-MM-DD` to days since the Unix epoch (Date32).
+/// Strict `YYYY-MM-DD` to days since the Unix epoch (Date32); nothing around it, as pydantic.
 pub(crate) fn parse_date_days(text: &str) -> Option<i32> {
-    let b = text.trim().as_bytes();
+    let b = text.as_bytes();
     if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
         return None;
     }
@@ -64,6 +64,63 @@ pub(crate) fn parse_date_days(text: &str) -> Option<i32> {
 }
 
 use chrono::Datelike;
+
+/// A date as pydantic takes text for one: `YYYY-MM-DD`, or a date-time exactly at midnight
+/// (its own zone's), or a Unix time (seconds, milliseconds above 2e10) at a day's start.
+pub(crate) fn parse_date_lax(text: &str) -> Option<i32> {
+    if let Some(days) = parse_date_days(text) {
+        return Some(days);
+    }
+    if let (Some(day), Some(rest)) = (text.get(..10), text.get(10..))
+        && let Some(days) = parse_date_days(day)
+    {
+        return is_midnight(rest).then_some(days);
+    }
+    let seconds: f64 = text.parse().ok()?;
+    if !seconds.is_finite() || seconds.fract() != 0.0 || seconds.abs() > 9e15 {
+        return None;
+    }
+    // Integral and bounded: exact as an i64.
+    let ms = if seconds.abs() > 2e10 {
+        seconds as i64
+    } else {
+        seconds as i64 * 1000
+    };
+    const DAY_MS: i64 = 86_400_000;
+    if ms % DAY_MS != 0 {
+        return None;
+    }
+    i32::try_from(ms / DAY_MS).ok()
+}
+
+/// `T00:00[:00[.000…]]` and an optional zone (`Z`, `±hh:mm`): the time part of a date-time that
+/// names a whole day.
+fn is_midnight(rest: &str) -> bool {
+    let Some(rest) = rest.strip_prefix(['T', 't', ' ']) else {
+        return false;
+    };
+    let split = rest
+        .char_indices()
+        .find(|&(_, c)| matches!(c, 'Z' | 'z' | '+' | '-'))
+        .map_or(rest.len(), |(i, _)| i);
+    let (time, zone) = rest.split_at(split);
+    let time_ok = match time.strip_prefix("00:00") {
+        Some("") => true,
+        Some(seconds) => seconds.strip_prefix(":00").is_some_and(|fraction| {
+            fraction.is_empty()
+                || fraction
+                    .strip_prefix('.')
+                    .is_some_and(|zeros| !zeros.is_empty() && zeros.bytes().all(|b| b == b'0'))
+        }),
+        None => false,
+    };
+    let zone_ok = match zone.as_bytes() {
+        [] | [b'Z' | b'z'] => true,
+        [b'+' | b'-', h1, h2, b':', m1, m2] => [h1, h2, m1, m2].iter().all(|b| b.is_ascii_digit()),
+        _ => false,
+    };
+    time_ok && zone_ok
+}
 
 /// ISO 8601 / RFC 3339 date-time (`T` or space, optional fraction, `Z` or offset; naive = UTC;
 /// a bare date = midnight) to microseconds since the Unix epoch in UTC.
@@ -153,6 +210,18 @@ mod tests {
         assert_eq!(parse_date_days("1970-01-02"), Some(1));
         assert_eq!(parse_date_days("2024-02-30"), None);
         assert_eq!(parse_date_days("2024-1-01"), None);
+        assert_eq!(parse_date_days(" 2024-01-02"), None);
+        // As pydantic takes a date: a midnight date-time, or a Unix time at a day's start.
+        assert_eq!(parse_date_lax("1970-01-02T00:00:00"), Some(1));
+        assert_eq!(parse_date_lax("1970-01-02T00:00:00.000+01:00"), Some(1));
+        assert_eq!(parse_date_lax("1970-01-02 00:00Z"), Some(1));
+        assert_eq!(parse_date_lax("1970-01-02T00:00:01"), None);
+        assert_eq!(parse_date_lax("1970-01-02T00:00:00 "), None);
+        assert_eq!(parse_date_lax("86400"), Some(1));
+        assert_eq!(parse_date_lax("86400.0"), Some(1));
+        assert_eq!(parse_date_lax("-86400"), Some(-1));
+        assert_eq!(parse_date_lax("86401"), None);
+        assert_eq!(parse_date_lax("nan"), None);
         let noon = 1_704_196_800_000_000; // 2024-01-02T12:00:00Z
         assert_eq!(parse_datetime_micros("2024-01-02T12:00:00Z"), Some(noon));
         assert_eq!(parse_datetime_micros("2024-01-02 12:00:00"), Some(noon));
