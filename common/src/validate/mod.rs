@@ -5,6 +5,7 @@
 //! `filter_record_batch`. Errors are collected as compact (row, field, message) tuples and only
 //! turned into `FieldError`s for failing rows, so the happy path allocates per column, not per row.
 
+mod canonical;
 pub(crate) mod checks;
 pub(crate) mod coerce;
 mod decimal;
@@ -225,7 +226,8 @@ fn validate_column<'a>(
         }));
         return Ok(array);
     }
-    let coerced = coerce::coerce(column, &spec.data_type)?;
+    let mut coerced = coerce::coerce(column, &spec.data_type)?;
+    coerced.array = canonical::canonical(spec, coerced.array);
     let mut field_errors: Vec<(usize, ErrorKind, &'a str)> = coerced
         .failures
         .iter()

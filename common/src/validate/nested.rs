@@ -547,7 +547,8 @@ pub(super) fn validate(
     let mut leaf_errors: Vec<(usize, usize, ErrorKind, String)> = Vec::new();
     for bucket in &mut walk.buckets {
         let texts: ArrayRef = Arc::new(bucket.texts.finish());
-        let coerced = coerce::coerce(&texts, &bucket.spec.data_type)?;
+        let mut coerced = coerce::coerce(&texts, &bucket.spec.data_type)?;
+        coerced.array = super::canonical::canonical(bucket.spec, coerced.array);
         let mut failed: Vec<(usize, ErrorKind, String)> = coerced
             .failures
             .iter()
