@@ -619,7 +619,7 @@ fn json_booleans_in_number_fields_are_taken_as_pydantic_takes_them() {
 /// strict one): which rows it takes and which field fails the rest.
 const TRICKY_CELLS_ORACLE: &str = r#"
 import csv, json, sys
-from datetime import date
+from datetime import date, datetime
 from typing import Optional
 from uuid import UUID
 from pydantic import BaseModel, EmailStr, ValidationError, confloat
@@ -631,6 +631,7 @@ class Row(BaseModel):
     email: Optional[EmailStr] = None
     n: Optional[int] = None
     day: Optional[date] = None
+    at: Optional[datetime] = None
 
 u = "123e4567-e89b-42d3-a456-426614174000"
 cells = {
@@ -644,6 +645,9 @@ cells = {
     "n": ["1.", "1.0", " 42 ", "+7", "4.5"],
     "day": ["2024-01-05", " 2024-01-05", "2024-01-05T00:00:00", "2024-01-05T00:00:00+01:00",
             "2024-01-05 00:00", "2024-01-05T10:00:00", "1704412800", "1704412801", "0"],
+    # Years outside 1..9999 are refused, a Unix time in microseconds among them.
+    "at": ["2024-01-05T10:00:00Z", "9999-12-31T23:59:59Z", "0000-01-01T00:00:00Z",
+           "1700000000000000", "1700000000"],
 }
 out = sys.argv[1]
 rows, verdicts = [], []

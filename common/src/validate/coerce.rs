@@ -32,6 +32,8 @@ pub(crate) const FLOAT_PARSING: &str =
 pub(crate) const BOOL_PARSING: &str = "Input should be a valid boolean, unable to interpret input";
 pub(crate) const DATETIME_PARSING: &str =
     "Input should be a valid datetime, unable to parse input as an ISO 8601 date-time";
+pub(crate) const DATETIME_RANGE: &str =
+    "Input should be a valid datetime, its year is outside 1 to 9999";
 pub(crate) const DATE_PARSING: &str =
     "Input should be a valid date, unable to parse input as a date in the format YYYY-MM-DD";
 
@@ -277,9 +279,9 @@ fn text_to_timestamp(input: &ArrayRef, target: &DataType) -> Result<Coerced, Arr
     let retry = newly_null(input.as_ref(), fast.as_ref());
     let fast = fast.as_primitive::<TimestampMicrosecondType>();
     if retry.is_empty() {
-        return Ok(Coerced::ok(Arc::new(
+        return Ok(in_calendar(Coerced::ok(Arc::new(
             fast.clone().with_data_type(target.clone()),
-        )));
+        ))));
     }
     let strings = input.as_string::<i32>();
     let mut values = fast.values().to_vec();
@@ -299,10 +301,40 @@ fn text_to_timestamp(input: &ArrayRef, target: &DataType) -> Result<Coerced, Arr
         Some(NullBuffer::new(valid.finish())),
     )
     .with_data_type(target.clone());
-    Ok(Coerced {
+    Ok(in_calendar(Coerced {
         array: Arc::new(array),
         failures,
-    })
+    }))
+}
+
+/// Date-times outside years 1–9999 (UTC) refused, as pydantic refuses them: a Unix time like
+/// 1700000000000000 or an overflowing offset would otherwise be written as year 55840.
+fn in_calendar(coerced: Coerced) -> Coerced {
+    const FIRST: i64 = -62_135_596_800_000_000; // 0001-01-01T00:00:00Z
+    const LAST: i64 = 253_402_300_799_999_999; // 9999-12-31T23:59:59.999999Z
+    let times = coerced.array.as_primitive::<TimestampMicrosecondType>();
+    let outside: Vec<usize> = (0..times.len())
+        .filter(|&i| times.is_valid(i) && !(FIRST..=LAST).contains(&times.value(i)))
+        .collect();
+    if outside.is_empty() {
+        return coerced;
+    }
+    let mut valid = validity_builder(times);
+    let mut failures = coerced.failures;
+    for &row in &outside {
+        valid.set_bit(row, false);
+        failures.push((row, DATETIME_RANGE));
+    }
+    failures.sort_by_key(|f| f.0);
+    let array = PrimitiveArray::<TimestampMicrosecondType>::new(
+        times.values().clone(),
+        Some(NullBuffer::new(valid.finish())),
+    )
+    .with_data_type(coerced.array.data_type().clone());
+    Coerced {
+        array: Arc::new(array),
+        failures,
+    }
 }
 
 /// Float → Int64 only for whole values: arrow's cast would truncate 4.5 to 4 silently.
@@ -399,10 +431,10 @@ fn numeric_to_timestamp(input: &ArrayRef) -> Result<Coerced, ArrowError> {
     let target = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
     let floats = cast(input, &DataType::Float64)?;
     let floats = floats.as_primitive::<Float64Type>();
-    Ok(map_rows::<TimestampMicrosecondType, f64>(
+    Ok(in_calendar(map_rows::<TimestampMicrosecondType, f64>(
         floats.len(),
         &target,
         |i| floats.is_valid(i).then(|| floats.value(i)),
         |v| text::unix_number_to_micros(v).ok_or(DATETIME_PARSING),
-    ))
+    )))
 }
