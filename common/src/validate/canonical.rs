@@ -79,9 +79,12 @@ fn uuid(value: &str) -> Option<String> {
 fn email(value: &str) -> Option<String> {
     // Most addresses are written canonically: tell without allocating (this runs per value).
     let trimmed = value.trim();
-    let uppercase_domain = value
-        .rsplit_once('@')
-        .is_some_and(|(_, domain)| domain.bytes().any(|b| b.is_ascii_uppercase()));
+    let bytes = value.as_bytes();
+    // A short reverse scan: `rsplit_once` costs more than the whole check on short addresses.
+    let uppercase_domain = bytes
+        .iter()
+        .rposition(|&b| b == b'@')
+        .is_some_and(|at| bytes[at..].iter().any(u8::is_ascii_uppercase));
     if trimmed.len() == value.len() && !trimmed.ends_with('>') && !uppercase_domain {
         return None;
     }
