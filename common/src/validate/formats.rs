@@ -43,9 +43,10 @@ fn deliverable_tld(tld: &[u8]) -> bool {
         b"test",
     ];
     // Cheap tests first: this runs on every address of a column.
-    !tld.iter().all(u8::is_ascii_digit)
-        && !((4..=9).contains(&tld.len())
-            && SPECIAL_USE.iter().any(|s| s.eq_ignore_ascii_case(tld)))
+    let numeric = tld.iter().all(u8::is_ascii_digit);
+    let special_use =
+        (4..=9).contains(&tld.len()) && SPECIAL_USE.iter().any(|s| s.eq_ignore_ascii_case(tld));
+    !numeric && !special_use
 }
 
 /// Byte classes of the address grammar (bit flags).
