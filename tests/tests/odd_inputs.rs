@@ -39,11 +39,41 @@ fn convert(input: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
 
 /// The `id` column of every output part, in order (JSONL parts).
 fn local_ids(out: &Path) -> Vec<String> {
+    local_ids_of(out, "id")
+}
+
+/// One column of every output part, in order (JSONL parts), as text.
+fn local_ids_of(out: &Path, column: &str) -> Vec<String> {
     parts(out)
         .iter()
         .flat_map(|p| read_jsonl(p))
-        .map(|row| row["id"].to_string().trim_matches('"').to_string())
+        .map(|row| row[column].to_string().trim_matches('"').to_string())
         .collect()
+}
+
+/// `zoopipectl run` of `input` that must be refused in one stderr line holding every one of
+/// `says`, with nothing published; its exit code and that line.
+fn refused_in_one_line(input: &str, out: &Path, says: &[&str]) -> (Option<i32>, String) {
+    let o = run(&[
+        "run",
+        "--input",
+        input,
+        "--output",
+        &format!("{}/", s(out)),
+        "-q",
+    ]);
+    let stderr = text(&o.stderr);
+    assert!(!o.status.success(), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        says.iter().all(|w| stderr.contains(w)),
+        "{says:?} in {stderr}"
+    );
+    assert!(
+        !out.join("_SUCCESS").exists() && (!out.exists() || parts(out).is_empty()),
+        "nothing published"
+    );
+    (o.status.code(), stderr)
 }
 
 #[test]
@@ -399,16 +429,11 @@ fn a_big_endian_arrow_file_is_refused_before_the_job_runs_in_one_line() {
     // From apache/arrow-testing: read as little-endian its values would come out wrong, exit 0.
     let input = repo_file("tests/fixtures/arrow-testing/bigendian_primitive.arrow");
     let dir = tempfile::tempdir().unwrap();
-    let out = format!("{}/", dir.path().join("out").to_string_lossy());
-    let o = run(&["run", "--input", &input, "--output", &out, "-q"]);
-    let stderr = text(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{stderr}");
-    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.contains("bigendian_primitive.arrow") && stderr.contains("big-endian"),
-        "{stderr}"
-    );
-    assert!(!dir.path().join("out").exists(), "nothing written");
+    let out = dir.path().join("out");
+    let (code, stderr) =
+        refused_in_one_line(&input, &out, &["bigendian_primitive.arrow", "big-endian"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(!out.exists(), "nothing written");
 }
 
 #[test]
@@ -558,19 +583,10 @@ fn an_input_with_two_columns_of_one_name_is_refused_in_one_line_naming_it() {
          w=ipc.new_file(sys.argv[1],t.schema); w.write_table(t); w.close()",
         &[&s(&input)],
     );
-    let out = format!("{}/", s(&dir.path().join("out")));
-    let o = run(&["run", "--input", &s(&input), "--output", &out, "-q"]);
-    let stderr = text(&o.stderr);
-    assert!(!o.status.success(), "{stderr}");
-    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.contains("dup.arrow") && stderr.contains("more than one column named 'ints'"),
-        "{stderr}"
-    );
-    assert!(
-        !dir.path().join("out").join("_SUCCESS").exists()
-            && parts(&dir.path().join("out")).is_empty(),
-        "nothing published"
+    refused_in_one_line(
+        &s(&input),
+        &dir.path().join("out"),
+        &["dup.arrow", "more than one column named 'ints'"],
     );
     // A model that reads neither `ints` ignores them, as pydantic ignores unknown keys.
     let schema = dir.path().join("s.schema.json");
@@ -593,14 +609,10 @@ fn a_damaged_arrow_file_is_refused_in_one_line_without_retries() {
     // arrow's decoder panicked on it, and the panic was retried as if transient.
     let input = repo_file("tests/fixtures/arrow-testing/fuzz-block-past-end.arrow");
     let dir = tempfile::tempdir().unwrap();
-    let out = format!("{}/", s(&dir.path().join("out")));
-    let o = run(&["run", "--input", &input, "--output", &out, "-q"]);
-    let stderr = text(&o.stderr);
-    assert!(!o.status.success(), "{stderr}");
-    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.contains("fuzz-block-past-end.arrow") && stderr.contains("damaged"),
-        "{stderr}"
+    let (_, stderr) = refused_in_one_line(
+        &input,
+        &dir.path().join("out"),
+        &["fuzz-block-past-end.arrow", "damaged"],
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
@@ -635,15 +647,6 @@ fn a_jsonl_line_that_is_not_json_is_malformed_even_where_no_field_is_kept() {
         assert_eq!(lines, [2, 3], "{schema_args:?}");
         assert_eq!(local_ids_of(&out, "a"), ["0", "3"]);
     }
-}
-
-/// One column of every output part, in order (JSONL parts).
-fn local_ids_of(out: &Path, column: &str) -> Vec<String> {
-    parts(out)
-        .iter()
-        .flat_map(|p| read_jsonl(p))
-        .map(|row| row[column].to_string())
-        .collect()
 }
 
 #[test]

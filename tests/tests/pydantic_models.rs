@@ -555,17 +555,7 @@ fn json_booleans_in_number_fields_are_taken_as_pydantic_takes_them() {
         failed.len()
     );
     let out = format!("{d}/out/");
-    let report = run_ok(&[
-        "run",
-        "--input",
-        &format!("{d}/rows.jsonl"),
-        "--output",
-        &out,
-        "--format",
-        "jsonl",
-        "--schema",
-        &format!("{d}/schema.json"),
-    ]);
+    let report = validated_to_jsonl(d, "rows.jsonl", &out);
     assert_eq!(report["total_valid"], valid.len() as u64, "{report:#}");
     assert_eq!(report["total_errors"], failed.len() as u64, "{report:#}");
     // The same lines fail, at the same places.
@@ -675,17 +665,7 @@ fn tricky_csv_cells_are_judged_as_pydantic_judges_them() {
     let verdicts: Vec<serde_json::Value> =
         serde_json::from_str(python(TRICKY_CELLS_ORACLE, &[d]).trim()).unwrap();
     let out = format!("{d}/out/");
-    let report = run_ok(&[
-        "run",
-        "--input",
-        &format!("{d}/cells.csv"),
-        "--output",
-        &out,
-        "--format",
-        "jsonl",
-        "--schema",
-        &format!("{d}/schema.json"),
-    ]);
+    let report = validated_to_jsonl(d, "cells.csv", &out);
     let failed = failed_fields(&out);
     let mut valid_rows = parts(std::path::Path::new(&out))
         .iter()
@@ -733,4 +713,19 @@ fn failed_fields(out: &str) -> std::collections::BTreeMap<u64, Vec<String>> {
             (row["line"].as_u64().unwrap(), fields)
         })
         .collect()
+}
+
+/// `zoopipectl run` of `dir/input` against `dir/schema.json` into `out` as JSONL; its report.
+fn validated_to_jsonl(dir: &str, input: &str, out: &str) -> serde_json::Value {
+    run_ok(&[
+        "run",
+        "--input",
+        &format!("{dir}/{input}"),
+        "--output",
+        out,
+        "--format",
+        "jsonl",
+        "--schema",
+        &format!("{dir}/schema.json"),
+    ])
 }

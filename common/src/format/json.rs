@@ -170,11 +170,8 @@ pub enum Target {
 impl Target {
     /// A field's target, by its type alone: pydantic takes `true` for `Literal[1]` and an
     /// `IntEnum` too (checked against pydantic 2.12).
-    pub fn of_field(field: &crate::schema::FieldSpec) -> Self {
-        Self::of(&field.data_type)
-    }
-
-    fn of(data_type: &arrow::datatypes::DataType) -> Self {
+    pub fn of(field: &crate::schema::FieldSpec) -> Self {
+        let data_type = &field.data_type;
         if data_type.is_integer() || data_type.is_floating() {
             Target::Number
         } else if *data_type == arrow::datatypes::DataType::Boolean {
@@ -223,7 +220,7 @@ pub fn targets(columns: &[String], schema: Option<&crate::schema::CompiledSchema
         .map(|name| {
             schema
                 .and_then(|s| s.fields().iter().find(|f| f.name == *name))
-                .map_or(Target::Other, Target::of_field)
+                .map_or(Target::Other, Target::of)
         })
         .collect()
 }

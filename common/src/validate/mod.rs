@@ -71,27 +71,17 @@ impl CompiledSchema {
     /// among the members of a sub-model in such a column); any repeated name when extra
     /// columns are refused. Columns nothing reads may repeat, as pydantic ignores them.
     fn repeated_name_used(&self, fields: &arrow::datatypes::Fields) -> Option<String> {
-        let used = |name: &str| {
+        repeated_name(fields, &|name| {
             !self.additional_properties() || self.fields().iter().any(|f| f.name == name)
-        };
-        let mut seen = std::collections::HashSet::with_capacity(fields.len());
-        for field in fields.iter().filter(|f| used(f.name())) {
-            if !seen.insert(field.name().as_str()) {
-                return Some(field.name().clone());
-            }
-            if let Some(inner) = repeated_inside(field.data_type()) {
-                return Some(format!("{}.{inner}", field.name()));
-            }
-        }
-        None
+        })
     }
 }
 
-/// A name used twice among `fields`, or among the members of a sub-model inside them (at any
-/// depth), dotted from the top (`address.zip`).
-fn repeated_name(fields: &arrow::datatypes::Fields) -> Option<String> {
+/// A name used twice among those of `fields` that `read` names, or among the members of a
+/// sub-model inside them (at any depth), dotted from the top (`address.zip`).
+fn repeated_name(fields: &arrow::datatypes::Fields, read: &dyn Fn(&str) -> bool) -> Option<String> {
     let mut seen = std::collections::HashSet::with_capacity(fields.len());
-    for field in fields {
+    for field in fields.iter().filter(|f| read(f.name())) {
         if !seen.insert(field.name().as_str()) {
             return Some(field.name().clone());
         }
@@ -104,7 +94,7 @@ fn repeated_name(fields: &arrow::datatypes::Fields) -> Option<String> {
 
 fn repeated_inside(data_type: &DataType) -> Option<String> {
     match data_type {
-        DataType::Struct(fields) => repeated_name(fields),
+        DataType::Struct(fields) => repeated_name(fields, &|_| true),
         DataType::List(f)
         | DataType::LargeList(f)
         | DataType::FixedSizeList(f, _)

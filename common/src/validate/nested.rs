@@ -206,13 +206,13 @@ impl<'n> Walk<'n> {
                     Kind::String(s) => bucket.texts.append_value(s),
                     // As pydantic's JSON mode: `true` in a number is 1, `1.0` in a bool true.
                     Kind::Number(s) => {
-                        let target = Target::of_field(bucket.spec);
+                        let target = Target::of(bucket.spec);
                         let read = s.parse::<f64>().ok().and_then(|f| target.float_text(f));
                         bucket.texts.append_value(read.unwrap_or(s));
                     }
                     Kind::Bool(b) => bucket
                         .texts
-                        .append_value(Target::of_field(bucket.spec).bool_text(b)),
+                        .append_value(Target::of(bucket.spec).bool_text(b)),
                     _ => bucket.texts.append_null(),
                 }
             }
