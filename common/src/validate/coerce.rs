@@ -3,8 +3,8 @@
 //! Arrow's cast kernels are the fast path. Values a kernel turns into null although the input
 //! was not null are re-examined with the lax pydantic-like parsers in `text`; only those that
 //! still fail become row errors. Where arrow's semantics differ from pydantic's (float → int
-//! would truncate, timestamps need UTC handling without chrono-tz, text → bool), a single
-//! loop over the values replaces the kernel.
+//! would truncate, text → bool, text → date and date-time, which pydantic parses with its own
+//! rules), a single loop over the values replaces the kernel.
 
 use std::sync::Arc;
 
@@ -32,8 +32,6 @@ pub(crate) const FLOAT_PARSING: &str =
 pub(crate) const BOOL_PARSING: &str = "Input should be a valid boolean, unable to interpret input";
 pub(crate) const DATETIME_PARSING: &str =
     "Input should be a valid datetime, unable to parse input as an ISO 8601 date-time";
-pub(crate) const DATETIME_RANGE: &str =
-    "Input should be a valid datetime, its year is outside 1 to 9999";
 pub(crate) const DATE_PARSING: &str =
     "Input should be a valid date, unable to parse input as a date in the format YYYY-MM-DD";
 
@@ -113,7 +111,9 @@ pub(crate) fn coerce(input: &ArrayRef, target: &DataType) -> Result<Coerced, Arr
             Ok(decimal::text_to_decimal(text.as_string::<i32>(), *p, *sc))
         }
         (DataType::Utf8, DataType::Date32) => Ok(text_to_date(input.as_string::<i32>())),
-        (DataType::Utf8, t) if is_utc_micros(t) => text_to_timestamp(&input, target),
+        (DataType::Utf8, t) if is_utc_micros(t) => {
+            Ok(text_to_timestamp(input.as_string::<i32>(), target))
+        }
         (s, DataType::Int64) if s.is_floating() => float_to_int(&input),
         (s, DataType::Boolean) if s.is_numeric() => numeric_to_bool(&input),
         (DataType::Timestamp(_, _) | DataType::Date32 | DataType::Date64, t)
@@ -270,71 +270,16 @@ fn text_to_bool(strings: &StringArray) -> Coerced {
     }
 }
 
-/// Text → Timestamp(µs, UTC). The kernel is used with no time zone (arrow cannot parse the zone
-/// name "UTC" without chrono-tz); it converts explicit offsets to UTC and reads naive text as
-/// UTC wall time, which is exactly the wanted meaning, so the zone is then just attached.
-fn text_to_timestamp(input: &ArrayRef, target: &DataType) -> Result<Coerced, ArrowError> {
-    let naive = DataType::Timestamp(TimeUnit::Microsecond, None);
-    let fast = cast_with_options(input, &naive, &SAFE)?;
-    let retry = newly_null(input.as_ref(), fast.as_ref());
-    let fast = fast.as_primitive::<TimestampMicrosecondType>();
-    if retry.is_empty() {
-        return Ok(in_calendar(Coerced::ok(Arc::new(
-            fast.clone().with_data_type(target.clone()),
-        ))));
-    }
-    let strings = input.as_string::<i32>();
-    let mut values = fast.values().to_vec();
-    let mut valid = validity_builder(fast);
-    let mut failures = Vec::new();
-    for row in retry {
-        match text::parse_datetime_micros(strings.value(row)) {
-            Some(v) => {
-                values[row] = v;
-                valid.set_bit(row, true);
-            }
-            None => failures.push((row, DATETIME_PARSING)),
-        }
-    }
-    let array = PrimitiveArray::<TimestampMicrosecondType>::new(
-        values.into(),
-        Some(NullBuffer::new(valid.finish())),
+/// Text → Timestamp(µs, UTC), one value at a time with pydantic's own parser (speedate): arrow's
+/// kernel takes what pydantic refuses (`+05` offsets, a 60th second, spaces around the value,
+/// one-digit hours) and refuses what it takes (`_` as the separator, `,` before the fraction).
+fn text_to_timestamp(strings: &StringArray, target: &DataType) -> Coerced {
+    map_rows::<TimestampMicrosecondType, &str>(
+        strings.len(),
+        target,
+        |i| strings.is_valid(i).then(|| strings.value(i)),
+        |s| text::parse_datetime_micros(s).ok_or(DATETIME_PARSING),
     )
-    .with_data_type(target.clone());
-    Ok(in_calendar(Coerced {
-        array: Arc::new(array),
-        failures,
-    }))
-}
-
-/// Date-times outside years 1–9999 (UTC) refused, as pydantic refuses them: a Unix time like
-/// 1700000000000000 or an overflowing offset would otherwise be written as year 55840.
-fn in_calendar(coerced: Coerced) -> Coerced {
-    const FIRST: i64 = -62_135_596_800_000_000; // 0001-01-01T00:00:00Z
-    const LAST: i64 = 253_402_300_799_999_999; // 9999-12-31T23:59:59.999999Z
-    let times = coerced.array.as_primitive::<TimestampMicrosecondType>();
-    let outside: Vec<usize> = (0..times.len())
-        .filter(|&i| times.is_valid(i) && !(FIRST..=LAST).contains(&times.value(i)))
-        .collect();
-    if outside.is_empty() {
-        return coerced;
-    }
-    let mut valid = validity_builder(times);
-    let mut failures = coerced.failures;
-    for &row in &outside {
-        valid.set_bit(row, false);
-        failures.push((row, DATETIME_RANGE));
-    }
-    failures.sort_by_key(|f| f.0);
-    let array = PrimitiveArray::<TimestampMicrosecondType>::new(
-        times.values().clone(),
-        Some(NullBuffer::new(valid.finish())),
-    )
-    .with_data_type(coerced.array.data_type().clone());
-    Coerced {
-        array: Arc::new(array),
-        failures,
-    }
 }
 
 /// Float → Int64 only for whole values: arrow's cast would truncate 4.5 to 4 silently.
@@ -431,10 +376,10 @@ fn numeric_to_timestamp(input: &ArrayRef) -> Result<Coerced, ArrowError> {
     let target = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
     let floats = cast(input, &DataType::Float64)?;
     let floats = floats.as_primitive::<Float64Type>();
-    Ok(in_calendar(map_rows::<TimestampMicrosecondType, f64>(
+    Ok(map_rows::<TimestampMicrosecondType, f64>(
         floats.len(),
         &target,
         |i| floats.is_valid(i).then(|| floats.value(i)),
         |v| text::unix_number_to_micros(v).ok_or(DATETIME_PARSING),
-    )))
+    ))
 }

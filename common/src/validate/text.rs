@@ -1,12 +1,12 @@
-//! Lax parsers for single text values, shared by coercion (slow path only) and type inference.
+//! Lax parsers for single text values, shared by coercion and type inference.
 //!
-//! They mirror pydantic v2's lax string coercions closely enough for CSV/JSONL input and never allocate.
+//! They mirror pydantic v2's lax string coercions (dates and date-times with speedate, the
+//! parser pydantic-core uses) and never allocate.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime};
-
-/// Days from 0001-01-01 (chrono's CE day 1) to 1970-01-01, the Date32 epoch.
-const UNIX_EPOCH_DAYS_FROM_CE: i32 = 719_163;
-const MICROS_PER_DAY: i64 = 86_400_000_000;
+use speedate::{
+    Date, DateTime, DateTimeConfig, MicrosecondsPrecisionOverflowBehavior, TimeConfig,
+    TimestampUnit,
+};
 
 /// Integer text: optional sign, surrounding whitespace, and a zero fraction ("42.0") like pydantic.
 pub(crate) fn parse_int(text: &str) -> Option<i64> {
@@ -48,133 +48,94 @@ pub(crate) fn parse_bool(text: &str) -> Option<bool> {
 }
 
 /// Strict `YYYY-MM-DD` to days since the Unix epoch (Date32); nothing around it, as pydantic.
+/// What inference and enum values take as a date.
 pub(crate) fn parse_date_days(text: &str) -> Option<i32> {
     let b = text.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+    if b.len() != 10 {
         return None;
     }
-    let num = |s: &[u8]| -> Option<u32> {
-        s.iter().try_fold(0u32, |acc, &c| {
-            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
-        })
-    };
-    let year = i32::try_from(num(&b[0..4])?).ok()?;
-    let date = NaiveDate::from_ymd_opt(year, num(&b[5..7])?, num(&b[8..10])?)?;
-    Some(date.num_days_from_ce() - UNIX_EPOCH_DAYS_FROM_CE)
+    Date::parse_bytes_rfc3339(b).ok().and_then(epoch_days)
 }
 
-use chrono::Datelike;
-
-/// A date as pydantic takes text for one: `YYYY-MM-DD`, or a date-time exactly at midnight
-/// (its own zone's), or a Unix time (seconds, milliseconds above 2e10) at a day's start.
+/// A date as pydantic takes text for one (speedate, pydantic-core's parser): `YYYY-MM-DD`, a
+/// Unix time (seconds, milliseconds above 2e10) at a day's start, or a date-time exactly at
+/// midnight (its own zone's).
 pub(crate) fn parse_date_lax(text: &str) -> Option<i32> {
-    if let Some(days) = parse_date_days(text) {
-        return Some(days);
-    }
-    if let (Some(day), Some(rest)) = (text.get(..10), text.get(10..))
-        && let Some(days) = parse_date_days(day)
-    {
-        return is_midnight(rest).then_some(days);
-    }
-    let seconds: f64 = text.parse().ok()?;
-    if !seconds.is_finite() || seconds.fract() != 0.0 || seconds.abs() > 9e15 {
-        return None;
-    }
-    // Integral and bounded: exact as an i64.
-    let ms = if seconds.abs() > 2e10 {
-        seconds as i64
-    } else {
-        seconds as i64 * 1000
-    };
-    const DAY_MS: i64 = 86_400_000;
-    if ms % DAY_MS != 0 {
-        return None;
-    }
-    i32::try_from(ms / DAY_MS).ok()
-}
-
-/// `T00:00[:00[.000…]]` and an optional zone (`Z`, `±hh:mm`): the time part of a date-time that
-/// names a whole day.
-fn is_midnight(rest: &str) -> bool {
-    let Some(rest) = rest.strip_prefix(['T', 't', ' ']) else {
-        return false;
-    };
-    let split = rest
-        .char_indices()
-        .find(|&(_, c)| matches!(c, 'Z' | 'z' | '+' | '-'))
-        .map_or(rest.len(), |(i, _)| i);
-    let (time, zone) = rest.split_at(split);
-    let time_ok = match time.strip_prefix("00:00") {
-        Some("") => true,
-        Some(seconds) => seconds.strip_prefix(":00").is_some_and(|fraction| {
-            fraction.is_empty()
-                || fraction
-                    .strip_prefix('.')
-                    .is_some_and(|zeros| !zeros.is_empty() && zeros.bytes().all(|b| b == b'0'))
-        }),
-        None => false,
-    };
-    let zone_ok = match zone.as_bytes() {
-        [] | [b'Z' | b'z'] => true,
-        [b'+' | b'-', h1, h2, b':', m1, m2] => [h1, h2, m1, m2].iter().all(|b| b.is_ascii_digit()),
-        _ => false,
-    };
-    time_ok && zone_ok
-}
-
-/// ISO 8601 / RFC 3339 date-time (`T` or space, optional fraction, `Z` or offset; naive = UTC;
-/// a bare date = midnight) to microseconds since the Unix epoch in UTC.
-pub(crate) fn parse_iso_datetime_micros(text: &str) -> Option<i64> {
-    const WITH_OFFSET: [&str; 6] = [
-        "%Y-%m-%dT%H:%M:%S%.f%:z",
-        "%Y-%m-%d %H:%M:%S%.f%:z",
-        "%Y-%m-%dT%H:%M:%S%.f%z",
-        "%Y-%m-%d %H:%M:%S%.f%z",
-        "%Y-%m-%dT%H:%M%:z",
-        "%Y-%m-%d %H:%M%:z",
-    ];
-    const NAIVE: [&str; 4] = [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M",
-        "%Y-%m-%d %H:%M",
-    ];
-    let t = text.trim();
-    if t.len() == 10 {
-        return parse_date_days(t).map(|d| i64::from(d) * MICROS_PER_DAY);
-    }
-    if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
-        return Some(dt.timestamp_micros());
-    }
-    for fmt in WITH_OFFSET {
-        if let Ok(dt) = DateTime::parse_from_str(t, fmt) {
-            return Some(dt.timestamp_micros());
+    let bytes = text.as_bytes();
+    let date = match Date::parse_bytes(bytes) {
+        Ok(date) => date,
+        Err(_) => {
+            let datetime = DateTime::parse_bytes(bytes).ok()?;
+            let t = &datetime.time;
+            (t.hour == 0 && t.minute == 0 && t.second == 0 && t.microsecond == 0)
+                .then_some(datetime.date)?
         }
-    }
-    let naive = t.strip_suffix(['Z', 'z']).unwrap_or(t);
-    NAIVE
-        .iter()
-        .find_map(|fmt| NaiveDateTime::parse_from_str(naive, fmt).ok())
-        .map(|dt| dt.and_utc().timestamp_micros())
+    };
+    epoch_days(date)
 }
 
-/// Unix time as a number, pydantic style: seconds, or milliseconds when |value| > 2e10.
+/// Days since 1970-01-01; `None` for year 0, which speedate parses and Python's `date` has not.
+fn epoch_days(date: Date) -> Option<i32> {
+    const SECONDS_PER_DAY: i64 = 86_400;
+    if date.year == 0 {
+        return None;
+    }
+    i32::try_from(date.timestamp().div_euclid(SECONDS_PER_DAY)).ok()
+}
+
+/// An ISO 8601 / RFC 3339 date-time (or a bare date, midnight) to microseconds since the Unix
+/// epoch in UTC, naive read as UTC; no Unix times. What inference and enum values take.
+pub(crate) fn parse_iso_datetime_micros(text: &str) -> Option<i64> {
+    match DateTime::parse_bytes_rfc3339_with_config(text.as_bytes(), &DATETIME.time_config) {
+        Ok(datetime) => utc_micros(datetime),
+        Err(_) => parse_date_days(text).map(midnight_micros),
+    }
+}
+
+/// A date-time as pydantic takes text for one (speedate, pydantic-core's parser): ISO 8601 with
+/// `T`, `t`, space or `_` between date and time, seconds optional, fractions past microseconds
+/// truncated, `Z` or a `±hh:mm` / `±hhmm` offset, nothing around it; a Unix time, seconds (or
+/// milliseconds above 2e10) with an optional fraction; or a date (its midnight). To
+/// microseconds since the Unix epoch in UTC; naive date-times are read as UTC.
+pub(crate) fn parse_datetime_micros(text: &str) -> Option<i64> {
+    let bytes = text.as_bytes();
+    match DateTime::parse_bytes_with_config(bytes, &DATETIME) {
+        Ok(datetime) => utc_micros(datetime),
+        Err(_) => epoch_days(Date::parse_bytes(bytes).ok()?).map(midnight_micros),
+    }
+}
+
+/// pydantic-core's settings: digits past the microsecond are dropped, not refused.
+const DATETIME: DateTimeConfig = DateTimeConfig {
+    timestamp_unit: TimestampUnit::Infer,
+    time_config: TimeConfig {
+        microseconds_precision_overflow_behavior: MicrosecondsPrecisionOverflowBehavior::Truncate,
+        unix_timestamp_offset: None,
+    },
+};
+
+fn midnight_micros(days: i32) -> i64 {
+    i64::from(days) * 86_400_000_000
+}
+
+/// Unix time as a number, as pydantic takes one: seconds, or milliseconds when |value| > 2e10,
+/// rounded to the microsecond; within years 1-9999.
 pub(crate) fn unix_number_to_micros(value: f64) -> Option<i64> {
     if !value.is_finite() {
         return None;
     }
-    let micros = if value.abs() > 2e10 {
-        value * 1e3
-    } else {
-        value * 1e6
-    };
-    // The range check keeps the float-to-int conversion exact-or-refused instead of saturating.
-    (micros.abs() < 9.2e18).then(|| micros.round() as i64)
+    DateTime::from_float_with_config(value, &DATETIME)
+        .ok()
+        .and_then(utc_micros)
 }
 
-/// Date-time text as coercion accepts it: ISO forms, or a Unix timestamp number like pydantic.
-pub(crate) fn parse_datetime_micros(text: &str) -> Option<i64> {
-    parse_iso_datetime_micros(text).or_else(|| parse_float(text).and_then(unix_number_to_micros))
+/// Microseconds since the Unix epoch (UTC) of a parsed date-time; `None` for year 0, which
+/// speedate parses and Python's `datetime` has not.
+fn utc_micros(datetime: DateTime) -> Option<i64> {
+    if datetime.date.year == 0 {
+        return None;
+    }
+    Some(datetime.timestamp_tz() * 1_000_000 + i64::from(datetime.time.microsecond))
 }
 
 #[cfg(test)]
@@ -222,6 +183,10 @@ mod tests {
         assert_eq!(parse_date_lax("-86400"), Some(-1));
         assert_eq!(parse_date_lax("86401"), None);
         assert_eq!(parse_date_lax("nan"), None);
+        assert_eq!(parse_date_lax("1970-01-02_00:00"), Some(1));
+        assert_eq!(parse_date_lax("0000-01-01"), None);
+        // A whole day in milliseconds, but past year 9999.
+        assert_eq!(parse_date_lax("17041968000000000"), None);
         let noon = 1_704_196_800_000_000; // 2024-01-02T12:00:00Z
         assert_eq!(parse_datetime_micros("2024-01-02T12:00:00Z"), Some(noon));
         assert_eq!(parse_datetime_micros("2024-01-02 12:00:00"), Some(noon));
@@ -239,6 +204,42 @@ mod tests {
             Some(noon - 12 * 3_600_000_000)
         );
         assert_eq!(parse_datetime_micros("1704196800"), Some(noon));
+        assert_eq!(parse_datetime_micros("1704196800000"), Some(noon));
+        assert_eq!(parse_datetime_micros("1704196800.5"), Some(noon + 500_000));
+        // pydantic's parser: `_` and `t` separate, `,` starts the fraction, digits past the
+        // microsecond are dropped, `±hhmm` is an offset.
+        assert_eq!(parse_datetime_micros("2024-01-02_12:00:00"), Some(noon));
+        assert_eq!(parse_datetime_micros("2024-01-02t12:00:00z"), Some(noon));
+        assert_eq!(
+            parse_datetime_micros("2024-01-02T12:00:00,1234567Z"),
+            Some(noon + 123_456)
+        );
+        assert_eq!(
+            parse_datetime_micros("2024-01-02T14:00:00+0200"),
+            Some(noon)
+        );
+        // ... and what it refuses, which arrow's cast kernel takes.
+        for refused in [
+            "2024-01-02T12:00:00+02",
+            "2024-01-02T12:00:60Z",
+            "2024-01-02T1:00:00",
+            " 2024-01-02T12:00:00",
+            "2024-01-02T12:00:00Z ",
+            "2024-01-02T12:00:00 UTC",
+            "2024-1-2T12:00:00",
+            "1e9",
+            "0000-01-01T00:00:00",
+        ] {
+            assert_eq!(parse_datetime_micros(refused), None, "{refused}");
+        }
+        // Python's datetime spans years 1-9999: a Unix time in microseconds is not one.
+        assert_eq!(parse_datetime_micros("1700000000000000"), None);
+        assert_eq!(unix_number_to_micros(f64::NAN), None);
+        assert_eq!(unix_number_to_micros(1e20), None);
+        assert_eq!(
+            unix_number_to_micros(1_704_196_800.25),
+            Some(noon + 250_000)
+        );
         assert_eq!(parse_iso_datetime_micros("1704196800"), None);
         assert_eq!(parse_datetime_micros("yesterday"), None);
     }
