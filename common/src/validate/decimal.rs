@@ -62,7 +62,14 @@ impl Refusal {
 
 /// `text` as the unscaled value of a `Decimal128(precision, scale)`.
 fn parse(text: &str, precision: u8, scale: i8) -> Result<i128, Refusal> {
-    let text = text.trim();
+    // pydantic drops every underscore of a decimal's text (`1_000.5`, even `_1` or `1__0`).
+    let without_underscores;
+    let text = if text.contains('_') {
+        without_underscores = text.replace('_', "");
+        without_underscores.trim()
+    } else {
+        text.trim()
+    };
     let (negative, body) = match text.as_bytes().first() {
         Some(b'-') => (true, &text[1..]),
         Some(b'+') => (false, &text[1..]),
@@ -174,6 +181,9 @@ mod tests {
         assert_eq!(check("1e3"), Ok(100_000));
         assert_eq!(check(" 7 "), Ok(700));
         assert_eq!(check("0.000"), Ok(0));
+        // Underscores dropped wherever they are, as pydantic drops them.
+        assert_eq!(check("1_000.5"), Ok(100_050));
+        assert_eq!(check("_1__0"), Ok(1000));
         assert_eq!(
             check("1.234").unwrap_err(),
             "Decimal input should have no more than 2 decimal places"

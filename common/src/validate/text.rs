@@ -1,18 +1,22 @@
 //! Lax parsers for single text values, shared by coercion and type inference.
 //!
 //! They mirror pydantic v2's lax string coercions (dates and date-times with speedate, the
-//! parser pydantic-core uses) and never allocate.
+//! parser pydantic-core uses); they allocate only to drop the underscores of `1_000`.
 
 use speedate::{
     Date, DateTime, DateTimeConfig, MicrosecondsPrecisionOverflowBehavior, TimeConfig,
     TimestampUnit,
 };
 
-/// Integer text: optional sign, surrounding whitespace, and a zero fraction ("42.0") like pydantic.
+/// Integer text: optional sign, surrounding whitespace, underscores between digits (`1_000`)
+/// and a zero fraction ("42.0"), like pydantic.
 pub(crate) fn parse_int(text: &str) -> Option<i64> {
     let t = text.trim();
     if let Ok(v) = t.parse::<i64>() {
         return Some(v);
+    }
+    if t.contains('_') {
+        return parse_int(&without_underscores(t)?);
     }
     let (whole, fraction) = t.split_once('.')?;
     let has_digits = whole
@@ -27,9 +31,21 @@ pub(crate) fn parse_int(text: &str) -> Option<i64> {
     }
 }
 
-/// Float text; Rust's parser already accepts exponents and inf/infinity/nan in any case, as Python does.
+/// Float text; Rust's parser already accepts exponents and inf/infinity/nan in any case, as
+/// Python does. Underscores as pydantic takes them (the text untrimmed then, as pydantic).
 pub(crate) fn parse_float(text: &str) -> Option<f64> {
-    text.trim().parse::<f64>().ok()
+    match text.trim().parse::<f64>() {
+        Ok(v) => Some(v),
+        Err(_) if text.contains('_') => without_underscores(text)?.parse::<f64>().ok(),
+        Err(_) => None,
+    }
+}
+
+/// pydantic-core's reading of `_` in numbers: none first or last, never two in a row, and
+/// otherwise simply dropped (`1_000` → `1000`, `1_.5` → `1.5`).
+fn without_underscores(text: &str) -> Option<String> {
+    let refused = text.starts_with('_') || text.ends_with('_') || text.contains("__");
+    (!refused).then(|| text.replace('_', ""))
 }
 
 /// pydantic's accepted boolean spellings, compared case-insensitively (not trimmed: pydantic
@@ -153,6 +169,13 @@ mod tests {
         assert_eq!(parse_int("1."), None);
         assert_eq!(parse_int("."), None);
         assert_eq!(parse_int("abc"), None);
+        // Underscores as pydantic takes them.
+        assert_eq!(parse_int("1_000"), Some(1000));
+        assert_eq!(parse_int(" -1_0_0.0 "), Some(-100));
+        assert_eq!(parse_int("1__000"), None);
+        assert_eq!(parse_int("_1000"), None);
+        assert_eq!(parse_int("1000_"), None);
+        assert_eq!(parse_int("1_000.5"), None);
     }
 
     #[test]
@@ -164,6 +187,11 @@ mod tests {
         assert_eq!(parse_float("inf"), Some(f64::INFINITY));
         assert!(parse_float("NaN").is_some_and(f64::is_nan));
         assert_eq!(parse_float("1e3"), Some(1000.0));
+        assert_eq!(parse_float("1_000.000_1"), Some(1000.0001));
+        assert_eq!(parse_float("1e1_0"), Some(1e10));
+        assert_eq!(parse_float("+i_nf"), Some(f64::INFINITY));
+        assert_eq!(parse_float(" 1_000 "), None);
+        assert_eq!(parse_float("1__0"), None);
     }
 
     #[test]
