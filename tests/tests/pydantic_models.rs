@@ -495,7 +495,7 @@ fn schema_infer_proposes_nested_types_and_check_lists_them() {
 }
 
 /// Booleans, numbers and numeric text in number, bool, text and `Literal` fields, at the top and
-/// inside a sub-model, and JSON text in a string where a list belongs: which lines pydantic
+/// inside a sub-model (a number or boolean in a text field refused, as pydantic refuses it), and JSON text in a string where a list belongs: which lines pydantic
 /// takes, where it fails the rest, the values it makes.
 const SCALARS_ORACLE: &str = r#"
 import json, sys, random
@@ -504,6 +504,7 @@ from pydantic import BaseModel, ValidationError
 
 class Inner(BaseModel):
     k: int
+    name: Optional[str] = None
 
 class Row(BaseModel):
     n: int
@@ -522,12 +523,13 @@ cases = ['true', 'false', '"true"', '1', '0', '1.0', '1.5', '"5"', '"x"', 'null'
 lines, valid, failed = [], [], []
 for i in range(2000):
     n, x, flag, k = (random.choice(cases) for _ in range(4))
-    # Text fields take numbers and booleans as their text here (a documented lax choice).
-    s = random.choice(['"true"', '"x"', '"5"', 'null'])
+    # A number or boolean in a text field fails, as in pydantic.
+    s = random.choice(['"true"', '"x"', '"5"', 'null', '5', 'true', '1.5'])
     level = random.choice(['1', '2', 'true', 'false', '1.0', '3'])
     # A JSON string holding JSON is a string here, not the list it spells.
     tags = random.choice(['[1, 2]', '"[1, 2]"', '""', '[]', 'null', '[true, 2.0]'])
-    line = f'{{"n": {n}, "x": {x}, "flag": {flag}, "s": {s}, "inner": {{"k": {k}}}, "level": {level}, "tags": {tags}}}'
+    name = random.choice(['"a"', '7', 'false', 'null'])
+    line = f'{{"n": {n}, "x": {x}, "flag": {flag}, "s": {s}, "inner": {{"k": {k}, "name": {name}}}, "level": {level}, "tags": {tags}}}'
     lines.append(line)
     try:
         m = Row.model_validate_json(line)
@@ -734,4 +736,71 @@ fn validated_to_jsonl(dir: &str, input: &str, out: &str) -> serde_json::Value {
         "--schema",
         &format!("{dir}/schema.json"),
     ])
+}
+
+/// Typed Parquet columns (numbers, booleans, dates) into `str` fields: pydantic refuses a
+/// value that is not a string there, whatever its text would be; strings pass.
+const TYPED_INTO_TEXT_ORACLE: &str = r#"
+import datetime, json, sys
+import pyarrow as pa, pyarrow.parquet as pq
+from typing import Optional
+from pydantic import BaseModel, ValidationError
+
+class Row(BaseModel):
+    code: Optional[str] = None
+    flag: Optional[str] = None
+    day: Optional[str] = None
+    name: Optional[str] = None
+
+out = sys.argv[1]
+table = pa.table({
+    "code": pa.array([12345, None, 7, None], pa.int64()),
+    "flag": pa.array([None, True, None, None], pa.bool_()),
+    "day": pa.array([None, None, datetime.date(2024, 1, 5), None], pa.date32()),
+    "name": pa.array(["a", "b", None, "d"], pa.string()),
+})
+pq.write_table(table, f"{out}/typed.parquet")
+with open(f"{out}/schema.json", "w") as f:
+    json.dump(Row.model_json_schema(), f)
+verdicts = []
+for row in table.to_pylist():
+    try:
+        Row.model_validate(row)
+        verdicts.append([])
+    except ValidationError as e:
+        verdicts.append(sorted(".".join(map(str, x["loc"])) for x in e.errors()))
+print(json.dumps(verdicts))
+"#;
+
+#[test]
+fn typed_values_in_text_fields_fail_as_pydantic_fails_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let verdicts: Vec<Vec<String>> =
+        serde_json::from_str(python(TYPED_INTO_TEXT_ORACLE, &[d]).trim()).unwrap();
+    let out = format!("{d}/out/");
+    let report = validated_to_jsonl(d, "typed.parquet", &out);
+    let mut failed: std::collections::BTreeMap<u64, Vec<String>> =
+        error_rows(std::path::Path::new(&out))
+            .iter()
+            .map(|row| {
+                let mut fields: Vec<String> = row["errors"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .inspect(|e| {
+                        assert_eq!(e["message"], "Input should be a valid string", "{row}")
+                    })
+                    .map(|e| e["field"].as_str().unwrap_or("").to_string())
+                    .collect();
+                fields.sort();
+                (row["row"].as_u64().unwrap(), fields)
+            })
+            .collect();
+    for (i, expected) in verdicts.iter().enumerate() {
+        let ours = failed.remove(&(i as u64)).unwrap_or_default();
+        assert_eq!(&ours, expected, "row {i}");
+    }
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(report["total_valid"], 1, "{report:#}");
 }

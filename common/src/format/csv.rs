@@ -218,6 +218,7 @@ impl<R: Read> CsvRecords<R> {
             positions: Positions::Lines(std::mem::take(&mut self.lines)),
             rejects: std::mem::take(&mut self.rejects),
             extra_keys: Vec::new(),
+            non_strings: Vec::new(),
         }))
     }
 

@@ -21,6 +21,7 @@ struct ObjectRows {
     index: KeyIndex,
     text: TextColumns,
     extra_keys: Vec<(usize, Vec<String>)>,
+    non_strings: Vec<(usize, usize)>,
     scratch: Vec<bool>,
     row: RowScratch,
 }
@@ -34,6 +35,7 @@ impl ObjectRows {
             index,
             text,
             extra_keys: Vec::new(),
+            non_strings: Vec::new(),
             scratch,
             row: RowScratch::new(columns.len()),
         }
@@ -50,6 +52,10 @@ impl ObjectRows {
                 Slot::Absent | Slot::Null => self.text.push_null(col),
                 Slot::Empty => self.text.push_empty(col),
                 Slot::Text(range) => self.text.push(col, &self.row.bytes[range.clone()]),
+                Slot::NotText(range) => {
+                    self.non_strings.push((self.text.rows(), col));
+                    self.text.push(col, &self.row.bytes[range.clone()]);
+                }
             }
         }
         if !self.row.extras.is_empty() {
@@ -73,6 +79,10 @@ impl ObjectRows {
                 continue;
             }
             self.scratch[col] = true;
+            let target = self.row.targets.get(col).copied().unwrap_or_default();
+            if target == Target::Text && !matches!(value, Value::Null | Value::String(_)) {
+                self.non_strings.push((self.text.rows(), col));
+            }
             match value {
                 Value::Null => self.text.push_null(col),
                 Value::String(s) => {
@@ -131,6 +141,7 @@ impl ObjectRows {
             positions,
             rejects,
             extra_keys: std::mem::take(&mut self.extra_keys),
+            non_strings: std::mem::take(&mut self.non_strings),
         }
     }
 }
@@ -165,19 +176,28 @@ pub enum Target {
     Number,
     Bool,
     Nested,
+    /// A string field (`str`, `EmailStr`, `UUID`, a `Literal` of strings, …): a number, boolean,
+    /// list or object there fails the row, as pydantic's JSON mode refuses it.
+    Text,
 }
 
 impl Target {
     /// A field's target, by its type alone: pydantic takes `true` for `Literal[1]` and an
     /// `IntEnum` too (checked against pydantic 2.12).
     pub fn of(field: &crate::schema::FieldSpec) -> Self {
+        use arrow::datatypes::DataType;
         let data_type = &field.data_type;
         if data_type.is_integer() || data_type.is_floating() {
             Target::Number
-        } else if *data_type == arrow::datatypes::DataType::Boolean {
+        } else if *data_type == DataType::Boolean {
             Target::Bool
         } else if data_type.is_nested() {
             Target::Nested
+        } else if matches!(
+            data_type,
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+        ) {
+            Target::Text
         } else {
             Target::Other
         }

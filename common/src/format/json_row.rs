@@ -21,6 +21,9 @@ pub(crate) enum Slot {
     Null,
     Empty,
     Text(Range<usize>),
+    /// A number, boolean, list or object in a string column: its text is kept for the error
+    /// row, and the row fails as pydantic fails it ("Input should be a valid string").
+    NotText(Range<usize>),
 }
 
 /// Reused across rows: the parsed fields of one object.
@@ -254,8 +257,12 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     }
 
     fn visit_bool<E>(self, v: bool) -> Result<Slot, E> {
-        let text = self.1.bool_text(v);
-        Ok(self.text(|b| b.extend_from_slice(text.as_bytes())))
+        let target = self.1;
+        let text = target.bool_text(v);
+        Ok(non_string(
+            target,
+            self.text(|b| b.extend_from_slice(text.as_bytes())),
+        ))
     }
 
     // Numbers print exactly as `serde_json::Number` prints them (the slow path's text), in one
@@ -263,22 +270,23 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Slot, E> {
         let start = self.0.len();
         CompactSeed(self.0).visit_i64::<E>(v)?;
-        Ok(Slot::Text(start..self.0.len()))
+        Ok(non_string(self.1, Slot::Text(start..self.0.len())))
     }
 
     fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Slot, E> {
         let start = self.0.len();
         CompactSeed(self.0).visit_u64::<E>(v)?;
-        Ok(Slot::Text(start..self.0.len()))
+        Ok(non_string(self.1, Slot::Text(start..self.0.len())))
     }
 
     fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Slot, E> {
-        if let Some(text) = self.1.float_text(v) {
+        let target = self.1;
+        if let Some(text) = target.float_text(v) {
             return Ok(self.text(|b| b.extend_from_slice(text.as_bytes())));
         }
         let start = self.0.len();
         CompactSeed(self.0).visit_f64::<E>(v)?;
-        Ok(Slot::Text(start..self.0.len()))
+        Ok(non_string(target, Slot::Text(start..self.0.len())))
     }
 
     fn visit_unit<E>(self) -> Result<Slot, E> {
@@ -293,13 +301,21 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Slot, A::Error> {
         let start = self.0.len();
         CompactSeed(self.0).visit_seq(seq)?;
-        Ok(Slot::Text(start..self.0.len()))
+        Ok(non_string(self.1, Slot::Text(start..self.0.len())))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Slot, A::Error> {
         let start = self.0.len();
         CompactSeed(self.0).visit_map(map)?;
-        Ok(Slot::Text(start..self.0.len()))
+        Ok(non_string(self.1, Slot::Text(start..self.0.len())))
+    }
+}
+
+/// A value that is not a JSON string, in a string column, is flagged (see [`Slot::NotText`]).
+fn non_string(target: Target, slot: Slot) -> Slot {
+    match slot {
+        Slot::Text(range) if target == Target::Text => Slot::NotText(range),
+        slot => slot,
     }
 }
 

@@ -168,6 +168,9 @@ pub struct SourceBatch {
     pub rejects: Vec<Reject>,
     /// JSONL keys that are not columns, per row index in `batch`.
     pub extra_keys: Vec<(usize, Vec<String>)>,
+    /// JSON values that are not strings in string columns: (row index in `batch`, column
+    /// index). Their text is in the batch; the rows fail as pydantic's JSON mode fails them.
+    pub non_strings: Vec<(usize, usize)>,
 }
 
 impl SourceBatch {
@@ -181,6 +184,7 @@ impl SourceBatch {
             positions: Positions::Rows { first },
             rejects: Vec::new(),
             extra_keys: Vec::new(),
+            non_strings: Vec::new(),
         }
     }
 }

@@ -257,6 +257,7 @@ impl CopyRows {
             positions: Positions::Rows { first },
             rejects: rejected,
             extra_keys: Vec::new(),
+            non_strings: Vec::new(),
         }))
     }
 }

@@ -110,6 +110,11 @@ pub(crate) fn coerce(input: &ArrayRef, target: &DataType) -> Result<Coerced, Arr
             let text = cast(&input, &DataType::Utf8)?;
             Ok(decimal::text_to_decimal(text.as_string::<i32>(), *p, *sc))
         }
+        // pydantic refuses a number, boolean, date or time where a string belongs (typed
+        // Parquet/Arrow columns; JSON values are flagged by the reader).
+        (s, DataType::Utf8) if s.is_numeric() || s.is_temporal() || *s == DataType::Boolean => {
+            Ok(every_value_fails(&input, target))
+        }
         (DataType::Utf8, DataType::Date32) => Ok(text_to_date(input.as_string::<i32>())),
         (DataType::Utf8, t) if is_utc_micros(t) => {
             Ok(text_to_timestamp(input.as_string::<i32>(), target))
@@ -126,6 +131,18 @@ pub(crate) fn coerce(input: &ArrayRef, target: &DataType) -> Result<Coerced, Arr
     }
 }
 
+/// A null column of `target`, every non-null input value a failure with the type's message.
+fn every_value_fails(input: &ArrayRef, target: &DataType) -> Coerced {
+    let message = type_message(target);
+    Coerced {
+        array: new_null_array(target, input.len()),
+        failures: (0..input.len())
+            .filter(|&row| input.is_valid(row))
+            .map(|row| (row, message))
+            .collect(),
+    }
+}
+
 /// Any other pair: arrow's safe cast; values it nulls are failures, an impossible cast fails every value.
 fn generic(input: &ArrayRef, target: &DataType) -> Result<Coerced, ArrowError> {
     let message = type_message(target);
@@ -138,14 +155,7 @@ fn generic(input: &ArrayRef, target: &DataType) -> Result<Coerced, ArrowError> {
             Ok(Coerced { array, failures })
         }
         Err(ArrowError::CastError(_) | ArrowError::NotYetImplemented(_)) => {
-            let failures = (0..input.len())
-                .filter(|&i| input.is_valid(i))
-                .map(|row| (row, message))
-                .collect();
-            Ok(Coerced {
-                array: new_null_array(target, input.len()),
-                failures,
-            })
+            Ok(every_value_fails(input, target))
         }
         Err(e) => Err(e),
     }

@@ -172,7 +172,11 @@ impl<'n> Walk<'n> {
         }
         match &node.shape {
             Shape::Leaf(spec) => {
-                if matches!(value.kind(), Kind::Null | Kind::Array | Kind::Object) {
+                // A number or boolean in a string field is refused too, as pydantic's JSON
+                // mode refuses it (CSV cells never reach here as numbers: they are text).
+                let not_text = Target::of(spec) == Target::Text
+                    && matches!(value.kind(), Kind::Number(_) | Kind::Bool(_));
+                if not_text || matches!(value.kind(), Kind::Null | Kind::Array | Kind::Object) {
                     let message = coerce::type_message(&spec.data_type);
                     self.error(row, path, ErrorKind::Coercion, message);
                     return;

@@ -27,13 +27,14 @@ pub fn route(schema: &CompiledSchema, input: SourceBatch) -> Result<Routed> {
     })?;
     let mut invalid = validated.invalid;
     let mut valid = validated.valid;
-    if !schema.additional_properties() && !input.extra_keys.is_empty() {
-        valid = reject_extra_keys(
-            valid,
-            &mut invalid,
-            &input.extra_keys,
-            input.batch.num_rows(),
-        )?;
+    let extra_keys: &[(usize, Vec<String>)] = if schema.additional_properties() {
+        &[]
+    } else {
+        &input.extra_keys
+    };
+    if !extra_keys.is_empty() || !input.non_strings.is_empty() {
+        let mut found = reader_findings(extra_keys, &input.non_strings, &input.batch);
+        valid = reject_rows(valid, &mut invalid, &mut found, input.batch.num_rows())?;
     }
     let position = |row: usize| -> Position {
         match &input.positions {
@@ -62,23 +63,42 @@ pub fn route(schema: &CompiledSchema, input: SourceBatch) -> Result<Routed> {
     })
 }
 
-/// JSON keys that are not schema fields fail the row when `additionalProperties` is false.
-fn reject_extra_keys(
-    valid: RecordBatch,
-    invalid: &mut Vec<(usize, Vec<FieldError>)>,
+/// What the JSON reader found that fails a row, by row: keys that are not schema fields (when
+/// `additionalProperties` is false) and values that are not strings in string fields.
+fn reader_findings(
     extra_keys: &[(usize, Vec<String>)],
-    rows: usize,
-) -> Result<RecordBatch> {
-    let extras: HashMap<usize, &Vec<String>> = extra_keys.iter().map(|(r, k)| (*r, k)).collect();
-    let reasons = |keys: &Vec<String>| -> Vec<FieldError> {
-        keys.iter()
-            .map(|k| FieldError {
+    non_strings: &[(usize, usize)],
+    batch: &RecordBatch,
+) -> HashMap<usize, Vec<FieldError>> {
+    let mut found: HashMap<usize, Vec<FieldError>> = HashMap::new();
+    for &(row, col) in non_strings {
+        found.entry(row).or_default().push(FieldError {
+            field: Some(batch.schema().field(col).name().clone()),
+            kind: ErrorKind::Coercion,
+            message: "Input should be a valid string".into(),
+        });
+    }
+    for (row, keys) in extra_keys {
+        found
+            .entry(*row)
+            .or_default()
+            .extend(keys.iter().map(|k| FieldError {
                 field: Some(k.clone()),
                 kind: ErrorKind::ExtraColumn,
                 message: "Extra inputs are not permitted".into(),
-            })
-            .collect()
-    };
+            }));
+    }
+    found
+}
+
+/// Fail the rows in `found` with its reasons. A field refused as not a string has that one
+/// error, as in pydantic: what validating its text said is dropped.
+fn reject_rows(
+    valid: RecordBatch,
+    invalid: &mut Vec<(usize, Vec<FieldError>)>,
+    found: &mut HashMap<usize, Vec<FieldError>>,
+    rows: usize,
+) -> Result<RecordBatch> {
     let already: HashMap<usize, usize> = invalid
         .iter()
         .enumerate()
@@ -87,12 +107,20 @@ fn reject_extra_keys(
     let mut keep = Vec::with_capacity(valid.num_rows());
     let mut newly = Vec::new();
     for row in 0..rows {
-        match (already.get(&row), extras.get(&row)) {
-            (Some(&i), Some(keys)) => invalid[i].1.extend(reasons(keys)),
+        match (already.get(&row), found.remove(&row)) {
+            (Some(&i), Some(reasons)) => {
+                let reasons_of = &mut invalid[i].1;
+                reasons_of.retain(|e| {
+                    !reasons
+                        .iter()
+                        .any(|r| r.kind == ErrorKind::Coercion && is_within(e, r))
+                });
+                reasons_of.extend(reasons);
+            }
             (Some(_), None) => {}
-            (None, Some(keys)) => {
+            (None, Some(reasons)) => {
                 keep.push(false);
-                newly.push((row, reasons(keys)));
+                newly.push((row, reasons));
             }
             (None, None) => keep.push(true),
         }
@@ -106,6 +134,18 @@ fn reject_extra_keys(
         context: "filtering rows".into(),
         message: e.to_string(),
     })
+}
+
+/// `error` is about the field `of` names, or something inside it.
+fn is_within(error: &FieldError, of: &FieldError) -> bool {
+    match (&error.field, &of.field) {
+        (Some(e), Some(f)) => {
+            e == f
+                || e.strip_prefix(f.as_str())
+                    .is_some_and(|r| r.starts_with('.'))
+        }
+        _ => false,
+    }
 }
 
 /// Add a routed batch's errors to the per-field and per-type counters.
