@@ -348,6 +348,23 @@ pub async fn write_report(storage: &Storage, job: &JobConfig, report: &JobReport
     put(storage, &job.output.marker(REPORT), Bytes::from(text)).await
 }
 
+/// The report of a job that ends without its commit, beside the output, unless the output is
+/// an earlier run's published one (its `_SUCCESS` is there): an `--overwrite` job cancelled or
+/// failed leaves that output whole, its report included.
+pub async fn write_unpublished_report(
+    storage: &Storage,
+    job: &JobConfig,
+    report: &JobReport,
+) -> Result<()> {
+    let success = job.output.marker(SUCCESS);
+    let store = storage.store(&success)?;
+    match store.head(&success.path()).await {
+        Ok(_) => Ok(()),
+        Err(object_store::Error::NotFound { .. }) => write_report(storage, job, report).await,
+        Err(e) => Err(Error::from_store(&success.to_string(), e)),
+    }
+}
+
 /// The last step: report, then `_SUCCESS`.
 pub async fn publish(storage: &Storage, job: &JobConfig, report: &JobReport) -> Result<()> {
     write_report(storage, job, report).await?;

@@ -673,6 +673,35 @@ fn max_error_rate_fails_the_job_before_commit() {
         "0.2",
     ]);
     assert_counts(&report, 700, bad.len());
+    // An --overwrite job failing over that published output leaves it whole, its report too.
+    let before: Vec<(String, Vec<u8>)> = walk(&lenient)
+        .into_iter()
+        .map(|f| {
+            let bytes = std::fs::read(lenient.join(&f)).unwrap();
+            (f, bytes)
+        })
+        .collect();
+    let o = run(&[
+        "run",
+        "--input",
+        &s(&input),
+        "--output",
+        &format!("{}/", s(&lenient)),
+        "--schema",
+        &schema(),
+        "--max-error-rate",
+        "0.05",
+        "--overwrite",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let after: Vec<(String, Vec<u8>)> = walk(&lenient)
+        .into_iter()
+        .map(|f| {
+            let bytes = std::fs::read(lenient.join(&f)).unwrap();
+            (f, bytes)
+        })
+        .collect();
+    assert!(before == after, "the published output changed");
     let o = run(&[
         "run",
         "--input",

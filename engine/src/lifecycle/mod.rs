@@ -24,7 +24,7 @@ pub use table::{AttemptProgress, DatabaseView, JobEntry, JobProgress, Slot, Task
 
 use crate::commit::{
     check_inputs_outside_output, check_listing_avoids_output, check_output_free, commit,
-    error_rate_exceeded, publish, write_report,
+    error_rate_exceeded, publish, write_report, write_unpublished_report,
 };
 use crate::ops::METRICS;
 use crate::ownership;
@@ -729,7 +729,13 @@ impl Lifecycle {
             }
             slot.status = TaskStatus::Done(Box::new(result));
         }
-        if job.done == job.slots.len() && !job.planning && job.report.state == JobState::Running {
+        self.commit_if_ready(job_id, job);
+        Ok(true)
+    }
+
+    /// Start the job's commit when it is ready (see `JobEntry::ready_to_commit`).
+    fn commit_if_ready(self: &Arc<Self>, job_id: &str, job: &mut JobEntry) {
+        if job.ready_to_commit() {
             job.report.state = JobState::Committing;
             // Every row is read: the snapshot's transaction can end.
             if let Some(view) = job.database.as_mut() {
@@ -737,7 +743,6 @@ impl Lifecycle {
             }
             self.spawn_finish(job_id);
         }
-        Ok(true)
     }
 
     /// An attempt ended without a result (reported by its runner). Ignored unless the attempt
@@ -1155,7 +1160,7 @@ impl Lifecycle {
         for result in &ended.discard {
             discard(&self.storage, result).await;
         }
-        let _ = write_report(&self.storage, &ended.config, &ended.report).await;
+        let _ = write_unpublished_report(&self.storage, &ended.config, &ended.report).await;
         ownership::release(&self.storage, &ended.config).await;
         self.mark_wrapped_up(job_id);
     }
@@ -1168,14 +1173,16 @@ impl Lifecycle {
     }
 
     /// Cancel a job that has not started its commit.
-    pub async fn cancel(&self, job_id: &str) -> Result<JobState, CancelError> {
+    pub async fn cancel(self: &Arc<Self>, job_id: &str) -> Result<JobState, CancelError> {
         // Recorded in the store first, then in the table: a cancel the store did not take is
         // refused (the job runs on, and the caller may cancel again), never reported as done
         // to come back as running after a restart.
+        // While the store takes it, the job may finish its last task: `cancelling` keeps its
+        // commit from starting, so what the cancel answers is what happens.
         let report = {
-            let jobs = self.jobs.lock().await;
+            let mut jobs = self.jobs.lock().await;
             let job = jobs
-                .get(job_id)
+                .get_mut(job_id)
                 .ok_or_else(|| CancelError::NotFound(job_id.to_string()))?;
             if job.ended() {
                 return Ok(job.report.state);
@@ -1183,17 +1190,21 @@ impl Lifecycle {
             if job.report.state == JobState::Committing {
                 return Err(CancelError::Committing(job_id.to_string()));
             }
+            job.cancelling = true;
             ending_report(job, JobState::Cancelled, "cancelled by a user")
         };
-        self.store
-            .finish_job(&report)
-            .await
-            .map_err(|e| CancelError::Unrecorded(job_id.to_string(), e))?;
+        let recorded = self.store.finish_job(&report).await;
         let ended = {
             let mut jobs = self.jobs.lock().await;
             let job = jobs
                 .get_mut(job_id)
                 .ok_or_else(|| CancelError::NotFound(job_id.to_string()))?;
+            job.cancelling = false;
+            if let Err(e) = recorded {
+                // The job runs on, and may have become ready to commit meanwhile.
+                self.commit_if_ready(job_id, job);
+                return Err(CancelError::Unrecorded(job_id.to_string(), e));
+            }
             if job.ended() {
                 return Ok(job.report.state);
             }

@@ -166,7 +166,7 @@ impl Lifecycle {
         if chunk.last {
             job.planning = false;
             tracing::info!(job = job_id, tasks = job.slots.len(), "planning done");
-            if job.done == job.slots.len() && job.report.state == JobState::Running {
+            if job.ready_to_commit() {
                 // Every task finished before the last listing page was planned.
                 job.report.state = JobState::Committing;
                 self.spawn_finish(job_id);

@@ -73,6 +73,9 @@ pub struct JobEntry {
     /// Its inputs are still being listed and planned (`Lifecycle::keep_planning`): more tasks
     /// will come, so finishing the ones it has does not end it.
     pub planning: bool,
+    /// A cancel is being recorded in the store (`Lifecycle::cancel`): the commit must not
+    /// start meanwhile, or a cancel answered "cancelled" would end in a published output.
+    pub cancelling: bool,
 }
 
 /// What a database job's tasks must see. Tasks are handed out only while `snapshot` holds;
@@ -137,11 +140,21 @@ impl JobEntry {
             database: None,
             reads_database,
             planning: false,
+            cancelling: false,
         }
     }
 
     pub fn ended(&self) -> bool {
         self.report.state.ended()
+    }
+
+    /// Every task has its result, planning is over and no cancel is under way: the commit
+    /// may start.
+    pub fn ready_to_commit(&self) -> bool {
+        self.done == self.slots.len()
+            && !self.planning
+            && !self.cancelling
+            && self.report.state == JobState::Running
     }
 
     pub fn results(&self) -> impl Iterator<Item = (u32, &TaskResult)> {

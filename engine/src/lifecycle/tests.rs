@@ -140,3 +140,129 @@ async fn an_output_that_a_long_listing_would_reach_is_refused_at_submit() {
         "{message}"
     );
 }
+
+/// The embedded store, with `finish_job` held until the test lets it through: a cancel then
+/// waits on the store while the job's last task finishes.
+struct SlowFinish {
+    inner: MemoryStore,
+    gate: tokio::sync::Semaphore,
+}
+
+#[async_trait::async_trait]
+impl JobStore for SlowFinish {
+    fn name_key(&self, name: &str, vars: &BTreeMap<String, String>) -> String {
+        self.inner.name_key(name, vars)
+    }
+    async fn job_for_name(&self, key: &str) -> StoreResult<Option<String>> {
+        self.inner.job_for_name(key).await
+    }
+    async fn create_job(
+        &self,
+        job_id: &str,
+        spec: &serde_json::Value,
+        tasks: &[Task],
+        name: Option<NameClaim<'_>>,
+        planned: Option<Planned>,
+    ) -> StoreResult<()> {
+        self.inner
+            .create_job(job_id, spec, tasks, name, planned)
+            .await
+    }
+    async fn add_tasks(&self, job_id: &str, tasks: &[Task], planned: Planned) -> StoreResult<()> {
+        self.inner.add_tasks(job_id, tasks, planned).await
+    }
+    async fn resume_job(&self, job_id: &str) -> StoreResult<()> {
+        self.inner.resume_job(job_id).await
+    }
+    async fn set_job_state(&self, job_id: &str, state: JobState) -> StoreResult<()> {
+        self.inner.set_job_state(job_id, state).await
+    }
+    async fn claim(
+        &self,
+        job_id: &str,
+        index: u32,
+        worker: &str,
+        attempt: u32,
+        handed_back: u32,
+        lease: i64,
+    ) -> StoreResult<Option<u64>> {
+        self.inner
+            .claim(job_id, index, worker, attempt, handed_back, lease)
+            .await
+    }
+    async fn complete(&self, job_id: &str, token: u64, result: &TaskResult) -> StoreResult<bool> {
+        self.inner.complete(job_id, token, result).await
+    }
+    async fn release(&self, job_id: &str, index: u32, token: u64) -> StoreResult<bool> {
+        self.inner.release(job_id, index, token).await
+    }
+    async fn replace_tasks(&self, job_id: &str, removed: &[u32], task: &Task) -> StoreResult<()> {
+        self.inner.replace_tasks(job_id, removed, task).await
+    }
+    async fn reset_tasks(&self, job_id: &str, indexes: &[u32]) -> StoreResult<()> {
+        self.inner.reset_tasks(job_id, indexes).await
+    }
+    async fn mark(&self, name: &str) -> StoreResult<Option<String>> {
+        self.inner.mark(name).await
+    }
+    async fn set_mark(&self, name: &str, value: &str) -> StoreResult<()> {
+        self.inner.set_mark(name, value).await
+    }
+    async fn confirm_leading(&self) -> StoreResult<()> {
+        self.inner.confirm_leading().await
+    }
+    async fn finish_job(&self, report: &JobReport) -> StoreResult<()> {
+        let _pass = self.gate.acquire().await;
+        self.inner.finish_job(report).await
+    }
+}
+
+#[tokio::test]
+async fn a_cancel_answered_cancelled_is_never_followed_by_a_commit() {
+    // The last task finishes while the cancel is being recorded: the job must not commit
+    // (the cancel answers "cancelled"), and nothing is published.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "id\n1\n").unwrap();
+    let out = dir.path().join("out");
+    let spec: JobSpec = serde_json::from_value(serde_json::json!({
+        "input": input.to_string_lossy(),
+        "output": format!("{}/", out.to_string_lossy()),
+        "format": "jsonl",
+    }))
+    .unwrap();
+    let store = Arc::new(SlowFinish {
+        inner: MemoryStore::default(),
+        gate: tokio::sync::Semaphore::new(0),
+    });
+    let lifecycle = Lifecycle::new(store.clone(), Storage::new());
+    let job = lifecycle.submit(spec, false).await.unwrap().job_id;
+    let attempt = lifecycle.take_tasks("w", 0, 1).await.unwrap().remove(0);
+    let cancel = tokio::spawn({
+        let lifecycle = lifecycle.clone();
+        let job = job.clone();
+        async move { lifecycle.cancel(&job).await }
+    });
+    while !lifecycle.jobs.lock().await[&job].cancelling {
+        tokio::task::yield_now().await;
+    }
+    let result = TaskResult {
+        index: 0,
+        attempt: attempt.attempt,
+        ..TaskResult::default()
+    };
+    lifecycle
+        .complete(&job, attempt.token, result)
+        .await
+        .unwrap();
+    assert_eq!(
+        lifecycle.report(&job).await.unwrap().state,
+        JobState::Running,
+        "no commit while the cancel is recorded"
+    );
+    store.gate.add_permits(100);
+    assert_eq!(cancel.await.unwrap().unwrap(), JobState::Cancelled);
+    let report = lifecycle.wait_ended(&job).await.unwrap();
+    assert_eq!(report.state, JobState::Cancelled);
+    assert!(!out.join("_SUCCESS").exists(), "a cancelled job published");
+}
