@@ -804,3 +804,58 @@ fn typed_values_in_text_fields_fail_as_pydantic_fails_them() {
     assert!(failed.is_empty(), "{failed:?}");
     assert_eq!(report["total_valid"], 1, "{report:#}");
 }
+
+/// A Parquet decimal column into an `int` field: whole values pass, a fraction fails as
+/// pydantic fails it (arrow's cast would have truncated 999.99 to 999).
+const DECIMALS_INTO_INT_ORACLE: &str = r#"
+import json, sys
+from decimal import Decimal
+import pyarrow as pa, pyarrow.parquet as pq
+from typing import Optional
+from pydantic import BaseModel, ValidationError
+
+class Row(BaseModel):
+    n: Optional[int] = None
+
+out = sys.argv[1]
+values = [Decimal("999.99"), Decimal("1.00"), Decimal("-0.01"), None, Decimal("-42.00"), Decimal("0.50")]
+table = pa.table({"n": pa.array(values, pa.decimal128(10, 2))})
+pq.write_table(table, f"{out}/decimals.parquet")
+with open(f"{out}/schema.json", "w") as f:
+    json.dump(Row.model_json_schema(), f)
+verdicts = []
+for row in table.to_pylist():
+    try:
+        verdicts.append({"value": Row.model_validate(row).n})
+    except ValidationError as e:
+        verdicts.append({"fail": e.errors()[0]["type"]})
+print(json.dumps(verdicts))
+"#;
+
+#[test]
+fn decimals_in_int_fields_are_whole_or_refused_as_pydantic_refuses_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let verdicts: Vec<serde_json::Value> =
+        serde_json::from_str(python(DECIMALS_INTO_INT_ORACLE, &[d]).trim()).unwrap();
+    let out = format!("{d}/out/");
+    validated_to_jsonl(d, "decimals.parquet", &out);
+    let failed: std::collections::BTreeSet<u64> = error_rows(std::path::Path::new(&out))
+        .iter()
+        .map(|row| row["row"].as_u64().unwrap())
+        .collect();
+    let mut valid = parts(std::path::Path::new(&out))
+        .iter()
+        .flat_map(|p| read_jsonl(p))
+        .collect::<Vec<_>>()
+        .into_iter();
+    for (i, verdict) in verdicts.iter().enumerate() {
+        if verdict.get("fail").is_some() {
+            assert!(failed.contains(&(i as u64)), "row {i}: {verdict}");
+        } else {
+            assert!(!failed.contains(&(i as u64)), "row {i}: {verdict}");
+            assert_eq!(valid.next().unwrap()["n"], verdict["value"], "row {i}");
+        }
+    }
+    assert_eq!(failed.len(), 3);
+}

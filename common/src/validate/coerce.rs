@@ -15,8 +15,9 @@ use arrow::array::{
 use arrow::buffer::NullBuffer;
 use arrow::compute::{CastOptions, cast, cast_with_options};
 use arrow::datatypes::{
-    DataType, Date32Type, Float64Type, Int64Type, TimeUnit, TimestampMicrosecondType,
-    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
+    DataType, Date32Type, Decimal128Type, Float64Type, Int64Type, TimeUnit,
+    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+    TimestampSecondType,
 };
 use arrow::error::ArrowError;
 
@@ -120,6 +121,7 @@ pub(crate) fn coerce(input: &ArrayRef, target: &DataType) -> Result<Coerced, Arr
             Ok(text_to_timestamp(input.as_string::<i32>(), target))
         }
         (s, DataType::Int64) if s.is_floating() => float_to_int(&input),
+        (DataType::Decimal128(_, scale), DataType::Int64) => decimal_to_int(&input, *scale),
         (s, DataType::Boolean) if s.is_numeric() => numeric_to_bool(&input),
         (DataType::Timestamp(_, _) | DataType::Date32 | DataType::Date64, t)
             if is_utc_micros(t) =>
@@ -290,6 +292,29 @@ fn text_to_timestamp(strings: &StringArray, target: &DataType) -> Coerced {
         |i| strings.is_valid(i).then(|| strings.value(i)),
         |s| text::parse_datetime_micros(s).ok_or(DATETIME_PARSING),
     )
+}
+
+/// Decimal → Int64 only for whole values that fit: arrow's cast would truncate 999.99 to 999.
+fn decimal_to_int(input: &ArrayRef, scale: i8) -> Result<Coerced, ArrowError> {
+    let decimals = input.as_primitive::<Decimal128Type>();
+    // A Decimal128's scale is within ±38, and 10^38 fits an i128.
+    let unit = 10i128.pow(u32::from(scale.unsigned_abs()));
+    Ok(map_rows::<Int64Type, i128>(
+        decimals.len(),
+        &DataType::Int64,
+        |i| decimals.is_valid(i).then(|| decimals.value(i)),
+        |v| {
+            let whole = if scale >= 0 {
+                if v % unit != 0 {
+                    return Err(INT_FRACTION);
+                }
+                Some(v / unit)
+            } else {
+                v.checked_mul(unit)
+            };
+            whole.and_then(|w| i64::try_from(w).ok()).ok_or(INT_PARSING)
+        },
+    ))
 }
 
 /// Float → Int64 only for whole values: arrow's cast would truncate 4.5 to 4 silently.
