@@ -97,11 +97,32 @@ pub fn values(column: &ArrayRef) -> Result<Vec<Option<serde_json::Value>>, Arrow
         .collect())
 }
 
+/// `data_type` with every decimal and float (however deep) as Utf8; `None` when it holds none.
+fn exact_numbers_as_text(data_type: &DataType) -> Option<DataType> {
+    rewrite(data_type, &|t| match t {
+        DataType::Decimal32(..)
+        | DataType::Decimal64(..)
+        | DataType::Decimal128(..)
+        | DataType::Decimal256(..)
+        | DataType::Float16
+        | DataType::Float32
+        | DataType::Float64 => Some(DataType::Utf8),
+        _ => None,
+    })
+}
+
 /// A column's values as compact JSON text, one per row (null stays null), as arrow's JSON
-/// writer writes them: column by column, no JSON value built per row.
+/// writer writes them: column by column, no JSON value built per row. What validation reads a
+/// typed nested column as: its decimals and floats are written as text ("1.50", "NaN",
+/// "inf"), which the fields' coercion reads exactly; as JSON numbers, arrow's writer would
+/// pass decimals through a double and write a non-finite float as null.
 pub fn texts(column: &ArrayRef) -> Result<StringArray, ArrowError> {
     const PREFIX: &[u8] = b"{\"v\":";
-    let column = &writable(column)?;
+    let exact = match exact_numbers_as_text(column.data_type()) {
+        Some(text) => arrow::compute::cast(column, &text)?,
+        None => column.clone(),
+    };
+    let column = &writable(&exact)?;
     let schema = Schema::new(vec![Field::new("v", column.data_type().clone(), true)]);
     let batch = RecordBatch::try_new(Arc::new(schema), vec![column.clone()])?;
     let mut writer = json_writer::<arrow::json::writer::LineDelimited>();
@@ -213,12 +234,31 @@ mod text_tests {
         }
         let column: ArrayRef = Arc::new(list.finish());
         let texts = texts(&column).unwrap();
-        let expected = values(&column).unwrap();
-        assert_eq!(texts.len(), expected.len());
-        for (text, value) in texts.iter().zip(expected) {
-            let parsed = text.map(|t| serde_json::from_str::<serde_json::Value>(t).unwrap());
-            assert_eq!(parsed, value);
-        }
-        assert!(texts.is_null(1));
+        // Decimals as their exact text, not numbers through a double.
+        let expected = [
+            Some(r#"[{"n":1,"d":"12.50"}]"#),
+            None,
+            Some("[]"),
+            Some(r#"[{"n":null,"d":"-0.05"}]"#),
+        ];
+        assert_eq!(texts.iter().collect::<Vec<_>>(), expected);
+    }
+
+    /// Doubles inside lists keep every value, the non-finite ones included (JSON has no NaN:
+    /// as numbers they would be written as null).
+    #[test]
+    fn texts_keep_non_finite_and_exact_numbers() {
+        let mut list = ListBuilder::new(arrow::array::Float64Builder::new());
+        list.values().append_value(f64::NAN);
+        list.values().append_value(f64::NEG_INFINITY);
+        list.values().append_value(20275.350000000006);
+        list.values().append_null();
+        list.append(true);
+        let column: ArrayRef = Arc::new(list.finish());
+        let texts = texts(&column).unwrap();
+        assert_eq!(
+            texts.value(0),
+            r#"["NaN","-inf","20275.350000000006",null]"#
+        );
     }
 }
