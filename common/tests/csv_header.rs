@@ -59,13 +59,21 @@ proptest! {
 
     #[test]
     fn header_is_read_as_the_csv_crate_reads_it(head in bytes(), at_eof in prop::bool::ANY, opts in dialect()) {
-        let ours = read_header(&head, at_eof, &opts);
+        // A first record whose quote never closes is refused (the csv crate makes the whole
+        // input one header); only at the end of the input can that be known.
+        let Ok(ours) = read_header(&head, at_eof, &opts) else {
+            prop_assert!(at_eof);
+            return Ok(());
+        };
         let theirs = by_csv_crate(&head, at_eof, &opts);
         match (&ours, &theirs) {
             (Some((names, end)), Some((fields, their_end))) => {
                 prop_assert_eq!(end, their_end);
                 prop_assert_eq!(names.len(), fields.len());
             }
+            // A quoted field open to the end of what is read so far: more bytes may close it
+            // (the csv crate takes the record as it stands).
+            (None, Some((_, their_end))) if !at_eof && *their_end as usize == head.len() => {}
             _ => prop_assert_eq!(ours.is_some(), theirs.is_some()),
         }
     }

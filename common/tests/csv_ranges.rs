@@ -127,7 +127,7 @@ fn check(
     all.extend(records);
     let bytes = csv_bytes(&all, ending);
     let opts = CsvOptions::default();
-    let (names, _) = read_header(&bytes, true, &opts).unwrap();
+    let (names, _) = read_header(&bytes, true, &opts).unwrap().unwrap();
     let columns: Arc<[String]> = names.into();
     let size = bytes.len() as u64;
     let (whole, _) = read_range(&bytes, 0, size, &opts, &columns);

@@ -31,7 +31,13 @@ pub struct RangeOutcome {
 /// yet hold one complete record and more bytes are needed. Read with the record scanner (its
 /// csv-core reader reused per thread): a task of thousands of small objects reads a header
 /// from each.
-pub fn read_header(head: &[u8], at_eof: bool, opts: &CsvOptions) -> Option<(Vec<String>, u64)> {
+/// `Err`: the first record opens a quoted field that runs to the end of the input (a header
+/// would swallow the whole file).
+pub fn read_header(
+    head: &[u8],
+    at_eof: bool,
+    opts: &CsvOptions,
+) -> Result<Option<(Vec<String>, u64)>, &'static str> {
     // A byte-order mark is not part of the first field (it may come before a quote).
     let bom = if head.starts_with(b"\xEF\xBB\xBF") {
         3
@@ -40,12 +46,20 @@ pub fn read_header(head: &[u8], at_eof: bool, opts: &CsvOptions) -> Option<(Vec<
     };
     let mut scanner = Scanner::new(&head[bom..], opts, bom as u64);
     match scanner.read_record() {
+        // Open to the end of `head`: more of the file may close it, the file's end cannot.
+        Ok(Some((_, true))) => {
+            if at_eof {
+                Err(UNTERMINATED_HEADER)
+            } else {
+                Ok(None)
+            }
+        }
         Ok(Some((count, _))) => {
             let end = scanner.here().offset;
             // The record is complete only if a terminator followed it (or the file ended).
             let complete = at_eof || (end as usize) < head.len() || head.ends_with(b"\n");
             if !complete {
-                return None;
+                return Ok(None);
             }
             let names = if opts.header {
                 (0..count)
@@ -64,11 +78,17 @@ pub fn read_header(head: &[u8], at_eof: bool, opts: &CsvOptions) -> Option<(Vec<
             } else {
                 (1..=count).map(|i| format!("column_{i}")).collect()
             };
-            Some((unique_names(names), if opts.header { end } else { 0 }))
+            Ok(Some((
+                unique_names(names),
+                if opts.header { end } else { 0 },
+            )))
         }
-        Ok(None) | Err(_) => at_eof.then(|| (Vec::new(), 0)),
+        Ok(None) | Err(_) => Ok(at_eof.then(|| (Vec::new(), 0))),
     }
 }
+
+const UNTERMINATED_HEADER: &str =
+    "the first line opens a quoted field that is never closed: it runs to the end of the file";
 
 /// Repeated header names get `_2`, `_3`… so no column silently shadows another.
 fn unique_names(names: Vec<String>) -> Vec<String> {
@@ -390,7 +410,7 @@ mod tests {
     use super::*;
 
     fn header(head: &[u8], at_eof: bool) -> Option<(Vec<String>, u64)> {
-        read_header(head, at_eof, &CsvOptions::default())
+        read_header(head, at_eof, &CsvOptions::default()).unwrap()
     }
 
     #[test]
@@ -410,5 +430,13 @@ mod tests {
         assert_eq!(header(b"a,b", false), None);
         assert_eq!(header(b"a,b", true), Some((names(&["a", "b"]), 3)));
         assert_eq!(header(b"", true), Some((Vec::new(), 0)));
+        // A header whose quote never closes would swallow the file: refused.
+        let opts = CsvOptions::default();
+        assert_eq!(
+            read_header(b"a,b,\"c\n1,2,3\n", true, &opts),
+            Err(UNTERMINATED_HEADER)
+        );
+        // Until the input ends it may still close.
+        assert_eq!(read_header(b"a,b,\"c\n1,2,3\n", false, &opts), Ok(None));
     }
 }

@@ -40,6 +40,7 @@ pub struct Scanner<R: Read> {
     pub fields: Vec<u8>,
     pub ends: Vec<usize>,
     quote: u8,
+    delimiter: u8,
     escaped: bool,
     /// Whether the last byte consumed was `\r`: a `\n` right after it ends no further line.
     after_cr: bool,
@@ -111,6 +112,7 @@ impl<R: Read> Scanner<R> {
             fields: vec![0; 4096],
             ends: vec![0; 64],
             quote: opts.quote,
+            delimiter: opts.delimiter,
             escaped: opts.escape.is_some(),
             after_cr: false,
             keep_blank_lines: false,
@@ -229,22 +231,25 @@ impl<R: Read> Scanner<R> {
     /// fields and whether it is an unterminated quoted field that swallowed the rest of the input.
     pub fn read_record(&mut self) -> std::io::Result<Option<(usize, bool)>> {
         let (mut nout, mut nend) = (0, 0);
-        let mut quotes = 0u64;
+        let mut quotes = QuoteState::default();
         loop {
             self.fill()?;
             let input = &self.buf[self.pos..self.len];
             let (result, nin, out, end) =
                 self.core
                     .read_record(input, &mut self.fields[nout..], &mut self.ends[nend..]);
-            // One pass for both: line feeds number the lines, quotes reveal an unterminated field.
+            // One pass for both: line feeds number the lines, quotes tell whether the record
+            // ends inside a quoted field.
             let mut newlines = 0;
+            quotes.chunk_starts(&input[..nin], self.quote);
             for at in memchr::memchr3_iter(b'\n', b'\r', self.quote, &input[..nin]) {
                 if input[at] == self.quote {
-                    quotes += 1;
+                    quotes.quote_at(&input[..nin], at, self.quote, self.delimiter);
                 } else if self.ends_line(input, at) {
                     newlines += 1;
                 }
             }
+            quotes.chunk_ends(&input[..nin]);
             self.advance(nin, newlines);
             nout += out;
             nend += end;
@@ -273,7 +278,7 @@ impl<R: Read> Scanner<R> {
                     self.ends.resize(grown, 0);
                 }
                 ReadRecordResult::Record => {
-                    let unterminated = self.eof && !self.escaped && quotes % 2 == 1;
+                    let unterminated = self.eof && !self.escaped && quotes.in_quoted_field();
                     return Ok(Some((nend, unterminated)));
                 }
                 ReadRecordResult::End => return Ok(None),
@@ -290,5 +295,130 @@ impl<R: Read> Scanner<R> {
     /// All field bytes of the last record, back to back.
     pub fn all_fields(&self, count: usize) -> &[u8] {
         &self.fields[..if count == 0 { 0 } else { self.ends[count - 1] }]
+    }
+}
+
+/// Whether a record's bytes, read chunk by chunk, are inside a quoted field, as csv-core reads
+/// them: a quote opens a quoted field only at a field's start; inside one, `""` is a quote and
+/// a lone quote closes it; any other quote is a literal character (`b"`). Counting quotes
+/// alone would take a stray quote in the last record of a file without a final newline for
+/// an unterminated field.
+#[derive(Default)]
+struct QuoteState {
+    quoted: bool,
+    /// Inside a quoted field, a chunk ended on a quote: the next byte decides (another quote:
+    /// an escaped one; anything else: it closed the field).
+    quote_ended_chunk: bool,
+    /// The next quote is the second of a `""` pair at this offset of the chunk.
+    pair_at: Option<usize>,
+    /// The byte before the chunk (`None`: the record starts there).
+    before: Option<u8>,
+}
+
+impl QuoteState {
+    fn chunk_starts(&mut self, chunk: &[u8], quote: u8) {
+        self.pair_at = None;
+        if std::mem::take(&mut self.quote_ended_chunk) {
+            match chunk.first() {
+                Some(&b) if b == quote => self.pair_at = Some(0),
+                Some(_) => self.quoted = false,
+                None => self.quote_ended_chunk = true,
+            }
+        }
+    }
+
+    fn quote_at(&mut self, chunk: &[u8], at: usize, quote: u8, delimiter: u8) {
+        if self.pair_at == Some(at) {
+            self.pair_at = None;
+            return;
+        }
+        if self.quoted {
+            match chunk.get(at + 1) {
+                Some(&b) if b == quote => self.pair_at = Some(at + 1),
+                Some(_) => self.quoted = false,
+                None => self.quote_ended_chunk = true,
+            }
+        } else {
+            let before = if at == 0 {
+                self.before
+            } else {
+                Some(chunk[at - 1])
+            };
+            // At a field's start: the record's, or right after a delimiter.
+            self.quoted = before.is_none_or(|b| b == delimiter || b == b'\n' || b == b'\r');
+        }
+    }
+
+    fn chunk_ends(&mut self, chunk: &[u8]) {
+        if let Some(&last) = chunk.last() {
+            self.before = Some(last);
+        }
+    }
+
+    /// At the end of the input: whether the record is still inside a quoted field (a quote
+    /// that ended the input closed it).
+    fn in_quoted_field(&self) -> bool {
+        self.quoted && !self.quote_ended_chunk
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader that hands out one byte per read: every quote falls on a chunk's edge.
+    struct ByteByByte<'a>(&'a [u8]);
+
+    impl Read for ByteByByte<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            let Some((&first, rest)) = self.0.split_first() else {
+                return Ok(0);
+            };
+            out[0] = first;
+            self.0 = rest;
+            Ok(1)
+        }
+    }
+
+    /// Whether the last record of `input` ends inside a quoted field, read whole and byte by byte.
+    fn last_unterminated(input: &[u8]) -> (bool, bool) {
+        fn last<R: Read>(mut scanner: Scanner<R>) -> bool {
+            let mut last = None;
+            while scanner.peek_start().unwrap().is_some() {
+                last = scanner.read_record().unwrap().map(|(_, u)| u);
+            }
+            last.unwrap()
+        }
+        let opts = CsvOptions::default();
+        (
+            last(Scanner::new(input, &opts, 0)),
+            last(Scanner::new(ByteByByte(input), &opts, 0)),
+        )
+    }
+
+    #[test]
+    fn only_an_open_quoted_field_is_unterminated() {
+        // A stray quote in an unquoted field is a character, final newline or not.
+        for stray in [
+            &b"x,y\na,b\""[..],
+            b"x,y\na\",b",
+            b"x,y\na,\"b\"c\"",
+            b"x,y\n\"a\",b\"c",
+            b"x,y\na,\"b\"\"\"",
+            b"x,y\na,\"\"",
+            b"x,y\na,\"b\"",
+        ] {
+            let shown = String::from_utf8_lossy(stray);
+            assert_eq!(last_unterminated(stray), (false, false), "{shown}");
+        }
+        for open in [
+            &b"x,y\na,\"b"[..],
+            b"x,y\na,\"b\"\"",
+            b"x,y\n\"a\nb,c",
+            b"x,y\na,\"b\nc\"\"d",
+        ] {
+            let shown = String::from_utf8_lossy(open);
+            assert_eq!(last_unterminated(open), (true, true), "{shown}");
+        }
     }
 }

@@ -79,16 +79,14 @@ pub(super) async fn csv_header(
     job: &JobConfig,
 ) -> Result<(Vec<String>, u64)> {
     let opts = &job.spec.csv;
-    if let Some(found) = read_header(head, at_eof, opts) {
+    let refused = |why: &str| Error::corrupt(object.url.to_string(), why);
+    if let Some(found) = read_header(head, at_eof, opts).map_err(refused)? {
         return with_schema_names(found, job);
     }
     let (bigger, at_eof) = read_head(storage, object, compression, 64 * SAMPLE_BYTES).await?;
-    let found = read_header(&bigger, at_eof, opts).ok_or_else(|| {
-        Error::corrupt(
-            object.url.to_string(),
-            "the first record is longer than 64 MiB",
-        )
-    })?;
+    let found = read_header(&bigger, at_eof, opts)
+        .map_err(refused)?
+        .ok_or_else(|| refused("the first record is longer than 64 MiB"))?;
     with_schema_names(found, job)
 }
 

@@ -256,7 +256,9 @@ fn header_of<R: BufRead + Send>(
         let n = more.len();
         reader.consume(n);
         let at_eof = ended || (plain && base + head.len() as u64 >= split.size);
-        if let Some((names, _)) = zoopipe_common::format::csv::read_header(&head, at_eof, csv) {
+        if let Some((names, _)) = zoopipe_common::format::csv::read_header(&head, at_eof, csv)
+            .map_err(|why| Error::corrupt(split.url.clone(), why))?
+        {
             break names;
         }
         if at_eof || head.len() > MAX_HEADER {
