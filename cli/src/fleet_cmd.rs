@@ -406,10 +406,23 @@ pub async fn cancel(args: JobArgs) -> u8 {
         })
         .await
     {
-        Ok(_) => {
-            out(&format!("{} cancelled", args.job));
-            0
-        }
+        // The coordinator answers the job's state: a job that had already ended stays as it
+        // ended, and saying "cancelled" then would be false.
+        Ok(response) => match zoopipe_proto::convert::state_from(response.into_inner().state) {
+            Ok(JobState::Cancelled) => {
+                out(&format!("{} cancelled", args.job));
+                0
+            }
+            Ok(state) => fail(
+                format!(
+                    "job {} had already ended ({}): nothing to cancel",
+                    args.job,
+                    format!("{state:?}").to_lowercase()
+                ),
+                exit::BAD_INPUT,
+            ),
+            Err(e) => fail(e, exit::JOB_FAILED),
+        },
         Err(s) => status_error(s),
     }
 }

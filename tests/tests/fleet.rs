@@ -255,6 +255,25 @@ fn cancel_stops_the_running_tasks_and_commits_nothing() {
         Some(3),
         "a cancelled job's exit code (130 is Ctrl-C)"
     );
+    // Cancelling it again changes nothing, and says so.
+    let again = run(&["cancel", &id, "--coordinator", &f.url]);
+    assert!(
+        text(&again.stdout).contains("cancelled"),
+        "{}",
+        text(&again.stdout)
+    );
+    // A job that ended otherwise is not reported as cancelled.
+    let other = users_job(1, 100);
+    let done = other.submit(&f);
+    other.assert_exact(&f, &done);
+    let late = run(&["cancel", &done, "--coordinator", &f.url]);
+    assert_eq!(late.status.code(), Some(2), "{}", text(&late.stderr));
+    assert!(
+        text(&late.stderr).contains("had already ended (succeeded)"),
+        "{}",
+        text(&late.stderr)
+    );
+    assert!(!text(&late.stdout).contains("cancelled"));
 }
 
 #[test]
