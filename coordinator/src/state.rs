@@ -481,6 +481,13 @@ impl EtcdState {
                 None,
             ),
             TxnOp::delete(self.job_key(job_id, "report"), None),
+            // Every attempt of the ended run is void (a late result is refused by its token),
+            // but an owner key left under a live worker's lease (a task that finished as the
+            // job ended) would keep its task from ever being claimed again.
+            TxnOp::delete(
+                self.job_key(job_id, "owners/"),
+                Some(etcd_client::DeleteOptions::new().with_prefix()),
+            ),
         ];
         self.fenced(vec![], ops).await?;
         Ok(())

@@ -340,3 +340,37 @@ async fn a_job_planned_as_it_runs_stores_how_far_planning_got_after_its_tasks() 
     let jobs = state.load_jobs().await.unwrap();
     assert_eq!(jobs.iter().find(|j| j.job_id == "k").unwrap().planned, None);
 }
+
+#[tokio::test]
+async fn a_resumed_job_can_claim_tasks_an_ended_run_still_owned() {
+    // A task that finished as its job was cancelled left its owner key under the worker's
+    // live lease: resuming the (named) job must free it, or the task is never claimed again.
+    let (state, _) = leading(&prefix("resume-owners"), "c1").await;
+    let spec = serde_json::json!({"inputs": ["s3://raw/"], "output": "s3://lake/out/"});
+    state
+        .create_job("j1", &spec, &tasks(2), None, None)
+        .await
+        .unwrap();
+    let lease = state.register_worker("w1", 30).await.unwrap();
+    let old = state
+        .claim("j1", 1, "w1", 1, 0, lease)
+        .await
+        .unwrap()
+        .expect("claimed");
+    state
+        .set_job_state("j1", JobState::Cancelled)
+        .await
+        .unwrap();
+    state.resume_job("j1").await.unwrap();
+    let new = state
+        .claim("j1", 1, "w1", 2, 0, lease)
+        .await
+        .unwrap()
+        .expect("the resumed run claims the task");
+    assert_ne!(new, old);
+    assert!(
+        !state.complete("j1", 1, old, &result(1, 1)).await.unwrap(),
+        "the ended run's attempt cannot record a result"
+    );
+    assert!(state.complete("j1", 1, new, &result(1, 2)).await.unwrap());
+}

@@ -647,8 +647,11 @@ impl Lifecycle {
             .get(job_id)
             .is_none_or(JobEntry::ended);
         if ended {
-            // Cancelled or failed meanwhile (or unknown): nothing of it may be published.
+            // Cancelled or failed meanwhile (or unknown): nothing of it may be published, and
+            // its owner key goes (left under the worker's live lease, it would keep the task
+            // from being claimed when a named job is resumed).
             discard(&self.storage, &result).await;
+            let _ = self.store.release(job_id, result.index, token).await;
             return Ok(false);
         }
         if let Some(why) = result.imbalance() {
