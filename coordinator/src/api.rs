@@ -29,7 +29,13 @@ impl v1::job_service_server::JobService for JobApi {
         &self,
         request: Request<v1::SubmitJobRequest>,
     ) -> Result<Response<v1::SubmitJobResponse>, Status> {
-        forward_to_leader!(self.0, JobServiceClient, submit_job, request);
+        forward_to_leader!(
+            self.0,
+            JobServiceClient,
+            submit_job,
+            request,
+            crate::forward::LEADER_GONE_WAIT
+        );
         // The job's span continues the client's trace; task attempts will be its children.
         let span = tracing::info_span!("submit_job", job = tracing::field::Empty);
         if let Some(parent) = request
@@ -65,7 +71,13 @@ impl v1::job_service_server::JobService for JobApi {
         &self,
         request: Request<v1::GetJobRequest>,
     ) -> Result<Response<v1::GetJobResponse>, Status> {
-        forward_to_leader!(self.0, JobServiceClient, get_job, request);
+        forward_to_leader!(
+            self.0,
+            JobServiceClient,
+            get_job,
+            request,
+            crate::forward::LEADER_GONE_WAIT
+        );
         let id = request.into_inner().job_id;
         let report = self
             .0
@@ -117,7 +129,13 @@ impl v1::job_service_server::JobService for JobApi {
         &self,
         request: Request<v1::ListJobsRequest>,
     ) -> Result<Response<v1::ListJobsResponse>, Status> {
-        forward_to_leader!(self.0, JobServiceClient, list_jobs, request);
+        forward_to_leader!(
+            self.0,
+            JobServiceClient,
+            list_jobs,
+            request,
+            crate::forward::LEADER_GONE_WAIT
+        );
         let jobs = self.0.lifecycle.list().await;
         Ok(Response::new(v1::ListJobsResponse {
             jobs: jobs.iter().map(Into::into).collect(),
@@ -128,7 +146,13 @@ impl v1::job_service_server::JobService for JobApi {
         &self,
         request: Request<v1::CancelJobRequest>,
     ) -> Result<Response<v1::CancelJobResponse>, Status> {
-        forward_to_leader!(self.0, JobServiceClient, cancel_job, request);
+        forward_to_leader!(
+            self.0,
+            JobServiceClient,
+            cancel_job,
+            request,
+            crate::forward::LEADER_GONE_WAIT
+        );
         let id = request.into_inner().job_id;
         let state = self
             .0

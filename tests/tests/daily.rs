@@ -90,3 +90,50 @@ fn a_daily_job_runs_once_per_date_and_resumes_only_what_did_not_commit() {
     assert_eq!(again["job_id"], report["job_id"]);
     assert_eq!(s3::list(&lake, "users/date=2024-01-01"), names);
 }
+
+#[test]
+fn one_named_job_submitted_twice_at_once_runs_once() {
+    // Two submits of one name at the same moment: one job, the other submit follows it (it
+    // used to be refused at the output's claim, told to delete a running job's marker).
+    let f = fleet(1, 0);
+    let (raw, lake) = (unique("raw"), unique("lake"));
+    s3::create_bucket(&raw);
+    s3::create_bucket(&lake);
+    let (rows, _) = users(3000);
+    s3::put(&raw, "in/users.csv", csv_bytes(&rows));
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("twice.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: twice\ninputs: [\"s3://{raw}/in/\"]\noutput: s3://{lake}/users/\n\
+             schema: {}\n",
+            repo_file("examples/users.schema.json")
+        ),
+    )
+    .unwrap();
+    let submits: Vec<_> = (0..2)
+        .map(|_| {
+            let spec = spec.clone();
+            let url = f.url.clone();
+            std::thread::spawn(move || {
+                run(&[
+                    "submit",
+                    spec.to_str().unwrap(),
+                    "--coordinator",
+                    &url,
+                    "--wait",
+                ])
+            })
+        })
+        .collect();
+    let outs: Vec<_> = submits.into_iter().map(|t| t.join().unwrap()).collect();
+    for out in &outs {
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let parts = s3::list(&lake, "users")
+        .into_iter()
+        .filter(|n| n.contains("part-") && !n.contains("_errors"))
+        .count();
+    assert_eq!(parts, 1, "one job, one part");
+}

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 use zoopipe_tests::fleet::*;
+use zoopipe_tests::{run, text};
 
 #[test]
 fn a_rolling_restart_hands_leadership_to_the_standby_and_the_job_completes() {
@@ -149,4 +150,19 @@ fn a_leader_frozen_mid_commit_wakes_to_find_the_commit_done_and_writes_nothing()
         log.contains("nothing written") || log.contains("no longer leading"),
         "{log}"
     );
+}
+
+#[test]
+fn a_client_call_during_a_failover_waits_for_the_next_leader() {
+    // The leader killed: the standby, asked right away, still takes the dead replica for the
+    // leader; it holds the call until the next leader (itself) answers, instead of failing.
+    let (f, _standby) = replicated_fleet(2, 100);
+    let job = users_job(4, 2000);
+    let id = job.submit(&f);
+    std::thread::sleep(Duration::from_millis(500));
+    signal(f.coordinator.as_ref().unwrap(), "KILL");
+    let standby_only = f.url.split(',').nth(1).unwrap().to_string();
+    let status = run(&["status", &id, "--coordinator", &standby_only]);
+    assert!(status.status.success(), "{}", text(&status.stderr));
+    job.assert_exact(&f, &id);
 }

@@ -171,6 +171,10 @@ pub struct Lifecycle {
     /// The planning going on for each job still listing its inputs (`keep_planning`):
     /// stopped likewise.
     planners: std::sync::Mutex<std::collections::HashMap<String, tokio::task::AbortHandle>>,
+    /// One submit at a time per job name: two submits of one named job at the same moment
+    /// must end as one job (the second follows the first), not as a refusal of the second
+    /// at the output's claim.
+    naming: std::sync::Mutex<std::collections::HashMap<String, Arc<Mutex<()>>>>,
 }
 
 impl Lifecycle {
@@ -186,7 +190,16 @@ impl Lifecycle {
             on_planned: std::sync::OnceLock::new(),
             commits: Default::default(),
             planners: Default::default(),
+            naming: Default::default(),
         })
+    }
+
+    /// The lock that keeps submits of one named job apart (see `naming`).
+    fn name_lock(&self, key: &str) -> Arc<Mutex<()>> {
+        let mut locks = self.naming.lock().unwrap_or_else(|e| e.into_inner());
+        // Locks nobody holds or waits for go, so the map stays as small as the names in use.
+        locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+        locks.entry(key.to_string()).or_default().clone()
     }
 
     /// Call `f(job_id)` whenever a job starts its commit (once per lifecycle).
@@ -223,8 +236,10 @@ impl Lifecycle {
     ) -> Result<Submitted, SubmitError> {
         let mut name_key = None;
         let mut previous = None;
+        let mut _same_name = None;
         if let Some(name) = &spec.name {
             let key = self.store.name_key(name, &spec.vars);
+            _same_name = Some(self.name_lock(&key).lock_owned().await);
             if let Some(earlier) = self.store.job_for_name(&key).await? {
                 if let Some(answer) = self.rerun(&earlier, force).await? {
                     return Ok(answer);
