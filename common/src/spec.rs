@@ -437,6 +437,7 @@ impl JobConfig {
         if spec.max_attempts == 0 {
             return Err(Error::config("max_attempts must be at least 1"));
         }
+        spec.csv.check()?;
         let output = OutputTarget::resolve(&spec.output, spec.format, Format::Parquet)?;
         let errors = match &spec.errors {
             Some(e) => OutputTarget::resolve(e, spec.error_format, Format::Jsonl)?,

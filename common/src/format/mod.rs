@@ -112,6 +112,58 @@ pub struct CsvOptions {
     pub multiline: bool,
 }
 
+impl CsvOptions {
+    /// A dialect that can be read: the delimiter differs from the quote and the escape, and
+    /// none of them is a line end (a newline delimiter would make the whole file one header).
+    pub fn check(&self) -> crate::Result<()> {
+        let named = [
+            ("delimiter", Some(self.delimiter)),
+            ("quote", Some(self.quote)),
+            ("escape", self.escape),
+        ];
+        for (what, byte) in named {
+            if let Some(b @ (b'\n' | b'\r')) = byte {
+                return Err(crate::Error::config(format!(
+                    "the CSV {what} cannot be a line end ({:?})",
+                    b as char
+                )));
+            }
+        }
+        // (An escape equal to the quote is how doubled quotes read anyway.)
+        for (what, other) in [("quote", Some(self.quote)), ("escape", self.escape)] {
+            if other == Some(self.delimiter) {
+                return Err(crate::Error::config(format!(
+                    "the CSV delimiter and {what} are the same character ({})",
+                    show_byte(self.delimiter)
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[test]
+fn a_dialect_that_cannot_be_read_is_refused() {
+    let with = |delimiter, quote, escape| CsvOptions {
+        delimiter,
+        quote,
+        escape,
+        ..CsvOptions::default()
+    };
+    assert!(CsvOptions::default().check().is_ok());
+    assert!(with(b';', b'\'', Some(b'\\')).check().is_ok());
+    for bad in [
+        with(b'\n', b'"', None),
+        with(b',', b'\r', None),
+        with(b'"', b'"', None),
+        with(b',', b',', None),
+        with(b',', b'"', Some(b',')),
+    ] {
+        assert!(bad.check().is_err(), "{bad:?}");
+    }
+}
+
 impl Default for CsvOptions {
     fn default() -> Self {
         Self {
