@@ -351,6 +351,29 @@ fn partition_column_splits_a_query_by_value_ranges() {
         .map(|v| v.parse().unwrap())
         .collect();
     assert!(firsts.windows(2).all(|w| w[0] < w[1]), "{firsts:?}");
+    // A history table's `infinity` end dates: the ranges are cut between the finite values,
+    // and the infinite ones land in the last range (rows an Arrow date cannot hold: error rows).
+    let history = dir.path().join("history");
+    let report = run_ok(&[
+        "run",
+        "--input",
+        &url(),
+        "--query",
+        &format!(
+            "SELECT id, CASE WHEN id % 100 = 0 THEN 'infinity'::date \
+             ELSE date '2024-01-01' + (id % 1000)::int END AS valid_to FROM {name}"
+        ),
+        "--partition-column",
+        "valid_to",
+        "--workers",
+        "4",
+        "--output",
+        &format!("{}/", history.display()),
+    ]);
+    assert_eq!(report["state"], "succeeded", "{report:#}");
+    assert_eq!(report["partitions"]["total"], 4, "{report:#}");
+    assert_eq!(report["total_processed"], rows, "{report:#}");
+    assert_eq!(report["total_errors"], rows / 100, "{report:#}");
 }
 
 #[test]

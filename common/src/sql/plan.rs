@@ -371,11 +371,22 @@ async fn value_bounds(
     n: u64,
 ) -> std::result::Result<Vec<String>, tokio_postgres::Error> {
     let col = quote_ident(column);
+    // The cut points lie between finite values: `infinity` end dates (history tables) and NaN
+    // cannot be subtracted, and they fall into the first or last slice anyway (`< first cut`,
+    // `>= last cut`).
+    let finite = match *ty {
+        Type::DATE | Type::TIMESTAMP | Type::TIMESTAMPTZ => Some(format!("isfinite({col})")),
+        Type::FLOAT4 | Type::FLOAT8 => Some(format!(
+            "{col} NOT IN ('NaN'::float8, 'Infinity'::float8, '-Infinity'::float8)"
+        )),
+        Type::NUMERIC => Some(format!("{col} <> 'NaN'::numeric")),
+        _ => None,
+    };
     let row = client
         .query_one(
             &format!(
                 "SELECT min({col})::text, max({col})::text FROM {from}{}",
-                where_clause(filter, None)
+                where_clause(filter, finite.as_deref())
             ),
             &[],
         )
