@@ -885,3 +885,40 @@ fn a_lost_snapshot_is_replaced_and_every_task_read_again() {
     );
     assert_one_snapshot(&out, rows);
 }
+
+#[test]
+fn times_and_dates_arrow_cannot_hold_are_error_rows_not_broken_text() {
+    // `24:00:00` and dates past year 262142 are valid in PostgreSQL; Arrow's readers and
+    // writers cannot print them (JSONL got "ERROR: Cast error" strings, CSV failed the job).
+    let name = table("far");
+    sql(&format!(
+        "CREATE TABLE {name} (id int, d date, tm time);
+         INSERT INTO {name} VALUES (1, '262143-12-31', '10:00'), (2, '2024-01-01', '24:00:00'),
+           (3, '2024-01-01', '23:59:59.999999'), (4, '4713-01-01 BC', '00:00');"
+    ));
+    for format in ["jsonl", "csv"] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let report = run_ok(&[
+            "run",
+            "--input",
+            &url(),
+            "--table",
+            &name,
+            "--format",
+            format,
+            "--output",
+            &format!("{}/", out.display()),
+        ]);
+        assert_eq!(report["total_valid"], 2, "{format}: {report:#}");
+        assert_eq!(report["total_errors"], 2, "{format}: {report:#}");
+        let written: String = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().contains("part-"))
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect();
+        assert!(!written.contains("ERROR"), "{format}: {written}");
+        assert!(written.contains("23:59:59.999999"), "{format}: {written}");
+    }
+}

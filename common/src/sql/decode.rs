@@ -17,6 +17,10 @@ use std::sync::Arc;
 /// Days from 1970-01-01 to PostgreSQL's epoch, 2000-01-01.
 const PG_EPOCH_DAYS: i32 = 10_957;
 const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+/// Dates and times Arrow holds but its readers and writers cannot print (chrono's range),
+/// which PostgreSQL's go beyond (dates up to 5874897 AD).
+const OUTSIDE_ARROW_YEARS: &str = "Input should be a valid {what} (its year is outside -262143 to 262142, which Arrow's readers hold)";
 
 // Decoders live one per column: their sizes do not matter, boxing them would only add a hop.
 #[allow(clippy::large_enum_variant)]
@@ -108,7 +112,16 @@ impl Decoder {
             Self::Bool(_) => sized(1),
             Self::Int16(_) => sized(2),
             Self::Int32(_) | Self::Float32(_) => sized(4),
-            Self::Int64(_) | Self::Float64(_) | Self::Time(_) => sized(8),
+            Self::Int64(_) | Self::Float64(_) => sized(8),
+            Self::Time(_) => {
+                sized(8)?;
+                // PostgreSQL's `24:00:00`: no time of day in Arrow (or Python) is.
+                if (0..MICROS_PER_DAY).contains(&be_i64(value)) {
+                    Ok(())
+                } else {
+                    Err("Input should be a valid time (24:00:00 is not one)".into())
+                }
+            }
             Self::Uuid(_) => sized(16),
             Self::Interval { .. } => sized(16),
             Self::Date(_) => {
@@ -117,14 +130,32 @@ impl Decoder {
                     i32::MAX | i32::MIN => {
                         Err("Input should be a valid date (infinity is not one)".into())
                     }
+                    days if chrono::DateTime::from_timestamp(
+                        i64::from(days.saturating_add(PG_EPOCH_DAYS)) * 86_400,
+                        0,
+                    )
+                    .is_none() =>
+                    {
+                        Err(OUTSIDE_ARROW_YEARS.replace("{what}", "date"))
+                    }
                     _ => Ok(()),
                 }
             }
             Self::Timestamp(_) => {
                 sized(8)?;
-                match be_i64(value).checked_add(PG_EPOCH_MICROS) {
-                    Some(_) if !matches!(be_i64(value), i64::MAX | i64::MIN) => Ok(()),
-                    _ => Err("Input should be a valid datetime (infinity is not one)".into()),
+                match be_i64(value) {
+                    i64::MAX | i64::MIN => {
+                        Err("Input should be a valid datetime (infinity is not one)".into())
+                    }
+                    micros
+                        if micros
+                            .checked_add(PG_EPOCH_MICROS)
+                            .and_then(chrono::DateTime::from_timestamp_micros)
+                            .is_none() =>
+                    {
+                        Err(OUTSIDE_ARROW_YEARS.replace("{what}", "datetime"))
+                    }
+                    _ => Ok(()),
                 }
             }
             Self::Numeric {
