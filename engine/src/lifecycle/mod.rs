@@ -266,6 +266,9 @@ impl Lifecycle {
             .await
             .map_err(SubmitError::Precondition)?;
         check_inputs_outside_output(&config, &plan.inputs).map_err(SubmitError::Invalid)?;
+        self.check_not_nested(&config)
+            .await
+            .map_err(SubmitError::Invalid)?;
         // One job per output: claimed before anything is written, given up if the job does
         // not start after all.
         ownership::claim(&self.storage, &config)
@@ -277,6 +280,32 @@ impl Lifecycle {
             return Err(e);
         }
         stored.map_err(|(e, _)| e)
+    }
+
+    /// Refuse an output that contains, or lies inside, the output of a job still running here:
+    /// a commit with `--overwrite` removes whatever its prefix holds besides its own parts, and
+    /// a reader of the outer prefix would see the inner job's parts as its own. (One output
+    /// exactly is kept to one job by its owner marker.)
+    async fn check_not_nested(&self, config: &JobConfig) -> zoopipe_common::Result<()> {
+        let ours = [&config.output, &config.errors].map(|t| t.url.to_string());
+        let jobs = self.jobs.lock().await;
+        for (job_id, job) in jobs.iter().filter(|(_, j)| !j.ended()) {
+            for theirs in [&job.config.output, &job.config.errors].map(|t| t.url.to_string()) {
+                for mine in &ours {
+                    let nested = mine != &theirs
+                        && ((mine.ends_with('/') && theirs.starts_with(mine.as_str()))
+                            || (theirs.ends_with('/') && mine.starts_with(theirs.as_str())));
+                    if nested {
+                        return Err(zoopipe_common::Error::config(format!(
+                            "{mine} and {theirs}, where job {job_id} is writing, lie one inside \
+                             the other: a commit would remove or mix the other's parts; \
+                             choose separate prefixes"
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The rest of `submit`, once the output is claimed; on failure the config comes back so

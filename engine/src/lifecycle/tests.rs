@@ -266,3 +266,30 @@ async fn a_cancel_answered_cancelled_is_never_followed_by_a_commit() {
     assert_eq!(report.state, JobState::Cancelled);
     assert!(!out.join("_SUCCESS").exists(), "a cancelled job published");
 }
+
+#[tokio::test]
+async fn an_output_inside_a_running_jobs_output_is_refused() {
+    // An --overwrite commit into out/ would remove out/inner/'s parts (and a reader of out/
+    // would take them for its own): outputs of running jobs are kept apart.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "id\n1\n").unwrap();
+    let spec = |output: &str| -> JobSpec {
+        serde_json::from_value(serde_json::json!({
+            "input": input.to_string_lossy(),
+            "output": format!("{}/{output}", dir.path().to_string_lossy()),
+            "format": "jsonl",
+            "overwrite": true,
+        }))
+        .unwrap()
+    };
+    let lifecycle = Lifecycle::new(Arc::new(MemoryStore::default()), Storage::new());
+    lifecycle.submit(spec("out/inner/"), false).await.unwrap();
+    for nested in ["out/", "out/inner/deeper/"] {
+        let Err(refused) = lifecycle.submit(spec(nested), false).await else {
+            panic!("{nested} was accepted beside a running job's out/inner/");
+        };
+        assert!(refused.to_string().contains("lie one inside"), "{refused}");
+    }
+    lifecycle.submit(spec("elsewhere/"), false).await.unwrap();
+}
