@@ -27,6 +27,9 @@ pub fn unwritable(data_type: &arrow::datatypes::DataType, format: Format) -> Opt
         (T::ListView(_) | T::LargeListView(_), Format::Csv) => {
             Some("a list view, which a CSV output cannot hold")
         }
+        (T::Struct(fields), Format::Parquet) if fields.is_empty() => Some(
+            "a sub-model without fields (`{}`), which Parquet cannot hold (a JSONL, CSV or Arrow output can)",
+        ),
         (
             T::List(f)
             | T::LargeList(f)
@@ -206,5 +209,22 @@ impl PartWriter {
             }
         };
         sink.finish()
+    }
+}
+
+#[cfg(test)]
+mod unwritable_tests {
+    use super::*;
+    use arrow::datatypes::{DataType, Field, Fields};
+
+    #[test]
+    fn an_empty_sub_model_is_refused_for_parquet_only() {
+        let empty = DataType::Struct(Fields::empty());
+        let listed = DataType::List(std::sync::Arc::new(Field::new("item", empty.clone(), true)));
+        for t in [&empty, &listed] {
+            assert!(unwritable(t, Format::Parquet).is_some(), "{t}");
+            assert!(unwritable(t, Format::Jsonl).is_none(), "{t}");
+            assert!(unwritable(t, Format::Arrow).is_none(), "{t}");
+        }
     }
 }

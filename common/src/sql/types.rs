@@ -161,6 +161,20 @@ fn numeric(typmod: i32) -> Result<ColumnType, String> {
             "numeric({precision},{scale}) has more than 38 digits, more than Decimal128 holds (cast it in --query, e.g. to text)"
         ));
     }
+    if scale < 0 {
+        // numeric(5, -2) holds whole numbers of up to 7 digits (12300): Parquet has no
+        // negative scale, so they are kept as whole decimals.
+        let digits = precision - scale;
+        if digits > 38 {
+            return Err(format!(
+                "numeric({precision},{scale}) has up to {digits} digits, more than Decimal128 holds (cast it in --query, e.g. to text)"
+            ));
+        }
+        return Ok(ColumnType::Numeric {
+            precision: digits as u8,
+            scale: 0,
+        });
+    }
     Ok(ColumnType::Numeric {
         precision: precision as u8,
         scale: scale as i8,
@@ -181,13 +195,16 @@ mod tests {
                 scale: 2
             })
         );
+        // A negative scale (PostgreSQL 15): whole numbers, kept as whole decimals (Parquet
+        // has no negative scale).
         assert_eq!(
             numeric(typmod(5, -2)),
             Ok(ColumnType::Numeric {
-                precision: 5,
-                scale: -2
+                precision: 7,
+                scale: 0
             })
         );
+        assert!(numeric(typmod(37, -3)).unwrap_err().contains("40 digits"));
         assert_eq!(
             numeric(-1),
             Ok(ColumnType::Numeric {

@@ -290,7 +290,12 @@ impl Lifecycle {
         let ours = [&config.output, &config.errors].map(|t| t.url.to_string());
         let jobs = self.jobs.lock().await;
         for (job_id, job) in jobs.iter().filter(|(_, j)| !j.ended()) {
-            for theirs in [&job.config.output, &job.config.errors].map(|t| t.url.to_string()) {
+            let targets = [&job.config.output, &job.config.errors].map(|t| t.url.to_string());
+            if targets.iter().any(|t| ours.contains(t)) {
+                // The same output: its owner marker refuses this job, naming the other.
+                continue;
+            }
+            for theirs in targets {
                 for mine in &ours {
                     let nested = mine != &theirs
                         && ((mine.ends_with('/') && theirs.starts_with(mine.as_str()))
