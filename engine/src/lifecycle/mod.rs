@@ -1439,8 +1439,26 @@ impl Lifecycle {
         jobs.clear();
         let mut to_finish = Vec::new();
         let mut to_plan = Vec::new();
+        let mut to_tidy = Vec::new();
         for (mut entry, committing) in entries {
             let job_id = entry.report.job_id.clone();
+            if entry.ended() && !committing {
+                to_tidy.push(Ended {
+                    config: entry.config.clone(),
+                    report: entry.report.clone(),
+                    discard: match entry.report.state {
+                        // An unnamed job that did not commit cannot be resumed: its staged
+                        // parts go. (A succeeded job's parts are published: never touched.)
+                        JobState::Failed | JobState::Cancelled
+                            if entry.config.spec.name.is_none() =>
+                        {
+                            entry.results().map(|(_, r)| r.clone()).collect()
+                        }
+                        _ => Vec::new(),
+                    },
+                    recorded: true,
+                });
+            }
             let all_done = entry.done == entry.slots.len() && !entry.planning;
             if !entry.ended() && entry.planning && !committing {
                 to_plan.push(job_id.clone());
@@ -1471,6 +1489,19 @@ impl Lifecycle {
             let me = self.clone();
             tokio::spawn(async move { me.resnapshot(&id).await });
         }
+        // Ended jobs whose end the store holds: the old leader may have died (or lost S3)
+        // before it wrote their end's clean-up (output claim, staged parts). Redone in the
+        // background, idempotently: a claim is removed only while it is still the job's own.
+        let me = self.clone();
+        tokio::spawn(async move {
+            for ended in to_tidy {
+                for result in &ended.discard {
+                    discard(&me.storage, result).await;
+                }
+                ownership::release(&me.storage, &ended.config).await;
+                me.mark_wrapped_up(&ended.report.job_id);
+            }
+        });
         self.work.notify_waiters();
         count
     }

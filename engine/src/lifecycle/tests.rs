@@ -293,3 +293,31 @@ async fn an_output_inside_a_running_jobs_output_is_refused() {
     }
     lifecycle.submit(spec("elsewhere/"), false).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_new_leader_removes_the_claim_an_ended_job_left_behind() {
+    // The old leader recorded a cancel but died (or lost S3) before removing the job's output
+    // claim: every later job into that output would be refused. The next leader tidies up.
+    let dir = tempfile::tempdir().unwrap();
+    let (first, job) = one_task_job(dir.path()).await;
+    let marker = dir.path().join("out").join(crate::ownership::OWNER);
+    assert!(marker.exists(), "the running job claims its output");
+    let mut entry = {
+        let jobs = first.jobs.lock().await;
+        let running = &jobs[&job];
+        JobEntry::new(
+            running.config.clone(),
+            BTreeMap::new(),
+            running.report.clone(),
+        )
+    };
+    entry.report.state = JobState::Cancelled;
+    let next = Lifecycle::new(Arc::new(MemoryStore::default()), Storage::new());
+    next.load(vec![(entry, false)]).await;
+    let report = tokio::time::timeout(std::time::Duration::from_secs(10), next.wait_ended(&job))
+        .await
+        .expect("the tidying up ends")
+        .unwrap();
+    assert_eq!(report.state, JobState::Cancelled);
+    assert!(!marker.exists(), "the ended job's claim is gone");
+}
