@@ -437,6 +437,11 @@ impl JobConfig {
         if spec.max_attempts == 0 {
             return Err(Error::config("max_attempts must be at least 1"));
         }
+        // An escape equal to the quote means doubled quotes, which is how quotes are read
+        // without an escape (csv-core's escape mode would read `""` otherwise).
+        if spec.csv.escape == Some(spec.csv.quote) {
+            spec.csv.escape = None;
+        }
         spec.csv.check()?;
         let output = OutputTarget::resolve(&spec.output, spec.format, Format::Parquet)?;
         let errors = match &spec.errors {

@@ -42,10 +42,12 @@ pub fn rebuilt<T: Clone>(metadata: &tonic::metadata::MetadataMap, message: &T) -
     Request::from_parts(metadata.clone(), Default::default(), message.clone())
 }
 
-/// The leader could not be reached (it died, or no longer leads): the call never ran there,
-/// so it may go to whoever leads next.
+/// The leader could not be reached (it died): the call never ran there, so it may go to
+/// whoever leads next. Only a transport failure (a status made here from a connection error,
+/// which carries its source), never an `Unavailable` the leader answered itself (its etcd
+/// away): that call may have done something, and retrying would repeat it.
 pub fn leader_unreachable(status: &Status) -> bool {
-    status.code() == tonic::Code::Unavailable
+    status.code() == tonic::Code::Unavailable && std::error::Error::source(status).is_some()
 }
 
 /// In a service method: when this replica does not lead, send the call to the leader and

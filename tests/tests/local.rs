@@ -674,13 +674,16 @@ fn max_error_rate_fails_the_job_before_commit() {
     ]);
     assert_counts(&report, 700, bad.len());
     // An --overwrite job failing over that published output leaves it whole, its report too.
-    let before: Vec<(String, Vec<u8>)> = walk(&lenient)
-        .into_iter()
-        .map(|f| {
-            let bytes = std::fs::read(lenient.join(&f)).unwrap();
-            (f, bytes)
-        })
-        .collect();
+    let contents = || -> Vec<(String, Vec<u8>)> {
+        walk(&lenient)
+            .into_iter()
+            .map(|f| {
+                let bytes = std::fs::read(lenient.join(&f)).unwrap();
+                (f, bytes)
+            })
+            .collect()
+    };
+    let before = contents();
     let o = run(&[
         "run",
         "--input",
@@ -694,14 +697,7 @@ fn max_error_rate_fails_the_job_before_commit() {
         "--overwrite",
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
-    let after: Vec<(String, Vec<u8>)> = walk(&lenient)
-        .into_iter()
-        .map(|f| {
-            let bytes = std::fs::read(lenient.join(&f)).unwrap();
-            (f, bytes)
-        })
-        .collect();
-    assert!(before == after, "the published output changed");
+    assert!(before == contents(), "the published output changed");
     let o = run(&[
         "run",
         "--input",

@@ -675,11 +675,7 @@ fn tricky_csv_cells_are_judged_as_pydantic_judges_them() {
     let out = format!("{d}/out/");
     let report = validated_to_jsonl(d, "cells.csv", &out);
     let failed = failed_fields(&out);
-    let mut valid_rows = parts(std::path::Path::new(&out))
-        .iter()
-        .flat_map(|p| read_jsonl(p))
-        .collect::<Vec<_>>()
-        .into_iter();
+    let mut valid_rows = valid_jsonl_rows(&out);
     for (i, verdict) in verdicts.iter().enumerate() {
         // The header is line 1.
         let line = i as u64 + 2;
@@ -704,6 +700,15 @@ fn tricky_csv_cells_are_judged_as_pydantic_judges_them() {
         report["total_errors"],
         verdicts.iter().filter(|v| v.get("fail").is_some()).count() as u64
     );
+}
+
+/// The valid rows of a JSONL output, in order.
+fn valid_jsonl_rows(out: &str) -> std::vec::IntoIter<serde_json::Value> {
+    parts(std::path::Path::new(out))
+        .iter()
+        .flat_map(|p| read_jsonl(p))
+        .collect::<Vec<_>>()
+        .into_iter()
 }
 
 /// Each error row's line and its failing fields, sorted: what pydantic's `loc`s are compared with.
@@ -844,11 +849,7 @@ fn decimals_in_int_fields_are_whole_or_refused_as_pydantic_refuses_them() {
         .iter()
         .map(|row| row["row"].as_u64().unwrap())
         .collect();
-    let mut valid = parts(std::path::Path::new(&out))
-        .iter()
-        .flat_map(|p| read_jsonl(p))
-        .collect::<Vec<_>>()
-        .into_iter();
+    let mut valid = valid_jsonl_rows(&out);
     for (i, verdict) in verdicts.iter().enumerate() {
         if verdict.get("fail").is_some() {
             assert!(failed.contains(&(i as u64)), "row {i}: {verdict}");

@@ -97,35 +97,95 @@ pub fn values(column: &ArrayRef) -> Result<Vec<Option<serde_json::Value>>, Arrow
         .collect())
 }
 
-/// `data_type` with every decimal and float (however deep) as Utf8; `None` when it holds none.
-fn exact_numbers_as_text(data_type: &DataType) -> Option<DataType> {
-    rewrite(data_type, &|t| match t {
-        DataType::Decimal32(..)
-        | DataType::Decimal64(..)
-        | DataType::Decimal128(..)
-        | DataType::Decimal256(..)
-        | DataType::Float16
-        | DataType::Float32
-        | DataType::Float64 => Some(DataType::Utf8),
-        _ => None,
-    })
+/// How validation's JSON text holds numbers arrow's writer would change: a decimal as the text
+/// of its exact digits (as a JSON number arrow, and the tape after it, would pass it through a
+/// double: 99999999999999999.99 became 1E+17), a NaN or
+/// infinite float as the text `"NaN"` / `"inf"` / `"-inf"` (arrow writes null; JSON has no
+/// NaN). Finite floats stay numbers (shortest round-trip text), so a number where a string
+/// belongs is still refused and `1.0` in a boolean is still true.
+#[derive(Debug)]
+struct ExactNumbers;
+
+impl arrow::json::writer::EncoderFactory for ExactNumbers {
+    fn make_default_encoder<'a>(
+        &self,
+        _field: &'a arrow::datatypes::FieldRef,
+        array: &'a dyn Array,
+        _options: &'a arrow::json::writer::EncoderOptions,
+    ) -> Result<Option<arrow::json::writer::NullableEncoder<'a>>, ArrowError> {
+        use arrow::array::AsArray;
+        use arrow::datatypes::{Decimal128Type, Decimal256Type, Float32Type, Float64Type};
+        let encoder: Box<dyn arrow::json::writer::Encoder + 'a> = match array.data_type() {
+            DataType::Decimal128(..) => {
+                let a = array.as_primitive::<Decimal128Type>();
+                Box::new(Written(move |i, out: &mut Vec<u8>| {
+                    let _ = serde_json::to_writer(&mut *out, &a.value_as_string(i));
+                }))
+            }
+            DataType::Decimal256(..) => {
+                let a = array.as_primitive::<Decimal256Type>();
+                Box::new(Written(move |i, out: &mut Vec<u8>| {
+                    let _ = serde_json::to_writer(&mut *out, &a.value_as_string(i));
+                }))
+            }
+            DataType::Float64 => {
+                let a = array.as_primitive::<Float64Type>();
+                Box::new(Written(move |i, out: &mut Vec<u8>| float(a.value(i), out)))
+            }
+            DataType::Float32 => {
+                let a = array.as_primitive::<Float32Type>();
+                Box::new(Written(move |i, out: &mut Vec<u8>| {
+                    let v = a.value(i);
+                    if v.is_finite() {
+                        // An f32's own shortest text, as arrow's writer prints it.
+                        let _ = serde_json::to_writer(&mut *out, &v);
+                    } else {
+                        float(f64::from(v), out);
+                    }
+                }))
+            }
+            _ => return Ok(None),
+        };
+        Ok(Some(arrow::json::writer::NullableEncoder::new(
+            encoder,
+            array.logical_nulls(),
+        )))
+    }
+}
+
+/// An encoder from a closure writing value `i`.
+struct Written<F>(F);
+
+impl<F: FnMut(usize, &mut Vec<u8>)> arrow::json::writer::Encoder for Written<F> {
+    fn encode(&mut self, idx: usize, out: &mut Vec<u8>) {
+        (self.0)(idx, out)
+    }
+}
+
+fn float(v: f64, out: &mut Vec<u8>) {
+    if v.is_finite() {
+        let _ = serde_json::to_writer(&mut *out, &v);
+    } else if v.is_nan() {
+        out.extend_from_slice(b"\"NaN\"");
+    } else if v > 0.0 {
+        out.extend_from_slice(b"\"inf\"");
+    } else {
+        out.extend_from_slice(b"\"-inf\"");
+    }
 }
 
 /// A column's values as compact JSON text, one per row (null stays null), as arrow's JSON
 /// writer writes them: column by column, no JSON value built per row. What validation reads a
-/// typed nested column as: its decimals and floats are written as text ("1.50", "NaN",
-/// "inf"), which the fields' coercion reads exactly; as JSON numbers, arrow's writer would
-/// pass decimals through a double and write a non-finite float as null.
+/// typed nested column as, its numbers exact (see `ExactNumbers`).
 pub fn texts(column: &ArrayRef) -> Result<StringArray, ArrowError> {
     const PREFIX: &[u8] = b"{\"v\":";
-    let exact = match exact_numbers_as_text(column.data_type()) {
-        Some(text) => arrow::compute::cast(column, &text)?,
-        None => column.clone(),
-    };
-    let column = &writable(&exact)?;
+    let column = &writable(column)?;
     let schema = Schema::new(vec![Field::new("v", column.data_type().clone(), true)]);
     let batch = RecordBatch::try_new(Arc::new(schema), vec![column.clone()])?;
-    let mut writer = json_writer::<arrow::json::writer::LineDelimited>();
+    let mut writer = arrow::json::WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .with_encoder_factory(Arc::new(ExactNumbers))
+        .build::<_, arrow::json::writer::LineDelimited>(Vec::new());
     writer.write(&batch)?;
     writer.finish()?;
     let text = writer.into_inner();
@@ -234,7 +294,7 @@ mod text_tests {
         }
         let column: ArrayRef = Arc::new(list.finish());
         let texts = texts(&column).unwrap();
-        // Decimals as their exact text, not numbers through a double.
+        // Decimals as the text of their exact digits, not numbers through a double.
         let expected = [
             Some(r#"[{"n":1,"d":"12.50"}]"#),
             None,
@@ -256,9 +316,6 @@ mod text_tests {
         list.append(true);
         let column: ArrayRef = Arc::new(list.finish());
         let texts = texts(&column).unwrap();
-        assert_eq!(
-            texts.value(0),
-            r#"["NaN","-inf","20275.350000000006",null]"#
-        );
+        assert_eq!(texts.value(0), r#"["NaN","-inf",20275.350000000006,null]"#);
     }
 }

@@ -129,7 +129,7 @@ impl CsvOptions {
                 )));
             }
         }
-        // (An escape equal to the quote is how doubled quotes read anyway.)
+        // (An escape equal to the quote is read as doubled quotes: `JobConfig::new`.)
         for (what, other) in [("quote", Some(self.quote)), ("escape", self.escape)] {
             if other == Some(self.delimiter) {
                 return Err(crate::Error::config(format!(

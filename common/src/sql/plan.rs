@@ -379,7 +379,10 @@ async fn value_bounds(
         Type::FLOAT4 | Type::FLOAT8 => Some(format!(
             "{col} NOT IN ('NaN'::float8, 'Infinity'::float8, '-Infinity'::float8)"
         )),
-        Type::NUMERIC => Some(format!("{col} <> 'NaN'::numeric")),
+        // (As text: `'Infinity'::numeric` is an error before PostgreSQL 14.)
+        Type::NUMERIC => Some(format!(
+            "{col}::text NOT IN ('NaN', 'Infinity', '-Infinity')"
+        )),
         _ => None,
     };
     let row = client

@@ -16,7 +16,14 @@ pub(crate) fn parse_int(text: &str) -> Option<i64> {
         return Some(v);
     }
     if t.contains('_') {
-        return parse_int(&without_underscores(t)?);
+        // Between the digits of the whole part only: pydantic refuses `1.0_0`.
+        return match t.split_once('.') {
+            Some((_, fraction)) if fraction.contains('_') => None,
+            Some((whole, fraction)) => {
+                parse_int(&format!("{}.{fraction}", without_underscores(whole)?))
+            }
+            None => parse_int(&without_underscores(t)?),
+        };
     }
     let (whole, fraction) = t.split_once('.')?;
     let has_digits = whole
@@ -81,7 +88,7 @@ pub(crate) fn parse_date_lax(text: &str) -> Option<i32> {
     let date = match Date::parse_bytes(bytes) {
         Ok(date) => date,
         Err(_) => {
-            let datetime = DateTime::parse_bytes(bytes).ok()?;
+            let datetime = DateTime::parse_bytes_with_config(bytes, &DATETIME).ok()?;
             let t = &datetime.time;
             (t.hour == 0 && t.minute == 0 && t.second == 0 && t.microsecond == 0)
                 .then_some(datetime.date)?
@@ -176,6 +183,14 @@ mod tests {
         assert_eq!(parse_int("_1000"), None);
         assert_eq!(parse_int("1000_"), None);
         assert_eq!(parse_int("1_000.5"), None);
+        for refused in ["1.0_0", "1_.0", "1._0", "1_000.0_0"] {
+            assert_eq!(parse_int(refused), None, "{refused}");
+        }
+        // A date field takes a midnight date-time however many zero digits its fraction has.
+        assert_eq!(
+            parse_date_lax("2024-01-02T00:00:00.0000000"),
+            parse_date_days("2024-01-02")
+        );
     }
 
     #[test]

@@ -291,7 +291,7 @@ impl Lifecycle {
         let jobs = self.jobs.lock().await;
         for (job_id, job) in jobs.iter().filter(|(_, j)| !j.ended()) {
             let targets = [&job.config.output, &job.config.errors].map(|t| t.url.to_string());
-            if targets.iter().any(|t| ours.contains(t)) {
+            if targets[0] == ours[0] {
                 // The same output: its owner marker refuses this job, naming the other.
                 continue;
             }
@@ -1242,7 +1242,7 @@ impl Lifecycle {
             if job.report.state == JobState::Committing {
                 return Err(CancelError::Committing(job_id.to_string()));
             }
-            job.cancelling = true;
+            job.cancelling += 1;
             ending_report(job, JobState::Cancelled, "cancelled by a user")
         };
         let recorded = self.store.finish_job(&report).await;
@@ -1251,7 +1251,7 @@ impl Lifecycle {
             let job = jobs
                 .get_mut(job_id)
                 .ok_or_else(|| CancelError::NotFound(job_id.to_string()))?;
-            job.cancelling = false;
+            job.cancelling -= 1;
             if let Err(e) = recorded {
                 // The job runs on, and may have become ready to commit meanwhile.
                 self.commit_if_ready(job_id, job);
@@ -1259,6 +1259,10 @@ impl Lifecycle {
             }
             if job.ended() {
                 return Ok(job.report.state);
+            }
+            if job.report.state == JobState::Committing {
+                // Resumed into its commit meanwhile (a named resubmission): the commit stands.
+                return Err(CancelError::Committing(job_id.to_string()));
             }
             self.apply_end(job, report, true)
         };

@@ -73,9 +73,9 @@ pub struct JobEntry {
     /// Its inputs are still being listed and planned (`Lifecycle::keep_planning`): more tasks
     /// will come, so finishing the ones it has does not end it.
     pub planning: bool,
-    /// A cancel is being recorded in the store (`Lifecycle::cancel`): the commit must not
-    /// start meanwhile, or a cancel answered "cancelled" would end in a published output.
-    pub cancelling: bool,
+    /// Cancels being recorded in the store (`Lifecycle::cancel`): the commit must not start
+    /// meanwhile, or a cancel answered "cancelled" would end in a published output.
+    pub cancelling: u32,
 }
 
 /// What a database job's tasks must see. Tasks are handed out only while `snapshot` holds;
@@ -140,7 +140,7 @@ impl JobEntry {
             database: None,
             reads_database,
             planning: false,
-            cancelling: false,
+            cancelling: 0,
         }
     }
 
@@ -153,7 +153,7 @@ impl JobEntry {
     pub fn ready_to_commit(&self) -> bool {
         self.done == self.slots.len()
             && !self.planning
-            && !self.cancelling
+            && self.cancelling == 0
             && self.report.state == JobState::Running
     }
 

@@ -243,7 +243,7 @@ async fn a_cancel_answered_cancelled_is_never_followed_by_a_commit() {
         let job = job.clone();
         async move { lifecycle.cancel(&job).await }
     });
-    while !lifecycle.jobs.lock().await[&job].cancelling {
+    while lifecycle.jobs.lock().await[&job].cancelling == 0 {
         tokio::task::yield_now().await;
     }
     let result = TaskResult {
@@ -285,7 +285,8 @@ async fn an_output_inside_a_running_jobs_output_is_refused() {
     };
     let lifecycle = Lifecycle::new(Arc::new(MemoryStore::default()), Storage::new());
     lifecycle.submit(spec("out/inner/"), false).await.unwrap();
-    for nested in ["out/", "out/inner/deeper/"] {
+    // Also a running job's own error prefix (out/inner/_errors/), which no marker claims.
+    for nested in ["out/", "out/inner/deeper/", "out/inner/_errors/"] {
         let Err(refused) = lifecycle.submit(spec(nested), false).await else {
             panic!("{nested} was accepted beside a running job's out/inner/");
         };
