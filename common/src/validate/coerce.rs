@@ -122,6 +122,24 @@ pub(crate) fn coerce(input: &ArrayRef, target: &DataType) -> Result<Coerced, Arr
         }
         (s, DataType::Int64) if s.is_floating() => float_to_int(&input),
         (DataType::Decimal128(_, scale), DataType::Int64) => decimal_to_int(&input, *scale),
+        (
+            DataType::Decimal32(_, scale)
+            | DataType::Decimal64(_, scale)
+            | DataType::Decimal256(_, scale),
+            DataType::Int64,
+        ) => {
+            // Through Decimal128 (exact for 32/64 bits; a 256-bit value past 38 digits, which
+            // no i64 holds anyway, fails).
+            let wide = cast_with_options(&input, &DataType::Decimal128(38, *scale), &SAFE)?;
+            let mut coerced = decimal_to_int(&wide, *scale)?;
+            coerced.failures.extend(
+                newly_null(input.as_ref(), wide.as_ref())
+                    .into_iter()
+                    .map(|row| (row, INT_PARSING)),
+            );
+            coerced.failures.sort_by_key(|f| f.0);
+            Ok(coerced)
+        }
         (s, DataType::Boolean) if s.is_numeric() => numeric_to_bool(&input),
         (DataType::Timestamp(_, _) | DataType::Date32 | DataType::Date64, t)
             if is_utc_micros(t) =>
