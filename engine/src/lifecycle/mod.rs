@@ -175,6 +175,27 @@ pub struct Lifecycle {
     /// must end as one job (the second follows the first), not as a refusal of the second
     /// at the output's claim.
     naming: std::sync::Mutex<std::collections::HashMap<String, Arc<Mutex<()>>>>,
+    /// Outputs (output, errors) of jobs being submitted, not yet in the table
+    /// (`check_not_nested`).
+    submitting: std::sync::Mutex<Vec<(String, [String; 2])>>,
+}
+
+/// A submit's outputs, counted by `check_not_nested` until the submit ends (by then the job
+/// is in the table, or it was not created).
+struct OutputsReserved<'a> {
+    lifecycle: &'a Lifecycle,
+    job_id: String,
+}
+
+impl Drop for OutputsReserved<'_> {
+    fn drop(&mut self) {
+        let mut submitting = self
+            .lifecycle
+            .submitting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        submitting.retain(|(id, _)| *id != self.job_id);
+    }
 }
 
 impl Lifecycle {
@@ -191,6 +212,7 @@ impl Lifecycle {
             commits: Default::default(),
             planners: Default::default(),
             naming: Default::default(),
+            submitting: Default::default(),
         })
     }
 
@@ -266,7 +288,8 @@ impl Lifecycle {
             .await
             .map_err(SubmitError::Precondition)?;
         check_inputs_outside_output(&config, &plan.inputs).map_err(SubmitError::Invalid)?;
-        self.check_not_nested(&config)
+        let _reserved = self
+            .check_not_nested(&config)
             .await
             .map_err(SubmitError::Invalid)?;
         // One job per output: claimed before anything is written, given up if the job does
@@ -286,18 +309,27 @@ impl Lifecycle {
     /// a commit with `--overwrite` removes whatever its prefix holds besides its own parts, and
     /// a reader of the outer prefix would see the inner job's parts as its own. (One output
     /// exactly is kept to one job by its owner marker.)
-    async fn check_not_nested(&self, config: &JobConfig) -> zoopipe_common::Result<()> {
+    async fn check_not_nested(
+        &self,
+        config: &JobConfig,
+    ) -> zoopipe_common::Result<OutputsReserved<'_>> {
         let ours = [&config.output, &config.errors].map(|t| t.url.to_string());
         let jobs = self.jobs.lock().await;
-        for (job_id, job) in jobs.iter().filter(|(_, j)| !j.ended()) {
-            let targets = [&job.config.output, &job.config.errors].map(|t| t.url.to_string());
+        let running = jobs.iter().filter(|(_, j)| !j.ended()).map(|(id, j)| {
+            let targets = [&j.config.output, &j.config.errors].map(|t| t.url.to_string());
+            (id.clone(), targets)
+        });
+        let mut submitting = self.submitting.lock().unwrap_or_else(|e| e.into_inner());
+        // Jobs being submitted count too: two nested submits at the same moment must not both
+        // pass before either is in the table.
+        for (job_id, targets) in running.chain(submitting.iter().cloned()) {
             if targets[0] == ours[0] {
                 // The same output: its owner marker refuses this job, naming the other.
                 continue;
             }
-            for theirs in targets {
+            for theirs in &targets {
                 for mine in &ours {
-                    let nested = mine != &theirs
+                    let nested = mine != theirs
                         && ((mine.ends_with('/') && theirs.starts_with(mine.as_str()))
                             || (theirs.ends_with('/') && mine.starts_with(theirs.as_str())));
                     if nested {
@@ -310,7 +342,11 @@ impl Lifecycle {
                 }
             }
         }
-        Ok(())
+        submitting.push((config.job_id.clone(), ours));
+        Ok(OutputsReserved {
+            lifecycle: self,
+            job_id: config.job_id.clone(),
+        })
     }
 
     /// The rest of `submit`, once the output is claimed; on failure the config comes back so

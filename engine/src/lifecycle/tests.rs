@@ -322,3 +322,34 @@ async fn a_new_leader_removes_the_claim_an_ended_job_left_behind() {
     assert_eq!(report.state, JobState::Cancelled);
     assert!(!marker.exists(), "the ended job's claim is gone");
 }
+
+#[tokio::test]
+async fn a_job_being_submitted_keeps_a_nested_output_out_too() {
+    // Two nested submits at the same moment: the first is not in the table yet while it plans
+    // and claims, but its outputs are reserved until its submit ends.
+    let dir = tempfile::tempdir().unwrap();
+    let config = |id: &str, output: &str| {
+        let spec: JobSpec = serde_json::from_value(serde_json::json!({
+            "input": dir.path().join("in.csv").to_string_lossy(),
+            "output": format!("{}/{output}", dir.path().to_string_lossy()),
+        }))
+        .unwrap();
+        JobConfig::new(id.into(), spec).unwrap()
+    };
+    let lifecycle = Lifecycle::new(Arc::new(MemoryStore::default()), Storage::new());
+    let first = lifecycle
+        .check_not_nested(&config("a", "out/"))
+        .await
+        .unwrap();
+    assert!(
+        lifecycle
+            .check_not_nested(&config("b", "out/day=1/"))
+            .await
+            .is_err()
+    );
+    drop(first);
+    lifecycle
+        .check_not_nested(&config("b", "out/day=1/"))
+        .await
+        .unwrap();
+}
