@@ -71,9 +71,10 @@ fn reader_findings(
     batch: &RecordBatch,
 ) -> HashMap<usize, Vec<FieldError>> {
     let mut found: HashMap<usize, Vec<FieldError>> = HashMap::new();
+    let schema = batch.schema();
     for &(row, col) in non_strings {
         found.entry(row).or_default().push(FieldError {
-            field: Some(batch.schema().field(col).name().clone()),
+            field: Some(schema.field(col).name().clone()),
             kind: ErrorKind::Coercion,
             message: "Input should be a valid string".into(),
         });
