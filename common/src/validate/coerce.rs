@@ -121,25 +121,13 @@ pub(crate) fn coerce(input: &ArrayRef, target: &DataType) -> Result<Coerced, Arr
             Ok(text_to_timestamp(input.as_string::<i32>(), target))
         }
         (s, DataType::Int64) if s.is_floating() => float_to_int(&input),
-        (DataType::Decimal128(_, scale), DataType::Int64) => decimal_to_int(&input, *scale),
         (
             DataType::Decimal32(_, scale)
             | DataType::Decimal64(_, scale)
+            | DataType::Decimal128(_, scale)
             | DataType::Decimal256(_, scale),
             DataType::Int64,
-        ) => {
-            // Through Decimal128 (exact for 32/64 bits; a 256-bit value past 38 digits, which
-            // no i64 holds anyway, fails).
-            let wide = cast_with_options(&input, &DataType::Decimal128(38, *scale), &SAFE)?;
-            let mut coerced = decimal_to_int(&wide, *scale)?;
-            coerced.failures.extend(
-                newly_null(input.as_ref(), wide.as_ref())
-                    .into_iter()
-                    .map(|row| (row, INT_PARSING)),
-            );
-            coerced.failures.sort_by_key(|f| f.0);
-            Ok(coerced)
-        }
+        ) => decimal_to_int(&input, *scale),
         (s, DataType::Boolean) if s.is_numeric() => numeric_to_bool(&input),
         (DataType::Timestamp(_, _) | DataType::Date32 | DataType::Date64, t)
             if is_utc_micros(t) =>
@@ -314,10 +302,17 @@ fn text_to_timestamp(strings: &StringArray, target: &DataType) -> Coerced {
 
 /// Decimal → Int64 only for whole values that fit: arrow's cast would truncate 999.99 to 999.
 fn decimal_to_int(input: &ArrayRef, scale: i8) -> Result<Coerced, ArrowError> {
-    let decimals = input.as_primitive::<Decimal128Type>();
+    // Other widths through Decimal128: exact for 32/64 bits; a 256-bit value past 38 digits
+    // (which no i64 holds anyway) becomes null there, and fails.
+    let wide = match input.data_type() {
+        DataType::Decimal128(..) => Arc::clone(input),
+        _ => cast_with_options(input, &DataType::Decimal128(38, scale), &SAFE)?,
+    };
+    let too_wide = newly_null(input.as_ref(), wide.as_ref());
+    let decimals = wide.as_primitive::<Decimal128Type>();
     // A Decimal128's scale is within ±38, and 10^38 fits an i128.
     let unit = 10i128.pow(u32::from(scale.unsigned_abs()));
-    Ok(map_rows::<Int64Type, i128>(
+    let mut coerced = map_rows::<Int64Type, i128>(
         decimals.len(),
         &DataType::Int64,
         |i| decimals.is_valid(i).then(|| decimals.value(i)),
@@ -332,7 +327,14 @@ fn decimal_to_int(input: &ArrayRef, scale: i8) -> Result<Coerced, ArrowError> {
             };
             whole.and_then(|w| i64::try_from(w).ok()).ok_or(INT_PARSING)
         },
-    ))
+    );
+    if !too_wide.is_empty() {
+        coerced
+            .failures
+            .extend(too_wide.into_iter().map(|row| (row, INT_PARSING)));
+        coerced.failures.sort_by_key(|f| f.0);
+    }
+    Ok(coerced)
 }
 
 /// Float → Int64 only for whole values: arrow's cast would truncate 4.5 to 4 silently.
